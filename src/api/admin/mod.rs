@@ -1,0 +1,4 @@
+//! `/api/admin/*` handlers (admin secret).
+
+pub mod audit;
+pub mod tenants;

@@ -1,0 +1,413 @@
+//! The route table: every endpoint of the API, the auth it requires and its body limit.
+//!
+//! [`resolve`] is a pure function from (method, path) to a [`Route`]; [`Route::auth`] is an
+//! exhaustive match, so adding a variant does not compile until its auth is decided. The V1
+//! API answers under `/v1/...` and, identically, under `/api/v1/...` (API.md G1). Paths are
+//! case-sensitive and a trailing slash is a different path (API.md §0.1).
+
+use http::Method;
+use percent_encoding::percent_decode_str;
+
+use crate::config::Config;
+
+/// What a route demands of the caller before its handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRequirement {
+    None,
+    /// `Authorization: Bearer <access JWT>`: a user.
+    Jwt,
+    /// `Authorization: Bearer ares_…`: a tenant.
+    ApiKey,
+    /// `X-Admin-Secret`: the operator.
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    // Health and meta
+    Health,
+    HealthDetailed,
+    ConfigInfo,
+    // Users
+    AuthRegister,
+    AuthLogin,
+    AuthRefresh,
+    AuthLogout,
+    ListPlatformAgents,
+    // Chat, research, memory, workflows
+    Chat,
+    ChatStream,
+    Research,
+    GetMemory,
+    ListWorkflows,
+    RunWorkflow { workflow: String },
+    // User agents
+    ListUserAgents,
+    CreateUserAgent,
+    ImportUserAgent,
+    GetUserAgent { name: String },
+    UpdateUserAgent { name: String },
+    DeleteUserAgent { name: String },
+    ExportUserAgent { name: String },
+    // Conversations
+    ListConversations,
+    GetConversation { id: String },
+    RenameConversation { id: String },
+    DeleteConversation { id: String },
+    // RAG
+    RagIngest,
+    RagSearch,
+    RagListCollections,
+    RagDeleteCollection,
+    // V1 client API
+    V1Chat,
+    V1ChatStream,
+    V1ListAgents,
+    V1GetAgent { name: String },
+    V1RunAgent { name: String },
+    V1ListAgentRuns { name: String },
+    V1ListAgentLogs { name: String },
+    V1GetUsage,
+    V1ListApiKeys,
+    V1CreateApiKey,
+    V1RevokeApiKey { id: String },
+    // Admin: tenants, keys, agents, analytics, audit
+    AdminCreateTenant,
+    AdminListTenants,
+    AdminGetTenant { tenant_id: String },
+    AdminUpdateQuota { tenant_id: String },
+    AdminProvisionClient,
+    AdminCreateApiKey { tenant_id: String },
+    AdminListApiKeys { tenant_id: String },
+    AdminListTenantAgents { tenant_id: String },
+    AdminCreateTenantAgent { tenant_id: String },
+    AdminUpdateTenantAgent { tenant_id: String, agent_name: String },
+    AdminDeleteTenantAgent { tenant_id: String, agent_name: String },
+    AdminListAgentTemplates,
+    AdminListModels,
+    AdminTenantUsage { tenant_id: String },
+    AdminTenantDailyUsage { tenant_id: String },
+    AdminAgentRuns { tenant_id: String, agent_name: String },
+    AdminAgentStats { tenant_id: String, agent_name: String },
+    AdminListAllAgents,
+    AdminStats,
+    AdminListAlerts,
+    AdminResolveAlert { alert_id: String },
+    AdminAuditLog,
+    // Admin: deployments, services, backups
+    AdminStartDeploy,
+    AdminGetDeploy { deploy_id: String },
+    AdminListDeploys,
+    AdminDeployEvents { deploy_id: String },
+    AdminCancelDeploy { deploy_id: String },
+    AdminDeleteDeploy { deploy_id: String },
+    AdminListServices,
+    AdminServiceLogs { service_name: String },
+    AdminBackup,
+}
+
+impl Route {
+    /// The auth each route requires (API.md §0.7). No wildcard arm: a new route must choose.
+    pub fn auth(&self) -> AuthRequirement {
+        use AuthRequirement::*;
+        match self {
+            Route::Health
+            | Route::HealthDetailed
+            | Route::ConfigInfo
+            | Route::AuthRegister
+            | Route::AuthLogin
+            | Route::AuthRefresh
+            | Route::AuthLogout
+            | Route::ListPlatformAgents => None,
+            Route::Chat
+            | Route::ChatStream
+            | Route::Research
+            | Route::GetMemory
+            | Route::ListWorkflows
+            | Route::RunWorkflow { .. }
+            | Route::ListUserAgents
+            | Route::CreateUserAgent
+            | Route::ImportUserAgent
+            | Route::GetUserAgent { .. }
+            | Route::UpdateUserAgent { .. }
+            | Route::DeleteUserAgent { .. }
+            | Route::ExportUserAgent { .. }
+            | Route::ListConversations
+            | Route::GetConversation { .. }
+            | Route::RenameConversation { .. }
+            | Route::DeleteConversation { .. }
+            | Route::RagIngest
+            | Route::RagSearch
+            | Route::RagListCollections
+            | Route::RagDeleteCollection => Jwt,
+            Route::V1Chat
+            | Route::V1ChatStream
+            | Route::V1ListAgents
+            | Route::V1GetAgent { .. }
+            | Route::V1RunAgent { .. }
+            | Route::V1ListAgentRuns { .. }
+            | Route::V1ListAgentLogs { .. }
+            | Route::V1GetUsage
+            | Route::V1ListApiKeys
+            | Route::V1CreateApiKey
+            | Route::V1RevokeApiKey { .. } => ApiKey,
+            Route::AdminCreateTenant
+            | Route::AdminListTenants
+            | Route::AdminGetTenant { .. }
+            | Route::AdminUpdateQuota { .. }
+            | Route::AdminProvisionClient
+            | Route::AdminCreateApiKey { .. }
+            | Route::AdminListApiKeys { .. }
+            | Route::AdminListTenantAgents { .. }
+            | Route::AdminCreateTenantAgent { .. }
+            | Route::AdminUpdateTenantAgent { .. }
+            | Route::AdminDeleteTenantAgent { .. }
+            | Route::AdminListAgentTemplates
+            | Route::AdminListModels
+            | Route::AdminTenantUsage { .. }
+            | Route::AdminTenantDailyUsage { .. }
+            | Route::AdminAgentRuns { .. }
+            | Route::AdminAgentStats { .. }
+            | Route::AdminListAllAgents
+            | Route::AdminStats
+            | Route::AdminListAlerts
+            | Route::AdminResolveAlert { .. }
+            | Route::AdminAuditLog
+            | Route::AdminStartDeploy
+            | Route::AdminGetDeploy { .. }
+            | Route::AdminListDeploys
+            | Route::AdminDeployEvents { .. }
+            | Route::AdminCancelDeploy { .. }
+            | Route::AdminDeleteDeploy { .. }
+            | Route::AdminListServices
+            | Route::AdminServiceLogs { .. }
+            | Route::AdminBackup => Admin,
+        }
+    }
+
+    /// Largest request body the route accepts: documents for RAG ingest, else the default.
+    pub fn body_limit(&self, config: &Config) -> usize {
+        match self {
+            Route::RagIngest => config.rag.max_ingest_bytes.max(config.server.max_body_bytes),
+            _ => config.server.max_body_bytes,
+        }
+    }
+}
+
+/// Outcome of matching a request line against the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    Found(Route),
+    /// The path exists with other methods. `auth` is the path's requirement, checked before
+    /// answering 405 (API.md §1.0: an unauthenticated wrong-method request on a JWT path is 401).
+    MethodNotAllowed {
+        allow: Vec<Method>,
+        auth: AuthRequirement,
+    },
+    NotFound,
+}
+
+/// Match `method` and `path` (without query string). Never panics, whatever the input.
+pub fn resolve(method: &Method, path: &str) -> Resolution {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Resolution::NotFound;
+    };
+    let decoded: Vec<String> =
+        rest.split('/').map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    // `/api/v1/...` is an alias of `/v1/...`.
+    let segments = match segments.as_slice() {
+        ["api", "v1", rest @ ..] if !rest.is_empty() => [&["v1"][..], rest].concat(),
+        _ => segments,
+    };
+    let candidates = candidates(&segments);
+    if candidates.is_empty() {
+        return Resolution::NotFound;
+    }
+    let mut allow = Vec::with_capacity(candidates.len());
+    let mut auth = AuthRequirement::None;
+    for (candidate_method, route) in candidates {
+        if candidate_method == *method {
+            return Resolution::Found(route);
+        }
+        auth = route.auth();
+        allow.push(candidate_method);
+    }
+    Resolution::MethodNotAllowed { allow, auth }
+}
+
+/// Every (method, route) served at this path. Path parameters must be non-empty.
+fn candidates(segments: &[&str]) -> Vec<(Method, Route)> {
+    use Method as M;
+    let s = |v: &&str| v.to_string();
+    match segments {
+        ["health"] => vec![(M::GET, Route::Health)],
+        ["health", "detailed"] => vec![(M::GET, Route::HealthDetailed)],
+        ["config", "info"] => vec![(M::GET, Route::ConfigInfo)],
+
+        ["api", "auth", "register"] => vec![(M::POST, Route::AuthRegister)],
+        ["api", "auth", "login"] => vec![(M::POST, Route::AuthLogin)],
+        ["api", "auth", "refresh"] => vec![(M::POST, Route::AuthRefresh)],
+        ["api", "auth", "logout"] => vec![(M::POST, Route::AuthLogout)],
+        ["api", "agents"] => vec![(M::GET, Route::ListPlatformAgents)],
+
+        ["api", "chat"] => vec![(M::POST, Route::Chat)],
+        ["api", "chat", "stream"] => vec![(M::POST, Route::ChatStream)],
+        ["api", "research"] => vec![(M::POST, Route::Research)],
+        ["api", "memory"] => vec![(M::GET, Route::GetMemory)],
+        ["api", "workflows"] => vec![(M::GET, Route::ListWorkflows)],
+        ["api", "workflows", w] if !w.is_empty() => vec![(M::POST, Route::RunWorkflow { workflow: s(w) })],
+
+        ["api", "user", "agents"] => vec![(M::GET, Route::ListUserAgents), (M::POST, Route::CreateUserAgent)],
+        ["api", "user", "agents", "import"] => vec![(M::POST, Route::ImportUserAgent)],
+        ["api", "user", "agents", n] if !n.is_empty() => vec![
+            (M::GET, Route::GetUserAgent { name: s(n) }),
+            (M::PUT, Route::UpdateUserAgent { name: s(n) }),
+            (M::DELETE, Route::DeleteUserAgent { name: s(n) }),
+        ],
+        ["api", "user", "agents", n, "export"] if !n.is_empty() => {
+            vec![(M::GET, Route::ExportUserAgent { name: s(n) })]
+        }
+
+        ["api", "conversations"] => vec![(M::GET, Route::ListConversations)],
+        ["api", "conversations", id] if !id.is_empty() => vec![
+            (M::GET, Route::GetConversation { id: s(id) }),
+            (M::PUT, Route::RenameConversation { id: s(id) }),
+            (M::DELETE, Route::DeleteConversation { id: s(id) }),
+        ],
+
+        ["api", "rag", "ingest"] => vec![(M::POST, Route::RagIngest)],
+        ["api", "rag", "search"] => vec![(M::POST, Route::RagSearch)],
+        ["api", "rag", "collections"] => vec![(M::GET, Route::RagListCollections)],
+        ["api", "rag", "collection"] => vec![(M::DELETE, Route::RagDeleteCollection)],
+
+        ["v1", "chat"] => vec![(M::POST, Route::V1Chat)],
+        ["v1", "chat", "stream"] => vec![(M::POST, Route::V1ChatStream)],
+        ["v1", "agents"] => vec![(M::GET, Route::V1ListAgents)],
+        ["v1", "agents", n] if !n.is_empty() => vec![(M::GET, Route::V1GetAgent { name: s(n) })],
+        ["v1", "agents", n, "run"] if !n.is_empty() => vec![(M::POST, Route::V1RunAgent { name: s(n) })],
+        ["v1", "agents", n, "runs"] if !n.is_empty() => vec![(M::GET, Route::V1ListAgentRuns { name: s(n) })],
+        ["v1", "agents", n, "logs"] if !n.is_empty() => vec![(M::GET, Route::V1ListAgentLogs { name: s(n) })],
+        ["v1", "usage"] => vec![(M::GET, Route::V1GetUsage)],
+        ["v1", "api-keys"] => vec![(M::GET, Route::V1ListApiKeys), (M::POST, Route::V1CreateApiKey)],
+        ["v1", "api-keys", id] if !id.is_empty() => vec![(M::DELETE, Route::V1RevokeApiKey { id: s(id) })],
+
+        ["api", "admin", rest @ ..] => admin_candidates(rest),
+        _ => Vec::new(),
+    }
+}
+
+fn admin_candidates(segments: &[&str]) -> Vec<(Method, Route)> {
+    use Method as M;
+    let s = |v: &&str| v.to_string();
+    match segments {
+        ["tenants"] => vec![(M::GET, Route::AdminListTenants), (M::POST, Route::AdminCreateTenant)],
+        ["tenants", t] if !t.is_empty() => vec![(M::GET, Route::AdminGetTenant { tenant_id: s(t) })],
+        ["tenants", t, "quota"] if !t.is_empty() => vec![(M::PUT, Route::AdminUpdateQuota { tenant_id: s(t) })],
+        ["tenants", t, "api-keys"] if !t.is_empty() => vec![
+            (M::GET, Route::AdminListApiKeys { tenant_id: s(t) }),
+            (M::POST, Route::AdminCreateApiKey { tenant_id: s(t) }),
+        ],
+        ["tenants", t, "agents"] if !t.is_empty() => vec![
+            (M::GET, Route::AdminListTenantAgents { tenant_id: s(t) }),
+            (M::POST, Route::AdminCreateTenantAgent { tenant_id: s(t) }),
+        ],
+        ["tenants", t, "agents", a] if !t.is_empty() && !a.is_empty() => vec![
+            (M::PUT, Route::AdminUpdateTenantAgent { tenant_id: s(t), agent_name: s(a) }),
+            (M::DELETE, Route::AdminDeleteTenantAgent { tenant_id: s(t), agent_name: s(a) }),
+        ],
+        ["tenants", t, "agents", a, "runs"] if !t.is_empty() && !a.is_empty() => {
+            vec![(M::GET, Route::AdminAgentRuns { tenant_id: s(t), agent_name: s(a) })]
+        }
+        ["tenants", t, "agents", a, "stats"] if !t.is_empty() && !a.is_empty() => {
+            vec![(M::GET, Route::AdminAgentStats { tenant_id: s(t), agent_name: s(a) })]
+        }
+        ["tenants", t, "usage"] if !t.is_empty() => vec![(M::GET, Route::AdminTenantUsage { tenant_id: s(t) })],
+        ["tenants", t, "usage", "daily"] if !t.is_empty() => {
+            vec![(M::GET, Route::AdminTenantDailyUsage { tenant_id: s(t) })]
+        }
+        ["provision-client"] => vec![(M::POST, Route::AdminProvisionClient)],
+        ["agent-templates"] => vec![(M::GET, Route::AdminListAgentTemplates)],
+        ["models"] => vec![(M::GET, Route::AdminListModels)],
+        ["agents"] => vec![(M::GET, Route::AdminListAllAgents)],
+        ["stats"] => vec![(M::GET, Route::AdminStats)],
+        ["alerts"] => vec![(M::GET, Route::AdminListAlerts)],
+        ["alerts", a, "resolve"] if !a.is_empty() => vec![(M::POST, Route::AdminResolveAlert { alert_id: s(a) })],
+        ["audit-log"] => vec![(M::GET, Route::AdminAuditLog)],
+        ["deploy"] => vec![(M::POST, Route::AdminStartDeploy)],
+        ["deploy", d] if !d.is_empty() => vec![
+            (M::GET, Route::AdminGetDeploy { deploy_id: s(d) }),
+            (M::DELETE, Route::AdminDeleteDeploy { deploy_id: s(d) }),
+        ],
+        ["deploy", d, "events"] if !d.is_empty() => vec![(M::GET, Route::AdminDeployEvents { deploy_id: s(d) })],
+        ["deploy", d, "cancel"] if !d.is_empty() => vec![(M::POST, Route::AdminCancelDeploy { deploy_id: s(d) })],
+        ["deploys"] => vec![(M::GET, Route::AdminListDeploys)],
+        ["services"] => vec![(M::GET, Route::AdminListServices)],
+        ["services", n, "logs"] if !n.is_empty() => vec![(M::GET, Route::AdminServiceLogs { service_name: s(n) })],
+        ["backup"] => vec![(M::POST, Route::AdminBackup)],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(method: Method, path: &str, expected: Resolution) {
+        assert_eq!(resolve(&method, path), expected, "{method} {path}");
+    }
+
+    #[test]
+    fn resolves_documented_paths() {
+        check(Method::GET, "/health", Resolution::Found(Route::Health));
+        check(Method::POST, "/api/admin/tenants", Resolution::Found(Route::AdminCreateTenant));
+        check(
+            Method::PUT,
+            "/api/admin/tenants/abc/agents/my%20agent",
+            Resolution::Found(Route::AdminUpdateTenantAgent { tenant_id: "abc".into(), agent_name: "my agent".into() }),
+        );
+        check(Method::GET, "/v1/agents/x/runs", Resolution::Found(Route::V1ListAgentRuns { name: "x".into() }));
+        check(Method::GET, "/api/v1/agents/x/runs", Resolution::Found(Route::V1ListAgentRuns { name: "x".into() }));
+        check(Method::POST, "/api/user/agents/import", Resolution::Found(Route::ImportUserAgent));
+    }
+
+    #[test]
+    fn trailing_slashes_empty_params_and_unknown_paths_are_404() {
+        check(Method::GET, "/api/agents/", Resolution::NotFound);
+        check(Method::GET, "/api/admin/tenants//quota", Resolution::NotFound);
+        check(Method::GET, "/nope", Resolution::NotFound);
+        check(Method::GET, "", Resolution::NotFound);
+        check(Method::GET, "/api/v1", Resolution::NotFound);
+        check(Method::GET, "/HEALTH", Resolution::NotFound);
+    }
+
+    #[test]
+    fn wrong_method_lists_allowed_methods_and_keeps_the_paths_auth() {
+        check(
+            Method::GET,
+            "/api/chat",
+            Resolution::MethodNotAllowed { allow: vec![Method::POST], auth: AuthRequirement::Jwt },
+        );
+        check(
+            Method::DELETE,
+            "/api/admin/tenants",
+            Resolution::MethodNotAllowed { allow: vec![Method::GET, Method::POST], auth: AuthRequirement::Admin },
+        );
+        check(
+            Method::POST,
+            "/health",
+            Resolution::MethodNotAllowed { allow: vec![Method::GET], auth: AuthRequirement::None },
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(path in "\\PC*", method in prop::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH])) {
+            let _ = resolve(&method, &path);
+            let _ = resolve(&method, &format!("/{path}"));
+            let _ = resolve(&method, &format!("/api/admin/{path}"));
+            let _ = resolve(&method, &format!("/api/v1/{path}"));
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Subcommand implementations for the `ares` binary (not part of the library).
+
+pub mod init;
+pub mod migrate;
+pub mod serve;
+
+use std::fmt;
+
+use ares::config::{self, ConfigError, LoadedConfig};
+
+use crate::GlobalArgs;
+
+/// A failed command: the message for stderr and whether it was the user's input (exit 2) or
+/// a runtime problem (exit 1).
+pub struct Failure {
+    message: String,
+    usage: bool,
+}
+
+impl Failure {
+    /// Bad flags or configuration: exit code 2.
+    pub fn usage(message: impl fmt::Display) -> Self {
+        Failure { message: message.to_string(), usage: true }
+    }
+
+    /// Anything else: exit code 1.
+    pub fn runtime(message: impl fmt::Display) -> Self {
+        Failure { message: message.to_string(), usage: false }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        if self.usage { 2 } else { 1 }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<ares::StartError> for Failure {
+    fn from(e: ares::StartError) -> Self {
+        match e {
+            ares::StartError::Secrets(_) => Failure::usage(e),
+            ares::StartError::Store(_) | ares::StartError::DataDir { .. } => Failure::runtime(e),
+        }
+    }
+}
+
+/// The process environment as the config layer reads it.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Load and validate the config, applying `--host`/`--port`. Warnings are returned, not
+/// printed, because logging is not set up until the log level is known.
+pub fn load_config(global: &GlobalArgs) -> Result<LoadedConfig, Failure> {
+    let mut loaded =
+        config::load(global.config.as_deref(), &process_env).map_err(|e: ConfigError| Failure::usage(e))?;
+    if let Some(host) = &global.host {
+        loaded.config.server.host = host.clone();
+    }
+    if let Some(port) = global.port {
+        loaded.config.server.port = Some(port);
+    }
+    Ok(loaded)
+}
+
+/// Logs go to stderr; `RUST_LOG` wins over `[server].log_level`.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn report(loaded: &LoadedConfig) {
+    for note in &loaded.notes {
+        tracing::info!("{note}");
+    }
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+}

@@ -1,0 +1,83 @@
+//! `ares serve`: load config, resolve secrets, open and migrate the store, bind, serve until
+//! SIGINT/SIGTERM, drain, close the store.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Failure, init_logging, load_config, process_env, report};
+use crate::GlobalArgs;
+
+/// Written while serving so other commands (and operators) can find the running server.
+const SERVER_FILE: &str = "server.json";
+
+pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
+    let loaded = load_config(global)?;
+    init_logging(&loaded.config.server.log_level);
+    report(&loaded);
+    let port = loaded.config.effective_port(&process_env).map_err(Failure::usage)?;
+    let host = loaded.config.server.host.clone();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let data_dir = global.data_dir.clone();
+        let config = loaded.config;
+        let built = tokio::task::spawn_blocking(move || ares::build_app(config, &data_dir, &process_env))
+            .await
+            .map_err(|e| Failure::runtime(format!("start-up task failed: {e}")))??;
+
+        let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot bind {host}:{port}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| Failure::runtime(format!("cannot read bound address: {e}")))?;
+        let server_file = global.data_dir.join(SERVER_FILE);
+        write_server_file(&server_file, addr);
+
+        if let Some((secret, path)) = &built.generated_admin_secret {
+            println!("Generated an admin secret (shown once): {secret}");
+            println!("  stored in {} (mode 0600); set ADMIN_API_KEY to use your own", path.display());
+        }
+        println!("ares {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+        tracing::info!(%addr, data_dir = %global.data_dir.display(), "serving");
+
+        let result = ares::run(listener, Arc::new(built.app), shutdown_signal()).await;
+        let _ = std::fs::remove_file(&server_file);
+        result.map_err(|e| Failure::runtime(format!("server error: {e}")))?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    })
+}
+
+fn write_server_file(path: &Path, addr: SocketAddr) {
+    let body = serde_json::json!({ "pid": std::process::id(), "addr": addr.to_string() });
+    if let Err(e) = std::fs::write(path, body.to_string()) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the server file");
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,95 @@
+//! Reading `ares.toml`: parse, name the key and line of a bad value, warn on unknown keys,
+//! then validate once.
+
+use std::path::{Path, PathBuf};
+
+use super::{Config, validate};
+
+/// How configuration reads the environment; tests pass a closure instead of mutating the
+/// process environment (which is shared by every test thread).
+pub type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+#[derive(Debug)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// The file read, or `None` when the default path did not exist and defaults were used.
+    pub path: Option<PathBuf>,
+    /// Unknown keys and other non-fatal findings, to be logged once at start.
+    pub warnings: Vec<String>,
+    /// Informational one-liners (e.g. the ignored `[database]` section).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{file} line {line}: {message}")]
+    Parse { file: String, line: usize, message: String },
+    #[error("{0}")]
+    Validation(String),
+    #[error("{message}")]
+    Invalid { message: String },
+}
+
+/// Load `path` (or `./ares.toml` when `None`). An explicitly named file must exist; a missing
+/// default file means "all defaults", so `cargo run` works in an empty directory.
+pub fn load(path: Option<&Path>, env: &EnvLookup) -> Result<LoadedConfig, ConfigError> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from("ares.toml"), false),
+    };
+    let source = match std::fs::read_to_string(&path) {
+        Ok(source) => source,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            let mut loaded = load_str("", "<defaults>", env)?;
+            loaded.path = None;
+            loaded
+                .notes
+                .push(format!("{} not found; using built-in defaults (run `ares init` to write one)", path.display()));
+            return Ok(loaded);
+        }
+        Err(source) => return Err(ConfigError::Io { path, source }),
+    };
+    let mut loaded = load_str(&source, &path.display().to_string(), env)?;
+    loaded.path = Some(path);
+    Ok(loaded)
+}
+
+/// Parse and validate config text; `file` is only used in messages.
+pub fn load_str(source: &str, file: &str, env: &EnvLookup) -> Result<LoadedConfig, ConfigError> {
+    let parse_error = |span: Option<std::ops::Range<usize>>, message: String| ConfigError::Parse {
+        file: file.to_string(),
+        line: span.map_or(0, |s| line_of(source, s.start)),
+        message,
+    };
+
+    let deserializer =
+        toml::de::Deserializer::parse(source).map_err(|e| parse_error(e.span(), e.message().trim().to_string()))?;
+
+    let mut unknown = Vec::new();
+    let mut record_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let tracked = serde_ignored::Deserializer::new(deserializer, &mut record_unknown);
+    let config: Config = serde_path_to_error::deserialize(tracked).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.message().trim().to_string();
+        let message = if key.is_empty() || key == "." { message } else { format!("{key}: {message}") };
+        parse_error(inner.span(), message)
+    })?;
+
+    let mut warnings: Vec<String> =
+        unknown.into_iter().map(|key| format!("{file}: unknown key `{key}` ignored")).collect();
+    let mut notes = Vec::new();
+    if config.database.is_some() {
+        notes.push("[database] is ignored: storage is embedded (data/ares.redb)".to_string());
+    }
+    validate::validate(&config, env, &mut warnings).map_err(ConfigError::Validation)?;
+    Ok(LoadedConfig { config, path: None, warnings, notes })
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(source: &str, offset: usize) -> usize {
+    let end = offset.min(source.len());
+    source.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}

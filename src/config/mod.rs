@@ -1,0 +1,448 @@
+//! `ares.toml`: the typed configuration every service is built from.
+//!
+//! The file accepts every form the public ARES docs show (`[[providers]]` arrays with `type` or
+//! `kind`, `base_url` or `api_base`, nested `[[providers.models]]`, top-level `[[models]]`,
+//! `[[agents]]` with `[agents.toon]`) and the reference server's `[providers.<name>]` tables.
+//! Loading ([`load`]) reports a wrong type with its key and line, turns unknown keys into
+//! warnings, applies environment overrides and validates once; after that the config is plain
+//! data that later layers read without re-checking.
+
+mod load;
+mod named;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use load::{ConfigError, EnvLookup, LoadedConfig, load, load_str};
+
+/// The shipped, fully commented `ares.toml`; `ares init` writes exactly this.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../ares.toml");
+
+/// Default port when neither `[server].port`, `PORT` nor `--port` says otherwise.
+pub const DEFAULT_PORT: u16 = 3000;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Accepted so configs written for the Postgres-backed ARES load unchanged; storage here is
+    /// embedded, so its contents are ignored (load prints a one-line note).
+    pub database: Option<toml::Value>,
+    pub auth: AuthConfig,
+    pub storage: StorageConfig,
+    #[serde(deserialize_with = "named::seq_or_map")]
+    pub providers: Vec<ProviderConfig>,
+    #[serde(deserialize_with = "named::seq_or_map")]
+    pub models: Vec<ModelConfig>,
+    #[serde(deserialize_with = "named::seq_or_map")]
+    pub agents: Vec<AgentConfig>,
+    #[serde(deserialize_with = "named::seq_or_map")]
+    pub workflows: Vec<WorkflowConfig>,
+    pub tools: BTreeMap<String, ToolConfig>,
+    pub rag: RagConfig,
+    pub deploy: DeployConfig,
+    #[serde(deserialize_with = "named::seq_or_map")]
+    pub services: Vec<ServiceConfig>,
+    /// `[config]`: directories of `*.toon` files (agents, models, tools, workflows).
+    pub config: ConfigDirs,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub host: String,
+    /// `None` means "not in the file": then `PORT`, then [`DEFAULT_PORT`].
+    pub port: Option<u16>,
+    pub log_level: String,
+    /// Empty or `["*"]`: any origin, without credentials (API.md §0.5).
+    pub cors_origins: Vec<String>,
+    /// Per-client-IP token bucket; `0` disables the limiter.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    /// Peers whose `X-Forwarded-For` is believed (a reverse proxy such as Caddy on loopback).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Default request-body limit; routes that take documents have their own, larger one.
+    pub max_body_bytes: usize,
+    /// How long graceful shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace_secs: u64,
+    /// Connections served at once; further accepts wait, so memory stays bounded under a flood.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: None,
+            log_level: "info".into(),
+            cors_origins: Vec::new(),
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            trusted_proxies: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            max_body_bytes: 2 * 1024 * 1024,
+            shutdown_grace_secs: 10,
+            max_connections: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Env var holding the JWT signing secret (API.md §3.2).
+    pub jwt_secret_env: String,
+    /// Env var holding the admin secret when `ADMIN_API_KEY` is unset (API.md §3.6).
+    pub api_key_env: String,
+    /// Access-token lifetime in seconds.
+    pub jwt_access_expiry: u64,
+    /// Refresh-token lifetime in seconds.
+    pub jwt_refresh_expiry: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret_env: "JWT_SECRET".into(),
+            api_key_env: "API_KEY".into(),
+            jwt_access_expiry: 900,
+            jwt_refresh_expiry: 604_800,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// Where backups go; relative paths are under the data dir. Default `<data>/backups`.
+    pub backups_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible API: OpenAI, Groq, NVIDIA, vLLM, llama.cpp, LocalAI, Together…
+    #[serde(alias = "openai-compatible", alias = "groq", alias = "nvidia")]
+    Openai,
+    Anthropic,
+    Ollama,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderConfig {
+    /// Required in `[[providers]]`; taken from the table key in `[providers.<name>]`.
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", alias = "kind")]
+    pub kind: ProviderKind,
+    #[serde(default, alias = "api_base")]
+    pub base_url: Option<String>,
+    /// Env var holding the key; a provider whose variable is unset is disabled, not fatal.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub default_model: Option<String>,
+    #[serde(default)]
+    pub models: Vec<ProviderModel>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_secs: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_read_timeout() -> u64 {
+    120
+}
+
+/// `[[providers.models]]`: a model served by the enclosing provider.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderModel {
+    /// Provider-side model id, e.g. `llama-3.3-70b-versatile`.
+    pub id: String,
+    /// Name agents use; defaults to `id`.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub context_length: Option<u32>,
+    #[serde(default)]
+    pub tier: Option<Tier>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Fast,
+    Balanced,
+    Powerful,
+    Deepseek,
+    Local,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 5] = [Tier::Fast, Tier::Balanced, Tier::Powerful, Tier::Deepseek, Tier::Local];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Fast => "fast",
+            Tier::Balanced => "balanced",
+            Tier::Powerful => "powerful",
+            Tier::Deepseek => "deepseek",
+            Tier::Local => "local",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == value)
+    }
+}
+
+/// Top-level `[[models]]` (or `[models.<name>]`): a named model bound to a provider.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelConfig {
+    #[serde(default)]
+    pub name: String,
+    pub provider: String,
+    #[serde(alias = "model")]
+    pub model_id: String,
+    #[serde(default)]
+    pub tier: Option<Tier>,
+    #[serde(default)]
+    pub context_length: Option<u32>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AgentConfig {
+    pub name: String,
+    pub description: Option<String>,
+    /// A model name or a tier (`fast`, `balanced`, …).
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub tools: Vec<String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub max_iterations: Option<u32>,
+    /// A RAG collection whose chunks ground every answer.
+    pub collection: Option<String>,
+    /// `[agents.toon]`: a structured prompt assembled into the system prompt.
+    pub toon: Option<ToonPrompt>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ToonPrompt {
+    pub role: Option<String>,
+    pub personality: Option<String>,
+    pub knowledge: Vec<String>,
+    pub constraints: Vec<String>,
+    /// The docs' example puts `tools` after `constraints`, which TOML reads as part of this table.
+    pub tools: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkflowConfig {
+    #[serde(default)]
+    pub name: String,
+    pub entry_agent: String,
+    #[serde(default)]
+    pub fallback_agent: Option<String>,
+    #[serde(default = "default_max_depth")]
+    pub max_depth: u8,
+    #[serde(default = "default_max_iterations")]
+    pub max_iterations: u8,
+    #[serde(default)]
+    pub parallel_subagents: bool,
+}
+
+fn default_max_depth() -> u8 {
+    3
+}
+fn default_max_iterations() -> u8 {
+    5
+}
+
+/// `[tools.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ToolConfig {
+    pub enabled: bool,
+    pub description: Option<String>,
+    pub timeout_secs: u64,
+    /// For `web_search`: a SearXNG-compatible endpoint; unset means the tool is unavailable.
+    pub url: Option<String>,
+}
+
+impl Default for ToolConfig {
+    fn default() -> Self {
+        Self { enabled: true, description: None, timeout_secs: 30, url: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderKind {
+    /// Built-in feature hashing: offline and deterministic, lexical rather than semantic.
+    Hash,
+    Ollama,
+    Openai,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EmbedderConfig {
+    #[serde(rename = "type", alias = "kind")]
+    pub kind: EmbedderKind,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub api_key_env: Option<String>,
+    pub dimensions: usize,
+    pub batch_size: usize,
+}
+
+impl Default for EmbedderConfig {
+    fn default() -> Self {
+        Self {
+            kind: EmbedderKind::Hash,
+            base_url: None,
+            model: None,
+            api_key_env: None,
+            dimensions: 384,
+            batch_size: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RagConfig {
+    pub embedder: EmbedderConfig,
+    /// `word` chunking: window size and overlap, in words.
+    pub chunk_size: usize,
+    pub chunk_overlap: usize,
+    /// Body limit of `POST /api/rag/ingest` (documents are bigger than API calls).
+    pub max_ingest_bytes: usize,
+    /// A `/rerank` endpoint (Jina, TEI, llama.cpp); unset means built-in rescoring.
+    pub rerank_url: Option<String>,
+    pub rerank_model: Option<String>,
+    pub hybrid_semantic_weight: f32,
+    pub hybrid_bm25_weight: f32,
+    pub rrf_k: f32,
+}
+
+impl Default for RagConfig {
+    fn default() -> Self {
+        Self {
+            embedder: EmbedderConfig::default(),
+            chunk_size: 200,
+            chunk_overlap: 50,
+            max_ingest_bytes: 32 * 1024 * 1024,
+            rerank_url: None,
+            rerank_model: None,
+            hybrid_semantic_weight: 1.0,
+            hybrid_bm25_weight: 1.0,
+            rrf_k: 60.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DeployConfig {
+    #[serde(deserialize_with = "named::seq_or_map")]
+    pub targets: Vec<DeployTarget>,
+    /// Captured output kept per deploy; the tail is kept when it overflows.
+    pub output_cap_bytes: usize,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self { targets: Vec::new(), output_cap_bytes: 1024 * 1024 }
+    }
+}
+
+/// `[[deploy.targets]]`: the only things a deploy request may run.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeployTarget {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Run in order through `sh -c`, stopping at the first failure.
+    pub commands: Vec<String>,
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "default_deploy_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_deploy_timeout() -> u64 {
+    600
+}
+
+/// `[[services]]`: what `GET /api/admin/services` reports on.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ServiceConfig {
+    pub name: String,
+    /// A systemd unit, used when systemd is present.
+    pub unit: Option<String>,
+    pub port: Option<u16>,
+    pub health_url: Option<String>,
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConfigDirs {
+    pub agents_dir: Option<PathBuf>,
+    pub models_dir: Option<PathBuf>,
+    pub tools_dir: Option<PathBuf>,
+    pub workflows_dir: Option<PathBuf>,
+    pub hot_reload: bool,
+}
+
+impl Config {
+    /// The port to bind: `[server].port` overrides `PORT` (as the docs say); `--port` overrides both.
+    pub fn effective_port(&self, env: &EnvLookup) -> Result<u16, ConfigError> {
+        if let Some(port) = self.server.port {
+            return Ok(port);
+        }
+        match env("PORT") {
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                message: format!("PORT must be a port number (0-65535), got {raw:?}"),
+            }),
+            None => Ok(DEFAULT_PORT),
+        }
+    }
+}
+
+/// Named sections that may be written as an array of tables or as a table of tables.
+pub(crate) trait Named {
+    fn name_mut(&mut self) -> &mut String;
+}
+
+macro_rules! impl_named {
+    ($($t:ty),*) => {$(
+        impl Named for $t {
+            fn name_mut(&mut self) -> &mut String { &mut self.name }
+        }
+    )*};
+}
+impl_named!(ProviderConfig, ModelConfig, AgentConfig, WorkflowConfig, DeployTarget, ServiceConfig);

@@ -1,0 +1,137 @@
+//! Cross-field checks that types alone cannot express. Run once at start; a failure is fatal
+//! (exit code 2) and names the offending section, a doubtful but usable value is a warning.
+
+use std::collections::BTreeSet;
+
+use super::{Config, EmbedderKind, EnvLookup, ProviderKind, Tier};
+
+pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<String>) -> Result<(), String> {
+    let mut errors = Vec::new();
+
+    if config.server.host.trim().is_empty() {
+        errors.push("server.host must not be empty".to_string());
+    }
+    if config.server.max_body_bytes == 0 {
+        errors.push("server.max_body_bytes must be greater than 0".to_string());
+    }
+    if config.server.max_connections == 0 {
+        errors.push("server.max_connections must be greater than 0".to_string());
+    }
+    if config.server.rate_limit_per_second > 0 && config.server.rate_limit_burst == 0 {
+        errors.push("server.rate_limit_burst must be at least 1 when rate limiting is on".to_string());
+    }
+    if let Err(message) = config.effective_port(env) {
+        errors.push(message.to_string());
+    }
+
+    let providers = unique_names("providers", config.providers.iter().map(|p| p.name.as_str()), &mut errors);
+    for provider in &config.providers {
+        if provider.kind != ProviderKind::Ollama
+            && provider.base_url.is_none()
+            && provider.kind != ProviderKind::Anthropic
+        {
+            // OpenAI-compatible providers default to api.openai.com; say so, since air-gapped
+            // sites almost always mean a local endpoint.
+            warnings.push(format!("providers.{}: no base_url; defaulting to https://api.openai.com/v1", provider.name));
+        }
+        for model in &provider.models {
+            if model.id.trim().is_empty() {
+                errors.push(format!("providers.{}.models: a model has an empty id", provider.name));
+            }
+        }
+    }
+
+    let mut model_names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
+    for provider in &config.providers {
+        model_names.extend(provider.models.iter().map(|m| m.name.clone().unwrap_or_else(|| m.id.clone())));
+    }
+    unique_names("models", config.models.iter().map(|m| m.name.as_str()), &mut errors);
+    for model in &config.models {
+        if !providers.contains(model.provider.as_str()) {
+            errors
+                .push(format!("models.{}: provider '{}' is not defined in [[providers]]", model.name, model.provider));
+        }
+    }
+
+    unique_names("agents", config.agents.iter().map(|a| a.name.as_str()), &mut errors);
+    for agent in &config.agents {
+        if let Some(model) = &agent.model {
+            let is_tier = Tier::parse(model).is_some();
+            if !is_tier && !model_names.iter().any(|m| m == model) {
+                warnings.push(format!(
+                    "agents.{}: model '{}' is neither a configured model nor a tier; the default model will be used",
+                    agent.name, model
+                ));
+            }
+        }
+    }
+
+    let agent_names: BTreeSet<&str> = config.agents.iter().map(|a| a.name.as_str()).collect();
+    unique_names("workflows", config.workflows.iter().map(|w| w.name.as_str()), &mut errors);
+    for workflow in &config.workflows {
+        if workflow.entry_agent.trim().is_empty() {
+            errors.push(format!("workflows.{}: entry_agent must not be empty", workflow.name));
+        } else if !agent_names.is_empty() && !agent_names.contains(workflow.entry_agent.as_str()) {
+            warnings.push(format!(
+                "workflows.{}: entry_agent '{}' is not an [[agents]] entry (it must come from another agent source)",
+                workflow.name, workflow.entry_agent
+            ));
+        }
+    }
+
+    let rag = &config.rag;
+    if rag.chunk_size == 0 {
+        errors.push("rag.chunk_size must be greater than 0".to_string());
+    } else if rag.chunk_overlap >= rag.chunk_size {
+        errors.push(format!(
+            "rag.chunk_overlap ({}) must be smaller than rag.chunk_size ({})",
+            rag.chunk_overlap, rag.chunk_size
+        ));
+    }
+    if rag.embedder.dimensions == 0 || rag.embedder.dimensions > 16_384 {
+        errors.push(format!("rag.embedder.dimensions must be between 1 and 16384, got {}", rag.embedder.dimensions));
+    }
+    if rag.embedder.batch_size == 0 {
+        errors.push("rag.embedder.batch_size must be greater than 0".to_string());
+    }
+    if rag.embedder.kind == EmbedderKind::Openai && rag.embedder.base_url.is_none() {
+        errors.push("rag.embedder: type \"openai\" needs base_url (e.g. http://127.0.0.1:8080/v1)".to_string());
+    }
+    if rag.embedder.kind != EmbedderKind::Hash && rag.embedder.model.is_none() {
+        errors.push("rag.embedder: model is required for the ollama and openai embedders".to_string());
+    }
+
+    unique_names("deploy.targets", config.deploy.targets.iter().map(|t| t.name.as_str()), &mut errors);
+    for target in &config.deploy.targets {
+        if target.commands.is_empty() {
+            errors.push(format!("deploy.targets.{}: commands must list at least one command", target.name));
+        }
+        if target.timeout_secs == 0 {
+            errors.push(format!("deploy.targets.{}: timeout_secs must be greater than 0", target.name));
+        }
+    }
+    if config.deploy.output_cap_bytes < 1024 {
+        errors.push("deploy.output_cap_bytes must be at least 1024".to_string());
+    }
+
+    unique_names("services", config.services.iter().map(|s| s.name.as_str()), &mut errors);
+
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+}
+
+/// Collects names, reporting empty and duplicate ones.
+fn unique_names<'a>(
+    section: &str,
+    names: impl Iterator<Item = &'a str>,
+    errors: &mut Vec<String>,
+) -> BTreeSet<&'a str> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if name.trim().is_empty() {
+            errors.push(format!("{section}: an entry has no name"));
+        } else if !seen.insert(name) {
+            errors.push(format!("{section}: '{name}' is defined twice"));
+        }
+    }
+    seen
+}

@@ -1,0 +1,105 @@
+//! `ApiError`: the one place an error becomes an HTTP status and a `{"error", "code"}` body.
+//!
+//! Handlers and layers return typed errors; `From` impls bring them here, and
+//! [`ApiError::status_and_code`] is an exhaustive table with no wildcard arm, so a new variant
+//! forces a decision about its status. Messages are safe to show to clients; causes of 5xx
+//! errors are logged with the request id and never sent.
+
+use http::StatusCode;
+
+use crate::store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Invalid JSON in request body")]
+    InvalidJson,
+    #[error("Missing required field: {0}")]
+    MissingField(String),
+    #[error("Invalid value for field: {0}")]
+    InvalidField(String),
+    /// Any other 400 with a message for the client.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Missing authorization header")]
+    MissingAuthorization,
+    #[error("Missing X-Admin-Secret header")]
+    MissingAdminSecret,
+    #[error("Invalid admin secret")]
+    InvalidAdminSecret,
+    #[error("Invalid or expired token")]
+    InvalidToken,
+    /// Credentials present but rejected (bad API key, revoked key, wrong password).
+    #[error("{0}")]
+    AuthenticationFailed(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Method not allowed")]
+    MethodNotAllowed { allow: Vec<http::Method> },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Request body too large")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("Rate limit exceeded")]
+    RateLimited { retry_after_secs: u64 },
+    /// A documented route whose feature this build does not have yet.
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    /// Unexpected failure: the client sees `Internal server error`, the log sees the cause.
+    #[error("Internal server error")]
+    Internal(String),
+    #[error("Internal server error")]
+    Storage(store::Error),
+}
+
+impl ApiError {
+    /// The exhaustive status/code table (API.md §0.3).
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidJson | ApiError::MissingField(_) | ApiError::InvalidField(_) | ApiError::BadRequest(_) => {
+                (StatusCode::BAD_REQUEST, "INVALID_INPUT")
+            }
+            ApiError::MissingAuthorization | ApiError::MissingAdminSecret => (StatusCode::UNAUTHORIZED, "AUTH_MISSING"),
+            ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "AUTH_INVALID_TOKEN"),
+            ApiError::InvalidAdminSecret | ApiError::AuthenticationFailed(_) => {
+                (StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED")
+            }
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED"),
+            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "NOT_IMPLEMENTED"),
+            ApiError::ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+            ApiError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "DATABASE_ERROR"),
+        }
+    }
+
+    /// The cause to log for server-side failures; `None` for client errors.
+    pub fn internal_cause(&self) -> Option<String> {
+        match self {
+            ApiError::Internal(cause) => Some(cause.clone()),
+            ApiError::Storage(e) => Some(e.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::Conflict(message) => ApiError::Conflict(message),
+            store::Error::NotFound(message) => ApiError::NotFound(message),
+            store::Error::Closed => ApiError::ServiceUnavailable("The server is shutting down".into()),
+            other => ApiError::Storage(other),
+        }
+    }
+}

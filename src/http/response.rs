@@ -1,0 +1,70 @@
+//! Response builders. JSON bodies carry `Content-Type: application/json` with no charset, as
+//! the reference does (API.md §0.2).
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use serde::Serialize;
+
+use super::{Response, ResponseBody};
+use crate::error::ApiError;
+
+pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> ResponseBody {
+    full(Bytes::new())
+}
+
+fn with_body(status: StatusCode, content_type: &'static str, body: ResponseBody) -> Response {
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Serialize `value` as the JSON body. Serialization of our own view types cannot fail in
+/// practice; if it does, the client gets a 500 rather than a half-written body.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => with_body(status, "application/json", full(bytes)),
+        Err(e) => error(&ApiError::Internal(format!("cannot serialize response: {e}"))),
+    }
+}
+
+pub fn text(status: StatusCode, body: &'static str) -> Response {
+    with_body(status, "text/plain; charset=utf-8", full(body))
+}
+
+pub fn no_content() -> Response {
+    let mut response = http::Response::new(empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+/// The error envelope `{"error", "code"}` (+ `retry_after` for 429) and its headers.
+pub fn error(err: &ApiError) -> Response {
+    let (status, code) = err.status_and_code();
+    let mut body = serde_json::json!({ "error": err.to_string(), "code": code });
+    if let ApiError::RateLimited { retry_after_secs } = err {
+        body["retry_after"] = (*retry_after_secs).into();
+    }
+    let mut response = json(status, &body);
+    let headers = response.headers_mut();
+    match err {
+        ApiError::MethodNotAllowed { allow } => {
+            let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
+            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                headers.insert(header::ALLOW, value);
+            }
+        }
+        ApiError::RateLimited { retry_after_secs } => {
+            let value = HeaderValue::from(*retry_after_secs);
+            headers.insert(header::RETRY_AFTER, value.clone());
+            headers.insert("x-ratelimit-after", value);
+        }
+        _ => {}
+    }
+    response
+}

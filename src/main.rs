@@ -1,0 +1,75 @@
+//! The `ares` command line: `serve` (the default), `init`, `migrate status|up`.
+//!
+//! Exit codes: 0 success, 1 runtime failure (e.g. the data file is held by a running server),
+//! 2 bad flags or bad configuration.
+
+#![allow(clippy::print_stdout)]
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ares", version, about = "ARES, embedded: the ARES agent platform in one binary")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Accepted by every subcommand.
+#[derive(Args, Clone)]
+pub struct GlobalArgs {
+    /// Config file [default: ./ares.toml]
+    #[arg(long, global = true, env = "ARES_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Data directory (database, secrets, indexes)
+    #[arg(long, global = true, env = "ARES_DATA_DIR", value_name = "DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Bind address (overrides [server].host)
+    #[arg(long, global = true)]
+    host: Option<String>,
+    /// Port (overrides [server].port and PORT)
+    #[arg(long, global = true)]
+    port: Option<u16>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (what runs with no subcommand)
+    Serve,
+    /// Write a commented ares.toml if missing and create the data dir with generated secrets
+    Init,
+    /// Inspect or apply schema migrations of the data file
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// List every migration with its applied time, or "pending"
+    Status,
+    /// Apply pending migrations
+    Up,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => cli::serve::run(&cli.global),
+        Command::Init => cli::init::run(&cli.global),
+        Command::Migrate(MigrateCommand::Status) => cli::migrate::status(&cli.global),
+        Command::Migrate(MigrateCommand::Up) => cli::migrate::up(&cli.global),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

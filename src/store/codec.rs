@@ -1,0 +1,35 @@
+//! Record encoding: one version byte, then postcard.
+//!
+//! postcard has no field tags, so a struct change is a new version number plus a migration
+//! that rewrites old records (see docs/storage.md). Decoding refuses versions it does not know
+//! rather than misreading bytes.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Error;
+
+/// A value stored in a table.
+pub trait Record: Serialize + DeserializeOwned {
+    /// Table name, for error messages.
+    const TABLE: &'static str;
+    /// Current value version; bump it (and add a migration) when the struct changes.
+    const VERSION: u8;
+}
+
+pub fn encode<T: Record>(value: &T) -> Result<Vec<u8>, Error> {
+    let mut out = vec![T::VERSION];
+    let body = postcard::to_stdvec(value).map_err(|e| Error::Codec { table: T::TABLE, message: e.to_string() })?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, Error> {
+    match bytes.split_first() {
+        Some((&version, body)) if version == T::VERSION => {
+            postcard::from_bytes(body).map_err(|e| Error::Codec { table: T::TABLE, message: e.to_string() })
+        }
+        Some((&version, _)) => Err(Error::UnknownRecordVersion { table: T::TABLE, version }),
+        None => Err(Error::Codec { table: T::TABLE, message: "empty value".into() }),
+    }
+}

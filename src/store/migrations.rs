@@ -1,0 +1,189 @@
+//! Versioned schema migrations, the embedded replacement for Postgres migration files.
+//!
+//! Each migration has a version, a description and a `definition`: a canonical text of what it
+//! does, hashed into the checksum recorded with it. Editing a released migration changes the
+//! checksum and the binary refuses the file, which is the point: released migrations are
+//! append-only. All pending migrations run in one write transaction, so a file is always at
+//! exactly one recorded version.
+
+use std::collections::BTreeMap;
+
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableError, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::tables::{AUDIT_LOG, META, SCHEMA_MIGRATIONS, TENANT_AGENTS, TENANT_BY_NAME, TENANTS};
+use super::{Error, Record, decode, encode};
+
+/// One step of the schema's history.
+#[derive(Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub description: &'static str,
+    /// What the migration does, in words and table names; part of the checksum.
+    pub definition: &'static str,
+    pub apply: fn(&WriteTransaction) -> Result<(), Error>,
+}
+
+impl Migration {
+    /// Hex SHA-256 of version, description and definition.
+    pub fn checksum(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.version.to_be_bytes());
+        hasher.update(self.description.as_bytes());
+        hasher.update([0]);
+        hasher.update(self.definition.as_bytes());
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// The built-in history, oldest first. Append only.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "initial schema: meta, tenants, tenant name index, tenant agents, audit log",
+    definition: "create meta(&str->bytes); tenants(&str->TenantRecord v1); \
+                 tenant_by_name((&str,&str)->()); tenant_agents((&str,&str)->TenantAgentRecord v1); \
+                 audit_log((i64,&str)->AuditRecord v1); meta.created_by = crate version",
+    apply: initial_schema,
+}];
+
+fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
+    txn.open_table(TENANTS)?;
+    txn.open_table(TENANT_BY_NAME)?;
+    txn.open_table(TENANT_AGENTS)?;
+    txn.open_table(AUDIT_LOG)?;
+    let mut meta = txn.open_table(META)?;
+    if meta.get("created_by")?.is_none() {
+        meta.insert("created_by", concat!("ares ", env!("CARGO_PKG_VERSION")).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// What `schema_migrations` holds per applied version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MigrationRecord {
+    description: String,
+    checksum: String,
+    /// Unix seconds.
+    applied_at: i64,
+}
+
+impl Record for MigrationRecord {
+    const TABLE: &'static str = "schema_migrations";
+    const VERSION: u8 = 1;
+}
+
+/// One line of `ares migrate status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub version: u32,
+    pub description: String,
+    pub checksum: String,
+    /// Unix seconds, or `None` while pending.
+    pub applied_at: Option<i64>,
+}
+
+/// The latest version this binary knows.
+pub fn latest(migrations: &[Migration]) -> u32 {
+    migrations.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+fn history(db: &Database) -> Result<BTreeMap<u32, MigrationRecord>, Error> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(SCHEMA_MIGRATIONS) {
+        Ok(table) => table,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = BTreeMap::new();
+    for entry in table.iter()? {
+        let (version, value) = entry?;
+        out.insert(version.value(), decode::<MigrationRecord>(value.value())?);
+    }
+    Ok(out)
+}
+
+/// Refuse files from newer binaries and files whose recorded migrations differ from ours.
+pub(super) fn check_history(db: &Database, migrations: &[Migration]) -> Result<(), Error> {
+    let recorded = history(db)?;
+    let supported = latest(migrations);
+    if let Some((&found, _)) = recorded.iter().next_back()
+        && found > supported
+    {
+        return Err(Error::NewerSchema { found, supported });
+    }
+    for migration in migrations {
+        if let Some(record) = recorded.get(&migration.version) {
+            let expected = migration.checksum();
+            if record.checksum != expected {
+                return Err(Error::ChecksumMismatch {
+                    version: migration.version,
+                    recorded: record.checksum.clone(),
+                    expected,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Apply every pending migration, in version order, in one transaction. Returns the versions
+/// applied (empty when the file was current).
+pub fn apply_pending(db: &Database, migrations: &[Migration]) -> Result<Vec<u32>, Error> {
+    check_history(db, migrations)?;
+    let recorded = history(db)?;
+    let mut pending: Vec<&Migration> = migrations.iter().filter(|m| !recorded.contains_key(&m.version)).collect();
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    pending.sort_by_key(|m| m.version);
+    let now = crate::clock::now_unix();
+    let txn = db.begin_write()?;
+    {
+        for migration in &pending {
+            (migration.apply)(&txn)?;
+            let record = MigrationRecord {
+                description: migration.description.to_string(),
+                checksum: migration.checksum(),
+                applied_at: now,
+            };
+            txn.open_table(SCHEMA_MIGRATIONS)?.insert(migration.version, encode(&record)?.as_slice())?;
+        }
+    }
+    txn.commit()?;
+    let applied: Vec<u32> = pending.iter().map(|m| m.version).collect();
+    tracing::info!(?applied, "applied schema migrations");
+    Ok(applied)
+}
+
+/// Every known migration with its applied time (or pending), plus recorded versions this
+/// binary does not know (which `check_history` would have refused).
+pub fn status(db: &Database, migrations: &[Migration]) -> Result<Vec<MigrationStatus>, Error> {
+    let recorded = history(db)?;
+    let mut out: Vec<MigrationStatus> = migrations
+        .iter()
+        .map(|m| MigrationStatus {
+            version: m.version,
+            description: m.description.to_string(),
+            checksum: m.checksum(),
+            applied_at: recorded.get(&m.version).map(|r| r.applied_at),
+        })
+        .collect();
+    out.sort_by_key(|s| s.version);
+    Ok(out)
+}
+
+/// Status for a data dir whose database file does not exist yet: everything pending.
+pub fn status_of_missing_file(migrations: &[Migration]) -> Vec<MigrationStatus> {
+    let mut out: Vec<MigrationStatus> = migrations
+        .iter()
+        .map(|m| MigrationStatus {
+            version: m.version,
+            description: m.description.to_string(),
+            checksum: m.checksum(),
+            applied_at: None,
+        })
+        .collect();
+    out.sort_by_key(|s| s.version);
+    out
+}

@@ -1,0 +1,145 @@
+//! Embedded storage: one redb file (`data/ares.redb`), the single source of truth.
+//!
+//! Only this module knows redb. Reads run on the blocking pool through [`Store::read`]; writes
+//! on the request path go through [`Store::write`], which hands them to the group-commit
+//! writer so concurrent requests share one fsync. Every table is declared in `tables.rs`,
+//! every value is a versioned postcard record (`codec.rs`), and `migrations.rs` brings a file
+//! from any earlier schema version to the current one at start.
+
+mod codec;
+mod error;
+pub mod migrations;
+pub mod tables;
+mod writer;
+
+pub mod audit;
+pub mod tenants;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase as _, WriteTransaction};
+
+pub use codec::{Record, decode, encode};
+pub use error::Error;
+pub use migrations::{Migration, MigrationStatus};
+pub use writer::WriterStats;
+
+use writer::Writer;
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "ares.redb";
+
+/// What [`Store::open`] does about pending migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    /// Apply every pending migration in one transaction before returning (server start,
+    /// `ares migrate up`).
+    Apply,
+    /// Leave the file as it is (`ares migrate status`); [`Store::migration_status`] reports.
+    Inspect,
+}
+
+/// The open database plus its writer thread. Cheap to share behind an `Arc`.
+pub struct Store {
+    db: Arc<Database>,
+    writer: Writer,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Open (or create) the database file with the built-in migration list.
+    ///
+    /// Blocking: call from the CLI or `spawn_blocking`. Fails with [`Error::Locked`] at once,
+    /// without waiting, when another process holds the file, and with [`Error::NewerSchema`]
+    /// when the file was written by a newer binary (the file is then left untouched).
+    pub fn open(path: &Path, policy: MigrationPolicy) -> Result<Store, Error> {
+        Self::open_with(path, migrations::MIGRATIONS, policy)
+    }
+
+    /// [`Store::open`] with an explicit migration list (tests exercise upgrade paths with it).
+    pub fn open_with(path: &Path, migrations: &[Migration], policy: MigrationPolicy) -> Result<Store, Error> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.to_path_buf() },
+            other => Error::from(redb::Error::from(other)),
+        })?;
+        migrations::check_history(&db, migrations)?;
+        if policy == MigrationPolicy::Apply {
+            migrations::apply_pending(&db, migrations)?;
+        }
+        let db = Arc::new(db);
+        let writer = Writer::start(db.clone())?;
+        Ok(Store { db, writer, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every known migration with its applied time, or pending.
+    pub fn migration_status(&self) -> Result<Vec<MigrationStatus>, Error> {
+        migrations::status(&self.db, migrations::MIGRATIONS)
+    }
+
+    /// Run `f` in a read transaction on the blocking pool (a consistent MVCC snapshot).
+    pub async fn read<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        F: FnOnce(&ReadTransaction) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read()?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
+    }
+
+    /// Queue `f` for the group-commit writer and wait until its transaction is durable.
+    ///
+    /// `f` runs on the writer thread together with whatever else is queued; if `f` returns an
+    /// error, its writes are discarded and the rest of the batch commits without it. A job may
+    /// therefore run more than once (the batch is replayed without the failed job), so `f`
+    /// must derive everything from its captures and the transaction. `Ok` means committed and
+    /// fsynced. Dropping the future does not cancel the write.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.writer.submit(f).await
+    }
+
+    /// Counters of the group-commit writer (batches, jobs): how much fsync sharing happened.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
+    }
+
+    /// The raw database, for tools and benchmarks that must bypass the writer (the
+    /// one-commit-per-write baseline, backups). Request paths use [`Store::write`].
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// A cheap liveness probe: a read transaction that opens the migrations table.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.read(|txn| {
+            txn.open_table(tables::SCHEMA_MIGRATIONS)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Stop the writer after it has committed everything already queued. Later writes fail
+    /// with [`Error::Closed`]. Blocking (joins the writer thread).
+    pub fn close(&self) {
+        self.writer.shutdown();
+    }
+}

@@ -1,0 +1,74 @@
+//! Tenants: the organisations that own API keys, agents and usage.
+
+use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::tables::{TENANT_AGENTS, TENANT_BY_NAME, TENANTS};
+use super::{Error, Record, decode, encode};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub id: String,
+    pub name: String,
+    /// Stored as written (lower-case for new tenants); an unknown value reads as `free`
+    /// (imported databases may hold anything).
+    pub tier: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Record for TenantRecord {
+    const TABLE: &'static str = "tenants";
+    const VERSION: u8 = 1;
+}
+
+/// A tenant plus the counts the list view shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSummary {
+    pub tenant: TenantRecord,
+    pub agent_count: u64,
+}
+
+/// Insert a new tenant; its name must not be taken (case-sensitive, as stored).
+pub fn insert(txn: &WriteTransaction, tenant: &TenantRecord) -> Result<(), Error> {
+    let mut by_name = txn.open_table(TENANT_BY_NAME)?;
+    let name = tenant.name.as_str();
+    if by_name.range((name, "")..)?.next().transpose()?.is_some_and(|(key, _)| key.value().0 == name) {
+        return Err(Error::Conflict(format!("Tenant with name '{name}' already exists")));
+    }
+    let mut tenants = txn.open_table(TENANTS)?;
+    if tenants.get(tenant.id.as_str())?.is_some() {
+        return Err(Error::Conflict(format!("Tenant with id '{}' already exists", tenant.id)));
+    }
+    tenants.insert(tenant.id.as_str(), encode(tenant)?.as_slice())?;
+    by_name.insert((name, tenant.id.as_str()), ())?;
+    Ok(())
+}
+
+pub fn get(txn: &ReadTransaction, id: &str) -> Result<Option<TenantRecord>, Error> {
+    let tenants = txn.open_table(TENANTS)?;
+    tenants.get(id)?.map(|v| decode(v.value())).transpose()
+}
+
+/// Every tenant, newest first, with its agent count.
+pub fn list(txn: &ReadTransaction) -> Result<Vec<TenantSummary>, Error> {
+    let tenants = txn.open_table(TENANTS)?;
+    let agents = txn.open_table(TENANT_AGENTS)?;
+    let mut out = Vec::new();
+    for entry in tenants.iter()? {
+        let (_, value) = entry?;
+        let tenant: TenantRecord = decode(value.value())?;
+        let mut agent_count = 0;
+        for agent in agents.range((tenant.id.as_str(), "")..)? {
+            let (key, _) = agent?;
+            if key.value().0 != tenant.id {
+                break;
+            }
+            agent_count += 1;
+        }
+        out.push(TenantSummary { tenant, agent_count });
+    }
+    out.sort_by(|a, b| b.tenant.created_at.cmp(&a.tenant.created_at).then_with(|| b.tenant.id.cmp(&a.tenant.id)));
+    Ok(out)
+}

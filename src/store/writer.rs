@@ -1,0 +1,223 @@
+//! The group-commit writer: one thread owns every request-path write transaction.
+//!
+//! redb allows one writer at a time and every durable commit costs an fsync. Instead of each
+//! request opening its own transaction (and queueing on the write lock for its own fsync),
+//! callers enqueue a job and await; the thread takes everything queued, runs the jobs in one
+//! transaction and commits once. While that fsync runs, new jobs pile up and form the next
+//! batch, so throughput grows with concurrency instead of staying at one fsync per write.
+//!
+//! A job that returns an error must not take its batch down, and redb has no cheap per-job
+//! rollback on the hot path, so the batch is aborted and replayed without the failed job.
+//! Replays are rare (a conflict or validation failure inside a job) and bounded by the batch.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::{Database, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::Error;
+
+/// Upper bound on jobs per transaction, so one batch's latency stays bounded under a flood.
+const MAX_BATCH: usize = 1024;
+
+/// A type-erased job: runs inside the batch transaction, answers its caller after the commit.
+trait Job: Send {
+    /// Run against `txn`; `false` means the job failed and its writes must be discarded.
+    fn run(&mut self, txn: &WriteTransaction) -> bool;
+    /// Answer the caller of a failed job with its own error.
+    fn reject(self: Box<Self>);
+    /// Answer the caller once the batch's commit has succeeded or failed.
+    fn finish(self: Box<Self>, commit: Result<(), &str>);
+}
+
+struct TypedJob<F, R> {
+    f: F,
+    outcome: Option<Result<R, Error>>,
+    reply: Option<oneshot::Sender<Result<R, Error>>>,
+}
+
+impl<F, R> Job for TypedJob<F, R>
+where
+    F: FnMut(&WriteTransaction) -> Result<R, Error> + Send,
+    R: Send,
+{
+    fn run(&mut self, txn: &WriteTransaction) -> bool {
+        let outcome = catch_unwind(AssertUnwindSafe(|| (self.f)(txn)))
+            .unwrap_or_else(|_| Err(Error::Internal("a write job panicked".into())));
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn reject(mut self: Box<Self>) {
+        let outcome = self.outcome.take().unwrap_or(Err(Error::Internal("write job did not run".into())));
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    fn finish(mut self: Box<Self>, commit: Result<(), &str>) {
+        let outcome = match commit {
+            Ok(()) => self.outcome.take().unwrap_or(Err(Error::Internal("write job did not run".into()))),
+            Err(message) => Err(Error::CommitFailed(message.to_string())),
+        };
+        if let Some(reply) = self.reply.take() {
+            // The caller may have gone away (client disconnected); the write stands regardless.
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+enum Message {
+    Job(Box<dyn Job>),
+    Shutdown,
+}
+
+/// Counters exposed for benchmarks and `/health/detailed`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub batches: u64,
+    /// Jobs committed (successful ones).
+    pub jobs: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    jobs: AtomicU64,
+}
+
+pub(super) struct Writer {
+    sender: Mutex<Option<Sender<Message>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    pub(super) fn start(db: Arc<Database>) -> Result<Writer, Error> {
+        let (sender, receiver) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("ares-store-writer".into())
+            .spawn(move || run(&db, &receiver, &thread_counters))
+            .map_err(|e| Error::Internal(format!("cannot start the store writer thread: {e}")))?;
+        Ok(Writer { sender: Mutex::new(Some(sender)), thread: Mutex::new(Some(thread)), counters })
+    }
+
+    pub(super) async fn submit<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(TypedJob { f, outcome: None, reply: Some(reply) });
+        {
+            let sender = self.sender.lock().map_err(|_| Error::Closed)?;
+            let sender = sender.as_ref().ok_or(Error::Closed)?;
+            sender.send(Message::Job(job)).map_err(|_| Error::Closed)?;
+        }
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    pub(super) fn stats(&self) -> WriterStats {
+        WriterStats {
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            jobs: self.counters.jobs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Commit what is queued, stop the thread and wait for it. Idempotent.
+    pub(super) fn shutdown(&self) {
+        if let Ok(mut sender) = self.sender.lock()
+            && let Some(sender) = sender.take()
+        {
+            let _ = sender.send(Message::Shutdown);
+        }
+        if let Ok(mut thread) = self.thread.lock()
+            && let Some(handle) = thread.take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters) {
+    loop {
+        let first = match receiver.recv() {
+            Ok(Message::Job(job)) => job,
+            Ok(Message::Shutdown) | Err(_) => return,
+        };
+        let mut batch = vec![first];
+        let mut stop = false;
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(Message::Job(job)) => batch.push(job),
+                Ok(Message::Shutdown) => {
+                    stop = true;
+                    break;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        commit_batch(db, batch, counters);
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Run `batch` in one transaction and commit it; failed jobs are answered and dropped, and
+/// the rest replayed in a fresh transaction.
+fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters) {
+    loop {
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(error = %message, "cannot begin a write transaction");
+                batch.into_iter().for_each(|job| job.finish(Err(&message)));
+                return;
+            }
+        };
+        let failed = batch.iter_mut().position(|job| !job.run(&txn));
+        match failed {
+            Some(index) => {
+                if let Err(e) = txn.abort() {
+                    tracing::warn!(error = %e, "aborting a write batch failed");
+                }
+                batch.remove(index).reject();
+                if batch.is_empty() {
+                    return;
+                }
+            }
+            None => {
+                let jobs = batch.len() as u64;
+                match txn.commit() {
+                    Ok(()) => {
+                        counters.batches.fetch_add(1, Ordering::Relaxed);
+                        counters.jobs.fetch_add(jobs, Ordering::Relaxed);
+                        batch.into_iter().for_each(|job| job.finish(Ok(())));
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        tracing::error!(error = %message, jobs, "commit of a write batch failed");
+                        batch.into_iter().for_each(|job| job.finish(Err(&message)));
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
