@@ -9,10 +9,7 @@ pub fn status(global: &GlobalArgs) -> Result<(), Failure> {
     init_logging(&loaded.config.server.log_level);
     let db_path = global.data_dir.join(store::DB_FILE);
     let rows = if db_path.exists() {
-        let store = Store::open(&db_path, MigrationPolicy::Inspect).map_err(Failure::runtime)?;
-        let rows = store.migration_status().map_err(Failure::runtime)?;
-        store.close();
-        rows
+        Store::inspect(&db_path).map_err(Failure::runtime)?
     } else {
         println!("no database yet at {} (it is created on first start)", db_path.display());
         migrations::status_of_missing_file(migrations::MIGRATIONS)
@@ -26,11 +23,7 @@ pub fn up(global: &GlobalArgs) -> Result<(), Failure> {
     init_logging(&loaded.config.server.log_level);
     let db_path = global.data_dir.join(store::DB_FILE);
     let before = if db_path.exists() {
-        let store = Store::open(&db_path, MigrationPolicy::Inspect).map_err(Failure::runtime)?;
-        let rows = store.migration_status().map_err(Failure::runtime)?;
-        store.close();
-        drop(store);
-        rows
+        Store::inspect(&db_path).map_err(Failure::runtime)?
     } else {
         migrations::status_of_missing_file(migrations::MIGRATIONS)
     };

@@ -1,1 +1,252 @@
+//! Config loading: every documented form, key-and-line errors, unknown-key warnings,
+//! validation and port precedence.
 
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load_ok(source: &str) -> LoadedConfig {
+    match load_str(source, "ares.toml", &no_env) {
+        Ok(loaded) => loaded,
+        Err(e) => panic!("config should load: {e}\n---\n{source}"),
+    }
+}
+
+fn load_err(source: &str) -> String {
+    match load_str(source, "ares.toml", &no_env) {
+        Ok(_) => panic!("config should be refused:\n{source}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn shipped_config_loads_without_warnings() {
+    let loaded = load_ok(DEFAULT_CONFIG_TOML);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config.server.host, "127.0.0.1");
+    assert_eq!(loaded.config.effective_port(&no_env).unwrap(), 3000);
+    assert!(!loaded.config.providers.is_empty());
+}
+
+#[test]
+fn empty_config_is_all_defaults() {
+    let loaded = load_ok("");
+    assert_eq!(loaded.config.server.max_body_bytes, 2 * 1024 * 1024);
+    assert_eq!(loaded.config.auth.jwt_secret_env, "JWT_SECRET");
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn quick_start_form_with_nested_models_and_database() {
+    let loaded = load_ok(
+        r#"
+[server]
+port = 3000
+
+[database]
+url = "postgres://localhost/ares"
+max_connections = 10
+
+[[providers]]
+name = "groq"
+type = "openai"
+base_url = "https://api.groq.com/openai/v1"
+api_key_env = "GROQ_API_KEY"
+[[providers.models]]
+id = "llama-3.3-70b-versatile"
+name = "llama-3.3-70b"
+context_length = 131072
+
+[[agents]]
+name = "general-assistant"
+model = "llama-3.3-70b"
+system_prompt = "You are a helpful assistant."
+tools = ["calculator", "web_search"]
+max_tokens = 4096
+"#,
+    );
+    let provider = &loaded.config.providers[0];
+    assert_eq!(provider.kind, ProviderKind::Openai);
+    assert_eq!(provider.base_url.as_deref(), Some("https://api.groq.com/openai/v1"));
+    assert_eq!(provider.models[0].context_length, Some(131072));
+    assert_eq!(loaded.config.agents[0].tools, ["calculator", "web_search"]);
+    assert!(loaded.notes.iter().any(|n| n.contains("[database] is ignored")), "{:?}", loaded.notes);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn models_page_form_with_kind_and_api_base() {
+    let loaded = load_ok(
+        r#"
+[[providers]]
+name = "my-openai"
+kind = "openai"
+api_base = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+[[models]]
+name = "gpt-4o"
+provider = "my-openai"
+model_id = "gpt-4o"
+tier = "powerful"
+"#,
+    );
+    assert_eq!(loaded.config.providers[0].base_url.as_deref(), Some("https://api.openai.com/v1"));
+    let model = &loaded.config.models[0];
+    assert_eq!((model.provider.as_str(), model.model_id.as_str(), model.tier), ("my-openai", "gpt-4o", Some(Tier::Powerful)));
+}
+
+#[test]
+fn reference_table_form_takes_names_from_keys() {
+    let loaded = load_ok(
+        r#"
+[providers.ollama-local]
+type = "ollama"
+base_url = "http://localhost:11434"
+default_model = "ministral-3:3b"
+
+[models.fast]
+provider = "ollama-local"
+model = "ministral-3:3b"
+"#,
+    );
+    assert_eq!(loaded.config.providers[0].name, "ollama-local");
+    assert_eq!(loaded.config.models[0].name, "fast");
+    assert_eq!(loaded.config.models[0].model_id, "ministral-3:3b");
+}
+
+#[test]
+fn agent_toon_table_including_trailing_tools() {
+    let loaded = load_ok(
+        r#"
+[[agents]]
+name = "support-agent"
+model = "balanced"
+[agents.toon]
+role = "Customer Support Specialist"
+personality = "Professional, empathetic, solution-oriented"
+knowledge = ["product documentation", "pricing plans", "common issues"]
+constraints = [
+"Never make up information about products",
+"Escalate billing disputes to human agents",
+]
+tools = ["web_search"]
+"#,
+    );
+    let toon = loaded.config.agents[0].toon.as_ref().unwrap();
+    assert_eq!(toon.role.as_deref(), Some("Customer Support Specialist"));
+    assert_eq!(toon.constraints.len(), 2);
+    assert_eq!(toon.tools, ["web_search"]);
+}
+
+#[test]
+fn deploy_services_rag_and_workflows_are_typed() {
+    let loaded = load_ok(
+        r#"
+[deploy]
+output_cap_bytes = 4096
+[[deploy.targets]]
+name = "ares"
+commands = ["echo one", "echo two"]
+workdir = "/tmp"
+timeout_secs = 5
+[deploy.targets.env]
+RUST_LOG = "info"
+
+[[services]]
+name = "ares"
+unit = "ares.service"
+port = 3000
+health_url = "http://127.0.0.1:3000/health"
+
+[rag]
+chunk_size = 100
+chunk_overlap = 10
+[rag.embedder]
+type = "ollama"
+base_url = "http://127.0.0.1:11434"
+model = "nomic-embed-text"
+dimensions = 768
+
+[workflows.default]
+entry_agent = "router"
+fallback_agent = "orchestrator"
+max_depth = 3
+max_iterations = 5
+"#,
+    );
+    let config = &loaded.config;
+    assert_eq!(config.deploy.targets[0].commands.len(), 2);
+    assert_eq!(config.deploy.targets[0].env["RUST_LOG"], "info");
+    assert_eq!(config.services[0].port, Some(3000));
+    assert_eq!(config.rag.embedder.kind, EmbedderKind::Ollama);
+    assert_eq!(config.workflows[0].name, "default");
+    assert_eq!(config.workflows[0].fallback_agent.as_deref(), Some("orchestrator"));
+}
+
+#[test]
+fn wrong_type_names_the_key_and_line() {
+    let message = load_err("[server]\nhost = \"127.0.0.1\"\nport = \"abc\"\n");
+    assert!(message.contains("line 3"), "{message}");
+    assert!(message.contains("server.port"), "{message}");
+
+    let message = load_err("[[providers]]\nname = \"x\"\ntype = \"ollama\"\n[[providers.models]]\nid = \"m\"\ncontext_length = \"big\"\n");
+    assert!(message.contains("line 6"), "{message}");
+    assert!(message.contains("providers"), "{message}");
+    assert!(message.contains("context_length"), "{message}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let message = load_err("[server]\nhost = \n");
+    assert!(message.contains("line 2"), "{message}");
+}
+
+#[test]
+fn unknown_provider_type_is_refused_with_the_choices() {
+    let message = load_err("[[providers]]\nname = \"x\"\ntype = \"cohere\"\n");
+    assert!(message.contains("cohere"), "{message}");
+    assert!(message.contains("openai"), "{message}");
+}
+
+#[test]
+fn unknown_keys_are_warnings() {
+    let loaded = load_ok("[server]\nhots = \"0.0.0.0\"\n[mystery]\nx = 1\n");
+    assert!(loaded.warnings.iter().any(|w| w.contains("server.hots")), "{:?}", loaded.warnings);
+    assert!(loaded.warnings.iter().any(|w| w.contains("mystery")), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn cross_references_are_validated() {
+    let message = load_err("[[models]]\nname = \"m\"\nprovider = \"nope\"\nmodel_id = \"x\"\n");
+    assert!(message.contains("provider 'nope' is not defined"), "{message}");
+
+    let message = load_err("[[providers]]\nname = \"a\"\ntype = \"ollama\"\n[[providers]]\nname = \"a\"\ntype = \"ollama\"\n");
+    assert!(message.contains("'a' is defined twice"), "{message}");
+
+    let message = load_err("[rag]\nchunk_size = 10\nchunk_overlap = 10\n");
+    assert!(message.contains("chunk_overlap"), "{message}");
+
+    let message = load_err("[[deploy.targets]]\nname = \"x\"\ncommands = []\n");
+    assert!(message.contains("deploy.targets.x"), "{message}");
+}
+
+#[test]
+fn port_precedence_file_then_env_then_default() {
+    let env_port = |name: &str| (name == "PORT").then(|| "4100".to_string());
+    let bad_port = |name: &str| (name == "PORT").then(|| "eighty".to_string());
+    let from_file = load_ok("[server]\nport = 4200\n").config;
+    assert_eq!(from_file.effective_port(&env_port).unwrap(), 4200);
+    let unset = load_ok("").config;
+    assert_eq!(unset.effective_port(&env_port).unwrap(), 4100);
+    assert_eq!(unset.effective_port(&no_env).unwrap(), DEFAULT_PORT);
+    assert!(unset.effective_port(&bad_port).is_err());
+}
+
+#[test]
+fn explicit_missing_file_is_an_error_but_default_path_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    assert!(matches!(load(Some(&missing), &no_env), Err(ConfigError::Io { .. })));
+}

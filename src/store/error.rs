@@ -16,6 +16,9 @@ pub enum Error {
     /// A recorded migration differs from the one compiled in (edited after release).
     #[error("migration {version} recorded in the database has checksum {recorded}, but this binary's has {expected}")]
     ChecksumMismatch { version: u32, recorded: String, expected: String },
+    /// The file was not closed cleanly and must be recovered by a read-write open.
+    #[error("the database needs recovery after an unclean shutdown")]
+    NeedsRecovery,
     #[error("storage error: {0}")]
     Storage(#[from] redb::Error),
     #[error("cannot decode a {table} record: {message}")]

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableError, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable as _, TableError, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -88,7 +88,7 @@ pub fn latest(migrations: &[Migration]) -> u32 {
     migrations.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
-fn history(db: &Database) -> Result<BTreeMap<u32, MigrationRecord>, Error> {
+fn history(db: &impl ReadableDatabase) -> Result<BTreeMap<u32, MigrationRecord>, Error> {
     let txn = db.begin_read()?;
     let table = match txn.open_table(SCHEMA_MIGRATIONS) {
         Ok(table) => table,
@@ -104,7 +104,7 @@ fn history(db: &Database) -> Result<BTreeMap<u32, MigrationRecord>, Error> {
 }
 
 /// Refuse files from newer binaries and files whose recorded migrations differ from ours.
-pub(super) fn check_history(db: &Database, migrations: &[Migration]) -> Result<(), Error> {
+pub(super) fn check_history(db: &impl ReadableDatabase, migrations: &[Migration]) -> Result<(), Error> {
     let recorded = history(db)?;
     let supported = latest(migrations);
     if let Some((&found, _)) = recorded.iter().next_back()
@@ -158,7 +158,7 @@ pub fn apply_pending(db: &Database, migrations: &[Migration]) -> Result<Vec<u32>
 
 /// Every known migration with its applied time (or pending), plus recorded versions this
 /// binary does not know (which `check_history` would have refused).
-pub fn status(db: &Database, migrations: &[Migration]) -> Result<Vec<MigrationStatus>, Error> {
+pub fn status(db: &impl ReadableDatabase, migrations: &[Migration]) -> Result<Vec<MigrationStatus>, Error> {
     let recorded = history(db)?;
     let mut out: Vec<MigrationStatus> = migrations
         .iter()

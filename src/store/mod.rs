@@ -65,10 +65,18 @@ impl Store {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
         }
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.to_path_buf() },
-            other => Error::from(redb::Error::from(other)),
-        })?;
+        // Refuse a newer file before opening it for writing: a read-write open may already
+        // write to it (e.g. its recovery state), and a newer file must stay exactly as it is.
+        if path.exists() {
+            match open_read_only(path) {
+                Ok(db) => migrations::check_history(&db, migrations)?,
+                // Left by a crash: redb must recover it before it can be read; the check below
+                // still runs before any migration touches it.
+                Err(Error::NeedsRecovery) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let db = Database::create(path).map_err(|e| open_error(path, e))?;
         migrations::check_history(&db, migrations)?;
         if policy == MigrationPolicy::Apply {
             migrations::apply_pending(&db, migrations)?;
@@ -78,13 +86,28 @@ impl Store {
         Ok(Store { db, writer, path: path.to_path_buf() })
     }
 
+    /// Migration status of an existing file without modifying it (`ares migrate status`).
+    /// A file left by a crash is recovered first, which changes no recorded data.
+    pub fn inspect(path: &Path) -> Result<Vec<MigrationStatus>, Error> {
+        match open_read_only(path) {
+            Ok(db) => migrations::status(&db, migrations::MIGRATIONS),
+            Err(Error::NeedsRecovery) => {
+                let store = Store::open(path, MigrationPolicy::Inspect)?;
+                let status = store.migration_status();
+                store.close();
+                status
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Every known migration with its applied time, or pending.
     pub fn migration_status(&self) -> Result<Vec<MigrationStatus>, Error> {
-        migrations::status(&self.db, migrations::MIGRATIONS)
+        migrations::status(self.db.as_ref(), migrations::MIGRATIONS)
     }
 
     /// Run `f` in a read transaction on the blocking pool (a consistent MVCC snapshot).
@@ -141,5 +164,19 @@ impl Store {
     /// with [`Error::Closed`]. Blocking (joins the writer thread).
     pub fn close(&self) {
         self.writer.shutdown();
+    }
+}
+
+fn open_read_only(path: &Path) -> Result<redb::ReadOnlyDatabase, Error> {
+    redb::ReadOnlyDatabase::open(path).map_err(|e| match e {
+        redb::DatabaseError::RepairAborted => Error::NeedsRecovery,
+        other => open_error(path, other),
+    })
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.to_path_buf() },
+        other => Error::from(redb::Error::from(other)),
     }
 }

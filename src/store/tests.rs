@@ -1,1 +1,268 @@
+//! Store behaviour: group commit, failure isolation inside a batch, durability across reopen,
+//! migrations (upgrade, newer-file refusal, edited history), the single-process lock, codec.
 
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use redb::{ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition, WriteTransaction};
+
+use super::tables::{META, TENANTS};
+use super::tenants::{self, TenantRecord};
+use super::*;
+
+const SCRATCH: TableDefinition<&str, &[u8]> = TableDefinition::new("scratch_v2");
+
+fn tenant(name: &str) -> TenantRecord {
+    TenantRecord { id: format!("id-{name}"), name: name.into(), tier: "free".into(), created_at: 1, updated_at: 1 }
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join(DB_FILE), MigrationPolicy::Apply).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Occupy the writer thread until the returned sender fires, so that jobs submitted meanwhile
+/// queue up and form one batch deterministically.
+/// Returns once the blocking job is running on the writer thread.
+async fn block_writer(store: &Arc<Store>) -> (mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (release, wait) = mpsc::channel::<()>();
+    let (started_tx, started) = mpsc::channel::<()>();
+    let wait = std::sync::Mutex::new(wait);
+    let store = store.clone();
+    let handle = tokio::spawn(async move {
+        store
+            .write(move |_txn| {
+                let _ = started_tx.send(());
+                let _ = wait.lock().unwrap().recv();
+                Ok(())
+            })
+            .await
+            .unwrap();
+    });
+    tokio::task::spawn_blocking(move || started.recv().unwrap()).await.unwrap();
+    (release, handle)
+}
+
+async fn let_tasks_enqueue() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[test]
+fn concurrent_writes_share_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    runtime().block_on(async {
+        let (release, blocker) = block_writer(&store).await;
+        let writers: Vec<_> = (0..63)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let record = tenant(&format!("t{i}"));
+                    store.write(move |txn| tenants::insert(txn, &record)).await
+                })
+            })
+            .collect();
+        let_tasks_enqueue().await;
+        release.send(()).unwrap();
+        blocker.await.unwrap();
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+    });
+    let stats = store.writer_stats();
+    assert_eq!(stats.jobs, 64);
+    assert_eq!(stats.batches, 2, "the blocker alone, then the 63 queued writes together: {stats:?}");
+}
+
+#[test]
+fn a_failing_job_does_not_take_its_batch_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    runtime().block_on(async {
+        store.write(|txn| tenants::insert(txn, &tenant("taken"))).await.unwrap();
+
+        let (release, blocker) = block_writer(&store).await;
+        let spawn_insert = |name: &'static str, id: &'static str| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let record = TenantRecord { id: id.into(), ..tenant(name) };
+                store.write(move |txn| tenants::insert(txn, &record)).await
+            })
+        };
+        let first = spawn_insert("first", "id-first");
+        // Writes something, then fails on a duplicate name: the earlier write must vanish.
+        let partial = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(|txn| {
+                        txn.open_table(META)?.insert("partial", b"must not survive".as_slice())?;
+                        tenants::insert(txn, &TenantRecord { id: "id-dup".into(), ..tenant("taken") })
+                    })
+                    .await
+            })
+        };
+        let panicking = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(|txn: &WriteTransaction| -> Result<(), Error> {
+                        txn.open_table(META)?.insert("panicked", b"must not survive".as_slice())?;
+                        panic!("job bug")
+                    })
+                    .await
+            })
+        };
+        let last = spawn_insert("last", "id-last");
+        let_tasks_enqueue().await;
+        release.send(()).unwrap();
+        blocker.await.unwrap();
+
+        first.await.unwrap().unwrap();
+        last.await.unwrap().unwrap();
+        let conflict = partial.await.unwrap().unwrap_err();
+        assert_eq!(conflict.to_string(), "Tenant with name 'taken' already exists");
+        assert!(matches!(panicking.await.unwrap(), Err(Error::Internal(_))));
+
+        let (names, meta_partial, meta_panicked) = store
+            .read(|txn| {
+                let names: Vec<String> = tenants::list(txn)?.into_iter().map(|s| s.tenant.name).collect();
+                let meta = txn.open_table(META)?;
+                Ok((names, meta.get("partial")?.is_some(), meta.get("panicked")?.is_some()))
+            })
+            .await
+            .unwrap();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, ["first", "last", "taken"]);
+        assert!(!meta_partial, "a failed job's earlier writes must be discarded");
+        assert!(!meta_panicked, "a panicked job's writes must be discarded");
+    });
+}
+
+#[test]
+fn acknowledged_writes_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        runtime().block_on(async {
+            for i in 0..20 {
+                let record = tenant(&format!("t{i}"));
+                store.write(move |txn| tenants::insert(txn, &record)).await.unwrap();
+            }
+        });
+        store.close();
+    }
+    let store = open(&dir);
+    let count = store.database().begin_read().unwrap().open_table(TENANTS).unwrap().len().unwrap();
+    assert_eq!(count, 20);
+}
+
+#[test]
+fn writes_after_close_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.close();
+    let result = runtime().block_on(store.write(|_txn| Ok(())));
+    assert!(matches!(result, Err(Error::Closed)));
+}
+
+#[test]
+fn a_second_open_of_the_same_file_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = open(&dir);
+    let second = Store::open(&dir.path().join(DB_FILE), MigrationPolicy::Inspect);
+    assert!(matches!(second, Err(Error::Locked { .. })), "{:?}", second.err());
+}
+
+fn scratch_v2(txn: &WriteTransaction) -> Result<(), Error> {
+    // Backfill: one scratch row per tenant, as a migration that rewrites data would.
+    let ids: Vec<String> = {
+        let tenants = txn.open_table(TENANTS)?;
+        tenants.iter()?.map(|e| e.map(|(k, _)| k.value().to_string())).collect::<Result<_, _>>()?
+    };
+    let mut scratch = txn.open_table(SCRATCH)?;
+    for id in ids {
+        scratch.insert(id.as_str(), b"backfilled".as_slice())?;
+    }
+    Ok(())
+}
+
+fn with_v2() -> Vec<Migration> {
+    let mut list = migrations::MIGRATIONS.to_vec();
+    list.push(Migration {
+        version: migrations::latest(migrations::MIGRATIONS) + 1,
+        description: "test: scratch table backfilled from tenants",
+        definition: "create scratch_v2(&str->bytes) from tenants",
+        apply: scratch_v2,
+    });
+    list
+}
+
+#[test]
+fn pending_migrations_are_applied_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    {
+        let store = Store::open(&path, MigrationPolicy::Apply).unwrap();
+        runtime().block_on(store.write(|txn| tenants::insert(txn, &tenant("old")))).unwrap();
+        store.close();
+    }
+    let v2 = with_v2();
+    let newest = v2.last().unwrap().version;
+    {
+        let store = Store::open_with(&path, &v2, MigrationPolicy::Inspect).unwrap();
+        let status = migrations::status(store.database(), &v2).unwrap();
+        assert!(status.iter().find(|s| s.version == newest).unwrap().applied_at.is_none());
+        assert!(status.iter().filter(|s| s.version < newest).all(|s| s.applied_at.is_some()));
+    }
+    let store = Store::open_with(&path, &v2, MigrationPolicy::Apply).unwrap();
+    let status = migrations::status(store.database(), &v2).unwrap();
+    assert!(status.iter().all(|s| s.applied_at.is_some()), "{status:?}");
+    let txn = store.database().begin_read().unwrap();
+    assert_eq!(txn.open_table(SCRATCH).unwrap().get("id-old").unwrap().unwrap().value(), b"backfilled");
+}
+
+#[test]
+fn a_file_from_a_newer_binary_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    drop(Store::open_with(&path, &with_v2(), MigrationPolicy::Apply).unwrap());
+    let before = std::fs::read(&path).unwrap();
+    let refused = Store::open(&path, MigrationPolicy::Apply);
+    match refused {
+        Err(Error::NewerSchema { found, supported }) => assert!(found > supported),
+        other => panic!("expected NewerSchema, got {:?}", other.err()),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the refused file must not be modified");
+}
+
+#[test]
+fn an_edited_released_migration_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    drop(Store::open(&path, MigrationPolicy::Apply).unwrap());
+    let mut edited = migrations::MIGRATIONS.to_vec();
+    edited[0].definition = "something else";
+    assert!(matches!(
+        Store::open_with(&path, &edited, MigrationPolicy::Apply),
+        Err(Error::ChecksumMismatch { version: 1, .. })
+    ));
+}
+
+#[test]
+fn codec_refuses_unknown_versions_and_empty_values() {
+    let bytes = encode(&tenant("x")).unwrap();
+    assert_eq!(bytes[0], TenantRecord::VERSION);
+    assert_eq!(decode::<TenantRecord>(&bytes).unwrap(), tenant("x"));
+    let mut future = bytes.clone();
+    future[0] = 99;
+    assert!(matches!(decode::<TenantRecord>(&future), Err(Error::UnknownRecordVersion { version: 99, .. })));
+    assert!(matches!(decode::<TenantRecord>(&[]), Err(Error::Codec { .. })));
+    assert!(matches!(decode::<TenantRecord>(&bytes[..3]), Err(Error::Codec { .. })));
+}
