@@ -1,6 +1,8 @@
 //! `App`: every long-lived service of a running server, built once from the config.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use crate::auth::admin::AdminSecret;
@@ -21,6 +23,8 @@ pub struct App {
     /// `None` when `[server].rate_limit_per_second = 0`.
     rate_limiter: Option<IpRateLimiter>,
     started_at: Instant,
+    /// The address actually bound (the configured port may be 0 or overridden by `PORT`).
+    bound_addr: OnceLock<SocketAddr>,
 }
 
 impl App {
@@ -36,6 +40,7 @@ impl App {
             cors,
             rate_limiter,
             started_at: Instant::now(),
+            bound_addr: OnceLock::new(),
             config,
         }
     }
@@ -66,6 +71,15 @@ impl App {
 
     pub fn rate_limiter(&self) -> Option<&IpRateLimiter> {
         self.rate_limiter.as_ref()
+    }
+
+    /// Recorded by `ares::run` once the listener is bound.
+    pub fn bound_addr(&self) -> Option<SocketAddr> {
+        self.bound_addr.get().copied()
+    }
+
+    pub(crate) fn set_bound_addr(&self, addr: SocketAddr) {
+        let _ = self.bound_addr.set(addr);
     }
 
     pub fn uptime_secs(&self) -> u64 {

@@ -59,6 +59,9 @@ pub async fn run<F>(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: 
 where
     F: Future<Output = ()> + Send,
 {
+    if let Ok(addr) = listener.local_addr() {
+        app.set_bound_addr(addr);
+    }
     if let Some(limiter) = app.rate_limiter() {
         limiter.spawn_sweeper();
     }

@@ -52,7 +52,7 @@ pub fn config_info(ctx: &Context) -> Response {
     let body = json!({
         "server": {
             "host": config.server.host,
-            "port": config.server.port.unwrap_or(crate::config::DEFAULT_PORT),
+            "port": ctx.app.bound_addr().map_or(config.server.port.unwrap_or(crate::config::DEFAULT_PORT), |a| a.port()),
             "log_level": config.server.log_level,
         },
         "providers": config.providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),

@@ -12,9 +12,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
@@ -23,6 +24,13 @@ use super::Error;
 
 /// Upper bound on jobs per transaction, so one batch's latency stays bounded under a flood.
 const MAX_BATCH: usize = 1024;
+
+/// How long a batch may wait for writers that were part of the previous batch. Those callers
+/// were answered a moment ago and are about to submit again; without this wait the batch
+/// closes on the first one back and the rest form a second, small batch with its own fsync
+/// (measured: ~N/2 jobs per commit instead of ~N). Small next to one fsync (~0.3 ms here), and
+/// a lone writer never waits because its previous batch had one job.
+const LINGER: Duration = Duration::from_micros(200);
 
 /// A type-erased job: runs inside the batch transaction, answers its caller after the commit.
 trait Job: Send {
@@ -154,28 +162,48 @@ impl Drop for Writer {
 }
 
 fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters) {
+    let mut previous_batch = 1;
     loop {
         let first = match receiver.recv() {
             Ok(Message::Job(job)) => job,
             Ok(Message::Shutdown) | Err(_) => return,
         };
-        let mut batch = vec![first];
-        let mut stop = false;
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(Message::Job(job)) => batch.push(job),
-                Ok(Message::Shutdown) => {
-                    stop = true;
-                    break;
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
+        let (batch, stop) = collect_batch(receiver, first, previous_batch);
+        previous_batch = batch.len();
         commit_batch(db, batch, counters);
         if stop {
             return;
         }
     }
+}
+
+/// Take what is queued behind `first`; while fewer jobs than the previous batch have arrived,
+/// wait up to [`LINGER`] for the rest. Returns the batch and whether shutdown was requested.
+fn collect_batch(receiver: &Receiver<Message>, first: Box<dyn Job>, expected: usize) -> (Vec<Box<dyn Job>>, bool) {
+    let mut batch = vec![first];
+    let deadline = Instant::now() + LINGER;
+    while batch.len() < MAX_BATCH {
+        let next = match receiver.try_recv() {
+            Ok(message) => Ok(message),
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                let now = Instant::now();
+                if batch.len() >= expected || now >= deadline {
+                    break;
+                }
+                match receiver.recv_timeout(deadline - now) {
+                    Ok(message) => Ok(message),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => Err(()),
+                }
+            }
+        };
+        match next {
+            Ok(Message::Job(job)) => batch.push(job),
+            Ok(Message::Shutdown) => return (batch, true),
+            Err(()) => break,
+        }
+    }
+    (batch, false)
 }
 
 /// Run `batch` in one transaction and commit it; failed jobs are answered and dropped, and

@@ -64,20 +64,29 @@ fn write_fixture(path: &Path) {
     store.close();
 }
 
-#[test]
-fn current_schema_leaves_a_fixture() {
-    let latest = migrations::latest(migrations::MIGRATIONS);
-    let path = fixture_path(latest);
+/// Write the current version's fixture if it is missing (once per process: both tests need it).
+fn ensure_current_fixture() -> PathBuf {
+    static WRITTEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = WRITTEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let path = fixture_path(migrations::latest(migrations::MIGRATIONS));
     if !path.exists() {
         std::fs::create_dir_all(fixtures_dir()).unwrap();
-        write_fixture(&path);
+        let staging = path.with_extension("redb.tmp");
+        write_fixture(&staging);
+        std::fs::rename(&staging, &path).unwrap();
         println!("wrote {}: commit it", path.display());
     }
-    assert!(path.exists());
+    path
+}
+
+#[test]
+fn current_schema_leaves_a_fixture() {
+    assert!(ensure_current_fixture().exists());
 }
 
 #[test]
 fn every_fixture_migrates_to_the_current_schema_and_keeps_its_data() {
+    ensure_current_fixture();
     let mut fixtures: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
