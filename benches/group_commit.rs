@@ -21,7 +21,8 @@
 //! min and max alongside; the two modes are interleaved sample by sample so drift hits both.
 //! For group commit the writer's counters give the average number of jobs per commit.
 //!
-//! `cargo bench --bench group_commit` runs the full measurement (about a minute).
+//! `cargo bench --bench group_commit` runs the full measurement (about a minute: 5 samples of
+//! 2 s per cell).
 //! Without `--bench` (e.g. `cargo test --benches`) or with `--test`
 //! (`cargo bench --bench group_commit -- --test`) it does a quick smoke run instead.
 //! `ARES_BENCH_SAMPLES` and `ARES_BENCH_SECS` override the sample count and the seconds per
@@ -62,11 +63,12 @@ impl Sample {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
-    let env_or = |key: &str, default: f64| std::env::var(key).ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(default);
+    let env_or =
+        |key: &str, default: f64| std::env::var(key).ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(default);
     let settings = if full {
         Settings {
             samples: env_or("ARES_BENCH_SAMPLES", 5.0).max(1.0) as usize,
-            duration: Duration::from_secs_f64(env_or("ARES_BENCH_SECS", 1.0).max(0.01)),
+            duration: Duration::from_secs_f64(env_or("ARES_BENCH_SECS", 2.0).max(0.01)),
             warmup: Some(Duration::from_millis(500)),
         }
     } else {
@@ -92,10 +94,9 @@ fn main() {
 
     println!();
     println!(
-        "{:>7} | {:>28} | {:>28} | {:>6} | {}",
-        "writers", "group commit: median [min-max]", "commit per write: med [min-max]", "ratio", "group batching: jobs/commit"
+        "writers |   group commit med [min-max] | 1 commit/write med [min-max] |  ratio | group batching: jobs/commit"
     );
-    println!("{}", "-".repeat(120));
+    println!("{}", "-".repeat(112));
     for writers in LEVELS {
         let mut group = Vec::with_capacity(settings.samples);
         let mut baseline = Vec::with_capacity(settings.samples);

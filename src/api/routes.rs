@@ -226,8 +226,10 @@ pub fn resolve(method: &Method, path: &str) -> Resolution {
     }
     let mut allow = Vec::with_capacity(candidates.len());
     let mut auth = AuthRequirement::None;
+    // HEAD is GET without a body (hyper drops the body); uptime checkers use it.
+    let wanted = if method == Method::HEAD { &Method::GET } else { method };
     for (candidate_method, route) in candidates {
-        if candidate_method == *method {
+        if candidate_method == *wanted {
             return Resolution::Found(route);
         }
         auth = route.auth();
@@ -370,6 +372,7 @@ mod tests {
         check(Method::GET, "/v1/agents/x/runs", Resolution::Found(Route::V1ListAgentRuns { name: "x".into() }));
         check(Method::GET, "/api/v1/agents/x/runs", Resolution::Found(Route::V1ListAgentRuns { name: "x".into() }));
         check(Method::POST, "/api/user/agents/import", Resolution::Found(Route::ImportUserAgent));
+        check(Method::HEAD, "/health", Resolution::Found(Route::Health));
     }
 
     #[test]

@@ -94,7 +94,10 @@ tier = "powerful"
     );
     assert_eq!(loaded.config.providers[0].base_url.as_deref(), Some("https://api.openai.com/v1"));
     let model = &loaded.config.models[0];
-    assert_eq!((model.provider.as_str(), model.model_id.as_str(), model.tier), ("my-openai", "gpt-4o", Some(Tier::Powerful)));
+    assert_eq!(
+        (model.provider.as_str(), model.model_id.as_str(), model.tier),
+        ("my-openai", "gpt-4o", Some(Tier::Powerful))
+    );
 }
 
 #[test]
@@ -191,7 +194,9 @@ fn wrong_type_names_the_key_and_line() {
     assert!(message.contains("line 3"), "{message}");
     assert!(message.contains("server.port"), "{message}");
 
-    let message = load_err("[[providers]]\nname = \"x\"\ntype = \"ollama\"\n[[providers.models]]\nid = \"m\"\ncontext_length = \"big\"\n");
+    let message = load_err(
+        "[[providers]]\nname = \"x\"\ntype = \"ollama\"\n[[providers.models]]\nid = \"m\"\ncontext_length = \"big\"\n",
+    );
     assert!(message.contains("line 6"), "{message}");
     assert!(message.contains("providers"), "{message}");
     assert!(message.contains("context_length"), "{message}");
@@ -222,7 +227,8 @@ fn cross_references_are_validated() {
     let message = load_err("[[models]]\nname = \"m\"\nprovider = \"nope\"\nmodel_id = \"x\"\n");
     assert!(message.contains("provider 'nope' is not defined"), "{message}");
 
-    let message = load_err("[[providers]]\nname = \"a\"\ntype = \"ollama\"\n[[providers]]\nname = \"a\"\ntype = \"ollama\"\n");
+    let message =
+        load_err("[[providers]]\nname = \"a\"\ntype = \"ollama\"\n[[providers]]\nname = \"a\"\ntype = \"ollama\"\n");
     assert!(message.contains("'a' is defined twice"), "{message}");
 
     let message = load_err("[rag]\nchunk_size = 10\nchunk_overlap = 10\n");

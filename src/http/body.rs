@@ -26,6 +26,10 @@ pub async fn read_limited(headers: &http::HeaderMap, body: RequestBody, limit: u
 /// Parse JSON whatever the `Content-Type` says ([D] treats a wrong content type as a 400 case
 /// only when the body is not JSON). Unknown fields are ignored.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body is an object; serde would otherwise read `["acme","pro"]` as a struct.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidJson);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();

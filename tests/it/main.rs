@@ -1,1 +1,18 @@
-fn main() {}
+//! The integration test binary: real servers on ephemeral ports, real HTTP, real processes.
+//!
+//! `harness` starts servers (in-process or the compiled binary) and runs the CLI;
+//! `mock_provider` is a scriptable LLM provider. Every other module is a group of tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod harness;
+mod mock_provider;
+
+mod admin;
+mod cli;
+mod cors;
+mod crash;
+mod http_basics;
+mod migrations;
+mod mock_provider_tests;
+mod rate_limit;

@@ -106,9 +106,8 @@ fn every_fixture_migrates_to_the_current_schema_and_keeps_its_data() {
         assert!(status.iter().all(|s| s.applied_at.is_some()), "{}: {status:?}", fixture.display());
         assert_eq!(status.len(), migrations::MIGRATIONS.len());
 
-        let (tenants, entries) = runtime()
-            .block_on(store.read(|txn| Ok((tenants::list(txn)?, audit::page(txn, 100, 0)?))))
-            .unwrap();
+        let (tenants, entries) =
+            runtime().block_on(store.read(|txn| Ok((tenants::list(txn)?, audit::page(txn, 100, 0)?)))).unwrap();
         let mut found: Vec<(String, String, String)> =
             tenants.into_iter().map(|s| (s.tenant.id, s.tenant.name, s.tenant.tier)).collect();
         found.sort();

@@ -1,0 +1,219 @@
+//! The `ares` binary itself: exit codes, configuration errors, `init`, `migrate`, signals and
+//! first-start secret generation. Every child gets an explicit environment.
+
+use std::path::Path;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{BinaryServer, JWT_SECRET, run_cli};
+
+/// Enough for `serve` to start without generating secrets.
+const SECRETS: &[(&str, &str)] = &[("ADMIN_API_KEY", "cli-admin-secret"), ("JWT_SECRET", JWT_SECRET)];
+
+fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
+}
+
+#[test]
+fn unknown_flag_exits_2_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(dir.path(), &["--bogus-flag"], &[]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("--bogus-flag"), "{}", out.stderr);
+}
+
+#[test]
+fn config_errors_name_the_key_and_line_and_exit_2() {
+    fn check(config: &str, expected: &[&str]) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, config).unwrap();
+        let data = dir.path().join("data");
+        let args = ["--config", path_arg(&file), "--data-dir", path_arg(&data), "--port", "0"];
+        let out = run_cli(dir.path(), &args, SECRETS);
+        assert_eq!(out.code(), Some(2), "config {config:?}: {out:?}");
+        for needle in expected {
+            assert!(out.stderr.contains(needle), "config {config:?}: stderr lacks {needle:?}:\n{}", out.stderr);
+        }
+        assert!(!data.join("ares.redb").exists(), "a bad config must stop start-up before the store is created");
+    }
+    check("[server]\nport = \"abc\"\n", &["server.port", "line 2"]);
+    check("# a comment\n\n[server]\nhost = \"127.0.0.1\"\nport = \"abc\"\n", &["server.port", "line 5"]);
+    check("[server]\nrate_limit_burst = -1\n", &["server.rate_limit_burst", "line 2"]);
+    check("[server\n", &["line 1"]);
+    check("[server]\nrate_limit_per_second = 5\nrate_limit_burst = 0\n", &["server.rate_limit_burst"]);
+
+    // A missing explicitly named file is an error too, not "use the defaults".
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(dir.path(), &["--config", "missing.toml", "--port", "0"], SECRETS);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("missing.toml"), "{}", out.stderr);
+}
+
+#[test]
+fn unknown_config_keys_only_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::builder(dir.path()).config("[server]\nbogus_key = 1\n[bogus_section]\nx = 2\n").start();
+    let stderr = server.wait_for_stderr("server.bogus_key");
+    assert!(stderr.contains("unknown key"), "{stderr}");
+    server.wait_for_stderr("bogus_section");
+}
+
+#[test]
+fn short_jwt_secret_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--data-dir", path_arg(&data), "--port", "0"];
+    let out = run_cli(dir.path(), &args, &[("JWT_SECRET", "short"), ("ADMIN_API_KEY", "x")]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("JWT_SECRET must be at least 32 characters"), "{}", out.stderr);
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_writes_a_commented_config_and_secrets_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ares.toml");
+    let data = dir.path().join("data");
+    let args = ["init", "--config", path_arg(&config), "--data-dir", path_arg(&data)];
+
+    let out = run_cli(dir.path(), &args, &[]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(written, ares::config::DEFAULT_CONFIG_TOML);
+    assert!(written.lines().filter(|l| l.starts_with('#')).count() > 5, "the config explains itself");
+    let admin = std::fs::read_to_string(data.join("secrets/admin_secret")).unwrap();
+    let jwt = std::fs::read_to_string(data.join("secrets/jwt_secret")).unwrap();
+    assert!(jwt.trim().len() >= 32);
+    #[cfg(unix)]
+    for file in ["admin_secret", "jwt_secret"] {
+        assert_eq!(mode(&data.join("secrets").join(file)), 0o600, "{file}");
+    }
+    let shown: Vec<&str> = out.stdout.lines().filter(|l| l.contains(admin.trim())).collect();
+    assert_eq!(shown.len(), 1, "the admin secret is printed exactly once:\n{}", out.stdout);
+    assert!(shown[0].starts_with("Generated an admin secret"), "{}", shown[0]);
+    assert!(data.join("ares.redb").exists(), "init creates the database");
+
+    // A second init keeps an edited config and the existing secrets, and prints no secret.
+    let edited = format!("{written}\n# edited by the operator\n");
+    std::fs::write(&config, &edited).unwrap();
+    let out = run_cli(dir.path(), &args, &[]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), edited);
+    assert_eq!(std::fs::read_to_string(data.join("secrets/admin_secret")).unwrap(), admin);
+    assert_eq!(std::fs::read_to_string(data.join("secrets/jwt_secret")).unwrap(), jwt);
+    assert!(out.stdout.contains("already exists"), "{}", out.stdout);
+    assert!(!out.stdout.contains(admin.trim()), "the secret is not shown again:\n{}", out.stdout);
+    assert!(!out.stdout.contains("Generated"), "{}", out.stdout);
+}
+
+/// The `APPLIED_AT` column of `migrate status` for `version`.
+fn applied_at(stdout: &str, version: u32) -> String {
+    let row = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&version.to_string()))
+        .unwrap_or_else(|| panic!("no row for version {version}:\n{stdout}"));
+    row.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+fn migrate_status_and_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let status = ["migrate", "status", "--data-dir", path_arg(&data)];
+
+    // No ./ares.toml in the working directory: built-in defaults.
+    let out = run_cli(dir.path(), &status, &[]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(applied_at(&out.stdout, 1), "pending");
+    assert!(!data.join("ares.redb").exists(), "status does not create the database");
+
+    let out = run_cli(dir.path(), &["migrate", "up", "--data-dir", path_arg(&data)], &[]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("applied migrations: 1"), "{}", out.stdout);
+
+    let out = run_cli(dir.path(), &status, &[]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let applied = applied_at(&out.stdout, 1);
+    assert!(applied.ends_with('Z'), "{applied}");
+    time::OffsetDateTime::parse(&applied, &time::format_description::well_known::Rfc3339).unwrap();
+
+    let out = run_cli(dir.path(), &["migrate", "up", "--data-dir", path_arg(&data)], &[]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("up to date"), "{}", out.stdout);
+    assert_eq!(applied_at(&out.stdout, 1), applied, "a second up changes nothing");
+}
+
+#[test]
+fn migrate_status_fails_fast_while_a_server_holds_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::builder(dir.path()).start();
+    // run_cli's guard fails the test if the command blocks on the lock instead of failing.
+    let out = run_cli(dir.path(), &["migrate", "status", "--data-dir", path_arg(server.data_dir())], &[]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("in use"), "{}", out.stderr);
+    let out = run_cli(dir.path(), &["migrate", "up", "--data-dir", path_arg(server.data_dir())], &[]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("in use"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_removes_the_server_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = BinaryServer::builder(dir.path()).start();
+    let server_file = server.data_dir().join("server.json");
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&server_file).unwrap()).unwrap();
+    assert_eq!(info["addr"], server.addr().to_string());
+    assert!(info["pid"].as_u64().is_some_and(|pid| pid > 0));
+    let response = server.client().get(server.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(!server_file.exists(), "server.json is removed on a clean stop");
+    server.wait_for_stderr("stopped cleanly");
+    assert!(server.client().get(server.url("/health")).send().await.is_err(), "nothing listens any more");
+}
+
+#[tokio::test]
+async fn first_start_without_config_or_env_generates_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = BinaryServer::builder(dir.path()).no_config_file().generated_secrets().start();
+    let secret = server.admin_secret().to_string();
+    let stdout = server.stdout();
+    let shown: Vec<&String> = stdout.iter().filter(|l| l.contains("Generated an admin secret")).collect();
+    assert_eq!(shown.len(), 1, "{stdout:?}");
+    let stored = std::fs::read_to_string(server.data_dir().join("secrets/admin_secret")).unwrap();
+    assert_eq!(stored.trim(), secret);
+    assert!(server.data_dir().join("secrets/jwt_secret").exists());
+
+    let tenants = |server: &BinaryServer, secret: &str| {
+        server.client().request(Method::GET, server.url("/api/admin/tenants")).header("x-admin-secret", secret).send()
+    };
+    let response = tenants(&server, &secret).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({ "tenants": [] }));
+    assert_eq!(server.terminate().code(), Some(0));
+
+    // Second start: the stored secret is used and not printed again.
+    let mut server = BinaryServer::builder(dir.path()).no_config_file().generated_secrets().start();
+    assert!(server.stdout().iter().all(|l| !l.contains("Generated")), "{:?}", server.stdout());
+    assert_eq!(tenants(&server, &secret).await.unwrap().status(), 200);
+    assert_eq!(server.terminate().code(), Some(0));
+
+    // A secret set in the environment wins over the stored one.
+    let server = BinaryServer::builder(dir.path())
+        .no_config_file()
+        .generated_secrets()
+        .env("ADMIN_API_KEY", "rotated-admin-secret")
+        .start();
+    assert_eq!(tenants(&server, "rotated-admin-secret").await.unwrap().status(), 200);
+    assert_eq!(tenants(&server, &secret).await.unwrap().status(), 401);
+    assert_eq!(std::fs::read_to_string(server.data_dir().join("secrets/admin_secret")).unwrap(), stored);
+}

@@ -1,0 +1,257 @@
+//! Proves the mock provider speaks each wire format (JSON and streaming) by talking to it with
+//! a plain HTTP client, before any server code relies on it.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+
+use crate::harness::{header, http_client};
+use crate::mock_provider::{MockProvider, Script};
+
+/// One server-sent event: its `event:` name (if any) and its `data:` payload.
+#[derive(Debug)]
+struct Event {
+    name: Option<String>,
+    data: String,
+}
+
+fn parse_sse(text: &str) -> Vec<Event> {
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = Event { name: None, data: String::new() };
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event.name = Some(name.to_string());
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    event.data.push_str(data);
+                }
+            }
+            event
+        })
+        .collect()
+}
+
+async fn post(mock: &MockProvider, path: &str, body: Value) -> reqwest::Response {
+    http_client().post(format!("{}{path}", mock.url())).json(&body).send().await.expect("request to the mock")
+}
+
+#[tokio::test]
+async fn openai_json_answers_the_script_and_records_the_request() {
+    let mock = MockProvider::start();
+    mock.set_script(Script::reply("Paris is the capital.").usage(12, 5));
+    let response = http_client()
+        .post(format!("{}/chat/completions", mock.openai_base_url()))
+        .bearer_auth("sk-test")
+        .json(&json!({ "model": "gpt-test", "messages": [{ "role": "user", "content": "Capital of France?" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type").as_deref(), Some("application/json"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "gpt-test");
+    assert_eq!(body["choices"][0]["message"], json!({ "role": "assistant", "content": "Paris is the capital." }));
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(body["usage"], json!({ "prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17 }));
+
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].method, "POST");
+    assert_eq!(requests[0].path, "/v1/chat/completions");
+    assert_eq!(requests[0].header("authorization"), Some("Bearer sk-test"));
+    assert_eq!(requests[0].body["messages"][0]["content"], "Capital of France?");
+}
+
+#[tokio::test]
+async fn openai_stream_sends_deltas_usage_and_done() {
+    let mock = MockProvider::start();
+    mock.set_script(Script::reply("one two three").usage(4, 3));
+    let body =
+        json!({ "model": "gpt-test", "stream": true, "stream_options": { "include_usage": true }, "messages": [] });
+    let response = post(&mock, "/v1/chat/completions", body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type").as_deref(), Some("text/event-stream"));
+    let events = parse_sse(&response.text().await.unwrap());
+
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect();
+    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "one two three");
+    let deltas = chunks.iter().filter(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(deltas.count(), 3, "one delta per word");
+    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"));
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"], json!({ "prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7 }));
+
+    // Without stream_options.include_usage there is no usage chunk, as with OpenAI.
+    let response = post(&mock, "/v1/chat/completions", json!({ "model": "m", "stream": true })).await;
+    let events = parse_sse(&response.text().await.unwrap());
+    assert!(events.iter().all(|e| !e.data.contains("\"usage\"")), "{events:?}");
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+}
+
+#[tokio::test]
+async fn anthropic_json_and_stream() {
+    let mock = MockProvider::start();
+    mock.set_script(Script::reply("Bonjour le monde").usage(9, 4));
+    let response = http_client()
+        .post(format!("{}/v1/messages", mock.url()))
+        .header("x-api-key", "sk-ant-test")
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({ "model": "claude-test", "max_tokens": 64, "messages": [{ "role": "user", "content": "Hi" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "message");
+    assert_eq!(body["model"], "claude-test");
+    assert_eq!(body["content"], json!([{ "type": "text", "text": "Bonjour le monde" }]));
+    assert_eq!(body["stop_reason"], "end_turn");
+    assert_eq!(body["usage"], json!({ "input_tokens": 9, "output_tokens": 4 }));
+    let recorded = &mock.requests()[0];
+    assert_eq!(recorded.header("x-api-key"), Some("sk-ant-test"));
+    assert_eq!(recorded.header("anthropic-version"), Some("2023-06-01"));
+
+    let response = post(&mock, "/v1/messages", json!({ "model": "claude-test", "stream": true })).await;
+    assert_eq!(header(&response, "content-type").as_deref(), Some("text/event-stream"));
+    let events = parse_sse(&response.text().await.unwrap());
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_deref().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+        ]
+    );
+    let data: Vec<Value> = events.iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect();
+    for (name, value) in names.iter().zip(&data) {
+        assert_eq!(value["type"], *name, "the data's type repeats the event name");
+    }
+    assert_eq!(data[0]["message"]["usage"]["input_tokens"], 9);
+    let text: String = data.iter().filter_map(|d| d["delta"]["text"].as_str()).collect();
+    assert_eq!(text, "Bonjour le monde");
+    assert_eq!(data[7]["delta"]["stop_reason"], "end_turn");
+    assert_eq!(data[7]["usage"]["output_tokens"], 4);
+}
+
+#[tokio::test]
+async fn ollama_json_and_ndjson_stream() {
+    let mock = MockProvider::start();
+    mock.set_script(Script::reply("local model says hi").usage(6, 4));
+    let response = post(&mock, "/api/chat", json!({ "model": "llama3.2", "stream": false, "messages": [] })).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["model"], "llama3.2");
+    assert_eq!(body["message"], json!({ "role": "assistant", "content": "local model says hi" }));
+    assert_eq!(body["done"], true);
+    assert_eq!((body["prompt_eval_count"].as_u64(), body["eval_count"].as_u64()), (Some(6), Some(4)));
+
+    // Ollama streams by default: no `stream` field means NDJSON.
+    let response = post(&mock, "/api/chat", json!({ "model": "llama3.2", "messages": [] })).await;
+    assert_eq!(header(&response, "content-type").as_deref(), Some("application/x-ndjson"));
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5, "four words and the final line: {text}");
+    assert!(lines[..4].iter().all(|l| l["done"] == false));
+    let content: String = lines.iter().filter_map(|l| l["message"]["content"].as_str()).collect();
+    assert_eq!(content, "local model says hi");
+    let last = lines.last().unwrap();
+    assert_eq!((last["done"].as_bool(), last["done_reason"].as_str()), (Some(true), Some("stop")));
+    assert_eq!((last["prompt_eval_count"].as_u64(), last["eval_count"].as_u64()), (Some(6), Some(4)));
+}
+
+#[tokio::test]
+async fn scripted_errors_use_each_providers_error_shape() {
+    let mock = MockProvider::start();
+    mock.set_script(Script::error(429, "slow down"));
+    let cases = [
+        (
+            "/v1/chat/completions",
+            json!({ "error": { "message": "slow down", "type": "rate_limit_error", "param": null, "code": null } }),
+        ),
+        ("/v1/messages", json!({ "type": "error", "error": { "type": "rate_limit_error", "message": "slow down" } })),
+        ("/api/chat", json!({ "error": "slow down" })),
+    ];
+    for (path, expected) in cases {
+        let response = post(&mock, path, json!({ "model": "m", "stream": true })).await;
+        assert_eq!(response.status(), 429, "{path}");
+        assert_eq!(response.json::<Value>().await.unwrap(), expected, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn queued_scripts_come_first_and_unknown_paths_are_recorded() {
+    let mock = MockProvider::start();
+    mock.set_script(Script::reply("default"));
+    mock.enqueue(Script::error(503, "warming up"));
+    mock.enqueue(Script::reply("second"));
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let response = post(&mock, "/api/chat", json!({ "model": "m", "stream": false })).await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        seen.push((status, body["message"]["content"].as_str().or(body["error"].as_str()).unwrap().to_string()));
+    }
+    let expected = [(503, "warming up"), (200, "second"), (200, "default")].map(|(s, t)| (s, t.to_string()));
+    assert_eq!(seen, expected);
+
+    // Unknown routes answer 404, are recorded, and do not consume queued scripts.
+    mock.enqueue(Script::reply("kept"));
+    let response = post(&mock, "/v1/embeddings", json!({ "input": "x" })).await;
+    assert_eq!(response.status(), 404);
+    let response = http_client().get(format!("{}/api/chat", mock.url())).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let response = post(&mock, "/api/chat", json!({ "model": "m", "stream": false })).await;
+    assert_eq!(response.json::<Value>().await.unwrap()["message"]["content"], "kept");
+    let paths: Vec<(String, String)> = mock.requests().into_iter().map(|r| (r.method, r.path)).collect();
+    let expected = [
+        ("POST", "/api/chat"),
+        ("POST", "/api/chat"),
+        ("POST", "/api/chat"),
+        ("POST", "/v1/embeddings"),
+        ("GET", "/api/chat"),
+        ("POST", "/api/chat"),
+    ]
+    .map(|(m, p)| (m.to_string(), p.to_string()));
+    assert_eq!(paths, expected);
+}
+
+#[tokio::test]
+async fn delays_hold_back_the_first_byte_and_space_out_chunks() {
+    let mock = MockProvider::start();
+    let delay = Duration::from_millis(150);
+    mock.set_script(Script::reply("a b c").delay(delay));
+    let started = Instant::now();
+    let response = post(&mock, "/v1/messages", json!({ "model": "m" })).await;
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() >= delay, "headers arrived before the scripted delay");
+
+    let gap = Duration::from_millis(40);
+    mock.set_script(Script::reply("a b c").chunk_delay(gap));
+    let started = Instant::now();
+    let response = post(&mock, "/v1/chat/completions", json!({ "model": "m", "stream": true })).await;
+    let mut stream = response.bytes_stream();
+    let mut received = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        received.extend_from_slice(&chunk.unwrap());
+    }
+    // 1 role chunk + 3 deltas + finish + [DONE] = 6 chunks, so at least 5 gaps.
+    assert!(started.elapsed() >= gap * 5, "chunks were not spaced out");
+    let events = parse_sse(std::str::from_utf8(&received).unwrap());
+    assert_eq!(events.len(), 6);
+}
