@@ -5,11 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use crate::auth::admin::AdminSecret;
+use crate::auth::jwt::TokenKeys;
 use crate::auth::secrets::Secrets;
 use crate::config::Config;
 use crate::http::cors::CorsPolicy;
 use crate::http::rate_limit::IpRateLimiter;
+use crate::metering::Meter;
 use crate::store::Store;
 
 pub struct App {
@@ -17,8 +22,12 @@ pub struct App {
     data_dir: PathBuf,
     store: Store,
     admin_secret: AdminSecret,
-    /// Signing key for access tokens; consumed by the identity layer.
-    jwt_secret: String,
+    /// Signs and verifies access and refresh tokens.
+    token_keys: TokenKeys,
+    /// In-memory quota counters per tenant.
+    meter: Meter,
+    /// When each API key's `last_used` was last written, so it is written at most once a minute.
+    key_use: Mutex<HashMap<String, i64>>,
     cors: CorsPolicy,
     /// `None` when `[server].rate_limit_per_second = 0`.
     rate_limiter: Option<IpRateLimiter>,
@@ -36,7 +45,9 @@ impl App {
             data_dir: data_dir.to_path_buf(),
             store,
             admin_secret: AdminSecret::new(&secrets.admin_secret),
-            jwt_secret: secrets.jwt_secret.clone(),
+            token_keys: TokenKeys::new(&secrets.jwt_secret),
+            meter: Meter::new(config.quotas),
+            key_use: Mutex::new(HashMap::new()),
             cors,
             rate_limiter,
             started_at: Instant::now(),
@@ -61,8 +72,31 @@ impl App {
         &self.admin_secret
     }
 
-    pub fn jwt_secret(&self) -> &str {
-        &self.jwt_secret
+    pub fn token_keys(&self) -> &TokenKeys {
+        &self.token_keys
+    }
+
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// Record that an API key authenticated a request; persisted at most once a minute per key.
+    pub fn note_key_use(&self, key_id: &str, now: i64) {
+        let due = match self.key_use.lock() {
+            Ok(mut seen) => {
+                let last = seen.get(key_id).copied().unwrap_or(i64::MIN);
+                let due = now.saturating_sub(last) >= 60;
+                if due {
+                    seen.insert(key_id.to_string(), now);
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if due {
+            let key_id = key_id.to_string();
+            self.store.write_detached(move |txn| crate::store::api_keys::touch(txn, &key_id, now));
+        }
     }
 
     pub fn cors(&self) -> &CorsPolicy {

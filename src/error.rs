@@ -45,6 +45,9 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("Rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
+    /// A tenant quota is exhausted (API.md §4.3); the message names which one.
+    #[error("{message}")]
+    QuotaExceeded { message: &'static str, retry_after_secs: u64 },
     /// A documented route whose feature this build does not have yet.
     #[error("{0}")]
     NotImplemented(String),
@@ -75,11 +78,23 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE"),
-            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED"),
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED")
+            }
             ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "NOT_IMPLEMENTED"),
             ApiError::ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
             ApiError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "DATABASE_ERROR"),
+        }
+    }
+
+    /// Seconds a 429 asks the client to wait.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs } | ApiError::QuotaExceeded { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
         }
     }
 

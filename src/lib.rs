@@ -4,6 +4,7 @@
 //! store opened and migrated); `run` serves it on a bound listener until shutdown. The `ares`
 //! binary (src/main.rs, src/cli/) and the integration tests both start servers this way.
 
+pub mod agents;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -47,11 +48,30 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
     std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.to_path_buf(), source })?;
     let secrets: Secrets = secrets::resolve(&config.auth, data_dir, env)?;
     let store = Store::open(&data_dir.join(store::DB_FILE), MigrationPolicy::Apply)?;
+    prepare_store(&store, &config)?;
     let generated_admin_secret = match &secrets.admin_source {
         SecretSource::Generated(path) => Some((secrets.admin_secret.clone(), path.clone())),
         SecretSource::Env(_) | SecretSource::File(_) => None,
     };
     Ok(Built { app: App::new(config, data_dir, store, &secrets), generated_admin_secret })
+}
+
+/// Start-up housekeeping: seed missing built-in templates (never overwriting edited or
+/// imported ones) and drop sessions whose refresh tokens can no longer be valid.
+fn prepare_store(store: &Store, config: &Config) -> Result<(), StartError> {
+    let now = clock::now_unix();
+    let refresh_lifetime = i64::try_from(config.auth.jwt_refresh_expiry).unwrap_or(i64::MAX);
+    let (seeded, purged) = store.write_blocking(|txn| {
+        let seeded = store::templates::seed(txn, &agents::templates::builtin(now))?;
+        // Imported rows hold an `expires_at` that is too short (API.md §3.3), so allow a
+        // whole refresh lifetime on top before deleting.
+        let purged = store::users::purge_expired_sessions(txn, now, refresh_lifetime)?;
+        Ok((seeded, purged))
+    })?;
+    if seeded > 0 || purged > 0 {
+        tracing::info!(seeded_templates = seeded, purged_sessions = purged, "store prepared");
+    }
+    Ok(())
 }
 
 /// Serve until `shutdown` resolves, drain, then flush and close the store.

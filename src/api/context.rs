@@ -2,11 +2,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::de::DeserializeOwned;
 
 use crate::app::App;
-use crate::auth::Principal;
+use crate::auth::{Principal, TenantPrincipal, UserPrincipal};
 use crate::error::ApiError;
 use crate::http::{Request, body};
 
@@ -16,6 +17,8 @@ pub struct Context {
     pub client_ip: IpAddr,
     pub request_id: String,
     body_limit: usize,
+    /// LLM tokens this request consumed, reported by handlers for metering.
+    tokens: AtomicU64,
 }
 
 impl Context {
@@ -26,14 +29,43 @@ impl Context {
         request_id: &str,
         body_limit: usize,
     ) -> Self {
-        Context { app, principal, client_ip, request_id: request_id.to_string(), body_limit }
+        Context { app, principal, client_ip, request_id: request_id.to_string(), body_limit, tokens: AtomicU64::new(0) }
     }
 
     /// Read the body (within the route's limit) and parse it as JSON into `T`.
     pub async fn json<T: DeserializeOwned>(&self, request: Request) -> Result<T, ApiError> {
-        let (parts, incoming) = request.into_parts();
-        let bytes = body::read_limited(&parts.headers, incoming, self.body_limit).await?;
+        let bytes = self.body(request).await?;
         body::parse_json(&bytes)
+    }
+
+    /// Read the raw body within the route's limit.
+    pub async fn body(&self, request: Request) -> Result<bytes::Bytes, ApiError> {
+        let (parts, incoming) = request.into_parts();
+        body::read_limited(&parts.headers, incoming, self.body_limit).await
+    }
+
+    /// The user of a JWT route. Routes declare their auth, so anything else is a bug.
+    pub fn user(&self) -> Result<&UserPrincipal, ApiError> {
+        match &self.principal {
+            Principal::User(user) => Ok(user),
+            other => Err(ApiError::Internal(format!("expected a user principal, got {other:?}"))),
+        }
+    }
+
+    /// The tenant of an API-key route.
+    pub fn tenant(&self) -> Result<&TenantPrincipal, ApiError> {
+        match &self.principal {
+            Principal::Tenant(tenant) => Ok(tenant),
+            other => Err(ApiError::Internal(format!("expected a tenant principal, got {other:?}"))),
+        }
+    }
+
+    pub fn add_tokens(&self, tokens: u64) {
+        self.tokens.fetch_add(tokens, Ordering::Relaxed);
+    }
+
+    pub fn tokens_used(&self) -> u64 {
+        self.tokens.load(Ordering::Relaxed)
     }
 }
 

@@ -7,7 +7,11 @@
 mod admin;
 mod context;
 mod health;
+mod metered;
 pub mod routes;
+mod users;
+mod v1;
+mod views;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -34,20 +38,29 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let origin = request.headers().get(http::header::ORIGIN).cloned();
     let client_ip = client_ip::client_ip(peer, request.headers(), &app.config().server.trusted_proxies);
 
-    let outcome = std::panic::AssertUnwindSafe(pipeline(&app, request, client_ip, &request_id)).catch_unwind().await;
+    let mut extra_headers = Vec::new();
+    let outcome = std::panic::AssertUnwindSafe(pipeline(&app, request, client_ip, &request_id, &mut extra_headers))
+        .catch_unwind()
+        .await;
     let mut response = match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => render_error(&err, &request_id, &method, &path),
         Err(_) => render_error(&ApiError::Internal("handler panicked".into()), &request_id, &method, &path),
     };
 
+    let headers = response.headers_mut();
+    for (name, value) in extra_headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
     if let Some(origin) = origin {
         let mut request_headers = http::HeaderMap::new();
         request_headers.insert(http::header::ORIGIN, origin);
-        app.cors().decorate(&request_headers, response.headers_mut());
+        app.cors().decorate(&request_headers, headers);
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
+        headers.insert("x-request-id", value);
     }
     tracing::debug!(
         %request_id, %method, %path, status = response.status().as_u16(),
@@ -56,7 +69,16 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     response
 }
 
-async fn pipeline(app: &Arc<App>, request: Request, client_ip: IpAddr, request_id: &str) -> Result<Response, ApiError> {
+/// Headers added to the response whatever it turns out to be (quota headers on /v1).
+pub type ExtraHeaders = Vec<(&'static str, String)>;
+
+async fn pipeline(
+    app: &Arc<App>,
+    request: Request,
+    client_ip: IpAddr,
+    request_id: &str,
+    extra_headers: &mut ExtraHeaders,
+) -> Result<Response, ApiError> {
     if let Some(limiter) = app.rate_limiter() {
         limiter.check(client_ip).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
     }
@@ -66,27 +88,72 @@ async fn pipeline(app: &Arc<App>, request: Request, client_ip: IpAddr, request_i
     let route = match routes::resolve(request.method(), request.uri().path()) {
         Resolution::Found(route) => route,
         Resolution::MethodNotAllowed { allow, auth } => {
-            auth::authenticate(app, auth, request.headers())?;
+            auth::authenticate(app, auth, request.headers()).await?;
             return Err(ApiError::MethodNotAllowed { allow });
         }
         Resolution::NotFound => {
             return Err(ApiError::NotFound(format!("No route for {} {}", request.method(), request.uri().path())));
         }
     };
-    let principal = auth::authenticate(app, route.auth(), request.headers())?;
+    let principal = auth::authenticate(app, route.auth(), request.headers()).await?;
     let context = Context::new(app.clone(), principal, client_ip, request_id, route.body_limit(app.config()));
-    dispatch(&context, route, request).await
+    if matches!(context.principal, auth::Principal::Tenant(_)) {
+        metered::run(&context, route, request, extra_headers).await
+    } else {
+        dispatch(&context, route, request).await
+    }
 }
 
 /// The one match from route to handler.
-async fn dispatch(ctx: &Context, route: Route, request: Request) -> Result<Response, ApiError> {
+pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> Result<Response, ApiError> {
     match route {
         Route::Health => Ok(health::health()),
         Route::HealthDetailed => health::detailed(ctx).await,
         Route::ConfigInfo => Ok(health::config_info(ctx)),
+
+        Route::AuthRegister => users::register(ctx, request).await,
+        Route::AuthLogin => users::login(ctx, request).await,
+        Route::AuthRefresh => users::refresh(ctx, request).await,
+        Route::AuthLogout => users::logout(ctx, request).await,
+
         Route::AdminCreateTenant => admin::tenants::create(ctx, request).await,
         Route::AdminListTenants => admin::tenants::list(ctx).await,
+        Route::AdminGetTenant { tenant_id } => admin::tenants::get(ctx, &tenant_id).await,
+        Route::AdminUpdateQuota { tenant_id } => admin::tenants::update_quota(ctx, &tenant_id, request).await,
+        Route::AdminProvisionClient => admin::provision::provision_client(ctx, request).await,
+        Route::AdminCreateApiKey { tenant_id } => admin::api_keys::create(ctx, &tenant_id, request).await,
+        Route::AdminListApiKeys { tenant_id } => admin::api_keys::list(ctx, &tenant_id).await,
+        Route::AdminListTenantAgents { tenant_id } => admin::agents::list(ctx, &tenant_id).await,
+        Route::AdminCreateTenantAgent { tenant_id } => admin::agents::create(ctx, &tenant_id, request).await,
+        Route::AdminUpdateTenantAgent { tenant_id, agent_name } => {
+            admin::agents::update(ctx, &tenant_id, &agent_name, request).await
+        }
+        Route::AdminDeleteTenantAgent { tenant_id, agent_name } => {
+            admin::agents::delete(ctx, &tenant_id, &agent_name).await
+        }
+        Route::AdminListAgentTemplates => admin::catalog::templates(ctx, &request).await,
+        Route::AdminListModels => Ok(admin::catalog::models(ctx)),
+        Route::AdminTenantUsage { tenant_id } => admin::usage::tenant_usage(ctx, &tenant_id).await,
+        Route::AdminTenantDailyUsage { tenant_id } => admin::usage::daily(ctx, &tenant_id, &request).await,
+        Route::AdminAgentRuns { tenant_id, agent_name } => {
+            admin::agents::runs(ctx, &tenant_id, &agent_name, &request).await
+        }
+        Route::AdminAgentStats { tenant_id, agent_name } => admin::agents::stats(ctx, &tenant_id, &agent_name).await,
+        Route::AdminListAllAgents => admin::agents::list_all(ctx).await,
+        Route::AdminStats => admin::usage::platform_stats(ctx).await,
+        Route::AdminListAlerts => admin::alerts::list(ctx, &request).await,
+        Route::AdminResolveAlert { alert_id } => admin::alerts::resolve(ctx, &alert_id, request).await,
         Route::AdminAuditLog => admin::audit::list(ctx, &request).await,
+
+        Route::V1ListAgents => v1::agents::list(ctx, &request).await,
+        Route::V1GetAgent { name } => v1::agents::get(ctx, &name).await,
+        Route::V1ListAgentRuns { name } => v1::agents::runs(ctx, &name, &request).await,
+        Route::V1ListAgentLogs { name } => v1::agents::logs(ctx, &name, &request).await,
+        Route::V1GetUsage => v1::usage::get(ctx).await,
+        Route::V1ListApiKeys => v1::api_keys::list(ctx).await,
+        Route::V1CreateApiKey => v1::api_keys::create(ctx, request).await,
+        Route::V1RevokeApiKey { id } => v1::api_keys::revoke(ctx, &id).await,
+
         // Documented routes whose features later issues build: a clear 501, never canned data.
         _ => Err(not_built(request.method(), request.uri().path())),
     }

@@ -2,6 +2,9 @@
 //! (API.md §0.7, §3). Handlers never read auth headers themselves.
 
 pub mod admin;
+pub mod api_keys;
+pub mod jwt;
+pub mod passwords;
 pub mod secrets;
 
 use http::HeaderMap;
@@ -9,6 +12,8 @@ use http::HeaderMap;
 use crate::api::routes::AuthRequirement;
 use crate::app::App;
 use crate::error::ApiError;
+use crate::metering::TenantTier;
+use crate::store::api_keys as key_store;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,11 +22,30 @@ pub enum Principal {
     Anonymous,
     /// The operator, proven by `X-Admin-Secret`.
     Admin,
+    /// A user, proven by an access JWT.
+    User(UserPrincipal),
+    /// A tenant, proven by one of its API keys.
+    Tenant(TenantPrincipal),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPrincipal {
+    pub user_id: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPrincipal {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    /// Read from the tenant row on every request, so a tier change applies to the next one.
+    pub tier: TenantTier,
+    pub key_id: String,
 }
 
 /// Resolve `requirement` against the request headers. Runs before the body is read, so an
 /// unauthenticated request with a malformed body gets 401, not 400 (API.md §0.7).
-pub fn authenticate(app: &App, requirement: AuthRequirement, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub async fn authenticate(app: &App, requirement: AuthRequirement, headers: &HeaderMap) -> Result<Principal, ApiError> {
     match requirement {
         AuthRequirement::None => Ok(Principal::Anonymous),
         AuthRequirement::Admin => {
@@ -33,25 +57,60 @@ pub fn authenticate(app: &App, requirement: AuthRequirement, headers: &HeaderMap
             }
         }
         AuthRequirement::Jwt => {
-            bearer(headers)?;
-            Err(ApiError::NotImplemented(
-                "User accounts and JWT authentication are not available in this build yet".into(),
-            ))
+            let token = bearer(headers).map_err(|e| match e {
+                BearerError::Missing => ApiError::MissingAuthorization,
+                BearerError::Malformed => ApiError::InvalidToken,
+            })?;
+            let claims = app.token_keys().verify_access(token).map_err(|_| ApiError::InvalidToken)?;
+            Ok(Principal::User(UserPrincipal { user_id: claims.sub, email: claims.email }))
         }
         AuthRequirement::ApiKey => {
-            bearer(headers)?;
-            Err(ApiError::NotImplemented("Tenant API-key authentication is not available in this build yet".into()))
+            let token = bearer(headers).map_err(|e| match e {
+                BearerError::Missing => ApiError::MissingAuthorization,
+                BearerError::Malformed => {
+                    ApiError::AuthenticationFailed("Invalid Authorization format. Expected: Bearer ares_...".into())
+                }
+            })?;
+            authenticate_key(app, token).await.map(Principal::Tenant)
         }
     }
 }
 
+/// API.md §3.5: prefix lookup, active and unexpired, hash match under either convention.
+async fn authenticate_key(app: &App, token: &str) -> Result<TenantPrincipal, ApiError> {
+    let invalid = || ApiError::AuthenticationFailed("Invalid API key".into());
+    let presented = api_keys::parse(token).ok_or_else(invalid)?;
+    let prefix = presented.prefix.clone();
+    let found = app.store().read(move |txn| key_store::by_prefix(txn, &prefix)).await?;
+    let (key, tenant) = found.ok_or_else(invalid)?;
+    let now = crate::clock::now_unix();
+    if !key.is_active
+        || key.expires_at.is_some_and(|expires| now > expires)
+        || !api_keys::matches(&key.key_hash, &presented)
+    {
+        return Err(invalid());
+    }
+    app.note_key_use(&key.id, now);
+    Ok(TenantPrincipal {
+        tenant_id: tenant.id,
+        tenant_name: tenant.name,
+        tier: TenantTier::from_stored(&tenant.tier),
+        key_id: key.id,
+    })
+}
+
+pub enum BearerError {
+    Missing,
+    Malformed,
+}
+
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive, API.md §3.2).
-pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers.get(http::header::AUTHORIZATION).ok_or(ApiError::MissingAuthorization)?;
-    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken)?;
+pub fn bearer(headers: &HeaderMap) -> Result<&str, BearerError> {
+    let value = headers.get(http::header::AUTHORIZATION).ok_or(BearerError::Missing)?;
+    let value = value.to_str().map_err(|_| BearerError::Malformed)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(BearerError::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::InvalidToken);
+        return Err(BearerError::Malformed);
     }
     Ok(token.trim())
 }

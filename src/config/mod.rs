@@ -51,6 +51,95 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// `[config]`: directories of `*.toon` files (agents, models, tools, workflows).
     pub config: ConfigDirs,
+    /// `[quotas.<tier>]`: per-tier request and token limits for API keys.
+    pub quotas: QuotaConfig,
+}
+
+/// A limit, or none: written as an integer or the string `"unlimited"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Limited(u64),
+    Unlimited,
+}
+
+impl Limit {
+    pub fn value(self) -> Option<u64> {
+        match self {
+            Limit::Limited(n) => Some(n),
+            Limit::Unlimited => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LimitVisitor;
+        impl serde::de::Visitor<'_> for LimitVisitor {
+            type Value = Limit;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a non-negative integer or \"unlimited\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Limit, E> {
+                u64::try_from(v).map(Limit::Limited).map_err(|_| E::custom("a limit cannot be negative"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Limit, E> {
+                Ok(Limit::Limited(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Limit, E> {
+                if v == "unlimited" {
+                    Ok(Limit::Unlimited)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(LimitVisitor)
+    }
+}
+
+/// Limits of one tier (API.md §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct TierLimits {
+    pub monthly_requests: Limit,
+    pub monthly_tokens: Limit,
+    pub daily_requests: Limit,
+}
+
+impl TierLimits {
+    const fn new(monthly_requests: u64, monthly_tokens: u64, daily_requests: u64) -> Self {
+        TierLimits {
+            monthly_requests: Limit::Limited(monthly_requests),
+            monthly_tokens: Limit::Limited(monthly_tokens),
+            daily_requests: Limit::Limited(daily_requests),
+        }
+    }
+
+    const UNLIMITED: TierLimits = TierLimits {
+        monthly_requests: Limit::Unlimited,
+        monthly_tokens: Limit::Unlimited,
+        daily_requests: Limit::Unlimited,
+    };
+}
+
+/// The documented numbers by default; each tier can be overridden as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct QuotaConfig {
+    pub free: TierLimits,
+    pub dev: TierLimits,
+    pub pro: TierLimits,
+    pub enterprise: TierLimits,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            free: TierLimits::new(1_000, 100_000, 100),
+            dev: TierLimits::new(10_000, 1_000_000, 1_000),
+            pro: TierLimits::new(100_000, 10_000_000, 10_000),
+            enterprise: TierLimits::UNLIMITED,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -47,24 +47,21 @@ pub fn no_content() -> Response {
 pub fn error(err: &ApiError) -> Response {
     let (status, code) = err.status_and_code();
     let mut body = serde_json::json!({ "error": err.to_string(), "code": code });
-    if let ApiError::RateLimited { retry_after_secs } = err {
-        body["retry_after"] = (*retry_after_secs).into();
+    if let Some(retry_after_secs) = err.retry_after() {
+        body["retry_after"] = retry_after_secs.into();
     }
     let mut response = json(status, &body);
     let headers = response.headers_mut();
-    match err {
-        ApiError::MethodNotAllowed { allow } => {
-            let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
-            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
-                headers.insert(header::ALLOW, value);
-            }
+    if let ApiError::MethodNotAllowed { allow } = err {
+        let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
+        if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+            headers.insert(header::ALLOW, value);
         }
-        ApiError::RateLimited { retry_after_secs } => {
-            let value = HeaderValue::from(*retry_after_secs);
-            headers.insert(header::RETRY_AFTER, value.clone());
-            headers.insert("x-ratelimit-after", value);
-        }
-        _ => {}
+    }
+    if let Some(retry_after_secs) = err.retry_after() {
+        let value = HeaderValue::from(retry_after_secs);
+        headers.insert(header::RETRY_AFTER, value.clone());
+        headers.insert("x-ratelimit-after", value);
     }
     response
 }

@@ -1,5 +1,8 @@
-//! Tenancy tiers and, later, quota checks and usage recording (API.md §4).
+//! Tenancy tiers, quotas and usage metering (API.md §4).
 
+pub mod meter;
+pub mod periods;
 mod tier;
 
+pub use meter::{Crossing, Exceeded, Meter, StoredUsage, UsageSnapshot};
 pub use tier::TenantTier;

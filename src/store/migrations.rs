@@ -38,14 +38,29 @@ impl Migration {
 }
 
 /// The built-in history, oldest first. Append only.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial schema: meta, tenants, tenant name index, tenant agents, audit log",
-    definition: "create meta(&str->bytes); tenants(&str->TenantRecord v1); \
-                 tenant_by_name((&str,&str)->()); tenant_agents((&str,&str)->TenantAgentRecord v1); \
-                 audit_log((i64,&str)->AuditRecord v1); meta.created_by = crate version",
-    apply: initial_schema,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial schema: meta, tenants, tenant name index, tenant agents, audit log",
+        definition: "create meta(&str->bytes); tenants(&str->TenantRecord v1); \
+                     tenant_by_name((&str,&str)->()); tenant_agents((&str,&str)->TenantAgentRecord v1); \
+                     audit_log((i64,&str)->AuditRecord v1); meta.created_by = crate version",
+        apply: initial_schema,
+    },
+    Migration {
+        version: 2,
+        description: "identity and metering: users, sessions, api keys, templates, usage, runs, alerts",
+        definition: "create users(&str->UserRecord v1); user_by_email(&str->&str); sessions(&str->SessionRecord v1); \
+                     api_keys(&str->ApiKeyRecord v1); api_key_by_prefix(&str->&str); tenant_api_keys((&str,&str)->()); \
+                     agent_templates((&str,&str)->TemplateRecord v1); usage_events((&str,i64,&str)->UsageEventRecord v1); \
+                     usage_monthly((&str,i64)->UsageCounterRecord v1); usage_daily((&str,i64)->DailyUsageRecord v1); \
+                     platform_daily(i64->DailyUsageRecord v1); agent_runs((&str,i64,&str)->AgentRunRecord v1); \
+                     agent_runs_by_agent((&str,&str,i64,&str)->()); agent_run_stats((&str,&str)->AgentRunStatsRecord v1); \
+                     tenant_totals(&str->TenantTotalsRecord v1); alerts(&str->AlertRecord v1); \
+                     alerts_by_time((i64,&str)->()); alert_marks(&str->&str)",
+        apply: identity_and_metering,
+    },
+];
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(TENANTS)?;
@@ -56,6 +71,29 @@ fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
     if meta.get("created_by")?.is_none() {
         meta.insert("created_by", concat!("ares ", env!("CARGO_PKG_VERSION")).as_bytes())?;
     }
+    Ok(())
+}
+
+fn identity_and_metering(txn: &WriteTransaction) -> Result<(), Error> {
+    use super::tables::*;
+    txn.open_table(USERS)?;
+    txn.open_table(USER_BY_EMAIL)?;
+    txn.open_table(SESSIONS)?;
+    txn.open_table(API_KEYS)?;
+    txn.open_table(API_KEY_BY_PREFIX)?;
+    txn.open_table(TENANT_API_KEYS)?;
+    txn.open_table(AGENT_TEMPLATES)?;
+    txn.open_table(USAGE_EVENTS)?;
+    txn.open_table(USAGE_MONTHLY)?;
+    txn.open_table(USAGE_DAILY)?;
+    txn.open_table(PLATFORM_DAILY)?;
+    txn.open_table(AGENT_RUNS)?;
+    txn.open_table(AGENT_RUNS_BY_AGENT)?;
+    txn.open_table(AGENT_RUN_STATS)?;
+    txn.open_table(TENANT_TOTALS)?;
+    txn.open_table(ALERTS)?;
+    txn.open_table(ALERTS_BY_TIME)?;
+    txn.open_table(ALERT_MARKS)?;
     Ok(())
 }
 

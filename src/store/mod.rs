@@ -12,8 +12,16 @@ pub mod migrations;
 pub mod tables;
 mod writer;
 
+pub mod agents;
+pub mod alerts;
+pub mod api_keys;
 pub mod audit;
+pub mod provisioning;
+pub mod runs;
+pub mod templates;
 pub mod tenants;
+pub mod usage;
+pub mod users;
 
 #[cfg(test)]
 mod tests;
@@ -138,6 +146,35 @@ impl Store {
         R: Send + 'static,
     {
         self.writer.submit(f).await
+    }
+
+    /// Queue `f` for the writer and return at once. For bookkeeping whose loss in a crash is
+    /// acceptable and whose latency must not reach the client (usage events, `last_used`,
+    /// system alerts); the commit is still shared with everything else queued. Failures are
+    /// logged.
+    pub fn write_detached<R, F>(&self, f: F)
+    where
+        F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        if let Err(e) = self.writer.submit_detached(f) {
+            tracing::warn!(error = %e, "a detached write was dropped");
+        }
+    }
+
+    /// Wait until every write queued before this call (detached ones included) is committed:
+    /// the writer runs jobs in order, so an empty job is a barrier. Costs one commit.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.write(|_txn| Ok(())).await
+    }
+
+    /// Run `f` in its own transaction on the calling thread, bypassing the writer. For start-up
+    /// and CLI work only (blocking; one fsync of its own).
+    pub fn write_blocking<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, Error>) -> Result<R, Error> {
+        let txn = self.db.begin_write()?;
+        let out = f(&txn)?;
+        txn.commit()?;
+        Ok(out)
     }
 
     /// Counters of the group-commit writer (batches, jobs): how much fsync sharing happened.

@@ -26,3 +26,61 @@ pub const TENANT_AGENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition:
 /// `(created_at, entry_id) → AuditRecord`: newest first is a reverse range scan, also for
 /// imported rows whose ids are random UUIDs.
 pub const AUDIT_LOG: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("audit_log");
+
+// ---- Schema version 2: identity, keys, templates, metering, runs, alerts ----
+
+/// `user_id → UserRecord`.
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+
+/// `email → user_id`. Emails are matched verbatim and case-sensitively (API.md §3.4).
+pub const USER_BY_EMAIL: TableDefinition<&str, &str> = TableDefinition::new("user_by_email");
+
+/// `sha256_hex(refresh token) → SessionRecord`.
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+
+/// `key_id → ApiKeyRecord` (hash only, never the raw key).
+pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+
+/// `key_prefix → key_id`: the lookup of API.md §3.5 (prefixes are unique).
+pub const API_KEY_BY_PREFIX: TableDefinition<&str, &str> = TableDefinition::new("api_key_by_prefix");
+
+/// `(tenant_id, key_id) → ()`: a tenant's keys.
+pub const TENANT_API_KEYS: TableDefinition<(&str, &str), ()> = TableDefinition::new("tenant_api_keys");
+
+/// `(product_type, agent_name) → TemplateRecord`.
+pub const AGENT_TEMPLATES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("agent_templates");
+
+/// `(tenant_id, created_at, event_id) → UsageEventRecord`: append-only metering log.
+pub const USAGE_EVENTS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("usage_events");
+
+/// `(tenant_id, month_start) → UsageCounterRecord`: metered requests and tokens per UTC month.
+pub const USAGE_MONTHLY: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("usage_monthly");
+
+/// `(tenant_id, day_start) → DailyUsageRecord`: metered requests, runs and run tokens per UTC day.
+pub const USAGE_DAILY: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("usage_daily");
+
+/// `day_start → DailyUsageRecord`: the same, summed over every tenant (platform stats).
+pub const PLATFORM_DAILY: TableDefinition<i64, &[u8]> = TableDefinition::new("platform_daily");
+
+/// `(tenant_id, created_at, run_id) → AgentRunRecord`.
+pub const AGENT_RUNS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("agent_runs");
+
+/// `(tenant_id, agent_name, created_at, run_id) → ()`: one agent's runs, newest last.
+pub const AGENT_RUNS_BY_AGENT: TableDefinition<(&str, &str, i64, &str), ()> =
+    TableDefinition::new("agent_runs_by_agent");
+
+/// `(tenant_id, agent_name) → AgentRunStatsRecord`: rollup kept with every run.
+pub const AGENT_RUN_STATS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("agent_run_stats");
+
+/// `tenant_id → TenantTotalsRecord`: all-time runs and tokens.
+pub const TENANT_TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_totals");
+
+/// `alert_id → AlertRecord`.
+pub const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
+
+/// `(created_at, alert_id) → ()`: newest first by reverse scan.
+pub const ALERTS_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("alerts_by_time");
+
+/// `dedupe key → alert_id`: a system alert is raised once per tenant, dimension, period and
+/// threshold.
+pub const ALERT_MARKS: TableDefinition<&str, &str> = TableDefinition::new("alert_marks");

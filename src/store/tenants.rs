@@ -72,3 +72,30 @@ pub fn list(txn: &ReadTransaction) -> Result<Vec<TenantSummary>, Error> {
     out.sort_by(|a, b| b.tenant.created_at.cmp(&a.tenant.created_at).then_with(|| b.tenant.id.cmp(&a.tenant.id)));
     Ok(out)
 }
+
+/// Apply `change` to a tenant and store it; 404 `Tenant not found`.
+pub fn update(txn: &WriteTransaction, id: &str, change: impl FnOnce(&mut TenantRecord)) -> Result<TenantRecord, Error> {
+    let mut table = txn.open_table(TENANTS)?;
+    let mut tenant: TenantRecord = match table.get(id)? {
+        Some(value) => decode(value.value())?,
+        None => return Err(Error::NotFound("Tenant not found".into())),
+    };
+    let name_before = tenant.name.clone();
+    change(&mut tenant);
+    if tenant.name != name_before {
+        return Err(Error::Internal("tenant names cannot be changed".into()));
+    }
+    table.insert(id, encode(&tenant)?.as_slice())?;
+    Ok(tenant)
+}
+
+/// Whether a tenant exists (inside a write transaction).
+pub fn exists(txn: &WriteTransaction, id: &str) -> Result<bool, Error> {
+    Ok(txn.open_table(TENANTS)?.get(id)?.is_some())
+}
+
+/// Number of tenants.
+pub fn count(txn: &ReadTransaction) -> Result<u64, Error> {
+    use redb::ReadableTableMetadata as _;
+    Ok(txn.open_table(TENANTS)?.len()?)
+}

@@ -63,9 +63,7 @@ where
 
     fn reject(mut self: Box<Self>) {
         let outcome = self.outcome.take().unwrap_or(Err(Error::Internal("write job did not run".into())));
-        if let Some(reply) = self.reply.take() {
-            let _ = reply.send(outcome);
-        }
+        self.answer(outcome);
     }
 
     fn finish(mut self: Box<Self>, commit: Result<(), &str>) {
@@ -73,9 +71,23 @@ where
             Ok(()) => self.outcome.take().unwrap_or(Err(Error::Internal("write job did not run".into()))),
             Err(message) => Err(Error::CommitFailed(message.to_string())),
         };
-        if let Some(reply) = self.reply.take() {
+        self.answer(outcome);
+    }
+}
+
+impl<F, R> TypedJob<F, R> {
+    fn answer(&mut self, outcome: Result<R, Error>) {
+        match self.reply.take() {
             // The caller may have gone away (client disconnected); the write stands regardless.
-            let _ = reply.send(outcome);
+            Some(reply) => {
+                let _ = reply.send(outcome);
+            }
+            // Detached jobs have nobody to tell: a failure is at least logged.
+            None => {
+                if let Err(e) = outcome {
+                    tracing::warn!(error = %e, "a detached write failed");
+                }
+            }
         }
     }
 }
@@ -131,6 +143,18 @@ impl Writer {
             sender.send(Message::Job(job)).map_err(|_| Error::Closed)?;
         }
         answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Queue `f` without waiting for its commit; a failure is logged.
+    pub(super) fn submit_detached<R, F>(&self, f: F) -> Result<(), Error>
+    where
+        F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let job = Box::new(TypedJob { f, outcome: None, reply: None });
+        let sender = self.sender.lock().map_err(|_| Error::Closed)?;
+        let sender = sender.as_ref().ok_or(Error::Closed)?;
+        sender.send(Message::Job(job)).map_err(|_| Error::Closed)
     }
 
     pub(super) fn stats(&self) -> WriterStats {

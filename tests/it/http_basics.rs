@@ -117,8 +117,8 @@ async fn every_error_status_has_the_json_envelope() {
         case(Method::POST, "/api/admin/tenants", 400, "INVALID_INPUT").admin().body("{not json"),
         case(Method::POST, "/api/admin/tenants", 422, "UNPROCESSABLE").admin().body(r#"{"name":"a","tier":"gold"}"#),
         // Documented routes this build does not serve yet: a clear 501, after auth.
-        case(Method::GET, "/api/admin/models", 501, "NOT_IMPLEMENTED").admin(),
-        case(Method::GET, "/api/admin/models", 401, "AUTH_MISSING"),
+        case(Method::GET, "/api/admin/deploys", 501, "NOT_IMPLEMENTED").admin(),
+        case(Method::GET, "/api/admin/deploys", 401, "AUTH_MISSING"),
         case(Method::POST, "/api/admin/deploy", 501, "NOT_IMPLEMENTED").admin().body("{}"),
     ];
     for case in cases {
@@ -143,9 +143,9 @@ async fn not_found_and_not_built_messages_name_the_request() {
     let server = TestServer::start();
     let body = expect_error(server.get("/nope").send().await.unwrap(), 404, "NOT_FOUND").await;
     assert_eq!(body, json!({ "error": "No route for GET /nope", "code": "NOT_FOUND" }));
-    let response = server.admin(Method::GET, "/api/admin/models").send().await.unwrap();
+    let response = server.admin(Method::GET, "/api/admin/deploys").send().await.unwrap();
     let body = expect_error(response, 501, "NOT_IMPLEMENTED").await;
-    assert!(body["error"].as_str().unwrap().contains("GET /api/admin/models"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("GET /api/admin/deploys"), "{body}");
 }
 
 #[tokio::test]
@@ -218,8 +218,8 @@ async fn api_v1_is_an_alias_of_v1() {
         (Method::GET, "/agents", None, 401, "AUTH_MISSING"),
         (Method::POST, "/chat", None, 401, "AUTH_MISSING"),
         (Method::DELETE, "/agents", None, 401, "AUTH_MISSING"),
-        // API-key auth is not built yet; both spellings must still agree.
-        (Method::GET, "/usage", Some("Bearer ares_0123456789abcdef"), 501, "NOT_IMPLEMENTED"),
+        // An unknown key: both spellings give the same 401.
+        (Method::GET, "/usage", Some("Bearer ares_0123456789abcdef"), 401, "AUTHENTICATION_FAILED"),
     ];
     for (method, path, authorization, status, code) in cases {
         let mut bodies = Vec::new();

@@ -24,7 +24,7 @@ struct Page {
 struct AuditEntryView {
     id: String,
     action: String,
-    actor: &'static str,
+    actor: String,
     details: serde_json::Value,
     timestamp: String,
     legacy_action: String,
@@ -39,10 +39,11 @@ impl From<AuditRecord> for AuditEntryView {
             None => serde_json::json!({}),
             Some(text) => serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
         };
+        let actor = details.get("actor").and_then(serde_json::Value::as_str).unwrap_or("admin").to_string();
         AuditEntryView {
             id: record.id,
             action: documented_action(&record.action).to_string(),
-            actor: "admin",
+            actor,
             details,
             timestamp: clock::rfc3339(record.created_at),
             legacy_action: record.action,
@@ -76,4 +77,24 @@ pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError
     let records = ctx.app.store().read(move |txn| audit::page(txn, limit, offset)).await?;
     let entries: Vec<AuditEntryView> = records.into_iter().map(AuditEntryView::from).collect();
     Ok(response::json(StatusCode::OK, &serde_json::json!({ "entries": entries })))
+}
+
+/// An audit entry for a mutation made by the admin calling `ctx` (written by the caller in the
+/// same transaction as the mutation).
+pub fn entry(
+    ctx: &Context,
+    action: &str,
+    resource_type: &str,
+    resource_id: impl Into<String>,
+    details: serde_json::Value,
+) -> AuditRecord {
+    AuditRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        action: action.to_string(),
+        resource_type: resource_type.to_string(),
+        resource_id: Some(resource_id.into()),
+        details: Some(details.to_string()),
+        admin_ip: Some(ctx.client_ip.to_string()),
+        created_at: clock::now_unix(),
+    }
 }

@@ -1,4 +1,10 @@
 //! `/api/admin/*` handlers (admin secret).
 
+pub mod agents;
+pub mod alerts;
+pub mod api_keys;
 pub mod audit;
+pub mod catalog;
+pub mod provision;
 pub mod tenants;
+pub mod usage;

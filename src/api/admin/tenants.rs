@@ -2,14 +2,16 @@
 
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::api::Context;
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::metering::TenantTier;
-use crate::store::audit::{self, AuditRecord};
+use crate::store::audit;
 use crate::store::tenants::{self, TenantRecord, TenantSummary};
+use crate::store::{api_keys, runs};
 
 #[derive(Deserialize)]
 struct CreateTenantRequest {
@@ -52,15 +54,13 @@ pub async fn create(ctx: &Context, request: Request) -> Result<Response, ApiErro
         created_at: now,
         updated_at: now,
     };
-    let entry = AuditRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        action: "create_tenant".into(),
-        resource_type: "tenant".into(),
-        resource_id: Some(tenant.id.clone()),
-        details: Some(serde_json::json!({ "tenant_name": tenant.name, "tier": tenant.tier }).to_string()),
-        admin_ip: Some(ctx.client_ip.to_string()),
-        created_at: now,
-    };
+    let entry = super::audit::entry(
+        ctx,
+        "create_tenant",
+        "tenant",
+        &tenant.id,
+        json!({ "tenant_name": tenant.name, "tier": tenant.tier }),
+    );
     let stored = tenant.clone();
     ctx.app
         .store()
@@ -76,7 +76,63 @@ pub async fn list(ctx: &Context) -> Result<Response, ApiError> {
     let summaries = ctx.app.store().read(tenants::list).await?;
     let views: Vec<TenantView> =
         summaries.iter().map(|TenantSummary { tenant, agent_count }| TenantView::new(tenant, *agent_count)).collect();
-    Ok(response::json(StatusCode::OK, &serde_json::json!({ "tenants": views })))
+    Ok(response::json(StatusCode::OK, &json!({ "tenants": views })))
+}
+
+/// One tenant with its key, run and token totals.
+pub async fn get(ctx: &Context, tenant_id: &str) -> Result<Response, ApiError> {
+    Ok(response::json(StatusCode::OK, &detail(ctx, tenant_id).await?))
+}
+
+async fn detail(ctx: &Context, tenant_id: &str) -> Result<serde_json::Value, ApiError> {
+    let id = tenant_id.to_string();
+    let found = ctx
+        .app
+        .store()
+        .read(move |txn| {
+            let Some(tenant) = tenants::get(txn, &id)? else { return Ok(None) };
+            let agent_count = crate::store::agents::list(txn, &id)?.len() as u64;
+            let key_count = api_keys::count_active(txn, &id)?;
+            let totals = runs::totals(txn, &id)?;
+            Ok(Some((tenant, agent_count, key_count, totals)))
+        })
+        .await?;
+    let (tenant, agent_count, api_key_count, totals) = found.ok_or_else(tenant_not_found)?;
+    let mut view =
+        serde_json::to_value(TenantView::new(&tenant, agent_count)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    view["api_key_count"] = api_key_count.into();
+    view["total_runs"] = totals.runs.into();
+    view["total_tokens"] = totals.tokens.into();
+    Ok(view)
+}
+
+#[derive(Deserialize)]
+struct UpdateQuotaRequest {
+    tier: String,
+}
+
+/// Change a tenant's tier; the next request of its keys is checked against the new limits.
+pub async fn update_quota(ctx: &Context, tenant_id: &str, request: Request) -> Result<Response, ApiError> {
+    let body: UpdateQuotaRequest = ctx.json(request).await?;
+    let tier = parse_tier(&body.tier)?;
+    let entry = super::audit::entry(ctx, "update_quota", "tenant", tenant_id, json!({ "new_tier": body.tier }));
+    let id = tenant_id.to_string();
+    let now = clock::now_unix();
+    ctx.app
+        .store()
+        .write(move |txn| {
+            tenants::update(txn, &id, |t| {
+                t.tier = tier.as_str().to_string();
+                t.updated_at = now;
+            })?;
+            audit::append(txn, &entry)
+        })
+        .await?;
+    get(ctx, tenant_id).await
+}
+
+pub(crate) fn tenant_not_found() -> ApiError {
+    ApiError::NotFound("Tenant not found".into())
 }
 
 /// Tenant names: lowercase alphanumerics and hyphens, starting alphanumeric (API.md §1.9.2).

@@ -1,0 +1,60 @@
+//! `POST|GET /api/admin/tenants/{tenant_id}/api-keys` (API.md §1.9.3).
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::Context;
+use crate::api::admin::tenants::tenant_not_found;
+use crate::api::views;
+use crate::auth::api_keys::material;
+use crate::clock;
+use crate::error::ApiError;
+use crate::http::{Request, Response, response};
+use crate::store::{api_keys, audit, tenants};
+
+#[derive(Deserialize)]
+struct CreateKeyRequest {
+    name: String,
+}
+
+const WARNING: &str = "Store this raw key securely. You will not be able to retrieve it again.";
+
+pub async fn create(ctx: &Context, tenant_id: &str, request: Request) -> Result<Response, ApiError> {
+    let body: CreateKeyRequest = ctx.json(request).await?;
+    let now = clock::now_unix();
+    let (tenant, name) = (tenant_id.to_string(), body.name);
+    let mut entry =
+        super::audit::entry(ctx, "create_api_key", "api_key", "", json!({ "tenant_id": tenant_id, "name": name }));
+    let (raw, key) = ctx
+        .app
+        .store()
+        .write(move |txn| {
+            let (raw, key) = api_keys::insert_generated(txn, &tenant, &name, now, None, material)?;
+            entry.resource_id = Some(key.id.clone());
+            audit::append(txn, &entry)?;
+            Ok((raw, key))
+        })
+        .await?;
+    let mut view = views::api_key(&key);
+    view["raw_key"] = raw.into();
+    view["warning"] = WARNING.into();
+    view["api_key"] = views::api_key(&key);
+    Ok(response::json(StatusCode::CREATED, &view))
+}
+
+/// All keys of a tenant, revoked ones included, newest first.
+pub async fn list(ctx: &Context, tenant_id: &str) -> Result<Response, ApiError> {
+    let id = tenant_id.to_string();
+    let keys = ctx
+        .app
+        .store()
+        .read(move |txn| match tenants::get(txn, &id)? {
+            Some(_) => Ok(Some(api_keys::list(txn, &id, false)?)),
+            None => Ok(None),
+        })
+        .await?
+        .ok_or_else(tenant_not_found)?;
+    let keys: Vec<_> = keys.iter().map(views::api_key).collect();
+    Ok(response::json(StatusCode::OK, &json!({ "keys": keys })))
+}

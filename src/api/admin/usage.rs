@@ -1,0 +1,110 @@
+//! Usage and analytics for the operator (API.md §1.9.6, §4.4).
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::Context;
+use crate::api::admin::tenants::tenant_not_found;
+use crate::api::context::query;
+use crate::clock;
+use crate::error::ApiError;
+use crate::http::{Request, Response, response};
+use crate::metering::TenantTier;
+use crate::metering::periods::{date_label, day_start, month_start, next_month_start};
+use crate::store::{agents, alerts, tenants, usage};
+
+const DAY: i64 = 86_400;
+
+/// A tenant's usage in the current UTC month and day, from committed counters.
+pub async fn tenant_usage(ctx: &Context, tenant_id: &str) -> Result<Response, ApiError> {
+    ctx.app.store().flush().await?;
+    let now = clock::now_unix();
+    let (month, today) = (month_start(now), day_start(now));
+    let id = tenant_id.to_string();
+    let found = ctx
+        .app
+        .store()
+        .read(move |txn| {
+            let Some(tenant) = tenants::get(txn, &id)? else { return Ok(None) };
+            let monthly = usage::monthly(txn, &id, month)?;
+            let daily = usage::daily(txn, &id, today)?;
+            let runs = usage::runs_between(txn, &id, month, today)?;
+            Ok(Some((tenant, monthly, daily, runs)))
+        })
+        .await?;
+    let (tenant, monthly, daily, runs) = found.ok_or_else(tenant_not_found)?;
+    let tier = TenantTier::from_stored(&tenant.tier);
+    let limits = ctx.app.meter().limits(tier);
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({
+            "tenant_id": tenant.id,
+            "tenant_name": tenant.name,
+            "tier": tier.as_str(),
+            "period_start": clock::rfc3339(month),
+            "period_end": clock::rfc3339(next_month_start(now) - 1),
+            "total_runs": runs,
+            "total_tokens": monthly.tokens,
+            "total_api_calls": monthly.requests,
+            "quota_runs": limits.monthly_requests.value(),
+            "quota_tokens": limits.monthly_tokens.value(),
+            "quota_requests_per_day": limits.daily_requests.value(),
+            "monthly_requests": monthly.requests,
+            "monthly_tokens": monthly.tokens,
+            "daily_requests": daily.requests,
+        }),
+    ))
+}
+
+#[derive(Default, Deserialize)]
+struct DaysQuery {
+    days: Option<i64>,
+}
+
+/// One entry per day with activity in the last `days` days (default 30, max 90), newest first.
+pub async fn daily(ctx: &Context, tenant_id: &str, request: &Request) -> Result<Response, ApiError> {
+    let days = query::<DaysQuery>(request)?.days.unwrap_or(30).clamp(1, 90);
+    ctx.app.store().flush().await?;
+    let today = day_start(clock::now_unix());
+    let from = today - (days - 1) * DAY;
+    let id = tenant_id.to_string();
+    let rows = ctx
+        .app
+        .store()
+        .read(move |txn| match tenants::get(txn, &id)? {
+            Some(_) => Ok(Some(usage::daily_range(txn, &id, from, today)?)),
+            None => Ok(None),
+        })
+        .await?
+        .ok_or_else(tenant_not_found)?;
+    let daily: Vec<Value> = rows
+        .iter()
+        .map(|(day, d)| {
+            json!({ "date": date_label(*day), "runs": d.runs, "tokens": d.run_tokens, "requests": d.requests, "api_calls": d.requests })
+        })
+        .collect();
+    Ok(response::json(StatusCode::OK, &json!({ "daily": daily })))
+}
+
+/// Platform totals: tenants, agents, today's runs and tokens, unresolved alerts.
+pub async fn platform_stats(ctx: &Context) -> Result<Response, ApiError> {
+    ctx.app.store().flush().await?;
+    let today = day_start(clock::now_unix());
+    let stats = ctx
+        .app
+        .store()
+        .read(move |txn| {
+            let day = usage::platform_day(txn, today)?;
+            Ok(json!({
+                "total_tenants": tenants::count(txn)?,
+                "total_agents": agents::count_all(txn)?,
+                "total_runs_today": day.runs,
+                "total_tokens_today": day.run_tokens,
+                "total_requests_today": day.requests,
+                "active_alerts": alerts::count_unresolved(txn)?,
+            }))
+        })
+        .await?;
+    Ok(response::json(StatusCode::OK, &stats))
+}

@@ -1,0 +1,119 @@
+//! The governed path of `/v1` requests (API.md §4.3): quota reservation before the handler,
+//! settlement, usage recording and quota headers after it — on every authenticated response,
+//! errors and 429s included.
+
+use crate::api::{Context, ExtraHeaders, dispatch, routes::Route};
+use crate::auth::TenantPrincipal;
+use crate::clock;
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::metering::periods::{day_start, month_start};
+use crate::metering::{Crossing, StoredUsage};
+use crate::store::alerts::{self, AlertRecord};
+use crate::store::usage::{self, UsageEventRecord};
+
+pub(super) async fn run(
+    ctx: &Context,
+    route: Route,
+    request: Request,
+    extra_headers: &mut ExtraHeaders,
+) -> Result<Response, ApiError> {
+    let tenant = ctx.tenant()?.clone();
+    let now = clock::now_unix();
+    ensure_loaded(ctx, &tenant.tenant_id, now).await?;
+
+    let meter = ctx.app.meter();
+    let (verdict, snapshot) = meter.reserve(&tenant.tenant_id, tenant.tier, now);
+    extra_headers.extend(snapshot.headers());
+    let crossings = match verdict {
+        Ok(crossings) => crossings,
+        Err(exceeded) => {
+            return Err(ApiError::QuotaExceeded {
+                message: exceeded.message(),
+                retry_after_secs: exceeded.retry_after(now),
+            });
+        }
+    };
+    raise_alerts(ctx, &tenant, &crossings, now);
+
+    let outcome = dispatch(ctx, route, request).await;
+
+    let tokens = ctx.tokens_used();
+    let token_crossings = meter.settle(&tenant.tenant_id, tenant.tier, tokens, now);
+    raise_alerts(ctx, &tenant, &token_crossings, now);
+    record_usage(ctx, &tenant.tenant_id, tokens, now);
+    outcome
+}
+
+/// Seed the in-memory counters from the store the first time a tenant is seen (two point reads).
+async fn ensure_loaded(ctx: &Context, tenant_id: &str, now: i64) -> Result<(), ApiError> {
+    if ctx.app.meter().is_loaded(tenant_id) {
+        return Ok(());
+    }
+    let id = tenant_id.to_string();
+    let stored = ctx
+        .app
+        .store()
+        .read(move |txn| {
+            let monthly = usage::monthly(txn, &id, month_start(now))?;
+            let daily = usage::daily(txn, &id, day_start(now))?;
+            Ok(StoredUsage {
+                monthly_requests: monthly.requests,
+                monthly_tokens: monthly.tokens,
+                daily_requests: daily.requests,
+            })
+        })
+        .await?;
+    ctx.app.meter().load(tenant_id, stored, now);
+    Ok(())
+}
+
+/// One usage event (1 request + tokens), committed with whatever else the writer has queued.
+fn record_usage(ctx: &Context, tenant_id: &str, tokens: u64, now: i64) {
+    let event = UsageEventRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: tenant_id.to_string(),
+        source: "http".into(),
+        request_count: 1,
+        token_count: tokens,
+        created_at: now,
+    };
+    let (month, day) = (month_start(now), day_start(now));
+    ctx.app.store().write_detached(move |txn| usage::record(txn, &event, month, day));
+}
+
+/// A warning at 80 % and a critical alert at 100 % of each quota, once per period.
+fn raise_alerts(ctx: &Context, tenant: &TenantPrincipal, crossings: &[Crossing], now: i64) {
+    for crossing in crossings {
+        let what = match crossing.dimension {
+            "monthly_requests" => "monthly request quota",
+            "daily_requests" => "daily request limit",
+            _ => "monthly token quota",
+        };
+        let (severity, verb) =
+            if crossing.percent >= 100 { ("critical", "reached") } else { ("warning", "is at 80% of") };
+        let alert = AlertRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            severity: severity.into(),
+            source: "quota".into(),
+            title: format!("Tenant '{}' {verb} its {what}", tenant.tenant_name),
+            message: format!(
+                "Tenant '{}' ({}) has used {} of {} ({}%) of its {what} on tier {}.",
+                tenant.tenant_name,
+                tenant.tenant_id,
+                crossing.used,
+                crossing.limit,
+                crossing.percent,
+                tenant.tier.as_str()
+            ),
+            tenant_id: Some(tenant.tenant_id.clone()),
+            resolved: false,
+            created_at: now,
+            resolved_at: None,
+            resolved_by: None,
+        };
+        let key =
+            format!("quota:{}:{}:{}:{}", tenant.tenant_id, crossing.dimension, crossing.period_start, crossing.percent);
+        ctx.app.store().write_detached(move |txn| alerts::raise_once(txn, &key, &alert));
+    }
+}

@@ -1,0 +1,95 @@
+//! `GET /v1/agents`, `/v1/agents/{name}`, `/v1/agents/{name}/runs`, `/v1/agents/{name}/logs`
+//! (API.md §1.10), scoped to the key's tenant.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{PageQuery, total_pages};
+use crate::api::context::query;
+use crate::api::{Context, views};
+use crate::error::ApiError;
+use crate::http::{Request, Response, response};
+use crate::store::{agents, runs};
+
+fn agent_not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("Agent not found: {name}"))
+}
+
+pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let (page, per_page) = query::<PageQuery>(request)?.resolve(20)?;
+    let tenant = ctx.tenant()?.tenant_id.clone();
+    let (items, total) = ctx
+        .app
+        .store()
+        .read(move |txn| {
+            let all = agents::list(txn, &tenant)?;
+            let total = all.len() as u64;
+            let skip = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
+            let mut items = Vec::new();
+            for agent in all.iter().skip(skip).take(per_page as usize) {
+                items.push(views::v1_agent(agent, &runs::stats(txn, &tenant, &agent.agent_name)?));
+            }
+            Ok((items, total))
+        })
+        .await?;
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({
+            "agents": items, "items": items, "total": total, "page": page, "per_page": per_page,
+            "total_pages": total_pages(total, per_page),
+        }),
+    ))
+}
+
+pub async fn get(ctx: &Context, name: &str) -> Result<Response, ApiError> {
+    let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
+    let found = ctx
+        .app
+        .store()
+        .read(move |txn| match agents::get(txn, &tenant, &agent_name)? {
+            Some(agent) => Ok(Some(views::v1_agent(&agent, &runs::stats(txn, &tenant, &agent_name)?))),
+            None => Ok(None),
+        })
+        .await?;
+    found.map(|view| response::json(StatusCode::OK, &view)).ok_or_else(|| agent_not_found(name))
+}
+
+pub async fn runs(ctx: &Context, name: &str, request: &Request) -> Result<Response, ApiError> {
+    let (page, per_page) = query::<PageQuery>(request)?.resolve(20)?;
+    let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
+    let found = ctx
+        .app
+        .store()
+        .read(move |txn| {
+            if agents::get(txn, &tenant, &agent_name)?.is_none() {
+                return Ok(None);
+            }
+            let offset = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
+            Ok(Some(runs::page_for_agent(txn, &tenant, &agent_name, per_page as usize, offset)?))
+        })
+        .await?;
+    let (items, total) = found.ok_or_else(|| agent_not_found(name))?;
+    let items: Vec<Value> = items.iter().map(views::v1_run).collect();
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({
+            "runs": items, "items": items, "total": total, "page": page, "per_page": per_page,
+            "total_pages": total_pages(total, per_page),
+        }),
+    ))
+}
+
+/// Agents keep no log lines of their own yet, so the page is empty — but it is the caller's
+/// agent's page: unknown agents are 404.
+pub async fn logs(ctx: &Context, name: &str, request: &Request) -> Result<Response, ApiError> {
+    let (page, per_page) = query::<PageQuery>(request)?.resolve(50)?;
+    let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
+    let exists = ctx.app.store().read(move |txn| Ok(agents::get(txn, &tenant, &agent_name)?.is_some())).await?;
+    if !exists {
+        return Err(agent_not_found(name));
+    }
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({ "logs": [], "items": [], "total": 0, "page": page, "per_page": per_page, "total_pages": 0 }),
+    ))
+}

@@ -1,0 +1,43 @@
+//! `GET /v1/usage` (API.md §1.10, §4.4): the caller's month so far, with a daily breakdown.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::Context;
+use crate::clock;
+use crate::error::ApiError;
+use crate::http::{Response, response};
+use crate::metering::periods::{date_label, day_start, month_start, next_month_start};
+use crate::store::usage;
+
+pub async fn get(ctx: &Context) -> Result<Response, ApiError> {
+    let tenant = ctx.tenant()?.clone();
+    ctx.app.store().flush().await?;
+    let now = clock::now_unix();
+    let (month, today) = (month_start(now), day_start(now));
+    let id = tenant.tenant_id.clone();
+    let (monthly, days) = ctx
+        .app
+        .store()
+        .read(move |txn| Ok((usage::monthly(txn, &id, month)?, usage::daily_range(txn, &id, month, today)?)))
+        .await?;
+    let limits = ctx.app.meter().limits(tenant.tier);
+    let runs: u64 = days.iter().map(|(_, d)| d.runs).sum();
+    let daily: Vec<Value> = days
+        .iter()
+        .map(|(day, d)| json!({ "date": date_label(*day), "runs": d.runs, "tokens": d.run_tokens, "api_calls": d.requests }))
+        .collect();
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({
+            "period_start": clock::rfc3339(month),
+            "period_end": clock::rfc3339(next_month_start(now) - 1),
+            "total_runs": runs,
+            "total_tokens": monthly.tokens,
+            "total_api_calls": monthly.requests,
+            "quota_runs": limits.monthly_requests.value(),
+            "quota_tokens": limits.monthly_tokens.value(),
+            "daily_usage": daily,
+        }),
+    ))
+}

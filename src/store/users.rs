@@ -1,0 +1,93 @@
+//! Users and their refresh-token sessions (API.md §3.3, §3.4).
+
+use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::tables::{SESSIONS, USER_BY_EMAIL, USERS};
+use super::{Error, Record, decode, encode};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    /// Verbatim, matched case-sensitively.
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Record for UserRecord {
+    const TABLE: &'static str = "users";
+    const VERSION: u8 = 1;
+}
+
+/// A live refresh token, stored by the SHA-256 of the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    /// The refresh token's own `exp` (imported rows may hold a shorter value; the JWT's `exp`
+    /// is what counts).
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+impl Record for SessionRecord {
+    const TABLE: &'static str = "sessions";
+    const VERSION: u8 = 1;
+}
+
+/// Insert a user, refusing a taken email with 409 `User already exists`.
+pub fn insert(txn: &WriteTransaction, user: &UserRecord) -> Result<(), Error> {
+    let mut by_email = txn.open_table(USER_BY_EMAIL)?;
+    if by_email.get(user.email.as_str())?.is_some() {
+        return Err(Error::Conflict("User already exists".into()));
+    }
+    by_email.insert(user.email.as_str(), user.id.as_str())?;
+    txn.open_table(USERS)?.insert(user.id.as_str(), encode(user)?.as_slice())?;
+    Ok(())
+}
+
+pub fn get(txn: &ReadTransaction, id: &str) -> Result<Option<UserRecord>, Error> {
+    txn.open_table(USERS)?.get(id)?.map(|v| decode(v.value())).transpose()
+}
+
+pub fn by_email(txn: &ReadTransaction, email: &str) -> Result<Option<UserRecord>, Error> {
+    let Some(id) = txn.open_table(USER_BY_EMAIL)?.get(email)?.map(|v| v.value().to_string()) else {
+        return Ok(None);
+    };
+    get(txn, &id)
+}
+
+pub fn insert_session(txn: &WriteTransaction, token_hash: &str, session: &SessionRecord) -> Result<(), Error> {
+    txn.open_table(SESSIONS)?.insert(token_hash, encode(session)?.as_slice())?;
+    Ok(())
+}
+
+pub fn session(txn: &ReadTransaction, token_hash: &str) -> Result<Option<SessionRecord>, Error> {
+    txn.open_table(SESSIONS)?.get(token_hash)?.map(|v| decode(v.value())).transpose()
+}
+
+/// Remove a session; `false` if there was none (logout is idempotent).
+pub fn delete_session(txn: &WriteTransaction, token_hash: &str) -> Result<bool, Error> {
+    Ok(txn.open_table(SESSIONS)?.remove(token_hash)?.is_some())
+}
+
+/// Drop sessions whose refresh token expired before `now`; returns how many.
+pub fn purge_expired_sessions(txn: &WriteTransaction, now: i64, grace_secs: i64) -> Result<usize, Error> {
+    let mut table = txn.open_table(SESSIONS)?;
+    let expired: Vec<String> = table
+        .iter()?
+        .filter_map(|entry| {
+            let (key, value) = entry.ok()?;
+            let session: SessionRecord = decode(value.value()).ok()?;
+            (session.expires_at + grace_secs < now).then(|| key.value().to_string())
+        })
+        .collect();
+    for key in &expired {
+        table.remove(key.as_str())?;
+    }
+    Ok(expired.len())
+}
