@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::http::cors::CorsPolicy;
 use crate::http::rate_limit::IpRateLimiter;
 use crate::metering::Meter;
+use crate::metering::recorder::UsageRecorder;
 use crate::store::Store;
 
 pub struct App {
@@ -26,6 +27,8 @@ pub struct App {
     token_keys: TokenKeys,
     /// In-memory quota counters per tenant.
     meter: Meter,
+    /// Usage events waiting for the next batched commit.
+    usage: UsageRecorder,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
     key_use: Mutex<HashMap<String, i64>>,
     cors: CorsPolicy,
@@ -47,6 +50,7 @@ impl App {
             admin_secret: AdminSecret::new(&secrets.admin_secret),
             token_keys: TokenKeys::new(&secrets.jwt_secret),
             meter: Meter::new(config.quotas),
+            usage: UsageRecorder::default(),
             key_use: Mutex::new(HashMap::new()),
             cors,
             rate_limiter,
@@ -78,6 +82,15 @@ impl App {
 
     pub fn meter(&self) -> &Meter {
         &self.meter
+    }
+
+    pub fn usage(&self) -> &UsageRecorder {
+        &self.usage
+    }
+
+    /// Commit buffered usage, so that usage reports include every finished request.
+    pub async fn flush_usage(&self) -> Result<(), crate::store::Error> {
+        self.usage.flush(&self.store).await
     }
 
     /// Record that an API key authenticated a request; persisted at most once a minute per key.

@@ -85,7 +85,24 @@ where
     if let Some(limiter) = app.rate_limiter() {
         limiter.spawn_sweeper();
     }
+    let (stop_flusher, mut flusher_stopped) = tokio::sync::watch::channel(false);
+    let flusher = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(metering::recorder::FLUSH_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => app.usage().flush_detached(app.store()),
+                    _ = flusher_stopped.changed() => return,
+                }
+            }
+        })
+    };
     let result = http::serve(listener, app.clone(), shutdown).await;
+    let _ = stop_flusher.send(true);
+    let _ = flusher.await;
+    // Usage of the last requests goes in before the writer stops.
+    app.usage().flush_detached(app.store());
     let closing = app.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || closing.store().close()).await {
         tracing::error!(error = %e, "closing the store failed");

@@ -51,19 +51,15 @@ async fn ensure_loaded(ctx: &Context, tenant_id: &str, now: i64) -> Result<(), A
         return Ok(());
     }
     let id = tenant_id.to_string();
-    let stored = ctx
-        .app
-        .store()
-        .read(move |txn| {
-            let monthly = usage::monthly(txn, &id, month_start(now))?;
-            let daily = usage::daily(txn, &id, day_start(now))?;
-            Ok(StoredUsage {
-                monthly_requests: monthly.requests,
-                monthly_tokens: monthly.tokens,
-                daily_requests: daily.requests,
-            })
+    let stored = ctx.app.store().read_now(|txn| {
+        let monthly = usage::monthly(txn, &id, month_start(now))?;
+        let daily = usage::daily(txn, &id, day_start(now))?;
+        Ok(StoredUsage {
+            monthly_requests: monthly.requests,
+            monthly_tokens: monthly.tokens,
+            daily_requests: daily.requests,
         })
-        .await?;
+    })?;
     ctx.app.meter().load(tenant_id, stored, now);
     Ok(())
 }
@@ -78,8 +74,7 @@ fn record_usage(ctx: &Context, tenant_id: &str, tokens: u64, now: i64) {
         token_count: tokens,
         created_at: now,
     };
-    let (month, day) = (month_start(now), day_start(now));
-    ctx.app.store().write_detached(move |txn| usage::record(txn, &event, month, day));
+    ctx.app.usage().push(event);
 }
 
 /// A warning at 80 % and a critical alert at 100 % of each quota, once per period.

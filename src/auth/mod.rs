@@ -80,8 +80,7 @@ pub async fn authenticate(app: &App, requirement: AuthRequirement, headers: &Hea
 async fn authenticate_key(app: &App, token: &str) -> Result<TenantPrincipal, ApiError> {
     let invalid = || ApiError::AuthenticationFailed("Invalid API key".into());
     let presented = api_keys::parse(token).ok_or_else(invalid)?;
-    let prefix = presented.prefix.clone();
-    let found = app.store().read(move |txn| key_store::by_prefix(txn, &prefix)).await?;
+    let found = app.store().read_now(|txn| key_store::by_prefix(txn, &presented.prefix))?;
     let (key, tenant) = found.ok_or_else(invalid)?;
     let now = crate::clock::now_unix();
     if !key.is_active

@@ -2,6 +2,7 @@
 
 pub mod meter;
 pub mod periods;
+pub mod recorder;
 mod tier;
 
 pub use meter::{Crossing, Exceeded, Meter, StoredUsage, UsageSnapshot};

@@ -132,7 +132,8 @@ pub fn insert_generated(
     for _ in 0..8 {
         let material = generate();
         let record = ApiKeyRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            // Time-ordered, so keys created within the same second still list newest first.
+            id: uuid::Uuid::now_v7().to_string(),
             tenant_id: tenant_id.to_string(),
             name: name.to_string(),
             key_prefix: material.prefix,

@@ -18,7 +18,7 @@ const DAY: i64 = 86_400;
 
 /// A tenant's usage in the current UTC month and day, from committed counters.
 pub async fn tenant_usage(ctx: &Context, tenant_id: &str) -> Result<Response, ApiError> {
-    ctx.app.store().flush().await?;
+    ctx.app.flush_usage().await?;
     let now = clock::now_unix();
     let (month, today) = (month_start(now), day_start(now));
     let id = tenant_id.to_string();
@@ -65,7 +65,7 @@ struct DaysQuery {
 /// One entry per day with activity in the last `days` days (default 30, max 90), newest first.
 pub async fn daily(ctx: &Context, tenant_id: &str, request: &Request) -> Result<Response, ApiError> {
     let days = query::<DaysQuery>(request)?.days.unwrap_or(30).clamp(1, 90);
-    ctx.app.store().flush().await?;
+    ctx.app.flush_usage().await?;
     let today = day_start(clock::now_unix());
     let from = today - (days - 1) * DAY;
     let id = tenant_id.to_string();
@@ -89,7 +89,7 @@ pub async fn daily(ctx: &Context, tenant_id: &str, request: &Request) -> Result<
 
 /// Platform totals: tenants, agents, today's runs and tokens, unresolved alerts.
 pub async fn platform_stats(ctx: &Context) -> Result<Response, ApiError> {
-    ctx.app.store().flush().await?;
+    ctx.app.flush_usage().await?;
     let today = day_start(clock::now_unix());
     let stats = ctx
         .app

@@ -18,20 +18,16 @@ fn agent_not_found(name: &str) -> ApiError {
 pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let (page, per_page) = query::<PageQuery>(request)?.resolve(20)?;
     let tenant = ctx.tenant()?.tenant_id.clone();
-    let (items, total) = ctx
-        .app
-        .store()
-        .read(move |txn| {
-            let all = agents::list(txn, &tenant)?;
-            let total = all.len() as u64;
-            let skip = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
-            let mut items = Vec::new();
-            for agent in all.iter().skip(skip).take(per_page as usize) {
-                items.push(views::v1_agent(agent, &runs::stats(txn, &tenant, &agent.agent_name)?));
-            }
-            Ok((items, total))
-        })
-        .await?;
+    let (items, total) = ctx.app.store().read_now(|txn| {
+        let all = agents::list(txn, &tenant)?;
+        let total = all.len() as u64;
+        let skip = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        for agent in all.iter().skip(skip).take(per_page as usize) {
+            items.push(views::v1_agent(agent, &runs::stats(txn, &tenant, &agent.agent_name)?));
+        }
+        Ok((items, total))
+    })?;
     Ok(response::json(
         StatusCode::OK,
         &json!({
@@ -43,31 +39,23 @@ pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError
 
 pub async fn get(ctx: &Context, name: &str) -> Result<Response, ApiError> {
     let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
-    let found = ctx
-        .app
-        .store()
-        .read(move |txn| match agents::get(txn, &tenant, &agent_name)? {
-            Some(agent) => Ok(Some(views::v1_agent(&agent, &runs::stats(txn, &tenant, &agent_name)?))),
-            None => Ok(None),
-        })
-        .await?;
+    let found = ctx.app.store().read_now(|txn| match agents::get(txn, &tenant, &agent_name)? {
+        Some(agent) => Ok(Some(views::v1_agent(&agent, &runs::stats(txn, &tenant, &agent_name)?))),
+        None => Ok(None),
+    })?;
     found.map(|view| response::json(StatusCode::OK, &view)).ok_or_else(|| agent_not_found(name))
 }
 
 pub async fn runs(ctx: &Context, name: &str, request: &Request) -> Result<Response, ApiError> {
     let (page, per_page) = query::<PageQuery>(request)?.resolve(20)?;
     let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
-    let found = ctx
-        .app
-        .store()
-        .read(move |txn| {
-            if agents::get(txn, &tenant, &agent_name)?.is_none() {
-                return Ok(None);
-            }
-            let offset = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
-            Ok(Some(runs::page_for_agent(txn, &tenant, &agent_name, per_page as usize, offset)?))
-        })
-        .await?;
+    let found = ctx.app.store().read_now(|txn| {
+        if agents::get(txn, &tenant, &agent_name)?.is_none() {
+            return Ok(None);
+        }
+        let offset = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
+        Ok(Some(runs::page_for_agent(txn, &tenant, &agent_name, per_page as usize, offset)?))
+    })?;
     let (items, total) = found.ok_or_else(|| agent_not_found(name))?;
     let items: Vec<Value> = items.iter().map(views::v1_run).collect();
     Ok(response::json(
@@ -84,7 +72,7 @@ pub async fn runs(ctx: &Context, name: &str, request: &Request) -> Result<Respon
 pub async fn logs(ctx: &Context, name: &str, request: &Request) -> Result<Response, ApiError> {
     let (page, per_page) = query::<PageQuery>(request)?.resolve(50)?;
     let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
-    let exists = ctx.app.store().read(move |txn| Ok(agents::get(txn, &tenant, &agent_name)?.is_some())).await?;
+    let exists = ctx.app.store().read_now(|txn| Ok(agents::get(txn, &tenant, &agent_name)?.is_some()))?;
     if !exists {
         return Err(agent_not_found(name));
     }

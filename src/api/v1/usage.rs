@@ -12,7 +12,7 @@ use crate::store::usage;
 
 pub async fn get(ctx: &Context) -> Result<Response, ApiError> {
     let tenant = ctx.tenant()?.clone();
-    ctx.app.store().flush().await?;
+    ctx.app.flush_usage().await?;
     let now = clock::now_unix();
     let (month, today) = (month_start(now), day_start(now));
     let id = tenant.tenant_id.clone();
