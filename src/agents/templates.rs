@@ -135,6 +135,7 @@ pub const PRODUCT_TYPES: [&str; 3] = ["generic", "kasino", "ehb"];
 
 /// The built-in templates as records to seed, each with the legacy name it may exist under.
 pub fn builtin(now: i64) -> Vec<(TemplateRecord, Option<&'static str>)> {
+    let first = now - BUILTINS.len() as i64;
     BUILTINS
         .iter()
         .zip(0..)
@@ -154,7 +155,7 @@ pub fn builtin(now: i64) -> Vec<(TemplateRecord, Option<&'static str>)> {
                 config_json: config.to_string(),
                 // One second apart: provisioning clones in (created_at, id) order, which keeps the
                 // documented order (kasino: classifier, risk, transaction, report).
-                created_at: now + position,
+                created_at: first + position,
             };
             (record, b.legacy_name)
         })

@@ -36,6 +36,7 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let origin = request.headers().get(http::header::ORIGIN).cloned();
+    let http1 = request.version() < http::Version::HTTP_2;
     let client_ip = client_ip::client_ip(peer, request.headers(), &app.config().server.trusted_proxies);
 
     let mut extra_headers = Vec::new();
@@ -48,7 +49,13 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
         Err(_) => render_error(&ApiError::Internal("handler panicked".into()), &request_id, &method, &path),
     };
 
+    // The rest of an oversized body is never read, so the connection cannot be reused: say so,
+    // or a client may send its next request into a connection the server is closing.
+    let close = http1 && response.status() == http::StatusCode::PAYLOAD_TOO_LARGE;
     let headers = response.headers_mut();
+    if close {
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     for (name, value) in extra_headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);

@@ -83,10 +83,7 @@ async fn authenticate_key(app: &App, token: &str) -> Result<TenantPrincipal, Api
     let found = app.store().read_now(|txn| key_store::by_prefix(txn, &presented.prefix))?;
     let (key, tenant) = found.ok_or_else(invalid)?;
     let now = crate::clock::now_unix();
-    if !key.is_active
-        || key.expires_at.is_some_and(|expires| now > expires)
-        || !api_keys::matches(&key.key_hash, &presented)
-    {
+    if !key.is_usable(now) || !api_keys::matches(&key.key_hash, &presented) {
         return Err(invalid());
     }
     app.note_key_use(&key.id, now);

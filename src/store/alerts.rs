@@ -64,20 +64,21 @@ pub fn list(
     Ok(out)
 }
 
-/// Mark resolved (an already resolved alert is returned unchanged).
-pub fn resolve(txn: &WriteTransaction, id: &str, by: Option<String>, now: i64) -> Result<AlertRecord, Error> {
+/// Mark resolved. An already resolved alert is returned unchanged, with `false`.
+pub fn resolve(txn: &WriteTransaction, id: &str, by: Option<String>, now: i64) -> Result<(AlertRecord, bool), Error> {
     let mut alerts = txn.open_table(ALERTS)?;
     let mut alert: AlertRecord = match alerts.get(id)? {
         Some(value) => decode(value.value())?,
         None => return Err(Error::NotFound("Alert not found".into())),
     };
-    if !alert.resolved {
-        alert.resolved = true;
-        alert.resolved_at = Some(now);
-        alert.resolved_by = by;
-        alerts.insert(id, encode(&alert)?.as_slice())?;
+    if alert.resolved {
+        return Ok((alert, false));
     }
-    Ok(alert)
+    alert.resolved = true;
+    alert.resolved_at = Some(now);
+    alert.resolved_by = by;
+    alerts.insert(id, encode(&alert)?.as_slice())?;
+    Ok((alert, true))
 }
 
 pub fn count_unresolved(txn: &ReadTransaction) -> Result<u64, Error> {

@@ -22,6 +22,13 @@ pub struct ApiKeyRecord {
     pub last_used: Option<i64>,
 }
 
+impl ApiKeyRecord {
+    /// Not revoked and not past its expiry.
+    pub fn is_usable(&self, now: i64) -> bool {
+        self.is_active && self.expires_at.is_none_or(|expires| now <= expires)
+    }
+}
+
 impl Record for ApiKeyRecord {
     const TABLE: &'static str = "api_keys";
     const VERSION: u8 = 1;
@@ -58,8 +65,8 @@ pub fn by_prefix(txn: &ReadTransaction, prefix: &str) -> Result<Option<(ApiKeyRe
     Ok(tenant.map(|tenant| (key, tenant)))
 }
 
-/// A tenant's keys, newest first; `active_only` hides revoked ones.
-pub fn list(txn: &ReadTransaction, tenant_id: &str, active_only: bool) -> Result<Vec<ApiKeyRecord>, Error> {
+/// A tenant's keys, newest first; `active_only` hides revoked keys and keys expired at `now`.
+pub fn list(txn: &ReadTransaction, tenant_id: &str, active_only: bool, now: i64) -> Result<Vec<ApiKeyRecord>, Error> {
     let index = txn.open_table(TENANT_API_KEYS)?;
     let keys = txn.open_table(API_KEYS)?;
     let mut out = Vec::new();
@@ -71,7 +78,7 @@ pub fn list(txn: &ReadTransaction, tenant_id: &str, active_only: bool) -> Result
         }
         if let Some(value) = keys.get(key_id)? {
             let key: ApiKeyRecord = decode(value.value())?;
-            if !active_only || key.is_active {
+            if !active_only || key.is_usable(now) {
                 out.push(key);
             }
         }
@@ -80,9 +87,9 @@ pub fn list(txn: &ReadTransaction, tenant_id: &str, active_only: bool) -> Result
     Ok(out)
 }
 
-/// Active keys of a tenant (for `api_key_count`).
-pub fn count_active(txn: &ReadTransaction, tenant_id: &str) -> Result<u64, Error> {
-    Ok(list(txn, tenant_id, true)?.len() as u64)
+/// Active, unexpired keys of a tenant (for `api_key_count`).
+pub fn count_active(txn: &ReadTransaction, tenant_id: &str, now: i64) -> Result<u64, Error> {
+    Ok(list(txn, tenant_id, true, now)?.len() as u64)
 }
 
 /// Deactivate a key of `tenant_id`; a key of another tenant is "not found". Idempotent.

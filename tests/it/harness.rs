@@ -262,6 +262,44 @@ impl TestServer {
         body
     }
 
+    /// `GET` an admin route, asserting 200; returns the JSON body.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let response = self.admin(reqwest::Method::GET, path).send().await.expect("admin GET request");
+        expect_json(response, 200).await
+    }
+
+    /// Provision a client (tenant, template agents, API key) through the admin API, asserting
+    /// 201; returns the response JSON (`tenant_id`, `raw_api_key`, ...).
+    pub async fn provision(&self, name: &str, tier: &str, product_type: &str) -> Value {
+        let body = serde_json::json!({
+            "name": name, "tier": tier, "product_type": product_type, "api_key_name": format!("{name}-key"),
+        });
+        let response = self
+            .admin(reqwest::Method::POST, "/api/admin/provision-client")
+            .json(&body)
+            .send()
+            .await
+            .expect("provision request");
+        expect_json(response, 201).await
+    }
+
+    /// A request to a tenant route (`/v1/...`) with `key` as the bearer token.
+    pub fn v1(&self, method: reqwest::Method, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(key)
+    }
+
+    /// Register a user, asserting 200; returns the response JSON (tokens and `user_id`).
+    pub async fn register(&self, email: &str, password: &str) -> Value {
+        let response = self
+            .client
+            .post(self.url("/api/auth/register"))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("register request");
+        expect_json(response, 200).await
+    }
+
     /// Graceful stop: signal, drain, close the store, join the server thread. Idempotent.
     ///
     /// Blocks the calling thread. An HTTP/2 client on the test's runtime cannot answer the
@@ -562,6 +600,16 @@ pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) 
     assert!(body["error"].as_str().is_some_and(|m| !m.is_empty()), "no error message in {body}");
     assert_eq!(body["code"], code, "wrong code in {body}");
     body
+}
+
+/// Assert a JSON success response with `status`; return the body.
+pub async fn expect_json(response: reqwest::Response, status: u16) -> Value {
+    let actual = response.status();
+    let content_type = header(&response, "content-type");
+    let text = response.text().await.expect("response body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    assert_eq!(content_type.as_deref(), Some("application/json"), "not JSON: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
 }
 
 /// A response header as text.

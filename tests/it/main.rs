@@ -9,10 +9,15 @@ mod harness;
 mod mock_provider;
 
 mod admin;
+mod auth;
 mod cli;
 mod cors;
 mod crash;
 mod http_basics;
+mod isolation;
 mod migrations;
 mod mock_provider_tests;
+mod quotas;
 mod rate_limit;
+mod tenancy;
+mod v1;

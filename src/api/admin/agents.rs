@@ -209,8 +209,15 @@ pub async fn runs(ctx: &Context, tenant_id: &str, name: &str, request: &Request)
     let limit = page.limit.unwrap_or(50).clamp(1, 200);
     let offset = page.offset.unwrap_or(0);
     let (tenant, agent) = (tenant_id.to_string(), name.to_string());
-    let (items, total) =
-        ctx.app.store().read(move |txn| runs::page_for_agent(txn, &tenant, &agent, limit, offset)).await?;
+    let (items, total) = ctx
+        .app
+        .store()
+        .read(move |txn| match tenants::get(txn, &tenant)? {
+            Some(_) => Ok(Some(runs::page_for_agent(txn, &tenant, &agent, limit, offset)?)),
+            None => Ok(None),
+        })
+        .await?
+        .ok_or_else(tenant_not_found)?;
     let items: Vec<Value> = items.iter().map(views::admin_run).collect();
     Ok(response::json(StatusCode::OK, &json!({ "runs": items, "total": total, "limit": limit, "offset": offset })))
 }

@@ -67,8 +67,10 @@ pub async fn resolve(ctx: &Context, alert_id: &str, request: Request) -> Result<
         .app
         .store()
         .write(move |txn| {
-            let alert = alerts::resolve(txn, &id, Some(by.clone()), now)?;
-            audit::append(txn, &entry)?;
+            let (alert, changed) = alerts::resolve(txn, &id, Some(by.clone()), now)?;
+            if changed {
+                audit::append(txn, &entry)?;
+            }
             Ok(alert)
         })
         .await?;

@@ -50,7 +50,7 @@ pub async fn list(ctx: &Context, tenant_id: &str) -> Result<Response, ApiError> 
         .app
         .store()
         .read(move |txn| match tenants::get(txn, &id)? {
-            Some(_) => Ok(Some(api_keys::list(txn, &id, false)?)),
+            Some(_) => Ok(Some(api_keys::list(txn, &id, false, clock::now_unix())?)),
             None => Ok(None),
         })
         .await?

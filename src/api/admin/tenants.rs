@@ -92,7 +92,7 @@ async fn detail(ctx: &Context, tenant_id: &str) -> Result<serde_json::Value, Api
         .read(move |txn| {
             let Some(tenant) = tenants::get(txn, &id)? else { return Ok(None) };
             let agent_count = crate::store::agents::list(txn, &id)?.len() as u64;
-            let key_count = api_keys::count_active(txn, &id)?;
+            let key_count = api_keys::count_active(txn, &id, clock::now_unix())?;
             let totals = runs::totals(txn, &id)?;
             Ok(Some((tenant, agent_count, key_count, totals)))
         })

@@ -21,7 +21,7 @@ struct CreateKeyRequest {
 /// The caller's active keys.
 pub async fn list(ctx: &Context) -> Result<Response, ApiError> {
     let tenant = ctx.tenant()?.tenant_id.clone();
-    let keys = ctx.app.store().read_now(|txn| api_keys::list(txn, &tenant, true))?;
+    let keys = ctx.app.store().read_now(|txn| api_keys::list(txn, &tenant, true, clock::now_unix()))?;
     let keys: Vec<_> = keys.iter().map(v1_key).collect();
     Ok(response::json(StatusCode::OK, &json!({ "keys": keys })))
 }
