@@ -8,15 +8,18 @@ use std::time::Instant;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::agents::Catalog;
 use crate::auth::admin::AdminSecret;
 use crate::auth::jwt::TokenKeys;
 use crate::auth::secrets::Secrets;
 use crate::config::Config;
 use crate::http::cors::CorsPolicy;
 use crate::http::rate_limit::IpRateLimiter;
+use crate::llm::Registry;
 use crate::metering::Meter;
 use crate::metering::recorder::UsageRecorder;
 use crate::store::Store;
+use crate::tools::toolbox::ToolBox;
 
 pub struct App {
     config: Config,
@@ -29,6 +32,11 @@ pub struct App {
     meter: Meter,
     /// Usage events waiting for the next batched commit.
     usage: UsageRecorder,
+    /// Providers, models and tiers.
+    llm: Registry,
+    /// Platform agents (built-in and from ares.toml).
+    agents: Catalog,
+    tools: ToolBox,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
     key_use: Mutex<HashMap<String, i64>>,
     cors: CorsPolicy,
@@ -41,7 +49,13 @@ pub struct App {
 
 impl App {
     /// Assemble the services. The store must already be open (and migrated).
-    pub fn new(config: Config, data_dir: &Path, store: Store, secrets: &Secrets) -> App {
+    pub fn new(
+        config: Config,
+        data_dir: &Path,
+        store: Store,
+        secrets: &Secrets,
+        env: &crate::config::EnvLookup,
+    ) -> App {
         let cors = CorsPolicy::new(&config.server.cors_origins);
         let rate_limiter = IpRateLimiter::new(config.server.rate_limit_per_second, config.server.rate_limit_burst);
         App {
@@ -51,6 +65,9 @@ impl App {
             token_keys: TokenKeys::new(&secrets.jwt_secret),
             meter: Meter::new(config.quotas),
             usage: UsageRecorder::default(),
+            llm: Registry::new(&config, env),
+            agents: Catalog::new(&config),
+            tools: ToolBox::new(&config),
             key_use: Mutex::new(HashMap::new()),
             cors,
             rate_limiter,
@@ -82,6 +99,18 @@ impl App {
 
     pub fn meter(&self) -> &Meter {
         &self.meter
+    }
+
+    pub fn llm(&self) -> &Registry {
+        &self.llm
+    }
+
+    pub fn agents(&self) -> &Catalog {
+        &self.agents
+    }
+
+    pub fn tools(&self) -> &ToolBox {
+        &self.tools
     }
 
     pub fn usage(&self) -> &UsageRecorder {

@@ -53,6 +53,14 @@ pub enum ApiError {
     NotImplemented(String),
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// An LLM provider failed (HTTP error, unreachable, invalid response).
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    GatewayTimeout(String),
+    /// An LLM provider's own rate limit (API.md §0.3 example).
+    #[error("{message}")]
+    ProviderRateLimited { message: String, retry_after_secs: u64 },
     /// Unexpected failure: the client sees `Internal server error`, the log sees the cause.
     #[error("Internal server error")]
     Internal(String),
@@ -83,6 +91,9 @@ impl ApiError {
             }
             ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "NOT_IMPLEMENTED"),
             ApiError::ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "LLM_ERROR"),
+            ApiError::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "LLM_TIMEOUT"),
+            ApiError::ProviderRateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
             ApiError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "DATABASE_ERROR"),
         }
@@ -91,9 +102,9 @@ impl ApiError {
     /// Seconds a 429 asks the client to wait.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::RateLimited { retry_after_secs } | ApiError::QuotaExceeded { retry_after_secs, .. } => {
-                Some(*retry_after_secs)
-            }
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::QuotaExceeded { retry_after_secs, .. }
+            | ApiError::ProviderRateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
             _ => None,
         }
     }
@@ -104,6 +115,23 @@ impl ApiError {
             ApiError::Internal(cause) => Some(cause.clone()),
             ApiError::Storage(e) => Some(e.to_string()),
             _ => None,
+        }
+    }
+}
+
+impl From<crate::llm::LlmError> for ApiError {
+    fn from(e: crate::llm::LlmError) -> Self {
+        use crate::llm::LlmError;
+        let message = e.to_string();
+        match e {
+            LlmError::Disabled { .. } | LlmError::NothingConfigured => ApiError::ServiceUnavailable(message),
+            LlmError::RateLimited { retry_after_secs, .. } => {
+                ApiError::ProviderRateLimited { message, retry_after_secs }
+            }
+            LlmError::Timeout { .. } => ApiError::GatewayTimeout(message),
+            LlmError::Upstream { .. } | LlmError::Unreachable { .. } | LlmError::Protocol { .. } => {
+                ApiError::BadGateway(message)
+            }
         }
     }
 }

@@ -8,12 +8,15 @@ pub mod agents;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod llm;
 pub mod metering;
 pub mod store;
+pub mod tools;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -53,7 +56,7 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
         SecretSource::Generated(path) => Some((secrets.admin_secret.clone(), path.clone())),
         SecretSource::Env(_) | SecretSource::File(_) => None,
     };
-    Ok(Built { app: App::new(config, data_dir, store, &secrets), generated_admin_secret })
+    Ok(Built { app: App::new(config, data_dir, store, &secrets, env), generated_admin_secret })
 }
 
 /// Start-up housekeeping: seed missing built-in templates (never overwriting edited or

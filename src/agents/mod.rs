@@ -1,4 +1,11 @@
-//! Agents as data: the built-in product templates (more arrives with the agents work: TOON,
+//! Agents as data: the built-in platform agents and product templates, agent specs from every
+//! source, and how a request's agent is chosen (more arrives with the agents work: TOON,
 //! workflows, research, memory).
 
+pub mod builtin;
+pub mod catalog;
+pub mod spec;
 pub mod templates;
+
+pub use catalog::Catalog;
+pub use spec::{AgentSource, AgentSpec};

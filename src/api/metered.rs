@@ -3,6 +3,7 @@
 //! errors and 429s included.
 
 use crate::api::{Context, ExtraHeaders, dispatch, routes::Route};
+use crate::app::App;
 use crate::auth::TenantPrincipal;
 use crate::clock;
 use crate::error::ApiError;
@@ -34,15 +35,24 @@ pub(super) async fn run(
             });
         }
     };
-    raise_alerts(ctx, &tenant, &crossings, now);
+    raise_alerts(&ctx.app, &tenant, &crossings, now);
 
     let outcome = dispatch(ctx, route, request).await;
 
     let tokens = ctx.tokens_used();
     let token_crossings = meter.settle(&tenant.tenant_id, tenant.tier, tokens, now);
-    raise_alerts(ctx, &tenant, &token_crossings, now);
-    record_usage(ctx, &tenant.tenant_id, tokens, now);
+    raise_alerts(&ctx.app, &tenant, &token_crossings, now);
+    record_usage(&ctx.app, &tenant.tenant_id, 1, tokens, now);
     outcome
+}
+
+/// Tokens of a stream that ended after its response was sent: the request itself was counted
+/// when it was admitted, so this records tokens only.
+pub(crate) fn record_stream_tokens(app: &App, tenant: &TenantPrincipal, tokens: u64) {
+    let now = clock::now_unix();
+    let crossings = app.meter().settle(&tenant.tenant_id, tenant.tier, tokens, now);
+    raise_alerts(app, tenant, &crossings, now);
+    record_usage(app, &tenant.tenant_id, 0, tokens, now);
 }
 
 /// Seed the in-memory counters from the store the first time a tenant is seen (two point reads).
@@ -64,21 +74,24 @@ async fn ensure_loaded(ctx: &Context, tenant_id: &str, now: i64) -> Result<(), A
     Ok(())
 }
 
-/// One usage event (1 request + tokens), committed with whatever else the writer has queued.
-fn record_usage(ctx: &Context, tenant_id: &str, tokens: u64, now: i64) {
+/// One usage event, committed with the next usage batch.
+fn record_usage(app: &App, tenant_id: &str, requests: u64, tokens: u64, now: i64) {
+    if requests == 0 && tokens == 0 {
+        return;
+    }
     let event = UsageEventRecord {
         id: uuid::Uuid::now_v7().to_string(),
         tenant_id: tenant_id.to_string(),
         source: "http".into(),
-        request_count: 1,
+        request_count: requests,
         token_count: tokens,
         created_at: now,
     };
-    ctx.app.usage().push(event);
+    app.usage().push(event);
 }
 
 /// A warning at 80 % and a critical alert at 100 % of each quota, once per period.
-fn raise_alerts(ctx: &Context, tenant: &TenantPrincipal, crossings: &[Crossing], now: i64) {
+fn raise_alerts(app: &App, tenant: &TenantPrincipal, crossings: &[Crossing], now: i64) {
     for crossing in crossings {
         let what = match crossing.dimension {
             "monthly_requests" => "monthly request quota",
@@ -109,6 +122,6 @@ fn raise_alerts(ctx: &Context, tenant: &TenantPrincipal, crossings: &[Crossing],
         };
         let key =
             format!("quota:{}:{}:{}:{}", tenant.tenant_id, crossing.dimension, crossing.period_start, crossing.percent);
-        ctx.app.store().write_detached(move |txn| alerts::raise_once(txn, &key, &alert));
+        app.store().write_detached(move |txn| alerts::raise_once(txn, &key, &alert));
     }
 }

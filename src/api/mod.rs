@@ -5,9 +5,12 @@
 //! [`Context`] with the resolved principal and never parse auth headers or format errors.
 
 mod admin;
+mod agents;
+mod chat;
 mod context;
+mod conversations;
 mod health;
-mod metered;
+pub(crate) mod metered;
 pub mod routes;
 mod users;
 mod v1;
@@ -122,6 +125,15 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::AuthLogin => users::login(ctx, request).await,
         Route::AuthRefresh => users::refresh(ctx, request).await,
         Route::AuthLogout => users::logout(ctx, request).await,
+        Route::ListPlatformAgents => Ok(agents::list(ctx)),
+
+        Route::Chat | Route::V1Chat => chat::chat(ctx, request).await,
+        Route::ChatStream | Route::V1ChatStream => chat::stream(ctx, request).await,
+        Route::ListConversations => conversations::list(ctx).await,
+        Route::GetConversation { id } => conversations::get(ctx, &id).await,
+        Route::RenameConversation { id } => conversations::rename(ctx, &id, request).await,
+        Route::DeleteConversation { id } => conversations::delete(ctx, &id).await,
+        Route::V1RunAgent { name } => v1::runs::run(ctx, &name, request).await,
 
         Route::AdminCreateTenant => admin::tenants::create(ctx, request).await,
         Route::AdminListTenants => admin::tenants::list(ctx).await,

@@ -8,6 +8,7 @@ pub mod cors;
 pub mod rate_limit;
 pub mod response;
 pub mod server;
+pub mod sse;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;

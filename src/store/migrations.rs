@@ -60,6 +60,13 @@ pub const MIGRATIONS: &[Migration] = &[
                      alerts_by_time((i64,&str)->()); alert_marks(&str->&str)",
         apply: identity_and_metering,
     },
+    Migration {
+        version: 3,
+        description: "conversations and their messages",
+        definition: "create conversations(&str->ConversationRecord v1); owner_conversations((&str,&str)->()); \
+                     messages((&str,u32)->MessageRecord v1)",
+        apply: conversations,
+    },
 ];
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
@@ -94,6 +101,14 @@ fn identity_and_metering(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(ALERTS)?;
     txn.open_table(ALERTS_BY_TIME)?;
     txn.open_table(ALERT_MARKS)?;
+    Ok(())
+}
+
+fn conversations(txn: &WriteTransaction) -> Result<(), Error> {
+    use super::tables::{CONVERSATIONS, MESSAGES, OWNER_CONVERSATIONS};
+    txn.open_table(CONVERSATIONS)?;
+    txn.open_table(OWNER_CONVERSATIONS)?;
+    txn.open_table(MESSAGES)?;
     Ok(())
 }
 

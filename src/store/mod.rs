@@ -16,6 +16,7 @@ pub mod agents;
 pub mod alerts;
 pub mod api_keys;
 pub mod audit;
+pub mod conversations;
 pub mod provisioning;
 pub mod runs;
 pub mod templates;

@@ -84,3 +84,15 @@ pub const ALERTS_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::ne
 /// `dedupe key → alert_id`: a system alert is raised once per tenant, dimension, period and
 /// threshold.
 pub const ALERT_MARKS: TableDefinition<&str, &str> = TableDefinition::new("alert_marks");
+
+// ---- Schema version 3: conversations ----
+
+/// `conversation_id → ConversationRecord`.
+pub const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
+
+/// `(owner, conversation_id) → ()`: an owner's conversations. Owners are `user:<id>` (JWT chats)
+/// or `tenant:<id>` (API-key chats).
+pub const OWNER_CONVERSATIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("owner_conversations");
+
+/// `(conversation_id, sequence) → MessageRecord`: messages in order.
+pub const MESSAGES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("messages");

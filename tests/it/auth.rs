@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 
 use crate::harness::{JWT_SECRET, TestServer, expect_error, expect_json};
 
-/// What a JWT route answers once authentication passed (the chat handler is not built yet).
-const PAST_AUTH: u16 = 501;
+/// What a JWT route (`GET /api/conversations`) answers once authentication passed.
+const PAST_AUTH: u16 = 200;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -30,9 +30,9 @@ async fn refresh(server: &TestServer, token: &str) -> reqwest::Response {
     post(server, "/api/auth/refresh", json!({ "refresh_token": token })).await
 }
 
-/// `POST /api/chat` with `authorization` as given (no header when `None`).
+/// `GET /api/conversations` (a JWT route) with `authorization` as given (no header when `None`).
 async fn jwt_route(server: &TestServer, authorization: Option<&str>) -> reqwest::Response {
-    let mut request = server.client().post(server.url("/api/chat")).json(&json!({ "message": "hi" }));
+    let mut request = server.client().get(server.url("/api/conversations"));
     if let Some(value) = authorization {
         request = request.header("authorization", value);
     }

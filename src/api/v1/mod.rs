@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod api_keys;
+pub mod runs;
 pub mod usage;
 
 use serde::Deserialize;

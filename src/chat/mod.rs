@@ -1,0 +1,284 @@
+//! One chat request, independent of HTTP: choose the agent (the router decides when none is
+//! named), pick the model, rebuild the conversation history within the model's context, and —
+//! once the model has answered — persist the exchange and the run record.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::agents::{AgentSource, AgentSpec};
+use crate::app::App;
+use crate::clock;
+use crate::error::ApiError;
+use crate::llm::coordinator::{self, Turn, TurnOptions};
+use crate::llm::types::{Message, Role, Usage, estimate_tokens};
+use crate::llm::{LlmError, ModelEntry};
+use crate::metering::periods::day_start;
+use crate::store::conversations::{self, MessageRecord};
+use crate::store::{agents as agent_store, runs};
+
+/// Context assumed when a model declares none.
+const DEFAULT_CONTEXT_TOKENS: u64 = 8192;
+/// Room kept for the answer when trimming history.
+const ANSWER_RESERVE_TOKENS: u64 = 1024;
+/// Most stored messages ever loaded as history.
+const MAX_HISTORY_MESSAGES: usize = 200;
+
+/// Who is chatting.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User { user_id: String },
+    Tenant { tenant_id: String },
+}
+
+impl Caller {
+    /// Conversation owner key.
+    pub fn owner(&self) -> String {
+        match self {
+            Caller::User { user_id } => format!("user:{user_id}"),
+            Caller::Tenant { tenant_id } => format!("tenant:{tenant_id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatInput {
+    pub caller: Caller,
+    pub message: String,
+    /// Earlier turns supplied by the client (`messages[]` without the final user message).
+    pub extra_history: Vec<Message>,
+    pub agent_type: Option<String>,
+    pub context_id: Option<String>,
+    pub model: Option<String>,
+}
+
+/// Everything needed to run the model and to finish the request afterwards.
+pub struct Prepared {
+    pub agent: AgentSpec,
+    pub model: ModelEntry,
+    pub messages: Vec<Message>,
+    pub options: TurnOptions,
+    pub context_id: String,
+    pub owner: String,
+    pub caller: Caller,
+    pub user_message: String,
+    pub started: Instant,
+    /// Tokens already spent deciding the route.
+    pub routing_usage: Usage,
+}
+
+/// Resolve agent, model and history. Errors here are ordinary JSON errors (before any stream).
+pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiError> {
+    let started = Instant::now();
+    if input.message.trim().is_empty() {
+        return Err(ApiError::MissingField("message".into()));
+    }
+    let model_override = match &input.model {
+        Some(name) => Some(
+            app.llm()
+                .lookup(name)
+                .cloned()
+                .ok_or_else(|| ApiError::Unprocessable(format!("Invalid model: '{name}'")))?,
+        ),
+        None => None,
+    };
+    let (agent, routing_usage) = match input.agent_type.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        Some(name) => (resolve_agent(app, &input.caller, name)?, Usage::default()),
+        None => route(app, &input.caller, &input.message).await?,
+    };
+    let model = match model_override {
+        Some(model) => model,
+        None => app.llm().resolve(agent.model.as_deref()).map_err(ApiError::from)?.clone(),
+    };
+
+    let owner = input.caller.owner();
+    let context_id =
+        input.context_id.clone().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let stored = {
+        let (owner, id) = (owner.clone(), context_id.clone());
+        app.store()
+            .read(move |txn| {
+                if !conversations::usable_by(txn, &owner, &id)? {
+                    return Ok(None);
+                }
+                Ok(Some(conversations::recent_messages(txn, &id, MAX_HISTORY_MESSAGES)?))
+            })
+            .await?
+            .ok_or_else(|| ApiError::NotFound("Conversation not found".into()))?
+    };
+
+    let mut history: Vec<Message> = stored
+        .iter()
+        .filter_map(|m| Role::parse(&m.role).map(|role| Message::new(role, m.content.clone())))
+        .chain(input.extra_history)
+        .collect();
+    let budget = model.context_length.map_or(DEFAULT_CONTEXT_TOKENS, u64::from).saturating_sub(ANSWER_RESERVE_TOKENS);
+    let fixed = estimate_tokens(&agent.system_prompt) + estimate_tokens(&input.message);
+    trim_history(&mut history, budget.saturating_sub(fixed));
+
+    let mut messages = Vec::with_capacity(history.len() + 2);
+    if !agent.system_prompt.is_empty() {
+        messages.push(Message::new(Role::System, agent.system_prompt.clone()));
+    }
+    messages.extend(history);
+    messages.push(Message::new(Role::User, input.message.clone()));
+
+    let options = TurnOptions {
+        tools: agent.tools.clone(),
+        max_iterations: agent.max_iterations,
+        parallel_tools: agent.parallel_tools,
+        max_tokens: agent.max_tokens,
+        temperature: agent.temperature,
+    };
+    Ok(Prepared {
+        agent,
+        model,
+        messages,
+        options,
+        context_id,
+        owner,
+        caller: input.caller,
+        user_message: input.message,
+        started,
+        routing_usage,
+    })
+}
+
+/// Keep the most recent messages that fit `budget` tokens (estimated).
+fn trim_history(history: &mut Vec<Message>, budget: u64) {
+    let mut used = 0;
+    let mut keep_from = history.len();
+    for (i, message) in history.iter().enumerate().rev() {
+        used += estimate_tokens(&message.content) + 4;
+        if used > budget {
+            break;
+        }
+        keep_from = i;
+    }
+    history.drain(..keep_from);
+}
+
+/// A named agent: the caller's own agents first, then the platform's.
+pub fn resolve_agent(app: &Arc<App>, caller: &Caller, name: &str) -> Result<AgentSpec, ApiError> {
+    let builtin_name = name.to_lowercase();
+    let is_platform_name = app.agents().get(&builtin_name).is_some();
+    if builtin_name == "router" {
+        return Err(ApiError::BadRequest("Router agent cannot be called directly".into()));
+    }
+    if let Caller::Tenant { tenant_id } = caller {
+        let found = app.store().read_now(|txn| agent_store::get(txn, tenant_id, name))?;
+        if let Some(agent) = found {
+            if !agent.enabled {
+                return Err(agent_not_found(name));
+            }
+            return Ok(AgentSpec::from_tenant_agent(&agent));
+        }
+    }
+    let lookup = if is_platform_name { builtin_name.as_str() } else { name };
+    app.agents().get(lookup).cloned().ok_or_else(|| agent_not_found(name))
+}
+
+pub fn agent_not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("Agent not found: {name}"))
+}
+
+/// Ask the router agent which specialist should answer.
+async fn route(app: &Arc<App>, caller: &Caller, message: &str) -> Result<(AgentSpec, Usage), ApiError> {
+    let router = app.agents().get("router").cloned().ok_or_else(|| agent_not_found("router"))?;
+    let model = app.llm().resolve(router.model.as_deref())?.clone();
+    let messages = vec![Message::new(Role::System, router.system_prompt.clone()), Message::new(Role::User, message)];
+    let options = TurnOptions {
+        tools: Vec::new(),
+        max_iterations: 1,
+        parallel_tools: false,
+        max_tokens: Some(16),
+        temperature: Some(0.0),
+    };
+    let turn = coordinator::run(&model, messages, app.tools(), &options).await?;
+    let chosen = app.agents().parse_route(&turn.content);
+    let agent = resolve_agent(app, caller, &chosen)
+        .or_else(|_| resolve_agent(app, caller, crate::agents::builtin::ROUTER_FALLBACK))?;
+    tracing::debug!(route = %chosen, "router chose an agent");
+    Ok((agent, turn.usage))
+}
+
+/// What a finished (or failed) turn amounts to, for the response and the records.
+pub struct Finished {
+    pub message_id: String,
+    pub tokens: Usage,
+    pub duration_ms: u64,
+}
+
+/// Persist the exchange (on success) and the run record (tenants), whatever the outcome.
+/// `extra` is usage not in the outcome (an abandoned stream's estimate).
+pub async fn finish(
+    app: &Arc<App>,
+    prepared: &Prepared,
+    outcome: &Result<Turn, LlmError>,
+    extra: Usage,
+) -> Result<Finished, ApiError> {
+    let now = clock::now_unix();
+    let duration_ms = prepared.started.elapsed().as_millis() as u64;
+    let mut tokens = prepared.routing_usage;
+    tokens.input_tokens += extra.input_tokens;
+    tokens.output_tokens += extra.output_tokens;
+    let message_id = uuid::Uuid::now_v7().to_string();
+    let mut messages = Vec::new();
+    if let Ok(turn) = outcome {
+        tokens.input_tokens += turn.usage.input_tokens;
+        tokens.output_tokens += turn.usage.output_tokens;
+        messages = vec![
+            MessageRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                role: "user".into(),
+                content: prepared.user_message.clone(),
+                created_at: now,
+            },
+            MessageRecord {
+                id: message_id.clone(),
+                role: "assistant".into(),
+                content: turn.content.clone(),
+                created_at: now,
+            },
+        ];
+    }
+    let run = run_record(prepared, outcome.as_ref().err().map(ToString::to_string), tokens, duration_ms, now);
+    let (owner, id, day) = (prepared.owner.clone(), prepared.context_id.clone(), day_start(now));
+    app.store()
+        .write(move |txn| {
+            if !messages.is_empty() {
+                conversations::append(txn, &owner, &id, &messages, now)?;
+            }
+            if let Some(run) = &run {
+                runs::record(txn, run, day)?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(Finished { message_id, tokens, duration_ms })
+}
+
+/// A run record for tenant calls (runs belong to tenants; user chats have none).
+fn run_record(
+    prepared: &Prepared,
+    error: Option<String>,
+    tokens: Usage,
+    duration_ms: u64,
+    now: i64,
+) -> Option<runs::AgentRunRecord> {
+    let Caller::Tenant { tenant_id } = &prepared.caller else { return None };
+    if prepared.agent.source == AgentSource::User {
+        return None;
+    }
+    Some(runs::AgentRunRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: tenant_id.clone(),
+        agent_name: prepared.agent.name.clone(),
+        user_id: None,
+        status: if error.is_some() { "failed".into() } else { "completed".into() },
+        input_tokens: tokens.input_tokens,
+        output_tokens: tokens.output_tokens,
+        duration_ms,
+        error,
+        created_at: now,
+    })
+}

@@ -1,0 +1,216 @@
+//! The tool-call loop: ask the model; if it calls tools, run them (in parallel when allowed,
+//! each within its timeout), feed the results back and ask again; after `max_iterations` tool
+//! rounds, ask once more without tools for a final answer. Streaming runs the same loop with
+//! each model turn streamed, forwarding text as it arrives.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use tokio::sync::mpsc;
+
+use super::error::LlmError;
+use super::provider::{Provider, stream_channel};
+use super::registry::ModelEntry;
+use super::types::{
+    ChatRequest, ChatResponse, FinishReason, Message, Role, StreamEvent, ToolCall, Usage, estimate_tokens,
+};
+use crate::tools::toolbox::ToolBox;
+
+/// How an agent's turn is run.
+#[derive(Debug, Clone)]
+pub struct TurnOptions {
+    /// Tools the agent may call (empty: the model is offered none).
+    pub tools: Vec<String>,
+    pub max_iterations: u32,
+    pub parallel_tools: bool,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+}
+
+/// The outcome of a turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub content: String,
+    pub usage: Usage,
+    pub finish_reason: FinishReason,
+    /// Tool calls executed during the turn.
+    pub tool_calls: usize,
+}
+
+/// What a streamed turn produces.
+#[derive(Debug)]
+pub enum TurnEvent {
+    Delta(String),
+    Done(Turn),
+    Failed(LlmError),
+}
+
+const FINAL_ANSWER_NOTE: &str = "You have used all the tool calls available for this request. Answer now with what you have, without calling tools.";
+
+fn usage_of(request: &ChatRequest, response: &ChatResponse) -> Usage {
+    response.usage.unwrap_or_else(|| Usage {
+        input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+        output_tokens: estimate_tokens(&response.content),
+    })
+}
+
+fn request(
+    model: &ModelEntry,
+    messages: &[Message],
+    tools: &ToolBox,
+    options: &TurnOptions,
+    offer_tools: bool,
+) -> ChatRequest {
+    ChatRequest {
+        model: model.model_id.clone(),
+        messages: messages.to_vec(),
+        tools: if offer_tools { tools.specs(&options.tools) } else { Vec::new() },
+        max_tokens: options.max_tokens.or(model.max_tokens),
+        temperature: options.temperature.or(model.temperature),
+    }
+}
+
+async fn complete(provider: &Arc<Provider>, request: ChatRequest) -> Result<ChatResponse, LlmError> {
+    let provider = provider.clone();
+    let name = provider.name.clone();
+    tokio::task::spawn_blocking(move || provider.complete_blocking(&request))
+        .await
+        .map_err(|e| LlmError::Protocol { provider: name, message: format!("call task failed: {e}") })?
+}
+
+async fn run_tools(calls: &[ToolCall], tools: &ToolBox, options: &TurnOptions) -> Vec<Message> {
+    if options.parallel_tools {
+        let results = join_all(calls.iter().map(|call| tools.execute(call, &options.tools))).await;
+        calls.iter().zip(results).map(|(call, result)| Message::tool_result(call, result)).collect()
+    } else {
+        let mut out = Vec::with_capacity(calls.len());
+        for call in calls {
+            out.push(Message::tool_result(call, tools.execute(call, &options.tools).await));
+        }
+        out
+    }
+}
+
+fn add(total: &mut Usage, usage: Usage) {
+    total.input_tokens += usage.input_tokens;
+    total.output_tokens += usage.output_tokens;
+}
+
+/// Run a whole turn and return the final answer.
+pub async fn run(
+    model: &ModelEntry,
+    mut messages: Vec<Message>,
+    tools: &ToolBox,
+    options: &TurnOptions,
+) -> Result<Turn, LlmError> {
+    let mut usage = Usage::default();
+    let mut calls_made = 0;
+    let offer = !options.tools.is_empty();
+    for _ in 0..options.max_iterations.max(1) {
+        let req = request(model, &messages, tools, options, offer);
+        let response = complete(&model.provider, req.clone()).await?;
+        add(&mut usage, usage_of(&req, &response));
+        if response.tool_calls.is_empty() {
+            return Ok(Turn {
+                content: response.content,
+                usage,
+                finish_reason: response.finish_reason,
+                tool_calls: calls_made,
+            });
+        }
+        calls_made += response.tool_calls.len();
+        let results = run_tools(&response.tool_calls, tools, options).await;
+        messages.push(Message { tool_calls: response.tool_calls, ..Message::new(Role::Assistant, response.content) });
+        messages.extend(results);
+    }
+    messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
+    let req = request(model, &messages, tools, options, false);
+    let response = complete(&model.provider, req.clone()).await?;
+    add(&mut usage, usage_of(&req, &response));
+    Ok(Turn { content: response.content, usage, finish_reason: response.finish_reason, tool_calls: calls_made })
+}
+
+/// Run a turn with every model call streamed. Text is forwarded as it arrives; the last event
+/// is `Done` or `Failed`. When the receiver is dropped (client gone) the loop stops and the
+/// provider stream is closed.
+pub fn stream(
+    model: ModelEntry,
+    messages: Vec<Message>,
+    tools: ToolBox,
+    options: TurnOptions,
+) -> mpsc::Receiver<TurnEvent> {
+    let (out, receiver) = mpsc::channel(32);
+    tokio::spawn(async move {
+        let outcome = stream_loop(&model, messages, &tools, &options, &out).await;
+        match outcome {
+            Ok(Some(turn)) => {
+                let _ = out.send(TurnEvent::Done(turn)).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = out.send(TurnEvent::Failed(e)).await;
+            }
+        }
+    });
+    receiver
+}
+
+/// `Ok(None)`: the client went away.
+async fn stream_loop(
+    model: &ModelEntry,
+    mut messages: Vec<Message>,
+    tools: &ToolBox,
+    options: &TurnOptions,
+    out: &mpsc::Sender<TurnEvent>,
+) -> Result<Option<Turn>, LlmError> {
+    let mut usage = Usage::default();
+    let mut calls_made = 0;
+    let offer = !options.tools.is_empty();
+    let rounds = options.max_iterations.max(1);
+    for round in 0..=rounds {
+        let last = round == rounds;
+        if last {
+            messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
+        }
+        let req = request(model, &messages, tools, options, offer && !last);
+        let Some(response) = stream_one(&model.provider, req.clone(), out).await? else {
+            return Ok(None);
+        };
+        add(&mut usage, usage_of(&req, &response));
+        if response.tool_calls.is_empty() || last {
+            return Ok(Some(Turn {
+                content: response.content,
+                usage,
+                finish_reason: response.finish_reason,
+                tool_calls: calls_made,
+            }));
+        }
+        calls_made += response.tool_calls.len();
+        let results = run_tools(&response.tool_calls, tools, options).await;
+        messages.push(Message { tool_calls: response.tool_calls, ..Message::new(Role::Assistant, response.content) });
+        messages.extend(results);
+    }
+    Ok(None)
+}
+
+/// Stream one model call, forwarding its text; `Ok(None)` if the client went away.
+async fn stream_one(
+    provider: &Arc<Provider>,
+    request: ChatRequest,
+    out: &mpsc::Sender<TurnEvent>,
+) -> Result<Option<ChatResponse>, LlmError> {
+    let (events, mut incoming) = stream_channel();
+    let reader = provider.clone();
+    tokio::task::spawn_blocking(move || reader.stream_blocking(&request, &events));
+    while let Some(event) = incoming.recv().await {
+        match event? {
+            StreamEvent::Delta(text) => {
+                if out.send(TurnEvent::Delta(text)).await.is_err() {
+                    return Ok(None);
+                }
+            }
+            StreamEvent::Done(response) => return Ok(Some(response)),
+        }
+    }
+    Err(LlmError::Protocol { provider: provider.name.clone(), message: "the stream ended without an answer".into() })
+}

@@ -1,0 +1,120 @@
+//! Providers → models → tiers, from the config. An agent names a model or a tier; this is where
+//! that name becomes a provider and a provider-side model id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::error::LlmError;
+use super::provider::Provider;
+use crate::config::{Config, EnvLookup, Tier};
+
+/// A usable model: which provider serves it under which id.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    /// The name agents and clients use.
+    pub name: String,
+    pub provider: Arc<Provider>,
+    pub model_id: String,
+    pub context_length: Option<u32>,
+    pub tier: Option<Tier>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+}
+
+pub struct Registry {
+    models: Vec<ModelEntry>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// Build from config, logging a warning for each disabled provider. Contacts nothing.
+    pub fn new(config: &Config, env: &EnvLookup) -> Registry {
+        let providers: HashMap<String, Arc<Provider>> = config
+            .providers
+            .iter()
+            .map(|p| {
+                let provider = Provider::new(p, env);
+                if let Some(reason) = provider.disabled_reason() {
+                    tracing::warn!(provider = %p.name, "provider disabled: {reason}");
+                }
+                (p.name.clone(), Arc::new(provider))
+            })
+            .collect();
+        let mut models = Vec::new();
+        for m in &config.models {
+            let Some(provider) = providers.get(&m.provider) else { continue };
+            let context_length = m.context_length.or_else(|| {
+                config
+                    .providers
+                    .iter()
+                    .filter(|p| p.name == m.provider)
+                    .flat_map(|p| &p.models)
+                    .find(|pm| pm.id == m.model_id)
+                    .and_then(|pm| pm.context_length)
+            });
+            models.push(ModelEntry {
+                name: m.name.clone(),
+                provider: provider.clone(),
+                model_id: m.model_id.clone(),
+                context_length,
+                tier: m.tier.or_else(|| Tier::parse(&m.name)),
+                temperature: m.temperature,
+                max_tokens: m.max_tokens,
+            });
+        }
+        for p in &config.providers {
+            let Some(provider) = providers.get(&p.name) else { continue };
+            for pm in &p.models {
+                let name = pm.name.clone().unwrap_or_else(|| pm.id.clone());
+                if models.iter().any(|m| m.name == name) {
+                    continue;
+                }
+                models.push(ModelEntry {
+                    name,
+                    provider: provider.clone(),
+                    model_id: pm.id.clone(),
+                    context_length: pm.context_length,
+                    tier: pm.tier,
+                    temperature: None,
+                    max_tokens: None,
+                });
+            }
+        }
+        let by_name = models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
+        Registry { models, by_name }
+    }
+
+    pub fn models(&self) -> &[ModelEntry] {
+        &self.models
+    }
+
+    /// A model by exact name or provider-side id; `None` if not configured.
+    pub fn lookup(&self, name: &str) -> Option<&ModelEntry> {
+        self.by_name
+            .get(name)
+            .and_then(|i| self.models.get(*i))
+            .or_else(|| self.models.iter().find(|m| m.model_id == name))
+    }
+
+    /// The model for an agent's `model` setting: a model name, a tier, or nothing (default).
+    /// A tier without a model, or an unknown name, falls back to the default model with a
+    /// warning, so a template naming another site's models still runs.
+    pub fn resolve(&self, wanted: Option<&str>) -> Result<&ModelEntry, LlmError> {
+        let default = self.models.first().ok_or(LlmError::NothingConfigured)?;
+        let Some(wanted) = wanted.filter(|w| !w.is_empty()) else {
+            return Ok(default);
+        };
+        if let Some(model) = self.lookup(wanted) {
+            return Ok(model);
+        }
+        if let Some(tier) = Tier::parse(wanted) {
+            if let Some(model) = self.models.iter().find(|m| m.tier == Some(tier)) {
+                return Ok(model);
+            }
+            tracing::warn!(tier = wanted, fallback = %default.name, "no model serves this tier; using the default model");
+            return Ok(default);
+        }
+        tracing::warn!(model = wanted, fallback = %default.name, "unknown model; using the default model");
+        Ok(default)
+    }
+}

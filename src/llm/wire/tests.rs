@@ -1,0 +1,154 @@
+//! Wire conversions for each provider, without a network.
+
+use serde_json::json;
+
+use super::*;
+use crate::llm::types::{Message, ToolSpec};
+
+fn request(messages: Vec<Message>) -> ChatRequest {
+    ChatRequest {
+        model: "m".into(),
+        messages,
+        tools: vec![ToolSpec {
+            name: "calculator".into(),
+            description: "math".into(),
+            parameters: json!({"type": "object"}),
+        }],
+        max_tokens: Some(100),
+        temperature: None,
+    }
+}
+
+fn history_with_tool_turn() -> Vec<Message> {
+    let call = ToolCall { id: "c1".into(), name: "calculator".into(), arguments: json!({"expression": "2+2"}) };
+    vec![
+        Message::new(Role::System, "be brief"),
+        Message::new(Role::User, "what is 2+2?"),
+        Message { tool_calls: vec![call.clone()], ..Message::new(Role::Assistant, "") },
+        Message::tool_result(&call, "4"),
+    ]
+}
+
+#[test]
+fn openai_request_carries_tools_and_tool_results() {
+    let body = request_body(ProviderKind::Openai, &request(history_with_tool_turn()), true);
+    assert_eq!(body["messages"][0]["role"], "system");
+    assert_eq!(body["messages"][2]["tool_calls"][0]["function"]["arguments"], r#"{"expression":"2+2"}"#);
+    assert_eq!(body["messages"][3]["tool_call_id"], "c1");
+    assert_eq!(body["tools"][0]["function"]["name"], "calculator");
+    assert_eq!(body["stream_options"]["include_usage"], true);
+}
+
+#[test]
+fn anthropic_request_moves_system_out_and_tool_results_into_user_turns() {
+    let body = request_body(ProviderKind::Anthropic, &request(history_with_tool_turn()), false);
+    assert_eq!(body["system"], "be brief");
+    assert_eq!(body["messages"].as_array().unwrap().len(), 3);
+    assert_eq!(body["messages"][1]["content"][0]["type"], "tool_use");
+    assert_eq!(body["messages"][2]["role"], "user");
+    assert_eq!(body["messages"][2]["content"][0]["tool_use_id"], "c1");
+    assert_eq!(body["tools"][0]["input_schema"]["type"], "object");
+    assert_eq!(body["max_tokens"], 100);
+}
+
+#[test]
+fn ollama_request_uses_object_arguments_and_options() {
+    let body = request_body(ProviderKind::Ollama, &request(history_with_tool_turn()), true);
+    assert_eq!(body["messages"][2]["tool_calls"][0]["function"]["arguments"]["expression"], "2+2");
+    assert_eq!(body["messages"][3]["tool_name"], "calculator");
+    assert_eq!(body["options"]["num_predict"], 100);
+    assert_eq!(body["stream"], true);
+}
+
+#[test]
+fn responses_parse_text_calls_and_usage() {
+    let openai = json!({
+        "choices": [{"message": {"content": null, "tool_calls": [{"id": "a", "type": "function",
+            "function": {"name": "calculator", "arguments": "{\"expression\":\"1+1\"}"}}]}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3}
+    });
+    let r = parse_response(ProviderKind::Openai, &openai).unwrap();
+    assert_eq!(r.tool_calls[0].arguments["expression"], "1+1");
+    assert_eq!(r.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(r.usage, Some(Usage { input_tokens: 5, output_tokens: 3 }));
+
+    let anthropic = json!({"content": [{"type": "text", "text": "Hi"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 2, "output_tokens": 1}});
+    let r = parse_response(ProviderKind::Anthropic, &anthropic).unwrap();
+    assert_eq!((r.content.as_str(), r.finish_reason), ("Hi", FinishReason::Stop));
+
+    let ollama = json!({"message": {"role": "assistant", "content": "Yo"}, "done": true, "prompt_eval_count": 4, "eval_count": 2});
+    let r = parse_response(ProviderKind::Ollama, &ollama).unwrap();
+    assert_eq!(r.usage, Some(Usage { input_tokens: 4, output_tokens: 2 }));
+    assert!(parse_response(ProviderKind::Openai, &json!({})).is_err());
+}
+
+fn decode(kind: ProviderKind, lines: &[&str]) -> (Vec<String>, Result<ChatResponse, String>) {
+    let mut decoder = StreamDecoder::new(kind);
+    let mut deltas = Vec::new();
+    for line in lines {
+        if let Some(text) = decoder.line(line).unwrap() {
+            deltas.push(text);
+        }
+    }
+    (deltas, decoder.finish())
+}
+
+#[test]
+fn openai_stream_assembles_text_tool_calls_and_usage() {
+    let (deltas, done) = decode(
+        ProviderKind::Openai,
+        &[
+            r#"data: {"choices":[{"delta":{"content":"Hel"}}]}"#,
+            r#"data: {"choices":[{"delta":{"content":"lo"}}]}"#,
+            r#"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"x","function":{"name":"calculator","arguments":"{\"expr"}}]}}]}"#,
+            r#"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ession\":\"3*3\"}"}}]}}]}"#,
+            r#"data: {"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
+            r#"data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4}}"#,
+            "data: [DONE]",
+        ],
+    );
+    assert_eq!(deltas, ["Hel", "lo"]);
+    let done = done.unwrap();
+    assert_eq!(done.content, "Hello");
+    assert_eq!(done.tool_calls[0].arguments["expression"], "3*3");
+    assert_eq!(done.usage, Some(Usage { input_tokens: 9, output_tokens: 4 }));
+}
+
+#[test]
+fn anthropic_stream_assembles_text_and_usage() {
+    let (deltas, done) = decode(
+        ProviderKind::Anthropic,
+        &[
+            "event: message_start",
+            r#"data: {"type":"message_start","message":{"usage":{"input_tokens":7}}}"#,
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi "}}"#,
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"there"}}"#,
+            r#"data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}"#,
+            r#"data: {"type":"message_stop"}"#,
+        ],
+    );
+    assert_eq!(deltas, ["Hi ", "there"]);
+    assert_eq!(done.unwrap().usage, Some(Usage { input_tokens: 7, output_tokens: 2 }));
+}
+
+#[test]
+fn ollama_stream_and_truncation() {
+    let (deltas, done) = decode(
+        ProviderKind::Ollama,
+        &[r#"{"message":{"content":"a"},"done":false}"#, r#"{"message":{"content":"b"},"done":true,"eval_count":2}"#],
+    );
+    assert_eq!(deltas, ["a", "b"]);
+    assert_eq!(done.unwrap().content, "ab");
+    let (_, truncated) = decode(ProviderKind::Ollama, &[r#"{"message":{"content":"a"},"done":false}"#]);
+    assert!(truncated.is_err());
+    let mut decoder = StreamDecoder::new(ProviderKind::Openai);
+    assert!(decoder.line("data: {not json").is_err());
+}
+
+#[test]
+fn provider_error_bodies_yield_their_message() {
+    assert_eq!(error_message(r#"{"error":{"message":"bad key"}}"#).as_deref(), Some("bad key"));
+    assert_eq!(error_message(r#"{"error":"model not found"}"#).as_deref(), Some("model not found"));
+    assert_eq!(error_message("<html>"), None);
+}

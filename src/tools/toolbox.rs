@@ -1,0 +1,155 @@
+//! The tools an agent may call, their schemas for the model, and their execution with a
+//! timeout. A failing tool answers the model with `{"error": "..."}` instead of failing the
+//! chat, so the model can recover or explain.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::llm::types::{ToolCall, ToolSpec};
+
+/// Default per-call timeout when `[tools.<name>].timeout_secs` is not set.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct ToolBox {
+    calculator: Option<Duration>,
+    web_search: Option<(Option<String>, Duration)>,
+    agent: ureq::Agent,
+}
+
+impl ToolBox {
+    pub fn new(config: &Config) -> ToolBox {
+        let timeout =
+            |name: &str| config.tools.get(name).map_or(DEFAULT_TIMEOUT, |t| Duration::from_secs(t.timeout_secs.max(1)));
+        let enabled = |name: &str| config.tools.get(name).is_none_or(|t| t.enabled);
+        let calculator = enabled("calculator").then(|| timeout("calculator"));
+        let web_search = enabled("web_search")
+            .then(|| (config.tools.get("web_search").and_then(|t| t.url.clone()), timeout("web_search")));
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        ToolBox { calculator, web_search, agent }
+    }
+
+    /// Names of the tools this server can run.
+    pub fn available(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.calculator.is_some() {
+            out.push("calculator");
+        }
+        if self.web_search.is_some() {
+            out.push("web_search");
+        }
+        out
+    }
+
+    /// Schemas of `names` that exist here (unknown names are skipped).
+    pub fn specs(&self, names: &[String]) -> Vec<ToolSpec> {
+        names
+            .iter()
+            .filter_map(|name| match name.as_str() {
+                "calculator" if self.calculator.is_some() => Some(ToolSpec {
+                    name: "calculator".into(),
+                    description: "Evaluate an arithmetic expression: + - * / % ^, parentheses, sqrt, sin, cos, \
+                        tan, log, ln, abs, exp, floor, ceil, round, pi, e."
+                        .into(),
+                    parameters: json!({
+                        "type": "object",
+                        "properties": { "expression": { "type": "string", "description": "e.g. (2 + 3) * sqrt(16)" } },
+                        "required": ["expression"]
+                    }),
+                }),
+                "web_search" if self.web_search.is_some() => Some(ToolSpec {
+                    name: "web_search".into(),
+                    description: "Search the web and return the top results (title, url, snippet).".into(),
+                    parameters: json!({
+                        "type": "object",
+                        "properties": { "query": { "type": "string" } },
+                        "required": ["query"]
+                    }),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Run one call within its timeout; the result text goes back to the model.
+    pub async fn execute(&self, call: &ToolCall, allowed: &[String]) -> String {
+        if !allowed.iter().any(|a| a == &call.name) {
+            return error(format!("Tool '{}' is not available to this agent", call.name));
+        }
+        let (timeout, task) = match call.name.as_str() {
+            "calculator" => match self.calculator {
+                Some(timeout) => {
+                    let arguments = call.arguments.clone();
+                    (timeout, tokio::task::spawn_blocking(move || calculate(&arguments)))
+                }
+                None => return error("Tool 'calculator' is disabled".to_string()),
+            },
+            "web_search" => match &self.web_search {
+                Some((url, timeout)) => {
+                    let (url, arguments, agent) = (url.clone(), call.arguments.clone(), self.agent.clone());
+                    (*timeout, tokio::task::spawn_blocking(move || search(agent, url.as_deref(), &arguments)))
+                }
+                None => return error("Tool 'web_search' is disabled".to_string()),
+            },
+            other => return error(format!("Unknown tool '{other}'")),
+        };
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => error(format!("Tool '{}' failed: {e}", call.name)),
+            Err(_) => error(format!("Tool '{}' timed out after {} s", call.name, timeout.as_secs())),
+        }
+    }
+}
+
+fn error(message: String) -> String {
+    json!({ "error": message }).to_string()
+}
+
+fn calculate(arguments: &Value) -> String {
+    let expression = match arguments {
+        Value::String(s) => s.clone(),
+        other => match other.get("expression").and_then(Value::as_str) {
+            Some(e) => e.to_string(),
+            None => return error("calculator needs an 'expression' string".into()),
+        },
+    };
+    match super::calculator::evaluate(&expression) {
+        Ok(value) => json!({ "expression": expression, "result": super::calculator::format_result(value) }).to_string(),
+        Err(e) => error(format!("Cannot evaluate '{expression}': {e}")),
+    }
+}
+
+/// Query a SearXNG-compatible endpoint (`?q=…&format=json`). With none configured the tool
+/// answers with a clear error — the expected case on air-gapped sites.
+fn search(agent: ureq::Agent, url: Option<&str>, arguments: &Value) -> String {
+    let Some(url) = url else {
+        return error("web_search is not configured on this server (set [tools.web_search].url)".into());
+    };
+    let Some(query) = arguments.get("query").and_then(Value::as_str).or_else(|| arguments.as_str()) else {
+        return error("web_search needs a 'query' string".into());
+    };
+    let response = agent.get(url).query("q", query).query("format", "json").call();
+    let mut response = match response {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => return error(format!("search endpoint answered HTTP {}", r.status().as_u16())),
+        Err(e) => return error(format!("search endpoint unreachable: {e}")),
+    };
+    let body: Value = match response.body_mut().read_json() {
+        Ok(v) => v,
+        Err(e) => return error(format!("search endpoint sent invalid JSON: {e}")),
+    };
+    let results: Vec<Value> = body
+        .get("results")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .take(5)
+                .map(|r| json!({ "title": r.get("title"), "url": r.get("url"), "snippet": r.get("content") }))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({ "query": query, "results": results }).to_string()
+}
