@@ -266,6 +266,9 @@ pub struct ProviderModel {
     pub context_length: Option<u32>,
     #[serde(default)]
     pub tier: Option<Tier>,
+    /// `false` for models that cannot call tools: agents on them are offered none.
+    #[serde(default)]
+    pub supports_tools: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -312,6 +315,9 @@ pub struct ModelConfig {
     pub temperature: Option<f32>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// `false` for models that cannot call tools: agents on them are offered none.
+    #[serde(default)]
+    pub supports_tools: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

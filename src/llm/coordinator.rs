@@ -91,6 +91,11 @@ async fn run_tools(calls: &[ToolCall], tools: &ToolBox, options: &TurnOptions) -
     }
 }
 
+/// Tools are offered when the agent has some and the model is not known to lack support.
+fn offers_tools(model: &ModelEntry, options: &TurnOptions) -> bool {
+    !options.tools.is_empty() && model.supports_tools != Some(false)
+}
+
 fn add(total: &mut Usage, usage: Usage) {
     total.input_tokens += usage.input_tokens;
     total.output_tokens += usage.output_tokens;
@@ -105,7 +110,7 @@ pub async fn run(
 ) -> Result<Turn, LlmError> {
     let mut usage = Usage::default();
     let mut calls_made = 0;
-    let offer = !options.tools.is_empty();
+    let offer = offers_tools(model, options);
     for _ in 0..options.max_iterations.max(1) {
         let req = request(model, &messages, tools, options, offer);
         let response = complete(&model.provider, req.clone()).await?;
@@ -165,7 +170,7 @@ async fn stream_loop(
 ) -> Result<Option<Turn>, LlmError> {
     let mut usage = Usage::default();
     let mut calls_made = 0;
-    let offer = !options.tools.is_empty();
+    let offer = offers_tools(model, options);
     let rounds = options.max_iterations.max(1);
     for round in 0..=rounds {
         let last = round == rounds;

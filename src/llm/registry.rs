@@ -19,6 +19,8 @@ pub struct ModelEntry {
     pub tier: Option<Tier>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+    /// `None` = unknown (assumed yes).
+    pub supports_tools: Option<bool>,
 }
 
 pub struct Registry {
@@ -60,6 +62,15 @@ impl Registry {
                 tier: m.tier.or_else(|| Tier::parse(&m.name)),
                 temperature: m.temperature,
                 max_tokens: m.max_tokens,
+                supports_tools: m.supports_tools.or_else(|| {
+                    config
+                        .providers
+                        .iter()
+                        .filter(|p| p.name == m.provider)
+                        .flat_map(|p| &p.models)
+                        .find(|pm| pm.id == m.model_id)
+                        .and_then(|pm| pm.supports_tools)
+                }),
             });
         }
         for p in &config.providers {
@@ -77,6 +88,7 @@ impl Registry {
                     tier: pm.tier,
                     temperature: None,
                     max_tokens: None,
+                    supports_tools: pm.supports_tools,
                 });
             }
         }

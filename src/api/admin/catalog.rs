@@ -57,7 +57,7 @@ pub fn models(ctx: &Context) -> Response {
             });
             json!({
                 "id": m.name, "name": m.name, "provider": m.provider, "model": m.model_id,
-                "tier": m.tier.map(|t| t.as_str()), "context_length": context_length, "supports_tools": Value::Null,
+                "tier": m.tier.map(|t| t.as_str()), "context_length": context_length, "supports_tools": m.supports_tools,
             })
         })
         .collect();
@@ -69,7 +69,7 @@ pub fn models(ctx: &Context) -> Response {
             }
             items.push(json!({
                 "id": name, "name": name, "provider": provider.name, "model": m.id,
-                "tier": m.tier.map(|t| t.as_str()), "context_length": m.context_length, "supports_tools": Value::Null,
+                "tier": m.tier.map(|t| t.as_str()), "context_length": m.context_length, "supports_tools": m.supports_tools,
             }));
         }
     }
