@@ -93,18 +93,16 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
     let owner = input.caller.owner();
     let context_id =
         input.context_id.clone().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let stored = {
-        let (owner, id) = (owner.clone(), context_id.clone());
-        app.store()
-            .read(move |txn| {
-                if !conversations::usable_by(txn, &owner, &id)? {
-                    return Ok(None);
-                }
-                Ok(Some(conversations::recent_messages(txn, &id, MAX_HISTORY_MESSAGES)?))
-            })
-            .await?
-            .ok_or_else(|| ApiError::NotFound("Conversation not found".into()))?
-    };
+    // Bounded (at most MAX_HISTORY_MESSAGES), so read inline rather than hop threads.
+    let stored = app
+        .store()
+        .read_now(|txn| {
+            if !conversations::usable_by(txn, &owner, &context_id)? {
+                return Ok(None);
+            }
+            Ok(Some(conversations::recent_messages(txn, &context_id, MAX_HISTORY_MESSAGES)?))
+        })?
+        .ok_or_else(|| ApiError::NotFound("Conversation not found".into()))?;
 
     let mut history: Vec<Message> = stored
         .iter()

@@ -1,0 +1,258 @@
+//! What the gateway adds to an LLM call: `POST /v1/chat` through the server against calling the
+//! same mock provider directly, in the same run.
+//!
+//! The mock is an in-process hyper server speaking the OpenAI wire format with a fixed reply
+//! (and, streamed, eight chunks). Through the server a request also pays for key
+//! authentication, the quota reservation, agent resolution, building the prompt from the
+//! conversation, the conversation and run writes (one group commit) and metering. Measured at
+//! concurrency 1 and 32: full-response latency for plain calls, time to first byte for streams;
+//! medians and p99 of per-request latencies, and the through/direct ratio of the medians.
+//!
+//! `cargo bench --bench chat_latency` runs it (3 samples of 2 s per cell); without `--bench` or
+//! with `--test` it does a smoke run. `ARES_BENCH_SAMPLES` / `ARES_BENCH_SECS` override.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+
+const REPLY_WORDS: [&str; 8] = ["The ", "quick ", "brown ", "fox ", "jumps ", "over ", "the ", "dog."];
+
+type MockBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn mock(request: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<MockBody>, Infallible> {
+    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let stream =
+        serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["stream"].as_bool()).unwrap_or(false);
+    if !stream {
+        let answer = json!({
+            "choices": [{"message": {"role": "assistant", "content": REPLY_WORDS.concat()}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 8}
+        });
+        let response = hyper::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(answer.to_string())).boxed())
+            .unwrap();
+        return Ok(response);
+    }
+    let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = REPLY_WORDS
+        .iter()
+        .map(|w| Ok(Frame::data(Bytes::from(format!("data: {}\n\n", json!({"choices": [{"delta": {"content": w}}]}))))))
+        .collect();
+    frames.push(Ok(Frame::data(Bytes::from(format!(
+        "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+        json!({"choices": [{"delta": {}, "finish_reason": "stop"}]}),
+        json!({"choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 8}})
+    )))));
+    let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
+    Ok(hyper::Response::builder().header("content-type", "text/event-stream").body(body).unwrap())
+}
+
+async fn start_mock() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service_fn(mock))
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// One measured call: latency to the full body, or to the first body chunk for streams.
+async fn call(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    body: &serde_json::Value,
+    first_byte: bool,
+) -> Duration {
+    let started = Instant::now();
+    let mut request = client.post(url).json(body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let mut response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    if first_byte {
+        let first = response.chunk().await.unwrap();
+        let elapsed = started.elapsed();
+        assert!(first.is_some());
+        while response.chunk().await.unwrap().is_some() {}
+        elapsed
+    } else {
+        response.bytes().await.unwrap();
+        started.elapsed()
+    }
+}
+
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    body: serde_json::Value,
+    first_byte: bool,
+    concurrency: usize,
+    duration: Duration,
+) -> Vec<Duration> {
+    let deadline = Instant::now() + duration;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, key, body) = (client.clone(), url.to_string(), key.map(str::to_string), body.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                while Instant::now() < deadline {
+                    out.push(call(&client, &url, key.as_deref(), &body, first_byte).await);
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or_default()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    let env_or = |name: &str, default: f64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let samples = if full { env_or("ARES_BENCH_SAMPLES", 3.0) as usize } else { 1 };
+    let duration = Duration::from_secs_f64(if full { env_or("ARES_BENCH_SECS", 2.0) } else { 0.2 });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let mock_url = start_mock().await;
+        let config = format!(
+            r#"
+[server]
+rate_limit_per_second = 0
+log_level = "warn"
+
+[[providers]]
+name = "mock"
+type = "openai"
+base_url = "{mock_url}/v1"
+
+[[models]]
+name = "fast"
+provider = "mock"
+model_id = "mock-model"
+tier = "fast"
+
+[quotas.pro]
+monthly_requests = "unlimited"
+monthly_tokens = "unlimited"
+daily_requests = "unlimited"
+"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let env = |name: &str| match name {
+            "ADMIN_API_KEY" => Some("bench-admin".to_string()),
+            "JWT_SECRET" => Some("bench-jwt-secret-bench-jwt-secret-0123".to_string()),
+            _ => None,
+        };
+        let loaded = ares::config::load_str(&config, "bench.toml", &env).unwrap();
+        let built = ares::build_app(loaded.config, dir.path(), &env).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(ares::run(listener, Arc::new(built.app), async {
+            let _ = stopped.await;
+        }));
+
+        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+        let provisioned: serde_json::Value = client
+            .post(format!("{base}/api/admin/provision-client"))
+            .header("x-admin-secret", "bench-admin")
+            .json(&json!({ "name": "bench", "tier": "pro", "product_type": "generic", "api_key_name": "bench" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = provisioned["raw_api_key"].as_str().unwrap().to_string();
+        let direct_body = |stream: bool| {
+            json!({ "model": "mock-model", "stream": stream, "messages": [
+                {"role": "system", "content": "You are a helpful, general-purpose assistant."},
+                {"role": "user", "content": "Say something short."}] })
+        };
+        let gateway_body = json!({ "message": "Say something short.", "agent_type": "assistant" });
+
+        println!("chat_latency: POST /v1/chat through the server vs the mock provider directly");
+        println!(
+            "  {samples} sample(s) of {:.1} s per cell; client, server and mock in one process; 2 cores",
+            duration.as_secs_f64()
+        );
+        println!();
+        println!("mode         conc | direct p50    p99    | via server p50    p99    | p50 ratio | added p50");
+        println!("{}", "-".repeat(92));
+        for (label, stream) in [("plain", false), ("stream TTFB", true)] {
+            for concurrency in [1usize, 32] {
+                let (mut direct, mut gateway) = (Vec::new(), Vec::new());
+                for _ in 0..samples {
+                    direct.extend(
+                        load(
+                            &client,
+                            &format!("{mock_url}/v1/chat/completions"),
+                            None,
+                            direct_body(stream),
+                            stream,
+                            concurrency,
+                            duration,
+                        )
+                        .await,
+                    );
+                    let path = if stream { "/v1/chat/stream" } else { "/v1/chat" };
+                    gateway.extend(
+                        load(
+                            &client,
+                            &format!("{base}{path}"),
+                            Some(&key),
+                            gateway_body.clone(),
+                            stream,
+                            concurrency,
+                            duration,
+                        )
+                        .await,
+                    );
+                }
+                direct.sort();
+                gateway.sort();
+                let (d50, g50) = (pct(&direct, 0.5), pct(&gateway, 0.5));
+                println!(
+                    "{label:<12} {concurrency:>4} | {:>10.2?} {:>8.2?} | {:>14.2?} {:>8.2?} | {:>9.2} | {:>9.2?}",
+                    d50,
+                    pct(&direct, 0.99),
+                    g50,
+                    pct(&gateway, 0.99),
+                    g50.as_secs_f64() / d50.as_secs_f64().max(1e-9),
+                    g50.saturating_sub(d50),
+                );
+            }
+        }
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    });
+}
