@@ -76,6 +76,7 @@ where
     }
 
     drop(listener);
+    while connections.try_join_next().is_some() {}
     let grace = Duration::from_secs(app.config().server.shutdown_grace_secs);
     tracing::info!(in_flight = connections.len(), grace_secs = grace.as_secs(), "shutting down: draining connections");
     tokio::select! {
