@@ -45,32 +45,22 @@ impl Registry {
         let mut models = Vec::new();
         for m in &config.models {
             let Some(provider) = providers.get(&m.provider) else { continue };
-            let context_length = m.context_length.or_else(|| {
-                config
-                    .providers
-                    .iter()
-                    .filter(|p| p.name == m.provider)
-                    .flat_map(|p| &p.models)
-                    .find(|pm| pm.id == m.model_id)
-                    .and_then(|pm| pm.context_length)
-            });
+            // What the provider's own model list says about this model id.
+            let listed = config
+                .providers
+                .iter()
+                .filter(|p| p.name == m.provider)
+                .flat_map(|p| &p.models)
+                .find(|pm| pm.id == m.model_id);
             models.push(ModelEntry {
                 name: m.name.clone(),
                 provider: provider.clone(),
                 model_id: m.model_id.clone(),
-                context_length,
+                context_length: m.context_length.or_else(|| listed.and_then(|pm| pm.context_length)),
                 tier: m.tier.or_else(|| Tier::parse(&m.name)),
                 temperature: m.temperature,
                 max_tokens: m.max_tokens,
-                supports_tools: m.supports_tools.or_else(|| {
-                    config
-                        .providers
-                        .iter()
-                        .filter(|p| p.name == m.provider)
-                        .flat_map(|p| &p.models)
-                        .find(|pm| pm.id == m.model_id)
-                        .and_then(|pm| pm.supports_tools)
-                }),
+                supports_tools: m.supports_tools.or_else(|| listed.and_then(|pm| pm.supports_tools)),
             });
         }
         for p in &config.providers {

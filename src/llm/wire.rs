@@ -112,25 +112,7 @@ fn openai_usage(body: &Value) -> Option<Usage> {
 fn openai_response(body: &Value) -> Result<ChatResponse, String> {
     let choice = body.pointer("/choices/0").ok_or("response has no choices")?;
     let message = choice.get("message").ok_or("response choice has no message")?;
-    let tool_calls: Vec<ToolCall> = message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .map(|calls| {
-            calls
-                .iter()
-                .enumerate()
-                .map(|(i, c)| ToolCall {
-                    id: c.get("id").and_then(Value::as_str).map_or_else(|| call_id(i), str::to_string),
-                    name: c.pointer("/function/name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    arguments: match c.pointer("/function/arguments") {
-                        Some(Value::String(text)) => arguments_from_text(text),
-                        Some(other) => other.clone(),
-                        None => json!({}),
-                    },
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let tool_calls = function_calls(message);
     Ok(ChatResponse {
         content: message.get("content").and_then(Value::as_str).unwrap_or_default().to_string(),
         finish_reason: openai_finish(choice.get("finish_reason").and_then(Value::as_str), !tool_calls.is_empty()),
@@ -277,26 +259,25 @@ fn ollama_request(request: &ChatRequest, stream: bool) -> Value {
     body
 }
 
-fn ollama_calls(message: &Value) -> Vec<ToolCall> {
-    message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .map(|calls| {
-            calls
-                .iter()
-                .enumerate()
-                .map(|(i, c)| ToolCall {
-                    id: c.get("id").and_then(Value::as_str).map_or_else(|| call_id(i), str::to_string),
-                    name: c.pointer("/function/name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    arguments: match c.pointer("/function/arguments") {
-                        Some(Value::String(text)) => arguments_from_text(text),
-                        Some(other) => other.clone(),
-                        None => json!({}),
-                    },
-                })
-                .collect()
+/// `message.tool_calls[]` in the OpenAI/Ollama shape (`{id?, function: {name, arguments}}`),
+/// arguments as a JSON string (OpenAI) or an object (Ollama).
+fn function_calls(message: &Value) -> Vec<ToolCall> {
+    let Some(calls) = message.get("tool_calls").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ToolCall {
+            id: c.get("id").and_then(Value::as_str).map_or_else(|| call_id(i), str::to_string),
+            name: c.pointer("/function/name").and_then(Value::as_str).unwrap_or_default().to_string(),
+            arguments: match c.pointer("/function/arguments") {
+                Some(Value::String(text)) => arguments_from_text(text),
+                Some(other) => other.clone(),
+                None => json!({}),
+            },
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 fn ollama_usage(body: &Value) -> Option<Usage> {
@@ -316,7 +297,7 @@ fn ollama_finish(body: &Value, has_calls: bool) -> FinishReason {
 
 fn ollama_response(body: &Value) -> Result<ChatResponse, String> {
     let message = body.get("message").ok_or("response has no message")?;
-    let tool_calls = ollama_calls(message);
+    let tool_calls = function_calls(message);
     Ok(ChatResponse {
         content: message.get("content").and_then(Value::as_str).unwrap_or_default().to_string(),
         finish_reason: ollama_finish(body, !tool_calls.is_empty()),
@@ -468,7 +449,7 @@ impl StreamDecoder {
         }
         let mut text = String::new();
         if let Some(message) = value.get("message") {
-            for call in ollama_calls(message) {
+            for call in function_calls(message) {
                 self.calls.push((call.id, call.name, String::new(), Some(call.arguments)));
             }
             text = message.get("content").and_then(Value::as_str).unwrap_or_default().to_string();

@@ -39,39 +39,21 @@ pub async fn templates(ctx: &Context, request: &Request) -> Result<Response, Api
     Ok(response::json(StatusCode::OK, &json!({ "templates": items })))
 }
 
-/// Every configured model: top-level `[[models]]` and each provider's `[[providers.models]]`.
+/// Every configured model (top-level `[[models]]` and each provider's `[[providers.models]]`),
+/// as the registry resolved them.
 pub fn models(ctx: &Context) -> Response {
-    let config = ctx.app.config();
-    let mut items: Vec<Value> = config
-        .models
+    let items: Vec<Value> = ctx
+        .app
+        .llm()
+        .models()
         .iter()
         .map(|m| {
-            let context_length = m.context_length.or_else(|| {
-                config
-                    .providers
-                    .iter()
-                    .filter(|p| p.name == m.provider)
-                    .flat_map(|p| &p.models)
-                    .find(|pm| pm.id == m.model_id)
-                    .and_then(|pm| pm.context_length)
-            });
             json!({
-                "id": m.name, "name": m.name, "provider": m.provider, "model": m.model_id,
-                "tier": m.tier.map(|t| t.as_str()), "context_length": context_length, "supports_tools": m.supports_tools,
+                "id": m.name, "name": m.name, "provider": m.provider.name, "model": m.model_id,
+                "tier": m.tier.map(|t| t.as_str()), "context_length": m.context_length,
+                "supports_tools": m.supports_tools, "available": m.provider.disabled_reason().is_none(),
             })
         })
         .collect();
-    for provider in &config.providers {
-        for m in &provider.models {
-            let name = m.name.clone().unwrap_or_else(|| m.id.clone());
-            if items.iter().any(|i| i["name"] == name.as_str()) {
-                continue;
-            }
-            items.push(json!({
-                "id": name, "name": name, "provider": provider.name, "model": m.id,
-                "tier": m.tier.map(|t| t.as_str()), "context_length": m.context_length, "supports_tools": m.supports_tools,
-            }));
-        }
-    }
     response::json(StatusCode::OK, &json!({ "models": items }))
 }
