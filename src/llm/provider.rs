@@ -48,7 +48,9 @@ impl Provider {
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(config.connect_timeout_secs)))
             .timeout_recv_response(Some(Duration::from_secs(config.read_timeout_secs)))
-            .timeout_recv_body(Some(Duration::from_secs(config.read_timeout_secs)))
+            // Per read, not for the whole body: a stream may run longer than the read timeout
+            // as long as the provider never goes silent for that long.
+            .timeout_per_read(Some(Duration::from_secs(config.read_timeout_secs)))
             .user_agent(concat!("ares/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
@@ -151,9 +153,17 @@ impl Provider {
         let reader = std::io::BufReader::new(response.into_body().into_reader());
         let mut decoder = StreamDecoder::new(self.kind);
         for line in reader.lines() {
-            let line = line.map_err(|e| match e.kind() {
-                std::io::ErrorKind::TimedOut => LlmError::Timeout { provider: self.name.clone() },
-                _ => self.protocol(format!("stream interrupted: {e}")),
+            let line = line.map_err(|e| {
+                // ureq's own timeouts reach a body reader as `Other` errors wrapping them.
+                let wrapped_timeout = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                    .is_some_and(|inner| matches!(inner, ureq::Error::Timeout(_)));
+                if e.kind() == std::io::ErrorKind::TimedOut || wrapped_timeout {
+                    LlmError::Timeout { provider: self.name.clone() }
+                } else {
+                    self.protocol(format!("stream interrupted: {e}"))
+                }
             })?;
             if let Some(text) = decoder.line(&line).map_err(|m| self.protocol(m))?
                 && events.blocking_send(Ok(StreamEvent::Delta(text))).is_err()

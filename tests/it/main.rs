@@ -1,16 +1,20 @@
 //! The integration test binary: real servers on ephemeral ports, real HTTP, real processes.
 //!
 //! `harness` starts servers (in-process or the compiled binary) and runs the CLI;
-//! `mock_provider` is a scriptable LLM provider. Every other module is a group of tests.
+//! `mock_provider` is a scriptable LLM provider and `gateway` puts one behind a server. Every
+//! other module is a group of tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod gateway;
 mod harness;
 mod mock_provider;
 
 mod admin;
 mod auth;
+mod chat;
 mod cli;
+mod conversations;
 mod cors;
 mod crash;
 mod http_basics;
@@ -19,5 +23,8 @@ mod migrations;
 mod mock_provider_tests;
 mod quotas;
 mod rate_limit;
+mod runs;
+mod streaming;
 mod tenancy;
+mod tools;
 mod v1;

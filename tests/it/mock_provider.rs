@@ -5,13 +5,18 @@
 //! It runs on its own thread and runtime, so it keeps answering whatever the test's runtime is
 //! doing. A test sets a default [`Script`] (used for every request) and may queue one-shot
 //! scripts that are used first, in order: e.g. one 503 and then the default success.
+//!
+//! Besides text, a script can answer with tool calls (in each provider's own shape, streamed the
+//! way each provider streams them), fail the ways real providers fail ([`Failure`]), and pause a
+//! stream until the test calls [`MockProvider::resume`]. Every request is recorded with its JSON
+//! body and, for answers, whether the whole answer went out or the client hung up first.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -20,14 +25,77 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Guard against hangs in [`MockProvider::wait_until`], not a performance assertion.
+const WAIT_GUARD: Duration = Duration::from_secs(10);
+
+/// The three wire formats the mock speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    Anthropic,
+    Ollama,
+}
+
+impl Wire {
+    pub const ALL: [Wire; 3] = [Wire::OpenAi, Wire::Anthropic, Wire::Ollama];
+
+    /// The `type` of a `[[providers]]` entry speaking this format.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Wire::OpenAi => "openai",
+            Wire::Anthropic => "anthropic",
+            Wire::Ollama => "ollama",
+        }
+    }
+
+    /// The path a chat call arrives on.
+    pub fn path(self) -> &'static str {
+        match self {
+            Wire::OpenAi => "/v1/chat/completions",
+            Wire::Anthropic => "/v1/messages",
+            Wire::Ollama => "/api/chat",
+        }
+    }
+
+    fn of(method: &http::Method, path: &str) -> Option<Wire> {
+        if method != http::Method::POST {
+            return None;
+        }
+        Wire::ALL.into_iter().find(|w| w.path() == path)
+    }
+}
+
+/// A tool call the mock makes: the tool's name and its JSON arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockToolCall {
+    pub name: String,
+    pub arguments: Value,
+}
+
+/// How an answer goes wrong after a 200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The answer stops half-way: no terminal event, no `[DONE]`, no `done: true` (a JSON
+    /// answer is cut in the middle of its text).
+    Truncate,
+    /// Half-way through, a chunk that is not JSON (`data: {not json`); a JSON answer is
+    /// `{not json`.
+    Malformed,
+    /// Nothing is ever sent, headers included; the request just waits until the mock stops.
+    Hang,
+}
 
 /// How the mock answers one request.
 #[derive(Debug, Clone)]
 pub struct Script {
     /// The assistant's text; streamed as one delta per word (trailing space included).
     pub reply: String,
+    /// Tool calls the assistant makes, after its text (if any).
+    pub tool_calls: Vec<MockToolCall>,
     pub input_tokens: u32,
     pub output_tokens: u32,
     /// Anything but 200 answers with the provider's error body carrying `error_message`.
@@ -37,18 +105,24 @@ pub struct Script {
     pub delay: Duration,
     /// Wait this long between streamed chunks.
     pub chunk_delay: Duration,
+    pub failure: Option<Failure>,
+    /// Stop after this many streamed chunks until [`MockProvider::resume`] is called.
+    pub pause_after: Option<usize>,
 }
 
 impl Default for Script {
     fn default() -> Self {
         Script {
             reply: "Hello from the mock provider.".into(),
+            tool_calls: Vec::new(),
             input_tokens: 11,
             output_tokens: 7,
             status: 200,
             error_message: "mock provider error".into(),
             delay: Duration::ZERO,
             chunk_delay: Duration::ZERO,
+            failure: None,
+            pause_after: None,
         }
     }
 }
@@ -60,6 +134,29 @@ impl Script {
 
     pub fn error(status: u16, message: &str) -> Script {
         Script { status, error_message: message.into(), ..Script::default() }
+    }
+
+    /// Answer with these tool calls and no text.
+    pub fn tool_calls(calls: &[(&str, Value)]) -> Script {
+        let tool_calls =
+            calls.iter().map(|(name, arguments)| MockToolCall { name: name.to_string(), arguments: arguments.clone() });
+        Script { reply: String::new(), tool_calls: tool_calls.collect(), ..Script::default() }
+    }
+
+    /// Answer with one tool call and no text.
+    pub fn tool_call(name: &str, arguments: Value) -> Script {
+        Script::tool_calls(&[(name, arguments)])
+    }
+
+    /// A script that never answers (until the mock shuts down).
+    pub fn hang() -> Script {
+        Script { failure: Some(Failure::Hang), ..Script::default() }
+    }
+
+    /// Replace the text (e.g. text alongside tool calls).
+    pub fn text(mut self, text: &str) -> Script {
+        self.reply = text.into();
+        self
     }
 
     pub fn usage(mut self, input_tokens: u32, output_tokens: u32) -> Script {
@@ -78,10 +175,44 @@ impl Script {
         self
     }
 
+    pub fn truncated(mut self) -> Script {
+        self.failure = Some(Failure::Truncate);
+        self
+    }
+
+    pub fn malformed(mut self) -> Script {
+        self.failure = Some(Failure::Malformed);
+        self
+    }
+
+    pub fn pause_after(mut self, chunks: usize) -> Script {
+        self.pause_after = Some(chunks);
+        self
+    }
+
     /// The streamed pieces of the reply; they concatenate to exactly `reply`.
     fn pieces(&self) -> Vec<String> {
         self.reply.split_inclusive(' ').map(str::to_string).collect()
     }
+}
+
+/// A tool result found in a recorded request, whatever the wire format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentToolResult {
+    /// OpenAI `tool_call_id` / Anthropic `tool_use_id`; Ollama has none.
+    pub call_id: Option<String>,
+    /// Ollama's `tool_name`; the others have none.
+    pub tool_name: Option<String>,
+    pub content: String,
+}
+
+/// A tool call of an earlier assistant turn, echoed back in a recorded request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentToolCall {
+    pub id: Option<String>,
+    pub name: String,
+    /// Parsed to JSON (OpenAI sends a string).
+    pub arguments: Value,
 }
 
 /// One request as the mock received it.
@@ -92,11 +223,126 @@ pub struct RecordedRequest {
     pub headers: http::HeaderMap,
     /// The body parsed as JSON; `Value::Null` when it was not JSON.
     pub body: Value,
+    /// The whole answer was handed to the connection (for streams: the last chunk went out).
+    pub finished: bool,
+    /// The connection gave up on the answer before its end: the client hung up mid-stream.
+    pub abandoned: bool,
 }
 
 impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn wire(&self) -> Option<Wire> {
+        Wire::ALL.into_iter().find(|w| w.path() == self.path && self.method == "POST")
+    }
+
+    pub fn is_stream(&self) -> bool {
+        match self.wire() {
+            Some(Wire::Ollama) => self.body["stream"] != false,
+            _ => self.body["stream"] == true,
+        }
+    }
+
+    /// Names of the tools offered; `None` when the request has no `tools` key at all.
+    pub fn tools_offered(&self) -> Option<Vec<String>> {
+        let tools = self.body.get("tools")?.as_array()?;
+        let names = tools.iter().filter_map(|t| t.pointer("/function/name").or_else(|| t.get("name"))?.as_str());
+        Some(names.map(str::to_string).collect())
+    }
+
+    /// The conversation as `(role, text)`, system prompt first, whatever the wire format. Tool
+    /// results appear as `("tool", content)`; tool calls are left out (see
+    /// [`RecordedRequest::tool_calls_sent`]).
+    pub fn transcript(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(system) = self.body.get("system").and_then(Value::as_str) {
+            out.push(("system".to_string(), system.to_string()));
+        }
+        for message in self.body["messages"].as_array().into_iter().flatten() {
+            let role = message["role"].as_str().unwrap_or_default().to_string();
+            match &message["content"] {
+                Value::String(text) => out.push((role, text.clone())),
+                Value::Array(blocks) => {
+                    for block in blocks {
+                        match block["type"].as_str() {
+                            Some("text") => out.push((role.clone(), block_text(&block["text"]))),
+                            Some("tool_result") => out.push(("tool".to_string(), block_text(&block["content"]))),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => out.push((role, String::new())),
+            }
+        }
+        out
+    }
+
+    /// `(role, text)` of the turns that carry text (tool-call-only assistant turns left out).
+    pub fn text_turns(&self) -> Vec<(String, String)> {
+        self.transcript().into_iter().filter(|(role, text)| !(role == "assistant" && text.is_empty())).collect()
+    }
+
+    /// The tool results sent back, in order.
+    pub fn tool_results(&self) -> Vec<SentToolResult> {
+        let mut out = Vec::new();
+        for message in self.body["messages"].as_array().into_iter().flatten() {
+            if message["role"] == "tool" {
+                out.push(SentToolResult {
+                    call_id: message["tool_call_id"].as_str().map(str::to_string),
+                    tool_name: message["tool_name"].as_str().map(str::to_string),
+                    content: block_text(&message["content"]),
+                });
+            }
+            for block in message["content"].as_array().into_iter().flatten() {
+                if block["type"] == "tool_result" {
+                    out.push(SentToolResult {
+                        call_id: block["tool_use_id"].as_str().map(str::to_string),
+                        tool_name: None,
+                        content: block_text(&block["content"]),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The assistant tool calls echoed back in the history, in order.
+    pub fn tool_calls_sent(&self) -> Vec<SentToolCall> {
+        let mut out = Vec::new();
+        for message in self.body["messages"].as_array().into_iter().flatten() {
+            for call in message["tool_calls"].as_array().into_iter().flatten() {
+                let arguments = match &call["function"]["arguments"] {
+                    Value::String(text) => serde_json::from_str(text).unwrap_or(Value::String(text.clone())),
+                    other => other.clone(),
+                };
+                out.push(SentToolCall {
+                    id: call["id"].as_str().map(str::to_string),
+                    name: call["function"]["name"].as_str().unwrap_or_default().to_string(),
+                    arguments,
+                });
+            }
+            for block in message["content"].as_array().into_iter().flatten() {
+                if block["type"] == "tool_use" {
+                    out.push(SentToolCall {
+                        id: block["id"].as_str().map(str::to_string),
+                        name: block["name"].as_str().unwrap_or_default().to_string(),
+                        arguments: block["input"].clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Text of a content value: a string, or the concatenated text blocks of an array.
+fn block_text(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect(),
+        _ => String::new(),
     }
 }
 
@@ -107,10 +353,27 @@ struct State {
     requests: Vec<RecordedRequest>,
 }
 
-/// The running mock; dropping it stops the server.
+/// Where a request's answer reports how it went.
+#[derive(Clone)]
+struct Recorder {
+    state: Arc<Mutex<State>>,
+    index: usize,
+}
+
+impl Recorder {
+    fn update(&self, change: impl FnOnce(&mut RecordedRequest)) {
+        if let Some(request) = self.state.lock().expect("mock state lock").requests.get_mut(self.index) {
+            change(request);
+        }
+    }
+}
+
+/// The running mock; dropping it stops the server (and every answer in progress).
 pub struct MockProvider {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    /// Permits for paused streams: [`MockProvider::resume`] adds one.
+    gate: Arc<Semaphore>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -122,16 +385,20 @@ impl MockProvider {
         listener.set_nonblocking(true).expect("non-blocking listener");
         let addr = listener.local_addr().expect("mock address");
         let state = Arc::new(Mutex::new(State::default()));
+        let gate = Arc::new(Semaphore::new(0));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = state.clone();
+        let served = Served { state: state.clone(), gate: gate.clone() };
         let thread = std::thread::Builder::new()
             .name(format!("mock-provider-{}", addr.port()))
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("mock runtime");
                 runtime.block_on(serve(listener, served, stopped));
+                // Dropping the runtime cancels every connection task: hung and paused answers
+                // included, so a test never waits on them.
+                drop(runtime);
             })
             .expect("spawn the mock provider thread");
-        MockProvider { addr, state, stop: Some(stop), thread: Some(thread) }
+        MockProvider { addr, state, gate, stop: Some(stop), thread: Some(thread) }
     }
 
     /// `http://127.0.0.1:<port>`: the base URL for Anthropic and Ollama clients.
@@ -144,6 +411,14 @@ impl MockProvider {
         format!("http://{}/v1", self.addr)
     }
 
+    /// The `base_url` a provider of `wire` is configured with.
+    pub fn base_url(&self, wire: Wire) -> String {
+        match wire {
+            Wire::OpenAi => self.openai_base_url(),
+            Wire::Anthropic | Wire::Ollama => self.url(),
+        }
+    }
+
     /// Answer every later request with `script` (after any queued ones).
     pub fn set_script(&self, script: Script) {
         self.lock().default = script;
@@ -154,9 +429,32 @@ impl MockProvider {
         self.lock().queue.push_back(script);
     }
 
+    /// Let one paused stream go on.
+    pub fn resume(&self) {
+        self.gate.add_permits(1);
+    }
+
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
+    }
+
+    /// Chat calls only (any of the three wire paths), in arrival order.
+    pub fn chat_requests(&self) -> Vec<RecordedRequest> {
+        self.requests().into_iter().filter(|r| r.wire().is_some()).collect()
+    }
+
+    /// Poll (within a hang guard) until `done` holds for the recorded requests; returns them.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&[RecordedRequest]) -> bool) -> Vec<RecordedRequest> {
+        let deadline = Instant::now() + WAIT_GUARD;
+        loop {
+            let requests = self.requests();
+            if done(&requests) {
+                return requests;
+            }
+            assert!(Instant::now() < deadline, "mock provider: never saw {what}; requests: {requests:#?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -175,11 +473,14 @@ impl Drop for MockProvider {
     }
 }
 
-async fn serve(
-    listener: std::net::TcpListener,
+/// What every connection task shares.
+#[derive(Clone)]
+struct Served {
     state: Arc<Mutex<State>>,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
-) {
+    gate: Arc<Semaphore>,
+}
+
+async fn serve(listener: std::net::TcpListener, served: Served, mut stopped: tokio::sync::oneshot::Receiver<()>) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
     loop {
         let stream = tokio::select! {
@@ -189,41 +490,28 @@ async fn serve(
                 Err(_) => continue,
             },
         };
-        let state = state.clone();
+        let served = served.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| respond(state.clone(), request));
+            let service = service_fn(move |request| respond(served.clone(), request));
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
 
-#[derive(Clone, Copy)]
-enum Wire {
-    OpenAi,
-    Anthropic,
-    Ollama,
-}
-
-async fn respond(
-    state: Arc<Mutex<State>>,
-    request: http::Request<Incoming>,
-) -> Result<http::Response<Body>, Infallible> {
+async fn respond(served: Served, request: http::Request<Incoming>) -> Result<http::Response<Body>, Infallible> {
     let (parts, incoming) = request.into_parts();
     let bytes = incoming.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let wire = match (&parts.method, parts.uri.path()) {
-        (&http::Method::POST, "/v1/chat/completions") => Some(Wire::OpenAi),
-        (&http::Method::POST, "/v1/messages") => Some(Wire::Anthropic),
-        (&http::Method::POST, "/api/chat") => Some(Wire::Ollama),
-        _ => None,
-    };
+    let wire = Wire::of(&parts.method, parts.uri.path());
     let (script, sequence) = {
-        let mut state = state.lock().expect("mock state lock");
+        let mut state = served.state.lock().expect("mock state lock");
         state.requests.push(RecordedRequest {
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
             headers: parts.headers.clone(),
             body: body.clone(),
+            finished: false,
+            abandoned: false,
         });
         // A stray request (say, a model listing) must not use up a script meant for a chat call.
         let script = match wire {
@@ -232,31 +520,73 @@ async fn respond(
         };
         (script, state.requests.len())
     };
+    let recorder = Recorder { state: served.state.clone(), index: sequence - 1 };
     let Some(wire) = wire else {
         let error = format!("mock provider: no route {} {}", parts.method, parts.uri.path());
+        recorder.update(|r| r.finished = true);
         return Ok(json_response(404, &json!({ "error": error })));
     };
     if !script.delay.is_zero() {
         tokio::time::sleep(script.delay).await;
     }
+    if script.failure == Some(Failure::Hang) {
+        // Cancelled when the mock's runtime is dropped.
+        std::future::pending::<()>().await;
+    }
     if script.status != 200 {
+        recorder.update(|r| r.finished = true);
         return Ok(json_response(script.status, &error_body(wire, &script)));
     }
 
     let model = body["model"].as_str().unwrap_or("mock-model").to_string();
     let reply = Reply { script, model, id: sequence, created: unix_now() };
-    Ok(match wire {
+    let stream = match wire {
         // Ollama streams unless told not to; the others only when asked.
-        Wire::Ollama if body["stream"] != false => ndjson_response(&reply, reply.ollama_stream()),
-        Wire::Ollama => json_response(200, &reply.ollama_json()),
-        Wire::OpenAi if body["stream"] == true => {
+        Wire::Ollama => body["stream"] != false,
+        Wire::OpenAi | Wire::Anthropic => body["stream"] == true,
+    };
+    if !stream {
+        let value = match wire {
+            Wire::OpenAi => reply.openai_json(),
+            Wire::Anthropic => reply.anthropic_json(),
+            Wire::Ollama => reply.ollama_json(),
+        };
+        recorder.update(|r| r.finished = true);
+        return Ok(match reply.script.failure {
+            Some(Failure::Truncate) => {
+                let text = value.to_string();
+                let half: String = text.chars().take(text.chars().count() / 2).collect();
+                raw_response("application/json", Full::new(Bytes::from(half)).boxed_unsync())
+            }
+            Some(Failure::Malformed) => {
+                raw_response("application/json", Full::new(Bytes::from_static(b"{not json")).boxed_unsync())
+            }
+            _ => json_response(200, &value),
+        });
+    }
+    let (content_type, chunks, bad_chunk) = match wire {
+        Wire::OpenAi => {
             let include_usage = body["stream_options"]["include_usage"] == true;
-            sse_response(&reply, reply.openai_stream(include_usage))
+            ("text/event-stream", reply.openai_stream(include_usage), &b"data: {not json\n\n"[..])
         }
-        Wire::OpenAi => json_response(200, &reply.openai_json()),
-        Wire::Anthropic if body["stream"] == true => sse_response(&reply, reply.anthropic_stream()),
-        Wire::Anthropic => json_response(200, &reply.anthropic_json()),
-    })
+        Wire::Anthropic => ("text/event-stream", reply.anthropic_stream(), &b"data: {not json\n\n"[..]),
+        Wire::Ollama => ("application/x-ndjson", reply.ollama_stream(), &b"{not json\n"[..]),
+    };
+    let chunks = match reply.script.failure {
+        Some(Failure::Truncate) => chunks[..chunks.len() / 2].to_vec(),
+        Some(Failure::Malformed) => {
+            let mut chunks = chunks;
+            chunks.insert(chunks.len() / 2, Bytes::from_static(bad_chunk));
+            chunks
+        }
+        _ => chunks,
+    };
+    let body = drip(chunks, &reply.script, served.gate.clone(), recorder);
+    let mut response = raw_response(content_type, body);
+    if content_type == "text/event-stream" {
+        response.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+    }
+    Ok(response)
 }
 
 /// Each provider's error shape.
@@ -288,18 +618,51 @@ struct Reply {
     created: u64,
 }
 
+/// `text` cut in two at a character boundary (so partial JSON arrives in two deltas).
+fn halves(text: &str) -> [String; 2] {
+    let cut = text.char_indices().nth(text.chars().count() / 2).map_or(text.len(), |(i, _)| i);
+    [text[..cut].to_string(), text[cut..].to_string()]
+}
+
 impl Reply {
+    fn calls(&self) -> &[MockToolCall] {
+        &self.script.tool_calls
+    }
+
+    fn openai_call_id(&self, index: usize) -> String {
+        format!("call_mock_{}_{index}", self.id)
+    }
+
+    fn anthropic_call_id(&self, index: usize) -> String {
+        format!("toolu_mock_{}_{index}", self.id)
+    }
+
+    fn openai_finish(&self) -> &'static str {
+        if self.calls().is_empty() { "stop" } else { "tool_calls" }
+    }
+
     fn openai_json(&self) -> Value {
+        let mut message = json!({ "role": "assistant", "content": self.script.reply });
+        if !self.calls().is_empty() {
+            if self.script.reply.is_empty() {
+                message["content"] = Value::Null;
+            }
+            message["tool_calls"] = self
+                .calls()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    json!({ "id": self.openai_call_id(i), "type": "function",
+                            "function": { "name": c.name, "arguments": c.arguments.to_string() } })
+                })
+                .collect();
+        }
         json!({
             "id": format!("chatcmpl-mock-{}", self.id),
             "object": "chat.completion",
             "created": self.created,
             "model": self.model,
-            "choices": [{
-                "index": 0,
-                "message": { "role": "assistant", "content": self.script.reply },
-                "finish_reason": "stop",
-            }],
+            "choices": [{ "index": 0, "message": message, "finish_reason": self.openai_finish() }],
             "usage": self.openai_usage(),
         })
     }
@@ -309,8 +672,10 @@ impl Reply {
         json!({ "prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output })
     }
 
-    /// `data: {chunk}` events, then `data: [DONE]`. Usage comes in a final chunk with empty
-    /// `choices`, and only when the request set `stream_options.include_usage`, as OpenAI does.
+    /// `data: {chunk}` events, then `data: [DONE]`. Tool calls come as `delta.tool_calls`
+    /// pieces (id and name first, then the arguments string in two parts). Usage comes in a
+    /// final chunk with empty `choices`, and only when the request set
+    /// `stream_options.include_usage`, as OpenAI does.
     fn openai_stream(&self, include_usage: bool) -> Vec<Bytes> {
         let chunk = |choices: Value| {
             json!({
@@ -321,13 +686,21 @@ impl Reply {
                 "choices": choices,
             })
         };
-        let mut events = vec![chunk(json!([{
-            "index": 0, "delta": { "role": "assistant", "content": "" }, "finish_reason": null,
-        }]))];
+        let delta = |delta: Value| chunk(json!([{ "index": 0, "delta": delta, "finish_reason": null }]));
+        let mut events = vec![delta(json!({ "role": "assistant", "content": "" }))];
         for piece in self.script.pieces() {
-            events.push(chunk(json!([{ "index": 0, "delta": { "content": piece }, "finish_reason": null }])));
+            events.push(delta(json!({ "content": piece })));
         }
-        events.push(chunk(json!([{ "index": 0, "delta": {}, "finish_reason": "stop" }])));
+        for (i, call) in self.calls().iter().enumerate() {
+            events.push(delta(json!({ "tool_calls": [{
+                "index": i, "id": self.openai_call_id(i), "type": "function",
+                "function": { "name": call.name, "arguments": "" },
+            }]})));
+            for part in halves(&call.arguments.to_string()) {
+                events.push(delta(json!({ "tool_calls": [{ "index": i, "function": { "arguments": part } }] })));
+            }
+        }
+        events.push(chunk(json!([{ "index": 0, "delta": {}, "finish_reason": self.openai_finish() }])));
         if include_usage {
             let mut last = chunk(json!([]));
             last["usage"] = self.openai_usage();
@@ -338,49 +711,87 @@ impl Reply {
         out
     }
 
+    fn anthropic_stop_reason(&self) -> &'static str {
+        if self.calls().is_empty() { "end_turn" } else { "tool_use" }
+    }
+
+    /// Text first (when there is text, or nothing else), then one `tool_use` block per call.
     fn anthropic_json(&self) -> Value {
+        let mut content = Vec::new();
+        if !self.script.reply.is_empty() || self.calls().is_empty() {
+            content.push(json!({ "type": "text", "text": self.script.reply }));
+        }
+        for (i, call) in self.calls().iter().enumerate() {
+            content.push(
+                json!({ "type": "tool_use", "id": self.anthropic_call_id(i), "name": call.name, "input": call.arguments }),
+            );
+        }
         json!({
             "id": format!("msg_mock_{}", self.id),
             "type": "message",
             "role": "assistant",
             "model": self.model,
-            "content": [{ "type": "text", "text": self.script.reply }],
-            "stop_reason": "end_turn",
+            "content": content,
+            "stop_reason": self.anthropic_stop_reason(),
             "stop_sequence": null,
             "usage": { "input_tokens": self.script.input_tokens, "output_tokens": self.script.output_tokens },
         })
     }
 
     /// The Messages streaming sequence: input tokens in `message_start`, output tokens in
-    /// `message_delta`.
+    /// `message_delta`; a text block, then each tool call as a `tool_use` block whose input
+    /// arrives as two `input_json_delta` parts.
     fn anthropic_stream(&self) -> Vec<Bytes> {
-        let mut events = vec![
-            (
-                "message_start",
-                json!({ "type": "message_start", "message": {
-                    "id": format!("msg_mock_{}", self.id), "type": "message", "role": "assistant",
-                    "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,
-                    "usage": { "input_tokens": self.script.input_tokens, "output_tokens": 1 },
-                }}),
-            ),
-            (
+        let mut events = vec![(
+            "message_start",
+            json!({ "type": "message_start", "message": {
+                "id": format!("msg_mock_{}", self.id), "type": "message", "role": "assistant",
+                "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": { "input_tokens": self.script.input_tokens, "output_tokens": 1 },
+            }}),
+        )];
+        let mut index = 0;
+        let ping = ("ping", json!({ "type": "ping" }));
+        if !self.script.reply.is_empty() || self.calls().is_empty() {
+            events.push((
                 "content_block_start",
                 json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }),
-            ),
-            ("ping", json!({ "type": "ping" })),
-        ];
-        for piece in self.script.pieces() {
-            events.push((
-                "content_block_delta",
-                json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": piece } }),
             ));
+            events.push(ping.clone());
+            for piece in self.script.pieces() {
+                events.push((
+                    "content_block_delta",
+                    json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": piece } }),
+                ));
+            }
+            events.push(("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })));
+            index += 1;
         }
-        events.push(("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })));
+        for (i, call) in self.calls().iter().enumerate() {
+            events.push((
+                "content_block_start",
+                json!({ "type": "content_block_start", "index": index, "content_block": {
+                    "type": "tool_use", "id": self.anthropic_call_id(i), "name": call.name, "input": {},
+                }}),
+            ));
+            if index == 0 {
+                events.push(ping.clone());
+            }
+            for part in halves(&call.arguments.to_string()) {
+                events.push((
+                    "content_block_delta",
+                    json!({ "type": "content_block_delta", "index": index,
+                            "delta": { "type": "input_json_delta", "partial_json": part } }),
+                ));
+            }
+            events.push(("content_block_stop", json!({ "type": "content_block_stop", "index": index })));
+            index += 1;
+        }
         events.push((
             "message_delta",
             json!({
                 "type": "message_delta",
-                "delta": { "stop_reason": "end_turn", "stop_sequence": null },
+                "delta": { "stop_reason": self.anthropic_stop_reason(), "stop_sequence": null },
                 "usage": { "output_tokens": self.script.output_tokens },
             }),
         ));
@@ -388,25 +799,33 @@ impl Reply {
         events.iter().map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n"))).collect()
     }
 
+    /// Ollama's tool calls: no ids, arguments as an object.
+    fn ollama_calls(&self) -> Value {
+        self.calls().iter().map(|c| json!({ "function": { "name": c.name, "arguments": c.arguments } })).collect()
+    }
+
     fn ollama_json(&self) -> Value {
         let mut last = self.ollama_final();
         last["message"]["content"] = self.script.reply.clone().into();
+        if !self.calls().is_empty() {
+            last["message"]["tool_calls"] = self.ollama_calls();
+        }
         last
     }
 
-    /// One JSON object per line; the last has `done: true` and the token counts.
+    /// One JSON object per line; tool calls arrive whole in one line; the last line has
+    /// `done: true` and the token counts.
     fn ollama_stream(&self) -> Vec<Bytes> {
+        let line = |message: Value| json!({ "model": self.model, "created_at": self.created_at(), "message": message, "done": false });
         let mut lines: Vec<Value> = self
             .script
             .pieces()
             .into_iter()
-            .map(|piece| {
-                json!({
-                    "model": self.model, "created_at": self.created_at(),
-                    "message": { "role": "assistant", "content": piece }, "done": false,
-                })
-            })
+            .map(|piece| line(json!({ "role": "assistant", "content": piece })))
             .collect();
+        if !self.calls().is_empty() {
+            lines.push(line(json!({ "role": "assistant", "content": "", "tool_calls": self.ollama_calls() })));
+        }
         lines.push(self.ollama_final());
         lines.iter().map(|line| Bytes::from(format!("{line}\n"))).collect()
     }
@@ -439,34 +858,57 @@ fn unix_now() -> u64 {
 }
 
 fn json_response(status: u16, body: &Value) -> http::Response<Body> {
-    let mut response = http::Response::new(Full::new(Bytes::from(body.to_string())).boxed_unsync());
+    let mut response = raw_response("application/json", Full::new(Bytes::from(body.to_string())).boxed_unsync());
     *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }
 
-fn sse_response(reply: &Reply, events: Vec<Bytes>) -> http::Response<Body> {
-    let mut response = http::Response::new(drip(events, reply.script.chunk_delay));
-    let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
-    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+fn raw_response(content_type: &'static str, body: Body) -> http::Response<Body> {
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     response
 }
 
-fn ndjson_response(reply: &Reply, lines: Vec<Bytes>) -> http::Response<Body> {
-    let mut response = http::Response::new(drip(lines, reply.script.chunk_delay));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-ndjson"));
-    response
-}
-
-/// A streamed body sending one frame per chunk, `delay` apart.
-fn drip(chunks: Vec<Bytes>, delay: Duration) -> Body {
-    let frames = futures_util::stream::unfold((chunks.into_iter(), true), move |(mut rest, first)| async move {
-        let next = rest.next()?;
-        if !first && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+/// A streamed body fed by a task that sends one frame per chunk, `chunk_delay` apart, pausing
+/// where the script says. The task records whether every chunk went out (`finished`) or the
+/// connection dropped the body first (`abandoned`: the client hung up).
+fn drip(chunks: Vec<Bytes>, script: &Script, gate: Arc<Semaphore>, recorder: Recorder) -> Body {
+    let (frames, receiver) = mpsc::channel::<Bytes>(1);
+    let (delay, pause_after) = (script.chunk_delay, script.pause_after);
+    tokio::spawn(async move {
+        let mut complete = true;
+        for (sent, chunk) in chunks.into_iter().enumerate() {
+            if sent > 0 && !delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = frames.closed() => {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            if pause_after == Some(sent) {
+                tokio::select! {
+                    permit = gate.acquire() => permit.expect("the gate is never closed").forget(),
+                    _ = frames.closed() => {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            if frames.send(chunk).await.is_err() {
+                complete = false;
+                break;
+            }
         }
-        Some((Ok::<_, Infallible>(Frame::data(next)), (rest, false)))
+        recorder.update(|r| {
+            r.finished = complete;
+            r.abandoned = !complete;
+        });
     });
-    StreamBody::new(frames).boxed_unsync()
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), receiver))
+    });
+    StreamBody::new(stream).boxed_unsync()
 }

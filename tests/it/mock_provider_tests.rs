@@ -7,7 +7,7 @@ use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::harness::{header, http_client};
-use crate::mock_provider::{MockProvider, Script};
+use crate::mock_provider::{MockProvider, Script, SentToolCall, SentToolResult, Wire};
 
 /// One server-sent event: its `event:` name (if any) and its `data:` payload.
 #[derive(Debug)]
@@ -254,4 +254,236 @@ async fn delays_hold_back_the_first_byte_and_space_out_chunks() {
     assert!(started.elapsed() >= gap * 5, "chunks were not spaced out");
     let events = parse_sse(std::str::from_utf8(&received).unwrap());
     assert_eq!(events.len(), 6);
+}
+
+fn ndjson(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn tool_calls_in_each_wire_format_json_and_streamed() {
+    let mock = MockProvider::start();
+    let arguments = json!({ "expression": "2+3*4" });
+    mock.set_script(Script::tool_calls(&[("calculator", arguments.clone()), ("web_search", json!({ "query": "q" }))]));
+
+    // OpenAI: string arguments, finish_reason "tool_calls"; streamed as delta.tool_calls pieces.
+    let body: Value = post(&mock, "/v1/chat/completions", json!({ "model": "m" })).await.json().await.unwrap();
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["content"], Value::Null);
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!((call["type"].as_str(), call["function"]["name"].as_str()), (Some("function"), Some("calculator")));
+    let text = call["function"]["arguments"].as_str().expect("OpenAI arguments are a string");
+    assert_eq!(serde_json::from_str::<Value>(text).unwrap(), arguments);
+    assert_eq!(choice["message"]["tool_calls"][1]["function"]["name"], "web_search");
+
+    let body = json!({ "model": "m", "stream": true, "stream_options": { "include_usage": true } });
+    let events = parse_sse(&post(&mock, "/v1/chat/completions", body).await.text().await.unwrap());
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect();
+    let mut calls: Vec<(String, String, String)> = Vec::new();
+    for part in chunks.iter().filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array()).flatten() {
+        let index = part["index"].as_u64().unwrap() as usize;
+        if calls.len() <= index {
+            calls.push(Default::default());
+        }
+        if let Some(id) = part["id"].as_str() {
+            calls[index].0 = id.to_string();
+        }
+        calls[index].1.push_str(part["function"]["name"].as_str().unwrap_or_default());
+        calls[index].2.push_str(part["function"]["arguments"].as_str().unwrap_or_default());
+    }
+    assert_eq!(calls.len(), 2);
+    assert!(calls[0].0.starts_with("call_"), "{calls:?}");
+    assert_eq!(calls[0].1, "calculator");
+    assert_eq!(serde_json::from_str::<Value>(&calls[0].2).unwrap(), arguments);
+    let argument_parts = chunks.iter().filter(|c| {
+        c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str().is_some_and(|a| !a.is_empty())
+    });
+    assert_eq!(argument_parts.count(), 4, "each call's arguments arrive in two pieces");
+    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+
+    // Anthropic: tool_use blocks with object input, stop_reason "tool_use"; streamed as
+    // content_block_start + input_json_delta.
+    let body: Value = post(&mock, "/v1/messages", json!({ "model": "m" })).await.json().await.unwrap();
+    assert_eq!(body["stop_reason"], "tool_use");
+    let blocks = body["content"].as_array().unwrap();
+    assert_eq!(blocks.len(), 2, "no empty text block: {body}");
+    assert_eq!((blocks[0]["type"].as_str(), blocks[0]["name"].as_str()), (Some("tool_use"), Some("calculator")));
+    assert_eq!(blocks[0]["input"], arguments);
+    assert!(blocks[0]["id"].as_str().unwrap().starts_with("toolu_"));
+
+    let events =
+        parse_sse(&post(&mock, "/v1/messages", json!({ "model": "m", "stream": true })).await.text().await.unwrap());
+    let data: Vec<Value> = events.iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect();
+    let starts: Vec<&Value> = data.iter().filter(|d| d["type"] == "content_block_start").collect();
+    assert_eq!(starts.len(), 2);
+    assert_eq!(
+        (starts[0]["content_block"]["type"].as_str(), starts[0]["content_block"]["name"].as_str()),
+        (Some("tool_use"), Some("calculator"))
+    );
+    let partial: String = data
+        .iter()
+        .filter(|d| d["index"] == 0 && d["delta"]["type"] == "input_json_delta")
+        .map(|d| d["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    assert_eq!(serde_json::from_str::<Value>(&partial).unwrap(), arguments);
+    let stop = data.iter().find(|d| d["type"] == "message_delta").unwrap();
+    assert_eq!(stop["delta"]["stop_reason"], "tool_use");
+    assert_eq!(data.last().unwrap()["type"], "message_stop");
+
+    // Ollama: message.tool_calls with object arguments, JSON and streamed.
+    let body: Value = post(&mock, "/api/chat", json!({ "model": "m", "stream": false })).await.json().await.unwrap();
+    assert_eq!(
+        body["message"]["tool_calls"][0],
+        json!({ "function": { "name": "calculator", "arguments": arguments } })
+    );
+    let lines = ndjson(&post(&mock, "/api/chat", json!({ "model": "m" })).await.text().await.unwrap());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["message"]["tool_calls"][0]["function"]["arguments"], arguments);
+    assert_eq!(lines[1]["done"], true);
+
+    // Text alongside tool calls comes first.
+    mock.set_script(Script::tool_call("calculator", arguments.clone()).text("Let me compute."));
+    let body: Value = post(&mock, "/v1/messages", json!({ "model": "m" })).await.json().await.unwrap();
+    assert_eq!(body["content"][0], json!({ "type": "text", "text": "Let me compute." }));
+    assert_eq!(body["content"][1]["type"], "tool_use");
+}
+
+#[tokio::test]
+async fn truncated_and_malformed_answers_in_each_wire_format() {
+    let mock = MockProvider::start();
+    for wire in Wire::ALL {
+        let stream = json!({ "model": "m", "stream": true });
+        mock.set_script(Script::reply("one two three four").truncated());
+        let text = post(&mock, wire.path(), stream.clone()).await.text().await.unwrap();
+        assert!(text.contains("one "), "{wire:?} sends a first part: {text}");
+        for terminal in ["[DONE]", "message_stop", "\"done\":true", "four"] {
+            assert!(!text.contains(terminal), "{wire:?}: a truncated stream has no {terminal}: {text}");
+        }
+        let json_body = post(&mock, wire.path(), json!({ "model": "m", "stream": false })).await.text().await.unwrap();
+        assert!(serde_json::from_str::<Value>(&json_body).is_err(), "{wire:?}: cut JSON: {json_body}");
+        assert!(!json_body.is_empty());
+
+        mock.set_script(Script::reply("one two three four").malformed());
+        let text = post(&mock, wire.path(), stream).await.text().await.unwrap();
+        let bad = if wire == Wire::Ollama { "\n{not json\n" } else { "\n\ndata: {not json\n\n" };
+        assert!(text.contains(bad), "{wire:?}: {text}");
+        let json_body = post(&mock, wire.path(), json!({ "model": "m", "stream": false })).await.text().await.unwrap();
+        assert_eq!(json_body, "{not json");
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_answer_never_arrives_and_the_mock_still_stops() {
+    let mock = MockProvider::start();
+    mock.set_script(Script::hang());
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_millis(200)).build().unwrap();
+    let outcome = client.post(format!("{}/api/chat", mock.url())).json(&json!({ "model": "m" })).send().await;
+    assert!(outcome.unwrap_err().is_timeout());
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(!requests[0].finished);
+    // Dropping the mock with the request still pending must not block.
+    drop(mock);
+}
+
+#[tokio::test]
+async fn paused_streams_wait_for_resume_and_hang_ups_are_recorded() {
+    let mock = MockProvider::start();
+    mock.set_script(Script::reply("a b c d").pause_after(2));
+    let response = post(&mock, "/api/chat", json!({ "model": "m" })).await;
+    let mut stream = response.bytes_stream();
+    let mut received = String::new();
+    while received.lines().count() < 2 {
+        received.push_str(std::str::from_utf8(&stream.next().await.unwrap().unwrap()).unwrap());
+    }
+    assert_eq!(received.lines().count(), 2, "nothing past the pause: {received}");
+    assert!(!mock.requests()[0].finished);
+    mock.resume();
+    while let Some(chunk) = stream.next().await {
+        received.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert_eq!(ndjson(&received).len(), 5);
+    let requests = mock.wait_until("the stream finished", |r| r[0].finished).await;
+    assert!(!requests[0].abandoned);
+
+    // A client that hangs up mid-stream: the mock sees its answer abandoned.
+    mock.set_script(Script::reply("a b c d e f g h").pause_after(1).chunk_delay(Duration::from_millis(10)));
+    let response = post(&mock, "/api/chat", json!({ "model": "m" })).await;
+    let mut stream = response.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    mock.resume();
+    let requests = mock.wait_until("the hang-up", |r| r[1].abandoned).await;
+    assert!(!requests[1].finished);
+}
+
+#[tokio::test]
+async fn recorded_requests_read_alike_in_each_wire_format() {
+    let mock = MockProvider::start();
+    let tool = json!({ "name": "calculator" });
+    let cases = [
+        (
+            "/v1/chat/completions",
+            json!({ "model": "m", "tools": [{ "type": "function", "function": tool }], "messages": [
+                { "role": "system", "content": "sys" },
+                { "role": "user", "content": "q" },
+                { "role": "assistant", "content": null, "tool_calls": [
+                    { "id": "c1", "type": "function", "function": { "name": "calculator", "arguments": "{\"expression\":\"1+1\"}" } },
+                ]},
+                { "role": "tool", "tool_call_id": "c1", "content": "2" },
+            ]}),
+            Some("c1"),
+            None,
+        ),
+        (
+            "/v1/messages",
+            json!({ "model": "m", "system": "sys", "tools": [tool], "messages": [
+                { "role": "user", "content": "q" },
+                { "role": "assistant", "content": [
+                    { "type": "tool_use", "id": "c1", "name": "calculator", "input": { "expression": "1+1" } },
+                ]},
+                { "role": "user", "content": [{ "type": "tool_result", "tool_use_id": "c1", "content": "2" }] },
+            ]}),
+            Some("c1"),
+            None,
+        ),
+        (
+            "/api/chat",
+            json!({ "model": "m", "stream": false, "tools": [{ "type": "function", "function": tool }], "messages": [
+                { "role": "system", "content": "sys" },
+                { "role": "user", "content": "q" },
+                { "role": "assistant", "content": "", "tool_calls": [
+                    { "function": { "name": "calculator", "arguments": { "expression": "1+1" } } },
+                ]},
+                { "role": "tool", "tool_name": "calculator", "content": "2" },
+            ]}),
+            None,
+            Some("calculator"),
+        ),
+    ];
+    for (path, body, call_id, tool_name) in cases {
+        post(&mock, path, body).await;
+        let recorded = mock.requests().pop().unwrap();
+        assert_eq!(recorded.tools_offered(), Some(vec!["calculator".to_string()]), "{path}");
+        let turns = recorded.text_turns();
+        let turns: Vec<(&str, &str)> = turns.iter().map(|(r, t)| (r.as_str(), t.as_str())).collect();
+        assert_eq!(turns, [("system", "sys"), ("user", "q"), ("tool", "2")], "{path}");
+        let call = SentToolCall {
+            id: call_id.map(str::to_string),
+            name: "calculator".into(),
+            arguments: json!({ "expression": "1+1" }),
+        };
+        assert_eq!(recorded.tool_calls_sent(), [call], "{path}");
+        let result = SentToolResult {
+            call_id: call_id.map(str::to_string),
+            tool_name: tool_name.map(str::to_string),
+            content: "2".into(),
+        };
+        assert_eq!(recorded.tool_results(), [result], "{path}");
+    }
+    post(&mock, "/api/chat", json!({ "model": "m", "messages": [] })).await;
+    assert_eq!(mock.requests().pop().unwrap().tools_offered(), None);
 }
