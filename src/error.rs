@@ -132,6 +132,8 @@ impl From<crate::llm::LlmError> for ApiError {
             LlmError::Upstream { .. } | LlmError::Unreachable { .. } | LlmError::Protocol { .. } => {
                 ApiError::BadGateway(message)
             }
+            // Nobody is left to answer; a 400-class status keeps it out of the 5xx logs.
+            LlmError::ClientGone => ApiError::BadRequest(message),
         }
     }
 }

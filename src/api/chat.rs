@@ -15,7 +15,7 @@ use crate::chat::{self, Caller, ChatInput, Prepared};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response, sse};
 use crate::llm::LlmError;
-use crate::llm::coordinator::{self, Turn, TurnEvent};
+use crate::llm::coordinator::{self, Turn, TurnEvent, TurnFailure};
 use crate::llm::types::{FinishReason, Message, Role, Usage, estimate_tokens};
 
 #[derive(Deserialize)]
@@ -90,9 +90,9 @@ pub async fn chat(ctx: &Context, request: Request) -> Result<Response, ApiError>
     let prepared = chat::prepare(&ctx.app, input).await?;
     let outcome =
         coordinator::run(&prepared.model, prepared.messages.clone(), ctx.app.tools(), &prepared.options).await;
-    let finished = chat::finish(&ctx.app, &prepared, &outcome, Usage::default()).await?;
+    let finished = chat::finish(&ctx.app, &prepared, &outcome).await?;
     ctx.add_tokens(finished.tokens.input_tokens + finished.tokens.output_tokens);
-    let turn = outcome?;
+    let turn = outcome.map_err(|f| ApiError::from(f.error))?;
     let body = json!({
         "id": finished.message_id,
         "response": turn.content,
@@ -157,7 +157,7 @@ async fn produce(
         prepared.options.clone(),
     );
     let mut text = String::new();
-    let outcome: Result<Turn, LlmError>;
+    let mut outcome: Result<Turn, TurnFailure>;
     let mut client_gone = false;
     loop {
         let next = tokio::time::timeout(Duration::from_secs(sse::KEEP_ALIVE_SECS), turn_events.recv()).await;
@@ -165,7 +165,7 @@ async fn produce(
             Err(_) => {
                 if events.send(sse::keep_alive()).await.is_err() {
                     client_gone = true;
-                    outcome = Err(disconnected(&prepared));
+                    outcome = Err(TurnFailure { error: LlmError::ClientGone, usage: Usage::default() });
                     break;
                 }
             }
@@ -177,7 +177,7 @@ async fn produce(
                 };
                 if events.send(frame).await.is_err() {
                     client_gone = true;
-                    outcome = Err(disconnected(&prepared));
+                    outcome = Err(TurnFailure { error: LlmError::ClientGone, usage: Usage::default() });
                     break;
                 }
             }
@@ -190,9 +190,12 @@ async fn produce(
                 break;
             }
             Ok(None) => {
-                outcome = Err(LlmError::Protocol {
-                    provider: prepared.model.provider.name.clone(),
-                    message: "stream ended".into(),
+                outcome = Err(TurnFailure {
+                    error: LlmError::Protocol {
+                        provider: prepared.model.provider.name.clone(),
+                        message: "stream ended".into(),
+                    },
+                    usage: Usage::default(),
                 });
                 break;
             }
@@ -201,16 +204,18 @@ async fn produce(
     // Dropping the turn's receiver stops the coordinator and closes the provider stream.
     drop(turn_events);
 
-    let finished = if client_gone {
+    if client_gone {
         // Nothing is persisted for an abandoned answer, but what it cost is still recorded.
         let usage = Usage {
             input_tokens: prepared.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
             output_tokens: estimate_tokens(&text),
         };
-        chat::finish(&app, &prepared, &outcome, usage).await
-    } else {
-        chat::finish(&app, &prepared, &outcome, Usage::default()).await
-    };
+        outcome = Err(TurnFailure { error: LlmError::ClientGone, usage });
+    } else if let Ok(turn) = &mut outcome {
+        // The client saw every round's text (tool rounds included): store what it saw.
+        turn.content = text.clone();
+    }
+    let finished = chat::finish(&app, &prepared, &outcome).await;
     let tokens = finished.as_ref().map(|f| f.tokens.input_tokens + f.tokens.output_tokens).unwrap_or(0);
     if let Some(tenant) = &tenant {
         super::metered::record_stream_tokens(&app, tenant, tokens);
@@ -229,11 +234,16 @@ async fn produce(
             .to_string(),
         )),
         (Ok(_), Format::Text) => None,
-        (Err(e), Format::JsonDeltas) => Some(sse::data(
-            &json!({ "delta": "", "finish_reason": "error", "error": e.to_string(), "code": "LLM_ERROR" }).to_string(),
-        )),
-        (Err(e), Format::Text) => {
-            Some(sse::named("error", &json!({ "error": e.to_string(), "code": "LLM_ERROR" }).to_string()))
+        (Err(failure), format) => {
+            let (_, code) = ApiError::from(failure.error.clone()).status_and_code();
+            let error = json!({ "error": failure.to_string(), "code": code });
+            Some(match format {
+                Format::JsonDeltas => sse::data(
+                    &json!({ "delta": "", "finish_reason": "error", "error": error["error"], "code": code })
+                        .to_string(),
+                ),
+                Format::Text => sse::named("error", &error.to_string()),
+            })
         }
     };
     if let Some(last) = last {
@@ -242,8 +252,4 @@ async fn produce(
     if let Err(e) = finished {
         tracing::warn!(error = %e, "finishing a stream failed");
     }
-}
-
-fn disconnected(prepared: &Prepared) -> LlmError {
-    LlmError::Protocol { provider: prepared.model.provider.name.clone(), message: "client disconnected".into() }
 }

@@ -9,9 +9,9 @@ use crate::agents::{AgentSource, AgentSpec};
 use crate::app::App;
 use crate::clock;
 use crate::error::ApiError;
-use crate::llm::coordinator::{self, Turn, TurnOptions};
+use crate::llm::ModelEntry;
+use crate::llm::coordinator::{self, Turn, TurnFailure, TurnOptions};
 use crate::llm::types::{Message, Role, Usage, estimate_tokens};
-use crate::llm::{LlmError, ModelEntry};
 use crate::metering::periods::day_start;
 use crate::store::conversations::{self, MessageRecord};
 use crate::store::{agents as agent_store, runs};
@@ -91,8 +91,9 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
     };
 
     let owner = input.caller.owner();
+    // New ids are time-ordered, so same-second conversations still list newest first.
     let context_id =
-        input.context_id.clone().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        input.context_id.clone().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     // Bounded (at most MAX_HISTORY_MESSAGES), so read inline rather than hop threads.
     let stored = app
         .store()
@@ -191,7 +192,7 @@ async fn route(app: &Arc<App>, caller: &Caller, message: &str) -> Result<(AgentS
         max_tokens: Some(16),
         temperature: Some(0.0),
     };
-    let turn = coordinator::run(&model, messages, app.tools(), &options).await?;
+    let turn = coordinator::run(&model, messages, app.tools(), &options).await.map_err(|f| ApiError::from(f.error))?;
     let chosen = app.agents().parse_route(&turn.content);
     let agent = resolve_agent(app, caller, &chosen)
         .or_else(|_| resolve_agent(app, caller, crate::agents::builtin::ROUTER_FALLBACK))?;
@@ -206,19 +207,20 @@ pub struct Finished {
     pub duration_ms: u64,
 }
 
-/// Persist the exchange (on success) and the run record (tenants), whatever the outcome.
-/// `extra` is usage not in the outcome (an abandoned stream's estimate).
+/// Persist the exchange (on success) and the run record (tenants), whatever the outcome; a
+/// failure's tokens (earlier tool rounds, an abandoned stream's estimate) are counted too.
 pub async fn finish(
     app: &Arc<App>,
     prepared: &Prepared,
-    outcome: &Result<Turn, LlmError>,
-    extra: Usage,
+    outcome: &Result<Turn, TurnFailure>,
 ) -> Result<Finished, ApiError> {
     let now = clock::now_unix();
     let duration_ms = prepared.started.elapsed().as_millis() as u64;
     let mut tokens = prepared.routing_usage;
-    tokens.input_tokens += extra.input_tokens;
-    tokens.output_tokens += extra.output_tokens;
+    if let Err(failure) = outcome {
+        tokens.input_tokens += failure.usage.input_tokens;
+        tokens.output_tokens += failure.usage.output_tokens;
+    }
     let message_id = uuid::Uuid::now_v7().to_string();
     let mut messages = Vec::new();
     if let Ok(turn) = outcome {

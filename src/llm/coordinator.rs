@@ -37,12 +37,34 @@ pub struct Turn {
     pub tool_calls: usize,
 }
 
+/// A turn that failed, with the tokens it had already spent (earlier tool rounds).
+#[derive(Debug, Clone)]
+pub struct TurnFailure {
+    pub error: LlmError,
+    pub usage: Usage,
+}
+
+impl std::fmt::Display for TurnFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
 /// What a streamed turn produces.
 #[derive(Debug)]
 pub enum TurnEvent {
     Delta(String),
     Done(Turn),
-    Failed(LlmError),
+    Failed(TurnFailure),
+}
+
+/// Whether a request offers the agent's tools.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ToolMode {
+    None,
+    Offer,
+    /// Listed but not callable: the forced final answer.
+    ListOnly,
 }
 
 const FINAL_ANSWER_NOTE: &str = "You have used all the tool calls available for this request. Answer now with what you have, without calling tools.";
@@ -59,12 +81,13 @@ fn request(
     messages: &[Message],
     tools: &ToolBox,
     options: &TurnOptions,
-    offer_tools: bool,
+    mode: ToolMode,
 ) -> ChatRequest {
     ChatRequest {
         model: model.model_id.clone(),
         messages: messages.to_vec(),
-        tools: if offer_tools { tools.specs(&options.tools) } else { Vec::new() },
+        tools: if mode == ToolMode::None { Vec::new() } else { tools.specs(&options.tools) },
+        tools_disabled: mode == ToolMode::ListOnly,
         max_tokens: options.max_tokens.or(model.max_tokens),
         temperature: options.temperature.or(model.temperature),
     }
@@ -96,6 +119,10 @@ fn offers_tools(model: &ModelEntry, options: &TurnOptions) -> bool {
     !options.tools.is_empty() && model.supports_tools != Some(false)
 }
 
+fn modes(offer: bool) -> (ToolMode, ToolMode) {
+    if offer { (ToolMode::Offer, ToolMode::ListOnly) } else { (ToolMode::None, ToolMode::None) }
+}
+
 fn add(total: &mut Usage, usage: Usage) {
     total.input_tokens += usage.input_tokens;
     total.output_tokens += usage.output_tokens;
@@ -107,13 +134,13 @@ pub async fn run(
     mut messages: Vec<Message>,
     tools: &ToolBox,
     options: &TurnOptions,
-) -> Result<Turn, LlmError> {
+) -> Result<Turn, TurnFailure> {
     let mut usage = Usage::default();
     let mut calls_made = 0;
-    let offer = offers_tools(model, options);
+    let (during, last) = modes(offers_tools(model, options));
     for _ in 0..options.max_iterations.max(1) {
-        let req = request(model, &messages, tools, options, offer);
-        let response = complete(&model.provider, req.clone()).await?;
+        let req = request(model, &messages, tools, options, during);
+        let response = complete(&model.provider, req.clone()).await.map_err(|error| TurnFailure { error, usage })?;
         add(&mut usage, usage_of(&req, &response));
         if response.tool_calls.is_empty() {
             return Ok(Turn {
@@ -129,8 +156,8 @@ pub async fn run(
         messages.extend(results);
     }
     messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
-    let req = request(model, &messages, tools, options, false);
-    let response = complete(&model.provider, req.clone()).await?;
+    let req = request(model, &messages, tools, options, last);
+    let response = complete(&model.provider, req.clone()).await.map_err(|error| TurnFailure { error, usage })?;
     add(&mut usage, usage_of(&req, &response));
     Ok(Turn { content: response.content, usage, finish_reason: response.finish_reason, tool_calls: calls_made })
 }
@@ -167,18 +194,20 @@ async fn stream_loop(
     tools: &ToolBox,
     options: &TurnOptions,
     out: &mpsc::Sender<TurnEvent>,
-) -> Result<Option<Turn>, LlmError> {
+) -> Result<Option<Turn>, TurnFailure> {
     let mut usage = Usage::default();
     let mut calls_made = 0;
-    let offer = offers_tools(model, options);
+    let (during, final_mode) = modes(offers_tools(model, options));
     let rounds = options.max_iterations.max(1);
     for round in 0..=rounds {
         let last = round == rounds;
         if last {
             messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
         }
-        let req = request(model, &messages, tools, options, offer && !last);
-        let Some(response) = stream_one(&model.provider, req.clone(), out).await? else {
+        let req = request(model, &messages, tools, options, if last { final_mode } else { during });
+        let streamed =
+            stream_one(&model.provider, req.clone(), out).await.map_err(|error| TurnFailure { error, usage })?;
+        let Some(response) = streamed else {
             return Ok(None);
         };
         add(&mut usage, usage_of(&req, &response));

@@ -17,4 +17,7 @@ pub enum LlmError {
     Unreachable { provider: String, message: String },
     #[error("Provider '{provider}' sent an invalid response: {message}")]
     Protocol { provider: String, message: String },
+    /// The client went away before the answer was complete (its stream was abandoned).
+    #[error("The client disconnected before the answer was complete")]
+    ClientGone,
 }

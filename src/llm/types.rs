@@ -83,6 +83,9 @@ pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<Message>,
     pub tools: Vec<ToolSpec>,
+    /// `tools` are listed (the history refers to them) but the model must not call one: the
+    /// forced final answer. Anthropic rejects tool blocks in a history without tool definitions.
+    pub tools_disabled: bool,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
 }

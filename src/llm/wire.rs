@@ -79,6 +79,9 @@ fn openai_request(request: &ChatRequest, stream: bool) -> Value {
             .iter()
             .map(|t| json!({ "type": "function", "function": { "name": t.name, "description": t.description, "parameters": t.parameters } }))
             .collect();
+        if request.tools_disabled {
+            body["tool_choice"] = "none".into();
+        }
     }
     if let Some(max) = request.max_tokens {
         body["max_tokens"] = max.into();
@@ -173,6 +176,9 @@ fn anthropic_request(request: &ChatRequest, stream: bool) -> Value {
             .iter()
             .map(|t| json!({ "name": t.name, "description": t.description, "input_schema": t.parameters }))
             .collect();
+        if request.tools_disabled {
+            body["tool_choice"] = json!({ "type": "none" });
+        }
     }
     if let Some(t) = request.temperature {
         body["temperature"] = t.into();
@@ -239,7 +245,8 @@ fn ollama_request(request: &ChatRequest, stream: bool) -> Value {
         })
         .collect();
     let mut body = json!({ "model": request.model, "messages": messages, "stream": stream });
-    if !request.tools.is_empty() {
+    // Ollama has no tool_choice: a forced final answer simply lists no tools.
+    if !request.tools.is_empty() && !request.tools_disabled {
         body["tools"] = request
             .tools
             .iter()

@@ -266,14 +266,14 @@ async fn read_timeouts_bound_silence_not_the_length_of_a_stream() {
     let events = sse_events(stream).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].name.as_deref(), Some("error"));
-    assert_eq!(events[0].json(), json!({ "error": "Provider 'mock-openai' timed out", "code": "LLM_ERROR" }));
+    assert_eq!(events[0].json(), json!({ "error": "Provider 'mock-openai' timed out", "code": "LLM_TIMEOUT" }));
 
     let events = sse_events(stalled_stream).await;
     let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
     assert_eq!(data[0], "first ", "{events:?}");
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[1].name.as_deref(), Some("error"));
-    assert_eq!(events[1].json(), json!({ "error": "Provider 'mock-anthropic' timed out", "code": "LLM_ERROR" }));
+    assert_eq!(events[1].json(), json!({ "error": "Provider 'mock-anthropic' timed out", "code": "LLM_TIMEOUT" }));
 
     let events = sse_events(long_stream).await;
     assert!(events.iter().all(|e| e.name.is_none()), "{events:?}");

@@ -246,7 +246,13 @@ impl RecordedRequest {
     }
 
     /// Names of the tools offered; `None` when the request has no `tools` key at all.
+    /// Tools the model may call: `None` when none are listed or the request forbids calls
+    /// (`tool_choice: "none"` / `{"type": "none"}`, the forced final answer).
     pub fn tools_offered(&self) -> Option<Vec<String>> {
+        let choice = self.body.get("tool_choice");
+        if choice.is_some_and(|c| c == "none" || c.get("type").is_some_and(|t| t == "none")) {
+            return None;
+        }
         let tools = self.body.get("tools")?.as_array()?;
         let names = tools.iter().filter_map(|t| t.pointer("/function/name").or_else(|| t.get("name"))?.as_str());
         Some(names.map(str::to_string).collect())

@@ -58,7 +58,7 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
     let duration_ms = started.elapsed().as_millis() as u64;
     let (status, output, error, usage) = match &outcome {
         Ok(turn) => ("completed", Some(output_of(&turn.content)), None, turn.usage),
-        Err(e) => ("failed", None, Some(e.to_string()), Default::default()),
+        Err(failure) => ("failed", None, Some(failure.to_string()), failure.usage),
     };
     let tokens = usage.input_tokens + usage.output_tokens;
     ctx.add_tokens(tokens);

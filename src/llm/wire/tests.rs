@@ -14,9 +14,23 @@ fn request(messages: Vec<Message>) -> ChatRequest {
             description: "math".into(),
             parameters: json!({"type": "object"}),
         }],
+        tools_disabled: false,
         max_tokens: Some(100),
         temperature: None,
     }
+}
+
+#[test]
+fn a_forced_final_answer_lists_tools_but_forbids_calls() {
+    let mut forced = request(history_with_tool_turn());
+    forced.tools_disabled = true;
+    let openai = request_body(ProviderKind::Openai, &forced, false);
+    assert_eq!((openai["tools"].as_array().unwrap().len(), openai["tool_choice"].as_str()), (1, Some("none")));
+    let anthropic = request_body(ProviderKind::Anthropic, &forced, false);
+    assert_eq!(anthropic["tool_choice"]["type"], "none");
+    assert!(anthropic["tools"].is_array(), "Anthropic needs the definitions when the history has tool blocks");
+    let ollama = request_body(ProviderKind::Ollama, &forced, false);
+    assert!(ollama.get("tools").is_none());
 }
 
 fn history_with_tool_turn() -> Vec<Message> {
