@@ -13,6 +13,7 @@ use crate::auth::admin::AdminSecret;
 use crate::auth::jwt::TokenKeys;
 use crate::auth::secrets::Secrets;
 use crate::config::Config;
+use crate::deploy::Deployer;
 use crate::http::cors::CorsPolicy;
 use crate::http::rate_limit::IpRateLimiter;
 use crate::llm::Registry;
@@ -37,6 +38,7 @@ pub struct App {
     /// Platform agents (built-in and from ares.toml).
     agents: Catalog,
     tools: ToolBox,
+    deployer: Deployer,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
     key_use: Mutex<HashMap<String, i64>>,
     cors: CorsPolicy,
@@ -68,6 +70,7 @@ impl App {
             llm: Registry::new(&config, env),
             agents: Catalog::new(&config),
             tools: ToolBox::new(&config),
+            deployer: Deployer::new(config.deploy.targets.clone(), config.deploy.output_cap_bytes),
             key_use: Mutex::new(HashMap::new()),
             cors,
             rate_limiter,
@@ -111,6 +114,10 @@ impl App {
 
     pub fn tools(&self) -> &ToolBox {
         &self.tools
+    }
+
+    pub fn deployer(&self) -> &Deployer {
+        &self.deployer
     }
 
     pub fn usage(&self) -> &UsageRecorder {

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod chat;
 pub mod clock;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod http;
 pub mod llm;
@@ -64,15 +65,23 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
 fn prepare_store(store: &Store, config: &Config) -> Result<(), StartError> {
     let now = clock::now_unix();
     let refresh_lifetime = i64::try_from(config.auth.jwt_refresh_expiry).unwrap_or(i64::MAX);
-    let (seeded, purged) = store.write_blocking(|txn| {
+    let (seeded, purged, interrupted) = store.write_blocking(|txn| {
         let seeded = store::templates::seed(txn, &agents::templates::builtin(now))?;
         // Imported rows hold an `expires_at` that is too short (API.md §3.3), so allow a
         // whole refresh lifetime on top before deleting.
         let purged = store::users::purge_expired_sessions(txn, now, refresh_lifetime)?;
-        Ok((seeded, purged))
+        // Deploys that were running belonged to the previous process.
+        let interrupted = store::deploys::mark_interrupted(txn, now)?;
+        Ok((seeded, purged, interrupted))
     })?;
-    if seeded > 0 || purged > 0 {
-        tracing::info!(seeded_templates = seeded, purged_sessions = purged, "store prepared");
+    let (seeded, purged, interrupted) = (seeded, purged, interrupted);
+    if seeded > 0 || purged > 0 || interrupted > 0 {
+        tracing::info!(
+            seeded_templates = seeded,
+            purged_sessions = purged,
+            interrupted_deploys = interrupted,
+            "store prepared"
+        );
     }
     Ok(())
 }

@@ -67,6 +67,12 @@ pub const MIGRATIONS: &[Migration] = &[
                      messages((&str,u32)->MessageRecord v1)",
         apply: conversations,
     },
+    Migration {
+        version: 4,
+        description: "deployment records",
+        definition: "create deploys(&str->DeployRecord v1); deploys_by_time((i64,&str)->&str)",
+        apply: deployments,
+    },
 ];
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
@@ -109,6 +115,13 @@ fn conversations(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(CONVERSATIONS)?;
     txn.open_table(OWNER_CONVERSATIONS)?;
     txn.open_table(MESSAGES)?;
+    Ok(())
+}
+
+fn deployments(txn: &WriteTransaction) -> Result<(), Error> {
+    use super::tables::{DEPLOYS, DEPLOYS_BY_TIME};
+    txn.open_table(DEPLOYS)?;
+    txn.open_table(DEPLOYS_BY_TIME)?;
     Ok(())
 }
 

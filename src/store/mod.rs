@@ -17,6 +17,7 @@ pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod conversations;
+pub mod deploys;
 pub mod provisioning;
 pub mod runs;
 pub mod templates;

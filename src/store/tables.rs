@@ -96,3 +96,12 @@ pub const OWNER_CONVERSATIONS: TableDefinition<(&str, &str), ()> = TableDefiniti
 
 /// `(conversation_id, sequence) → MessageRecord`: messages in order.
 pub const MESSAGES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("messages");
+
+// ---- Schema version 4: deployments ----
+
+/// `deploy_id → DeployRecord`.
+pub const DEPLOYS: TableDefinition<&str, &[u8]> = TableDefinition::new("deploys");
+
+/// `(started_at, order key) → deploy_id`: newest first by reverse scan. The order key is the
+/// id's time-ordered (UUIDv7) suffix, so deploys started in the same second keep their order.
+pub const DEPLOYS_BY_TIME: TableDefinition<(i64, &str), &str> = TableDefinition::new("deploys_by_time");

@@ -117,9 +117,9 @@ async fn every_error_status_has_the_json_envelope() {
         case(Method::POST, "/api/admin/tenants", 400, "INVALID_INPUT").admin().body("{not json"),
         case(Method::POST, "/api/admin/tenants", 422, "UNPROCESSABLE").admin().body(r#"{"name":"a","tier":"gold"}"#),
         // Documented routes this build does not serve yet: a clear 501, after auth.
-        case(Method::GET, "/api/admin/deploys", 501, "NOT_IMPLEMENTED").admin(),
-        case(Method::GET, "/api/admin/deploys", 401, "AUTH_MISSING"),
-        case(Method::POST, "/api/admin/deploy", 501, "NOT_IMPLEMENTED").admin().body("{}"),
+        case(Method::POST, "/api/admin/backup", 501, "NOT_IMPLEMENTED").admin(),
+        case(Method::POST, "/api/admin/backup", 401, "AUTH_MISSING"),
+        case(Method::GET, "/api/memory", 401, "AUTH_MISSING"),
     ];
     for case in cases {
         let label = format!("{} {} (admin: {})", case.method, case.path, case.admin);
@@ -143,9 +143,9 @@ async fn not_found_and_not_built_messages_name_the_request() {
     let server = TestServer::start();
     let body = expect_error(server.get("/nope").send().await.unwrap(), 404, "NOT_FOUND").await;
     assert_eq!(body, json!({ "error": "No route for GET /nope", "code": "NOT_FOUND" }));
-    let response = server.admin(Method::GET, "/api/admin/deploys").send().await.unwrap();
+    let response = server.admin(Method::POST, "/api/admin/backup").send().await.unwrap();
     let body = expect_error(response, 501, "NOT_IMPLEMENTED").await;
-    assert!(body["error"].as_str().unwrap().contains("GET /api/admin/deploys"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("POST /api/admin/backup"), "{body}");
 }
 
 #[tokio::test]

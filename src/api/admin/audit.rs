@@ -66,6 +66,9 @@ fn documented_action(stored: &str) -> &str {
         "update_agent" => "agent.updated",
         "delete_agent" => "agent.deleted",
         "resolve_alert" => "alert.resolved",
+        "trigger_deploy" => "deploy.triggered",
+        "cancel_deploy" => "deploy.cancelled",
+        "delete_deploy" => "deploy.deleted",
         other => other,
     }
 }

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod catalog;
+pub mod deploy;
 pub mod provision;
 pub mod tenants;
 pub mod usage;

@@ -1,0 +1,172 @@
+//! Deployments and services for the operator (API.md §8, plus events, cancel and delete).
+
+use std::collections::BTreeMap;
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::Context;
+use crate::clock;
+use crate::deploy::{DeployEvent, Deployer, services};
+use crate::error::ApiError;
+use crate::http::{Request, Response, response, sse};
+use crate::store::audit;
+use crate::store::deploys::{self, DeployRecord};
+
+/// Deploys listed by `GET /api/admin/deploys`.
+const RECENT: usize = 20;
+
+#[derive(Deserialize)]
+struct DeployBody {
+    target: String,
+}
+
+fn view(record: &DeployRecord) -> Value {
+    json!({
+        "id": record.id,
+        "target": record.target,
+        "status": record.status,
+        "started_at": clock::rfc3339(record.started_at),
+        "finished_at": record.finished_at.map(clock::rfc3339),
+        "output": record.output,
+        "exit_code": record.exit_code,
+        "note": record.note,
+    })
+}
+
+pub async fn start(ctx: &Context, request: Request) -> Result<Response, ApiError> {
+    let body: DeployBody = ctx.json(request).await?;
+    let record = Deployer::start(&ctx.app, &body.target).await?;
+    let entry = super::audit::entry(ctx, "trigger_deploy", "deploy", &record.id, json!({ "target": record.target }));
+    ctx.app.store().write(move |txn| audit::append(txn, &entry)).await?;
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({ "id": record.id, "status": "running", "message": format!("Deployment started for {}", record.target), "target": record.target }),
+    ))
+}
+
+/// The record as of now: live output for a running deploy, the stored one otherwise.
+async fn current(ctx: &Context, id: &str) -> Result<DeployRecord, ApiError> {
+    if let Some(running) = ctx.app.deployer().running(id) {
+        return Ok(running.snapshot().0);
+    }
+    let key = id.to_string();
+    ctx.app.store().read(move |txn| deploys::get(txn, &key)).await?.ok_or_else(|| deploys::not_found(id).into())
+}
+
+pub async fn get(ctx: &Context, id: &str) -> Result<Response, ApiError> {
+    Ok(response::json(StatusCode::OK, &view(&current(ctx, id).await?)))
+}
+
+pub async fn list(ctx: &Context) -> Result<Response, ApiError> {
+    let records = ctx.app.store().read(|txn| deploys::recent(txn, RECENT)).await?;
+    let items: Vec<Value> = records
+        .into_iter()
+        .map(|r| match ctx.app.deployer().running(&r.id) {
+            Some(running) => view(&running.snapshot().0),
+            None => view(&r),
+        })
+        .collect();
+    Ok(response::json(StatusCode::OK, &json!({ "deploys": items })))
+}
+
+/// SSE: a `state` event with the record so far, then `output` lines and a final `status`
+/// event; a finished deploy gets its state and final status at once.
+pub async fn events(ctx: &Context, id: &str) -> Result<Response, ApiError> {
+    let running = ctx.app.deployer().running(id);
+    // Subscribe before the snapshot so no line falls between them; lines already in the
+    // snapshot are skipped by sequence number.
+    let subscription = running.as_ref().map(|r| r.subscribe());
+    let (snapshot, seen) = match &running {
+        Some(r) => r.snapshot(),
+        None => (current(ctx, id).await?, 0),
+    };
+    let (sender, response) = sse::response(&[]);
+    tokio::spawn(async move {
+        let state = json!({ "id": snapshot.id, "target": snapshot.target, "status": snapshot.status, "output": snapshot.output });
+        if sender.send(sse::named("state", &state.to_string())).await.is_err() {
+            return;
+        }
+        let Some(mut events) = subscription else {
+            let _ = sender.send(sse::named("status", &view(&snapshot).to_string())).await;
+            return;
+        };
+        loop {
+            match events.recv().await {
+                Ok(DeployEvent::Output { seq, line }) if seq > seen => {
+                    if sender.send(sse::named("output", &line)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(DeployEvent::Output { .. }) => {}
+                Ok(DeployEvent::Finished(record)) => {
+                    let _ = sender.send(sse::named("status", &view(&record).to_string())).await;
+                    return;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    let note = format!("[{missed} output lines skipped: the client fell behind]");
+                    if sender.send(sse::named("output", &note)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(response)
+}
+
+pub async fn cancel(ctx: &Context, id: &str) -> Result<Response, ApiError> {
+    let Some(record) = ctx.app.deployer().cancel(id).await else {
+        // Not running: unknown (404) or already finished (409).
+        let existing = current(ctx, id).await?;
+        return Err(ApiError::Conflict(format!(
+            "Deploy '{}' is not running (status: {})",
+            existing.id, existing.status
+        )));
+    };
+    let entry = super::audit::entry(ctx, "cancel_deploy", "deploy", id, json!({ "target": record.target }));
+    ctx.app.store().write(move |txn| audit::append(txn, &entry)).await?;
+    Ok(response::json(StatusCode::OK, &view(&record)))
+}
+
+pub async fn delete(ctx: &Context, id: &str) -> Result<Response, ApiError> {
+    if ctx.app.deployer().running(id).is_some() {
+        return Err(ApiError::Conflict(format!("Deploy '{id}' is still running; cancel it first")));
+    }
+    let entry = super::audit::entry(ctx, "delete_deploy", "deploy", id, json!({}));
+    let key = id.to_string();
+    ctx.app
+        .store()
+        .write(move |txn| {
+            deploys::delete(txn, &key)?;
+            audit::append(txn, &entry)
+        })
+        .await?;
+    Ok(response::no_content())
+}
+
+pub async fn services(ctx: &Context) -> Result<Response, ApiError> {
+    let own_port = ctx.app.bound_addr().map(|a| a.port());
+    let mut out = BTreeMap::new();
+    for service in &ctx.app.config().services {
+        out.insert(service.name.clone(), services::status(service, own_port).await);
+    }
+    Ok(response::json(StatusCode::OK, &out))
+}
+
+pub async fn logs(ctx: &Context, name: &str) -> Result<Response, ApiError> {
+    let service = ctx
+        .app
+        .config()
+        .services
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("Unknown service: {name}")))?;
+    let lines = services::logs(service).await.map_err(|e| match e {
+        services::LogError::NoSource(_) => ApiError::NotFound(e.to_string()),
+        services::LogError::Read(_) => ApiError::Internal(e.to_string()),
+    })?;
+    Ok(response::json(StatusCode::OK, &json!({ "service": name, "lines": lines })))
+}

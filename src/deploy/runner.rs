@@ -1,0 +1,289 @@
+//! Running deploy targets. A request names a target; its configured commands run in order
+//! through `sh -c`, each in its own process group so that cancel and timeout kill everything it
+//! started. Output lines are captured in arrival order (capped, tail kept), broadcast to SSE
+//! subscribers and persisted: at start, every second while running, and at the end.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::Command;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+
+use super::output::CappedOutput;
+use crate::app::App;
+use crate::clock;
+use crate::config::DeployTarget;
+use crate::error::ApiError;
+use crate::store::deploys::{self, DeployRecord};
+
+/// How often a running deploy's output is saved.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+/// What SSE subscribers receive.
+#[derive(Debug, Clone)]
+pub enum DeployEvent {
+    /// One output line; `seq` counts lines from 1, so a late subscriber can skip what its
+    /// snapshot already holds.
+    Output { seq: u64, line: String },
+    /// The deploy ended; the final record.
+    Finished(DeployRecord),
+}
+
+/// A deploy in progress.
+pub struct Running {
+    record: Mutex<(DeployRecord, CappedOutput)>,
+    events: broadcast::Sender<DeployEvent>,
+    cancel: Notify,
+    finished: watch::Sender<Option<DeployRecord>>,
+}
+
+impl Running {
+    /// The record as of now (output so far) and the number of lines it holds.
+    pub fn snapshot(&self) -> (DeployRecord, u64) {
+        let guard = match self.record.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (record, output) = &*guard;
+        (DeployRecord { output: output.render(), ..record.clone() }, output.lines)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<DeployEvent> {
+        self.events.subscribe()
+    }
+
+    fn push(&self, line: &str) {
+        let seq = {
+            let mut guard = match self.record.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            guard.1.push_line(line);
+            guard.1.lines
+        };
+        let _ = self.events.send(DeployEvent::Output { seq, line: line.to_string() });
+    }
+}
+
+pub struct Deployer {
+    targets: Vec<DeployTarget>,
+    output_cap: usize,
+    /// Running deploys by id.
+    running: Mutex<HashMap<String, Arc<Running>>>,
+}
+
+impl Deployer {
+    pub fn new(targets: Vec<DeployTarget>, output_cap: usize) -> Deployer {
+        Deployer { targets, output_cap, running: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn target_names(&self) -> Vec<&str> {
+        self.targets.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    fn running_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Running>>> {
+        match self.running.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub fn running(&self, id: &str) -> Option<Arc<Running>> {
+        self.running_map().get(id).cloned()
+    }
+
+    /// Start a deploy of `target` (case-insensitive): 404 for an unknown target, 409 while
+    /// the same target is running. Returns once the record is stored.
+    pub async fn start(app: &Arc<App>, target: &str) -> Result<DeployRecord, ApiError> {
+        let deployer = app.deployer();
+        let wanted = target.trim().to_lowercase();
+        let Some(config) = deployer.targets.iter().find(|t| t.name.to_lowercase() == wanted).cloned() else {
+            let known = deployer.target_names().join(", ");
+            return Err(ApiError::NotFound(format!(
+                "Unknown deploy target '{target}'. Configured targets: {}",
+                if known.is_empty() { "none (add [[deploy.targets]] to ares.toml)" } else { &known }
+            )));
+        };
+        let now = clock::now_unix();
+        let record = DeployRecord {
+            id: format!("{}-{}", config.name, uuid::Uuid::now_v7().simple()),
+            target: config.name.clone(),
+            status: "running".into(),
+            started_at: now,
+            finished_at: None,
+            output: String::new(),
+            exit_code: None,
+            note: None,
+        };
+        let running = Arc::new(Running {
+            record: Mutex::new((record.clone(), CappedOutput::new(deployer.output_cap))),
+            events: broadcast::channel(1024).0,
+            cancel: Notify::new(),
+            finished: watch::channel(None).0,
+        });
+        {
+            // Check and claim under one lock, so two requests cannot both start the target.
+            let mut map = deployer.running_map();
+            if let Some((id, _)) = map.iter().find(|(_, r)| r.snapshot().0.target == config.name) {
+                return Err(ApiError::Conflict(format!("Deploy already running for '{}' (id: {id})", config.name)));
+            }
+            map.insert(record.id.clone(), running.clone());
+        }
+        let stored = record.clone();
+        if let Err(e) = app.store().write(move |txn| deploys::put(txn, &stored)).await {
+            deployer.running_map().remove(&record.id);
+            return Err(e.into());
+        }
+        tokio::spawn(execute(app.clone(), config, running));
+        Ok(record)
+    }
+
+    /// Ask a running deploy to stop and wait (up to 15 s) for its final record.
+    pub async fn cancel(&self, id: &str) -> Option<DeployRecord> {
+        let running = self.running(id)?;
+        let mut finished = running.finished.subscribe();
+        running.cancel.notify_one();
+        let wait = async {
+            loop {
+                if let Some(record) = finished.borrow().clone() {
+                    return Some(record);
+                }
+                if finished.changed().await.is_err() {
+                    return finished.borrow().clone();
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), wait).await.ok().flatten()
+    }
+}
+
+/// Why a command stopped.
+enum Ended {
+    Exited(Option<i32>),
+    TimedOut,
+    Cancelled,
+    SpawnFailed(String),
+}
+
+async fn execute(app: Arc<App>, config: DeployTarget, running: Arc<Running>) {
+    let deadline = Instant::now() + Duration::from_secs(config.timeout_secs);
+    let persister = tokio::spawn(persist_periodically(app.clone(), running.clone()));
+    let mut ended = Ended::Exited(Some(0));
+    for command in &config.commands {
+        running.push(&format!("$ {command}"));
+        ended = run_one(&config, command, &running, deadline).await;
+        if !matches!(ended, Ended::Exited(Some(0))) {
+            break;
+        }
+    }
+    persister.abort();
+
+    let (status, exit_code, note) = match &ended {
+        Ended::Exited(Some(0)) => ("success", Some(0), None),
+        Ended::Exited(code) => ("failed", *code, code.map_or(Some("killed by a signal".to_string()), |_| None)),
+        Ended::TimedOut => ("failed", None, Some(format!("timed out after {} s", config.timeout_secs))),
+        Ended::Cancelled => ("failed", None, Some("cancelled".to_string())),
+        Ended::SpawnFailed(e) => ("failed", None, Some(format!("could not start: {e}"))),
+    };
+    match (&ended, exit_code) {
+        (Ended::Exited(_), Some(code)) if code != 0 => running.push(&format!("[exited with code {code}]")),
+        (_, _) => {
+            if let Some(note) = &note {
+                running.push(&format!("[deploy {note}]"));
+            }
+        }
+    }
+    let (mut record, _) = running.snapshot();
+    record.status = status.into();
+    record.finished_at = Some(clock::now_unix());
+    record.exit_code = exit_code;
+    record.note = note;
+    let stored = record.clone();
+    if let Err(e) = app.store().write(move |txn| deploys::put(txn, &stored)).await {
+        tracing::error!(deploy = %record.id, error = %e, "could not store the final deploy record");
+    }
+    app.deployer().running_map().remove(&record.id);
+    tracing::info!(deploy = %record.id, status = %record.status, "deploy finished");
+    let _ = running.events.send(DeployEvent::Finished(record.clone()));
+    let _ = running.finished.send(Some(record));
+}
+
+/// Save the output so far once a second while it changes.
+async fn persist_periodically(app: Arc<App>, running: Arc<Running>) {
+    let mut saved_lines = 0;
+    loop {
+        tokio::time::sleep(PERSIST_EVERY).await;
+        let (record, lines) = running.snapshot();
+        if lines != saved_lines {
+            saved_lines = lines;
+            app.store().write_detached(move |txn| deploys::put(txn, &record));
+        }
+    }
+}
+
+async fn run_one(config: &DeployTarget, command: &str, running: &Arc<Running>, deadline: Instant) -> Ended {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(command).envs(&config.env).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(dir) = &config.workdir {
+        cmd.current_dir(dir);
+    }
+    // Its own process group: cancel and timeout kill the whole tree it starts.
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => return Ended::SpawnFailed(e.to_string()),
+    };
+    let pid = child.id();
+    let (lines_tx, mut lines) = mpsc::channel::<String>(256);
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(forward(BufReader::new(stdout), lines_tx.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward(BufReader::new(stderr), lines_tx.clone()));
+    }
+    drop(lines_tx);
+
+    let finished = async {
+        while let Some(line) = lines.recv().await {
+            running.push(&line);
+        }
+        child.wait().await
+    };
+    let outcome = tokio::select! {
+        status = finished => Ended::Exited(status.ok().and_then(|s| s.code())),
+        () = tokio::time::sleep_until(deadline.into()) => Ended::TimedOut,
+        () = running.cancel.notified() => Ended::Cancelled,
+    };
+    if matches!(outcome, Ended::TimedOut | Ended::Cancelled) {
+        if let Some(pid) = pid {
+            kill_group(pid).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        // Whatever the group printed before dying.
+        while let Ok(Some(line)) = tokio::time::timeout(Duration::from_millis(100), lines.recv()).await {
+            running.push(&line);
+        }
+    }
+    outcome
+}
+
+async fn forward<R: tokio::io::AsyncRead + Unpin>(reader: BufReader<R>, lines: mpsc::Sender<String>) {
+    let mut reader = reader.lines();
+    while let Ok(Some(line)) = reader.next_line().await {
+        if lines.send(line).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// SIGKILL the process group `pid` leads (through `kill`, since this crate has no unsafe code).
+async fn kill_group(pid: u32) {
+    let result = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{pid}")).status().await;
+    if let Err(e) = result {
+        tracing::warn!(pid, error = %e, "could not kill a deploy's process group");
+    }
+}
