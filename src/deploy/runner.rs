@@ -55,6 +55,11 @@ impl Running {
         self.events.subscribe()
     }
 
+    /// The final record, once the deploy has ended (set before `Finished` is broadcast).
+    pub fn finished_record(&self) -> Option<DeployRecord> {
+        self.finished.borrow().clone()
+    }
+
     fn push(&self, line: &str) {
         let seq = {
             let mut guard = match self.record.lock() {
@@ -180,6 +185,9 @@ async fn execute(app: Arc<App>, config: DeployTarget, running: Arc<Running>) {
         }
     }
     persister.abort();
+    // Wait until it has stopped: an abort lands only at an await, so a save already under way
+    // could otherwise be queued after the final record and store a stale `running` one.
+    let _ = persister.await;
 
     let (status, exit_code, note) = match &ended {
         Ended::Exited(Some(0)) => ("success", Some(0), None),
@@ -207,8 +215,10 @@ async fn execute(app: Arc<App>, config: DeployTarget, running: Arc<Running>) {
     }
     app.deployer().running_map().remove(&record.id);
     tracing::info!(deploy = %record.id, status = %record.status, "deploy finished");
-    let _ = running.events.send(DeployEvent::Finished(record.clone()));
-    let _ = running.finished.send(Some(record));
+    // `finished` first (and stored even with no receiver): a subscriber that misses the
+    // broadcast sees it there.
+    running.finished.send_replace(Some(record.clone()));
+    let _ = running.events.send(DeployEvent::Finished(record));
 }
 
 /// Save the output so far once a second while it changes.
@@ -226,7 +236,13 @@ async fn persist_periodically(app: Arc<App>, running: Arc<Running>) {
 
 async fn run_one(config: &DeployTarget, command: &str, running: &Arc<Running>, deadline: Instant) -> Ended {
     let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(command).envs(&config.env).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // stderr joins stdout in one pipe: two pipes read concurrently lose the order of the lines.
+    cmd.arg("-c")
+        .arg(format!("exec 2>&1\n{command}"))
+        .envs(&config.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(dir) = &config.workdir {
         cmd.current_dir(dir);
     }

@@ -86,6 +86,7 @@ pub struct TestServerBuilder {
     config: String,
     env: HashMap<String, String>,
     data_dir: Option<DataDir>,
+    listener: Option<std::net::TcpListener>,
 }
 
 impl TestServerBuilder {
@@ -110,6 +111,13 @@ impl TestServerBuilder {
     /// Serve from `path` (which the test owns) instead of a fresh temporary directory.
     pub fn data_dir(mut self, path: &Path) -> Self {
         self.data_dir = Some(DataDir::Borrowed(path.to_path_buf()));
+        self
+    }
+
+    /// Serve on `listener` (bound by the test, so its port can go into the config) instead of
+    /// a fresh 127.0.0.1:0. A restart binds a fresh port again.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.listener = Some(listener);
         self
     }
 
@@ -140,7 +148,10 @@ impl TestServerBuilder {
             (None, None) => read_secret(data_dir.path(), "admin_secret"),
         };
 
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let listener = match self.listener {
+            Some(listener) => listener,
+            None => std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"),
+        };
         listener.set_nonblocking(true).expect("non-blocking listener");
         let addr = listener.local_addr().expect("bound address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -208,7 +219,7 @@ pub struct TestServer {
 impl TestServer {
     /// Defaults: [`ADMIN_SECRET`], [`JWT_SECRET`], a fresh temp data dir, a generous rate limit.
     pub fn builder() -> TestServerBuilder {
-        TestServerBuilder { config: merge_toml(BASE_CONFIG, ""), env: default_env(), data_dir: None }
+        TestServerBuilder { config: merge_toml(BASE_CONFIG, ""), env: default_env(), data_dir: None, listener: None }
     }
 
     pub fn start() -> TestServer {
@@ -325,6 +336,7 @@ impl TestServer {
             config: self.config.clone(),
             env: self.env.as_ref().clone(),
             data_dir: self.data_dir.take(),
+            listener: None,
         };
         builder.start()
     }

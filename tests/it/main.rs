@@ -17,6 +17,7 @@ mod cli;
 mod conversations;
 mod cors;
 mod crash;
+mod deploys;
 mod http_basics;
 mod isolation;
 mod migrations;

@@ -78,9 +78,14 @@ pub async fn events(ctx: &Context, id: &str) -> Result<Response, ApiError> {
     // Subscribe before the snapshot so no line falls between them; lines already in the
     // snapshot are skipped by sequence number.
     let subscription = running.as_ref().map(|r| r.subscribe());
-    let (snapshot, seen) = match &running {
-        Some(r) => r.snapshot(),
-        None => (current(ctx, id).await?, 0),
+    // Ended between the lookup and the subscription: its `Finished` may be gone, so serve it
+    // as finished.
+    let finished = running.as_ref().and_then(|r| r.finished_record());
+    let subscription = if finished.is_some() { None } else { subscription };
+    let (snapshot, seen) = match (&running, finished) {
+        (_, Some(record)) => (record, 0),
+        (Some(r), None) => r.snapshot(),
+        (None, None) => (current(ctx, id).await?, 0),
     };
     let (sender, response) = sse::response(&[]);
     tokio::spawn(async move {
@@ -126,8 +131,11 @@ pub async fn cancel(ctx: &Context, id: &str) -> Result<Response, ApiError> {
             existing.id, existing.status
         )));
     };
-    let entry = super::audit::entry(ctx, "cancel_deploy", "deploy", id, json!({ "target": record.target }));
-    ctx.app.store().write(move |txn| audit::append(txn, &entry)).await?;
+    // A deploy that finished on its own just as the cancel arrived was not cancelled.
+    if record.note.as_deref() == Some("cancelled") {
+        let entry = super::audit::entry(ctx, "cancel_deploy", "deploy", id, json!({ "target": record.target }));
+        ctx.app.store().write(move |txn| audit::append(txn, &entry)).await?;
+    }
     Ok(response::json(StatusCode::OK, &view(&record)))
 }
 
