@@ -10,7 +10,6 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::metering::periods::{day_start, month_start};
 use crate::store::usage::{self, UsageEventRecord};
 use crate::store::{Error, Store};
 
@@ -41,7 +40,7 @@ impl UsageRecorder {
     pub fn flush_detached(&self, store: &Store) {
         let events = self.take();
         if !events.is_empty() {
-            store.write_detached(move |txn| write_all(txn, &events));
+            store.write_detached(move |txn| usage::record_all(txn, &events));
         }
     }
 
@@ -51,13 +50,6 @@ impl UsageRecorder {
         if events.is_empty() {
             return store.flush().await;
         }
-        store.write(move |txn| write_all(txn, &events)).await
+        store.write(move |txn| usage::record_all(txn, &events)).await
     }
-}
-
-fn write_all(txn: &redb::WriteTransaction, events: &[UsageEventRecord]) -> Result<(), Error> {
-    for event in events {
-        usage::record(txn, event, month_start(event.created_at), day_start(event.created_at))?;
-    }
-    Ok(())
 }

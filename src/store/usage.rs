@@ -67,6 +67,16 @@ pub fn record(txn: &WriteTransaction, event: &UsageEventRecord, month_start: i64
     })
 }
 
+/// Record a batch of events, each in its own UTC month and day.
+pub fn record_all(txn: &WriteTransaction, events: &[UsageEventRecord]) -> Result<(), Error> {
+    for event in events {
+        let month = crate::metering::periods::month_start(event.created_at);
+        let day = crate::metering::periods::day_start(event.created_at);
+        record(txn, event, month, day)?;
+    }
+    Ok(())
+}
+
 /// Change a tenant's day record and the platform's day record the same way.
 pub(super) fn update_daily(
     txn: &WriteTransaction,
