@@ -6,6 +6,7 @@ pub mod builtin;
 pub mod catalog;
 pub mod spec;
 pub mod templates;
+pub mod toon;
 
 pub use catalog::Catalog;
 pub use spec::{AgentSource, AgentSpec};

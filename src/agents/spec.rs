@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::config::{AgentConfig, ToonPrompt};
 use crate::store::agents::TenantAgentRecord;
+use crate::store::user_agents::UserAgentRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentSource {
@@ -75,6 +76,25 @@ impl AgentSpec {
             temperature: config.temperature,
             max_iterations: config.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS),
             parallel_tools: true,
+            enabled: true,
+        }
+    }
+
+    /// A user's agent (own or community).
+    pub fn from_user_agent(agent: &UserAgentRecord) -> AgentSpec {
+        AgentSpec {
+            name: agent.name.clone(),
+            display_name: agent.display_name.clone().unwrap_or_else(|| agent.name.clone()),
+            description: agent.description.clone().unwrap_or_default(),
+            source: AgentSource::User,
+            id: Some(agent.id.clone()),
+            model: Some(agent.model.clone()),
+            system_prompt: agent.system_prompt.clone().unwrap_or_default(),
+            tools: agent.tools.clone(),
+            max_tokens: None,
+            temperature: None,
+            max_iterations: agent.max_tool_iterations.max(1),
+            parallel_tools: agent.parallel_tools,
             enabled: true,
         }
     }

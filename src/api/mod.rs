@@ -12,6 +12,7 @@ mod conversations;
 mod health;
 pub(crate) mod metered;
 pub mod routes;
+pub(crate) mod user_agents;
 mod users;
 mod v1;
 mod views;
@@ -134,6 +135,13 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::RenameConversation { id } => conversations::rename(ctx, &id, request).await,
         Route::DeleteConversation { id } => conversations::delete(ctx, &id).await,
         Route::V1RunAgent { name } => v1::runs::run(ctx, &name, request).await,
+        Route::ListUserAgents => user_agents::list(ctx, &request).await,
+        Route::CreateUserAgent => user_agents::create(ctx, request).await,
+        Route::ImportUserAgent => user_agents::import(ctx, request).await,
+        Route::GetUserAgent { name } => user_agents::get(ctx, &name, &request).await,
+        Route::UpdateUserAgent { name } => user_agents::update(ctx, &name, request).await,
+        Route::DeleteUserAgent { name } => user_agents::delete(ctx, &name).await,
+        Route::ExportUserAgent { name } => user_agents::export(ctx, &name).await,
 
         Route::AdminCreateTenant => admin::tenants::create(ctx, request).await,
         Route::AdminListTenants => admin::tenants::list(ctx).await,

@@ -82,7 +82,7 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
         None => None,
     };
     let (agent, routing_usage) = match input.agent_type.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-        Some(name) => (resolve_agent(app, &input.caller, name)?, Usage::default()),
+        Some(name) => (resolve_agent(app, &input.caller, name).await?, Usage::default()),
         None => route(app, &input.caller, &input.message).await?,
     };
     let model = match model_override {
@@ -156,8 +156,9 @@ fn trim_history(history: &mut Vec<Message>, budget: u64) {
     history.drain(..keep_from);
 }
 
-/// A named agent: the caller's own agents first, then the platform's.
-pub fn resolve_agent(app: &Arc<App>, caller: &Caller, name: &str) -> Result<AgentSpec, ApiError> {
+/// A named agent: the caller's own agents first (a tenant's agents; a user's agents, then other
+/// users' public ones), then the platform's.
+pub async fn resolve_agent(app: &Arc<App>, caller: &Caller, name: &str) -> Result<AgentSpec, ApiError> {
     let builtin_name = name.to_lowercase();
     let is_platform_name = app.agents().get(&builtin_name).is_some();
     if builtin_name == "router" {
@@ -171,6 +172,12 @@ pub fn resolve_agent(app: &Arc<App>, caller: &Caller, name: &str) -> Result<Agen
             }
             return Ok(AgentSpec::from_tenant_agent(&agent));
         }
+    }
+    if let Caller::User { user_id } = caller
+        && let Some((agent, tier)) = crate::api::user_agents::resolve(app, user_id, name).await?
+        && tier != crate::api::user_agents::Tier::System
+    {
+        return Ok(AgentSpec::from_user_agent(&agent));
     }
     let lookup = if is_platform_name { builtin_name.as_str() } else { name };
     app.agents().get(lookup).cloned().ok_or_else(|| agent_not_found(name))
@@ -194,8 +201,10 @@ async fn route(app: &Arc<App>, caller: &Caller, message: &str) -> Result<(AgentS
     };
     let turn = coordinator::run(&model, messages, app.tools(), &options).await.map_err(|f| ApiError::from(f.error))?;
     let chosen = app.agents().parse_route(&turn.content);
-    let agent = resolve_agent(app, caller, &chosen)
-        .or_else(|_| resolve_agent(app, caller, crate::agents::builtin::ROUTER_FALLBACK))?;
+    let agent = match resolve_agent(app, caller, &chosen).await {
+        Ok(agent) => agent,
+        Err(_) => resolve_agent(app, caller, crate::agents::builtin::ROUTER_FALLBACK).await?,
+    };
     tracing::debug!(route = %chosen, "router chose an agent");
     Ok((agent, turn.usage))
 }

@@ -73,6 +73,12 @@ pub const MIGRATIONS: &[Migration] = &[
         definition: "create deploys(&str->DeployRecord v1); deploys_by_time((i64,&str)->&str)",
         apply: deployments,
     },
+    Migration {
+        version: 5,
+        description: "user agents",
+        definition: "create user_agents((&str,&str)->UserAgentRecord v1)",
+        apply: user_agents,
+    },
 ];
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
@@ -122,6 +128,11 @@ fn deployments(txn: &WriteTransaction) -> Result<(), Error> {
     use super::tables::{DEPLOYS, DEPLOYS_BY_TIME};
     txn.open_table(DEPLOYS)?;
     txn.open_table(DEPLOYS_BY_TIME)?;
+    Ok(())
+}
+
+fn user_agents(txn: &WriteTransaction) -> Result<(), Error> {
+    txn.open_table(super::tables::USER_AGENTS)?;
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub mod runs;
 pub mod templates;
 pub mod tenants;
 pub mod usage;
+pub mod user_agents;
 pub mod users;
 
 #[cfg(test)]

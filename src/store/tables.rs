@@ -105,3 +105,8 @@ pub const DEPLOYS: TableDefinition<&str, &[u8]> = TableDefinition::new("deploys"
 /// `(started_at, order key) → deploy_id`: newest first by reverse scan. The order key is the
 /// id's time-ordered (UUIDv7) suffix, so deploys started in the same second keep their order.
 pub const DEPLOYS_BY_TIME: TableDefinition<(i64, &str), &str> = TableDefinition::new("deploys_by_time");
+
+// ---- Schema version 5: user agents ----
+
+/// `(user_id, agent_name) → UserAgentRecord`.
+pub const USER_AGENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_agents");

@@ -28,4 +28,5 @@ mod runs;
 mod streaming;
 mod tenancy;
 mod tools;
+mod user_agents;
 mod v1;

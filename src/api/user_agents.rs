@@ -1,0 +1,422 @@
+//! `/api/user/agents*` (API.md §1.6): a user's own agents, TOON import/export, and the
+//! three-tier lookup (own → community → system) for reading and chatting.
+
+use http::{HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::agents::{AgentSpec, toon};
+use crate::api::Context;
+use crate::api::context::query;
+use crate::app::App;
+use crate::clock;
+use crate::error::ApiError;
+use crate::http::{Request, Response, response};
+use crate::store::user_agents::{self, UserAgentRecord};
+
+/// The tool-loop cap when a document does not set one.
+const DEFAULT_MAX_TOOL_ITERATIONS: u32 = 10;
+
+/// Where a resolved agent came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    User,
+    Community,
+    System,
+}
+
+impl Tier {
+    fn as_str(self) -> &'static str {
+        match self {
+            Tier::User => "user",
+            Tier::Community => "community",
+            Tier::System => "system",
+        }
+    }
+}
+
+/// A create/import/update body: the flat form, or the guide's `{name, agent_type, config{...}}`.
+#[derive(Default, Deserialize)]
+struct AgentBody {
+    name: Option<String>,
+    model: Option<String>,
+    system_prompt: Option<String>,
+    tools: Option<Vec<String>>,
+    display_name: Option<String>,
+    description: Option<String>,
+    max_tool_iterations: Option<u32>,
+    parallel_tools: Option<bool>,
+    is_public: Option<bool>,
+    agent_type: Option<String>,
+    config: Option<Map<String, Value>>,
+}
+
+fn owner(ctx: &Context) -> Result<String, ApiError> {
+    Ok(ctx.user()?.user_id.clone())
+}
+
+fn validate_name(name: &str) -> Result<(), ApiError> {
+    let valid = !name.is_empty()
+        && name.chars().count() <= 64
+        && name.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest("Agent name must be alphanumeric with hyphens and underscores only".into()))
+    }
+}
+
+fn validate_model(app: &App, model: &str) -> Result<(), ApiError> {
+    if app.llm().lookup(model).is_some() {
+        return Ok(());
+    }
+    let available: Vec<&str> = app.llm().models().iter().map(|m| m.name.as_str()).collect();
+    Err(ApiError::Unprocessable(format!("Model '{model}' not found. Available models: {available:?}")))
+}
+
+fn validate_tools(app: &App, tools: &[String]) -> Result<(), ApiError> {
+    let available = app.tools().available();
+    match tools.iter().find(|t| !available.contains(&t.as_str())) {
+        Some(unknown) => {
+            Err(ApiError::Unprocessable(format!("Tool '{unknown}' not found. Available tools: {available:?}")))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A new record from a body (after validation), owned by `user_id`.
+fn record_from(app: &App, user_id: &str, body: AgentBody) -> Result<UserAgentRecord, ApiError> {
+    let mut config = body.config.unwrap_or_default();
+    let take_str = |config: &mut Map<String, Value>, key: &str| match config.remove(key) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let name = body.name.ok_or_else(|| ApiError::MissingField("name".into()))?;
+    validate_name(&name)?;
+    let model =
+        body.model.or_else(|| take_str(&mut config, "model")).ok_or_else(|| ApiError::MissingField("model".into()))?;
+    validate_model(app, &model)?;
+    let system_prompt = body.system_prompt.or_else(|| take_str(&mut config, "system_prompt"));
+    let tools = match body.tools {
+        Some(tools) => tools,
+        None => match config.remove("tools") {
+            Some(Value::Array(items)) => items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        },
+    };
+    validate_tools(app, &tools)?;
+    if let Some(kind) = body.agent_type {
+        config.insert("agent_type".into(), Value::String(kind));
+    }
+    let max_tool_iterations = body.max_tool_iterations.unwrap_or(DEFAULT_MAX_TOOL_ITERATIONS);
+    if max_tool_iterations == 0 {
+        return Err(ApiError::Unprocessable("max_tool_iterations must be at least 1".into()));
+    }
+    let now = clock::now_unix();
+    Ok(UserAgentRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: user_id.to_string(),
+        name,
+        display_name: body.display_name,
+        description: body.description,
+        model,
+        system_prompt,
+        tools,
+        max_tool_iterations,
+        parallel_tools: body.parallel_tools.unwrap_or(false),
+        is_public: body.is_public.unwrap_or(false),
+        usage_count: 0,
+        rating_sum: 0.0,
+        rating_count: 0,
+        extra_json: Value::Object(config).to_string(),
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// The AgentResponse shape.
+fn view(agent: &UserAgentRecord, tier: Tier) -> Value {
+    json!({
+        "id": agent.id,
+        "name": agent.name,
+        "display_name": agent.display_name,
+        "description": agent.description,
+        "model": agent.model,
+        "system_prompt": agent.system_prompt,
+        "tools": agent.tools,
+        "max_tool_iterations": agent.max_tool_iterations,
+        "parallel_tools": agent.parallel_tools,
+        "is_public": agent.is_public,
+        "usage_count": agent.usage_count,
+        "average_rating": (agent.rating_count > 0).then(|| agent.rating_sum / agent.rating_count as f64),
+        "created_at": agent.created_at,
+        "updated_at": agent.updated_at,
+        "source": tier.as_str(),
+    })
+}
+
+/// The TOON document of an agent (§5.2): the six fields in order, then extras sorted.
+pub fn to_toon(agent: &UserAgentRecord) -> String {
+    let mut fields: Vec<(String, Value)> = vec![
+        ("name".into(), json!(agent.name)),
+        ("model".into(), json!(agent.model)),
+        ("system_prompt".into(), agent.system_prompt.clone().map_or(Value::Null, Value::String)),
+        ("tools".into(), json!(agent.tools)),
+        ("max_tool_iterations".into(), json!(agent.max_tool_iterations)),
+        ("parallel_tools".into(), json!(agent.parallel_tools)),
+    ];
+    if let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(&agent.extra_json) {
+        fields.extend(extra);
+    }
+    toon::encode(&fields)
+}
+
+/// A TOON (or JSON object) agent document as a create body.
+fn body_from_document(text: &str) -> Result<AgentBody, ApiError> {
+    let invalid = |detail: String| ApiError::BadRequest(format!("Invalid TOON format: {detail}"));
+    let trimmed = text.trim();
+    let fields: Map<String, Value> = if trimmed.starts_with('{') {
+        match serde_json::from_str::<Value>(trimmed) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(invalid("expected a TOON document or a JSON object".into())),
+        }
+    } else {
+        toon::decode(text).map_err(|e| invalid(e.to_string()))?.into_iter().collect()
+    };
+    let mut fields = fields;
+    let string = |fields: &mut Map<String, Value>, key: &str, required: bool| -> Result<Option<String>, ApiError> {
+        match fields.remove(key) {
+            Some(Value::String(s)) => Ok(Some(s)),
+            None | Some(Value::Null) if !required => Ok(None),
+            None | Some(Value::Null) => Err(invalid(format!("Deserialization error: missing field `{key}`"))),
+            Some(other) => Err(invalid(format!("Deserialization error: invalid type for `{key}`: {other}"))),
+        }
+    };
+    let name = string(&mut fields, "name", true)?;
+    let model = string(&mut fields, "model", true)?;
+    let system_prompt = string(&mut fields, "system_prompt", false)?;
+    let tools = match fields.remove("tools") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .into_iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid("tools must be strings".into())))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(invalid("tools must be an array".into())),
+    };
+    let max_tool_iterations = match fields.remove("max_tool_iterations") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| invalid("max_tool_iterations must be a non-negative integer".into()))?,
+        ),
+    };
+    let parallel_tools = match fields.remove("parallel_tools") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(b),
+        Some(_) => return Err(invalid("parallel_tools must be true or false".into())),
+    };
+    Ok(AgentBody {
+        name,
+        model,
+        system_prompt,
+        tools,
+        max_tool_iterations,
+        parallel_tools,
+        config: Some(fields),
+        ..AgentBody::default()
+    })
+}
+
+fn created(agent: &UserAgentRecord) -> Response {
+    let mut body = view(agent, Tier::User);
+    body["toon_preview"] = to_toon(agent).into();
+    body["api_endpoint"] = format!("/api/user/agents/{}/chat", agent.name).into();
+    response::json(StatusCode::CREATED, &body)
+}
+
+async fn store_new(ctx: &Context, record: UserAgentRecord) -> Result<Response, ApiError> {
+    let stored = record.clone();
+    ctx.app.store().write(move |txn| user_agents::insert(txn, &stored)).await?;
+    Ok(created(&record))
+}
+
+pub async fn create(ctx: &Context, request: Request) -> Result<Response, ApiError> {
+    let body: AgentBody = ctx.json(request).await?;
+    let record = record_from(&ctx.app, &owner(ctx)?, body)?;
+    store_new(ctx, record).await
+}
+
+/// TOON (or a JSON object) whatever the Content-Type.
+pub async fn import(ctx: &Context, request: Request) -> Result<Response, ApiError> {
+    let bytes = ctx.body(request).await?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::BadRequest("Invalid TOON format: body is not UTF-8".into()))?;
+    let body = body_from_document(text)?;
+    let record = record_from(&ctx.app, &owner(ctx)?, body)?;
+    store_new(ctx, record).await
+}
+
+#[derive(Default, Deserialize)]
+struct ListQuery {
+    include_public: Option<bool>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let q: ListQuery = query(request)?;
+    let user = owner(ctx)?;
+    let (own, community) = ctx
+        .app
+        .store()
+        .read(move |txn| {
+            let own = user_agents::list(txn, &user)?;
+            let community = if q.include_public.unwrap_or(false) {
+                let names: Vec<String> = own.iter().map(|a| a.name.clone()).collect();
+                user_agents::public_of_others(txn, &user)?
+                    .into_iter()
+                    .filter(|a| !names.contains(&a.name))
+                    .skip(q.offset.unwrap_or(0))
+                    .take(q.limit.unwrap_or(50).clamp(1, 500))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok((own, community))
+        })
+        .await?;
+    let mut items: Vec<Value> = own.iter().map(|a| view(a, Tier::User)).collect();
+    items.extend(community.iter().map(|a| view(a, Tier::Community)));
+    Ok(response::json(StatusCode::OK, &Value::Array(items)))
+}
+
+/// Own agent, else another user's public one, else a platform agent (as a synthesized record).
+pub async fn resolve(app: &App, user_id: &str, name: &str) -> Result<Option<(UserAgentRecord, Tier)>, ApiError> {
+    let (user, wanted) = (user_id.to_string(), name.to_string());
+    let found = app
+        .store()
+        .read(move |txn| {
+            if let Some(agent) = user_agents::get(txn, &user, &wanted)? {
+                return Ok(Some((agent, Tier::User)));
+            }
+            Ok(user_agents::public_of_others(txn, &user)?
+                .into_iter()
+                .find(|a| a.name == wanted)
+                .map(|a| (a, Tier::Community)))
+        })
+        .await?;
+    if found.is_some() {
+        return Ok(found);
+    }
+    Ok(app.agents().get(name).map(|spec| (system_record(spec), Tier::System)))
+}
+
+fn system_record(spec: &AgentSpec) -> UserAgentRecord {
+    UserAgentRecord {
+        id: format!("system-{}", spec.name),
+        user_id: "system".into(),
+        name: spec.name.clone(),
+        display_name: None,
+        description: None,
+        model: spec.model.clone().unwrap_or_default(),
+        system_prompt: (!spec.system_prompt.is_empty()).then(|| spec.system_prompt.clone()),
+        tools: spec.tools.clone(),
+        max_tool_iterations: spec.max_iterations,
+        parallel_tools: spec.parallel_tools,
+        is_public: true,
+        usage_count: 0,
+        rating_sum: 0.0,
+        rating_count: 0,
+        extra_json: "{}".into(),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+#[derive(Default, Deserialize)]
+struct FormatQuery {
+    format: Option<String>,
+}
+
+fn toon_response(agent: &UserAgentRecord, attachment: bool) -> Response {
+    let mut out = http::Response::new(response::full(to_toon(agent)));
+    let headers = out.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/x-toon; charset=utf-8"));
+    if attachment && let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{}.toon\"", agent.name)) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    out
+}
+
+pub async fn get(ctx: &Context, name: &str, request: &Request) -> Result<Response, ApiError> {
+    let format: FormatQuery = query(request)?;
+    let (agent, tier) =
+        resolve(&ctx.app, &owner(ctx)?, name).await?.ok_or_else(|| ApiError::from(user_agents::not_found(name)))?;
+    if format.format.as_deref() == Some("toon") {
+        return Ok(toon_response(&agent, false));
+    }
+    Ok(response::json(StatusCode::OK, &view(&agent, tier)))
+}
+
+pub async fn export(ctx: &Context, name: &str) -> Result<Response, ApiError> {
+    let (agent, _) =
+        resolve(&ctx.app, &owner(ctx)?, name).await?.ok_or_else(|| ApiError::from(user_agents::not_found(name)))?;
+    Ok(toon_response(&agent, true))
+}
+
+pub async fn update(ctx: &Context, name: &str, request: Request) -> Result<Response, ApiError> {
+    let body: AgentBody = ctx.json(request).await?;
+    if let Some(model) = &body.model {
+        validate_model(&ctx.app, model)?;
+    }
+    if let Some(tools) = &body.tools {
+        validate_tools(&ctx.app, tools)?;
+    }
+    if body.max_tool_iterations == Some(0) {
+        return Err(ApiError::Unprocessable("max_tool_iterations must be at least 1".into()));
+    }
+    let (user, agent_name, now) = (owner(ctx)?, name.to_string(), clock::now_unix());
+    let updated = ctx
+        .app
+        .store()
+        .write(move |txn| {
+            user_agents::update(txn, &user, &agent_name, |a| {
+                if let Some(v) = &body.display_name {
+                    a.display_name = Some(v.clone());
+                }
+                if let Some(v) = &body.description {
+                    a.description = Some(v.clone());
+                }
+                if let Some(v) = &body.model {
+                    a.model = v.clone();
+                }
+                if let Some(v) = &body.system_prompt {
+                    a.system_prompt = Some(v.clone());
+                }
+                if let Some(v) = &body.tools {
+                    a.tools = v.clone();
+                }
+                if let Some(v) = body.max_tool_iterations {
+                    a.max_tool_iterations = v;
+                }
+                if let Some(v) = body.parallel_tools {
+                    a.parallel_tools = v;
+                }
+                if let Some(v) = body.is_public {
+                    a.is_public = v;
+                }
+                a.updated_at = now;
+            })
+        })
+        .await?;
+    Ok(response::json(StatusCode::OK, &view(&updated, Tier::User)))
+}
+
+pub async fn delete(ctx: &Context, name: &str) -> Result<Response, ApiError> {
+    let (user, agent_name) = (owner(ctx)?, name.to_string());
+    ctx.app.store().write(move |txn| user_agents::delete(txn, &user, &agent_name)).await?;
+    Ok(response::no_content())
+}
