@@ -50,6 +50,16 @@ fn call_id(index: usize) -> String {
 
 // ---------------------------------------------------------------- OpenAI-compatible
 
+/// Tool definitions in the `{"type": "function", "function": {...}}` shape that OpenAI and Ollama
+/// share.
+fn function_tools(request: &ChatRequest) -> Value {
+    request
+        .tools
+        .iter()
+        .map(|t| json!({ "type": "function", "function": { "name": t.name, "description": t.description, "parameters": t.parameters } }))
+        .collect()
+}
+
 fn openai_request(request: &ChatRequest, stream: bool) -> Value {
     let messages: Vec<Value> = request
         .messages
@@ -74,11 +84,7 @@ fn openai_request(request: &ChatRequest, stream: bool) -> Value {
         .collect();
     let mut body = json!({ "model": request.model, "messages": messages, "stream": stream });
     if !request.tools.is_empty() {
-        body["tools"] = request
-            .tools
-            .iter()
-            .map(|t| json!({ "type": "function", "function": { "name": t.name, "description": t.description, "parameters": t.parameters } }))
-            .collect();
+        body["tools"] = function_tools(request);
         if request.tools_disabled {
             body["tool_choice"] = "none".into();
         }
@@ -247,11 +253,7 @@ fn ollama_request(request: &ChatRequest, stream: bool) -> Value {
     let mut body = json!({ "model": request.model, "messages": messages, "stream": stream });
     // Ollama has no tool_choice: a forced final answer simply lists no tools.
     if !request.tools.is_empty() && !request.tools_disabled {
-        body["tools"] = request
-            .tools
-            .iter()
-            .map(|t| json!({ "type": "function", "function": { "name": t.name, "description": t.description, "parameters": t.parameters } }))
-            .collect();
+        body["tools"] = function_tools(request);
     }
     let mut options = serde_json::Map::new();
     if let Some(max) = request.max_tokens {

@@ -18,6 +18,19 @@ pub struct TenantRecord {
     pub updated_at: i64,
 }
 
+impl TenantRecord {
+    /// A new tenant with a fresh, time-ordered id.
+    pub fn new(name: String, tier: &str, now: i64) -> TenantRecord {
+        TenantRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            name,
+            tier: tier.to_string(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 impl Record for TenantRecord {
     const TABLE: &'static str = "tenants";
     const VERSION: u8 = 1;

@@ -40,13 +40,7 @@ pub async fn provision_client(ctx: &Context, request: Request) -> Result<Respons
         )));
     }
     let now = clock::now_unix();
-    let tenant = TenantRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        name,
-        tier: tier.as_str().to_string(),
-        created_at: now,
-        updated_at: now,
-    };
+    let tenant = TenantRecord::new(name, tier.as_str(), now);
     let entry = super::audit::entry(
         ctx,
         "provision_client",

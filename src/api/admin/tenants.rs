@@ -47,13 +47,7 @@ pub async fn create(ctx: &Context, request: Request) -> Result<Response, ApiErro
     let name = validate_name(&body.name)?;
     let tier = parse_tier(&body.tier)?;
     let now = clock::now_unix();
-    let tenant = TenantRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        name,
-        tier: tier.as_str().to_string(),
-        created_at: now,
-        updated_at: now,
-    };
+    let tenant = TenantRecord::new(name, tier.as_str(), now);
     let entry = super::audit::entry(
         ctx,
         "create_tenant",
