@@ -19,6 +19,7 @@ use crate::http::rate_limit::IpRateLimiter;
 use crate::llm::Registry;
 use crate::metering::Meter;
 use crate::metering::recorder::UsageRecorder;
+use crate::orchestration::workflow::Workflows;
 use crate::store::Store;
 use crate::tools::toolbox::ToolBox;
 
@@ -37,6 +38,8 @@ pub struct App {
     llm: Registry,
     /// Platform agents (built-in and from ares.toml).
     agents: Catalog,
+    /// Built-in and configured workflows.
+    workflows: Workflows,
     tools: ToolBox,
     deployer: Deployer,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
@@ -69,6 +72,7 @@ impl App {
             usage: UsageRecorder::default(),
             llm: Registry::new(&config, env),
             agents: Catalog::new(&config),
+            workflows: Workflows::new(&config),
             tools: ToolBox::new(&config),
             deployer: Deployer::new(config.deploy.targets.clone(), config.deploy.output_cap_bytes),
             key_use: Mutex::new(HashMap::new()),
@@ -110,6 +114,10 @@ impl App {
 
     pub fn agents(&self) -> &Catalog {
         &self.agents
+    }
+
+    pub fn workflows(&self) -> &Workflows {
+        &self.workflows
     }
 
     pub fn tools(&self) -> &ToolBox {

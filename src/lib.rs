@@ -15,9 +15,12 @@ pub mod deploy;
 pub mod error;
 pub mod http;
 pub mod llm;
+pub mod memory;
 pub mod metering;
+pub mod orchestration;
 pub mod store;
 pub mod tools;
+pub mod toon;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

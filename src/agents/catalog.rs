@@ -30,21 +30,36 @@ impl Catalog {
         self.agents.iter().find(|a| a.name == name)
     }
 
-    /// The agent a router reply names: the first specialist mentioned (or `research`, which
-    /// means the orchestrator); anything else goes to the fallback.
+    /// The agent a router reply names, for chat: a specialist, else the fallback (never the
+    /// router itself).
     pub fn parse_route(&self, reply: &str) -> String {
-        let lowered = reply.to_lowercase();
-        let words: Vec<&str> =
-            lowered.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_')).filter(|w| !w.is_empty()).collect();
-        for word in &words {
-            if *word == "research" {
-                return ROUTER_FALLBACK.to_string();
-            }
-            if SPECIALISTS.contains(word) || (self.get(word).is_some() && *word != "router") {
-                return (*word).to_string();
+        self.route_target(reply).filter(|name| name != "router").unwrap_or_else(|| ROUTER_FALLBACK.to_string())
+    }
+
+    /// The agent a router reply names, or `None`: the whole reply when it is an agent name, else
+    /// the first word that is one, else the first agent name contained in it (names of three or
+    /// more letters only — `hr` hides inside too many words). `research` means the orchestrator.
+    pub fn route_target(&self, reply: &str) -> Option<String> {
+        let lowered = reply.trim().to_lowercase();
+        let is_target = |word: &str| word == "research" || SPECIALISTS.contains(&word) || self.get(word).is_some();
+        let canonical = |word: &str| if word == "research" { ROUTER_FALLBACK.to_string() } else { word.to_string() };
+
+        let whole = lowered.trim_matches(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'));
+        if is_target(whole) {
+            return Some(canonical(whole));
+        }
+        let words = lowered.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_')).filter(|w| !w.is_empty());
+        for word in words {
+            if is_target(word) {
+                return Some(canonical(word));
             }
         }
-        ROUTER_FALLBACK.to_string()
+        let candidates =
+            SPECIALISTS.iter().copied().chain(["research"]).chain(self.agents.iter().map(|a| a.name.as_str()));
+        candidates
+            .filter(|name| name.len() >= 3 && name.to_lowercase() == *name)
+            .find(|name| lowered.contains(name))
+            .map(canonical)
     }
 }
 
@@ -67,5 +82,16 @@ mod tests {
         check("", "orchestrator");
         check("router", "orchestrator");
         check("HR", "hr");
+        check("salesperson needed", "sales");
+    }
+
+    #[test]
+    fn route_targets_include_the_router_and_none_for_unknown_answers() {
+        let catalog = Catalog::new(&Config::default());
+        assert_eq!(catalog.route_target("router").as_deref(), Some("router"));
+        assert_eq!(catalog.route_target("Routing to: invoice.").as_deref(), Some("invoice"));
+        assert_eq!(catalog.route_target("research").as_deref(), Some("orchestrator"));
+        assert_eq!(catalog.route_target("through the night"), None);
+        assert_eq!(catalog.route_target("no idea"), None);
     }
 }

@@ -1,12 +1,10 @@
 //! Agents as data: the built-in platform agents and product templates, agent specs from every
-//! source, and how a request's agent is chosen (more arrives with the agents work: TOON,
-//! workflows, research, memory).
+//! source, and how a request's agent is chosen.
 
 pub mod builtin;
 pub mod catalog;
 pub mod spec;
 pub mod templates;
-pub mod toon;
 
 pub use catalog::Catalog;
 pub use spec::{AgentSource, AgentSpec};

@@ -75,7 +75,7 @@ impl AgentSpec {
             max_tokens: config.max_tokens,
             temperature: config.temperature,
             max_iterations: config.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS),
-            parallel_tools: true,
+            parallel_tools: config.parallel_tools.unwrap_or(true),
             enabled: true,
         }
     }

@@ -10,12 +10,15 @@ mod chat;
 mod context;
 mod conversations;
 mod health;
+mod memory;
 pub(crate) mod metered;
+mod research;
 pub mod routes;
 pub(crate) mod user_agents;
 mod users;
 mod v1;
 mod views;
+mod workflows;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -130,6 +133,10 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
 
         Route::Chat | Route::V1Chat => chat::chat(ctx, request).await,
         Route::ChatStream | Route::V1ChatStream => chat::stream(ctx, request).await,
+        Route::Research => research::research(ctx, request).await,
+        Route::GetMemory => memory::get(ctx).await,
+        Route::ListWorkflows => workflows::list(ctx, &request),
+        Route::RunWorkflow { workflow } => workflows::run(ctx, &workflow, request).await,
         Route::ListConversations => conversations::list(ctx).await,
         Route::GetConversation { id } => conversations::get(ctx, &id).await,
         Route::RenameConversation { id } => conversations::rename(ctx, &id, request).await,

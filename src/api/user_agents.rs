@@ -5,7 +5,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::agents::{AgentSpec, toon};
+use crate::agents::AgentSpec;
 use crate::api::Context;
 use crate::api::context::query;
 use crate::app::App;
@@ -13,6 +13,7 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::store::user_agents::{self, UserAgentRecord};
+use crate::toon;
 
 /// The tool-loop cap when a document does not set one.
 const DEFAULT_MAX_TOOL_ITERATIONS: u32 = 10;

@@ -12,8 +12,10 @@ use crate::error::ApiError;
 use crate::llm::ModelEntry;
 use crate::llm::coordinator::{self, Turn, TurnFailure, TurnOptions};
 use crate::llm::types::{Message, Role, Usage, estimate_tokens};
+use crate::memory;
 use crate::metering::periods::day_start;
 use crate::store::conversations::{self, MessageRecord};
+use crate::store::memory as memory_store;
 use crate::store::{agents as agent_store, runs};
 
 /// Context assumed when a model declares none.
@@ -114,9 +116,16 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
     let fixed = estimate_tokens(&agent.system_prompt) + estimate_tokens(&input.message);
     trim_history(&mut history, budget.saturating_sub(fixed));
 
+    let mut system_prompt = agent.system_prompt.clone();
+    if let Caller::User { user_id } = &input.caller
+        && app.config().memory.inject
+        && let Some(section) = memory_section(app, user_id)?
+    {
+        system_prompt = if system_prompt.is_empty() { section } else { format!("{system_prompt}\n\n{section}") };
+    }
     let mut messages = Vec::with_capacity(history.len() + 2);
-    if !agent.system_prompt.is_empty() {
-        messages.push(Message::new(Role::System, agent.system_prompt.clone()));
+    if !system_prompt.is_empty() {
+        messages.push(Message::new(Role::System, system_prompt));
     }
     messages.extend(history);
     messages.push(Message::new(Role::User, input.message.clone()));
@@ -142,6 +151,14 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
     })
 }
 
+/// What is known about the user, as a system-prompt section. Bounded per user, so read inline.
+fn memory_section(app: &App, user_id: &str) -> Result<Option<String>, ApiError> {
+    let (facts, preferences) = app
+        .store()
+        .read_now(|txn| Ok((memory_store::facts(txn, user_id)?, memory_store::preferences(txn, user_id)?)))?;
+    Ok(memory::prompt_section(&facts, &preferences))
+}
+
 /// Keep the most recent messages that fit `budget` tokens (estimated).
 fn trim_history(history: &mut Vec<Message>, budget: u64) {
     let mut used = 0;
@@ -158,12 +175,18 @@ fn trim_history(history: &mut Vec<Message>, budget: u64) {
 
 /// A named agent: the caller's own agents first (a tenant's agents; a user's agents, then other
 /// users' public ones), then the platform's.
+/// The router cannot be chosen directly in chat: it only ever answers with an agent name.
 pub async fn resolve_agent(app: &Arc<App>, caller: &Caller, name: &str) -> Result<AgentSpec, ApiError> {
-    let builtin_name = name.to_lowercase();
-    let is_platform_name = app.agents().get(&builtin_name).is_some();
-    if builtin_name == "router" {
+    if name.eq_ignore_ascii_case("router") {
         return Err(ApiError::BadRequest("Router agent cannot be called directly".into()));
     }
+    lookup_agent(app, caller, name).await
+}
+
+/// [`resolve_agent`] without the chat-only restriction on the router (workflows start there).
+pub async fn lookup_agent(app: &Arc<App>, caller: &Caller, name: &str) -> Result<AgentSpec, ApiError> {
+    let builtin_name = name.to_lowercase();
+    let is_platform_name = app.agents().get(&builtin_name).is_some();
     if let Caller::Tenant { tenant_id } = caller {
         let found = app.store().read_now(|txn| agent_store::get(txn, tenant_id, name))?;
         if let Some(agent) = found {
@@ -251,11 +274,21 @@ pub async fn finish(
         ];
     }
     let run = run_record(prepared, outcome.as_ref().err().map(ToString::to_string), tokens, duration_ms, now);
+    // Users' own statements teach memory, in the same commit as the exchange that made them.
+    let learner = match &prepared.caller {
+        Caller::User { user_id } if outcome.is_ok() && app.config().memory.learn => {
+            Some((user_id.clone(), memory::extract(&prepared.user_message))).filter(|(_, lessons)| !lessons.is_empty())
+        }
+        _ => None,
+    };
     let (owner, id, day) = (prepared.owner.clone(), prepared.context_id.clone(), day_start(now));
     app.store()
         .write(move |txn| {
             if !messages.is_empty() {
                 conversations::append(txn, &owner, &id, &messages, now)?;
+            }
+            if let Some((user_id, lessons)) = &learner {
+                memory::apply(txn, user_id, lessons, now)?;
             }
             if let Some(run) = &run {
                 runs::record(txn, run, day)?;

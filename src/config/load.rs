@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Config, validate};
+use super::{Config, toon_dirs, validate};
 
 /// How configuration reads the environment; tests pass a closure instead of mutating the
 /// process environment (which is shared by every test thread).
@@ -51,13 +51,23 @@ pub fn load(path: Option<&Path>, env: &EnvLookup) -> Result<LoadedConfig, Config
         }
         Err(source) => return Err(ConfigError::Io { path, source }),
     };
-    let mut loaded = load_str(&source, &path.display().to_string(), env)?;
+    let mut loaded = parse(&source, &path.display().to_string())?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    toon_dirs::merge(&mut loaded.config, &base, &mut loaded.warnings);
+    validate::validate(&loaded.config, env, &mut loaded.warnings).map_err(ConfigError::Validation)?;
     loaded.path = Some(path);
     Ok(loaded)
 }
 
-/// Parse and validate config text; `file` is only used in messages.
+/// Parse and validate config text (no `[config]` directories: they are relative to a file);
+/// `file` is only used in messages.
 pub fn load_str(source: &str, file: &str, env: &EnvLookup) -> Result<LoadedConfig, ConfigError> {
+    let mut loaded = parse(source, file)?;
+    validate::validate(&loaded.config, env, &mut loaded.warnings).map_err(ConfigError::Validation)?;
+    Ok(loaded)
+}
+
+fn parse(source: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
     let parse_error = |span: Option<std::ops::Range<usize>>, message: String| ConfigError::Parse {
         file: file.to_string(),
         line: span.map_or(0, |s| line_of(source, s.start)),
@@ -78,13 +88,11 @@ pub fn load_str(source: &str, file: &str, env: &EnvLookup) -> Result<LoadedConfi
         parse_error(inner.span(), message)
     })?;
 
-    let mut warnings: Vec<String> =
-        unknown.into_iter().map(|key| format!("{file}: unknown key `{key}` ignored")).collect();
+    let warnings: Vec<String> = unknown.into_iter().map(|key| format!("{file}: unknown key `{key}` ignored")).collect();
     let mut notes = Vec::new();
     if config.database.is_some() {
         notes.push("[database] is ignored: storage is embedded (data/ares.redb)".to_string());
     }
-    validate::validate(&config, env, &mut warnings).map_err(ConfigError::Validation)?;
     Ok(LoadedConfig { config, path: None, warnings, notes })
 }
 

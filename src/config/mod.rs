@@ -9,6 +9,7 @@
 
 mod load;
 mod named;
+mod toon_dirs;
 mod validate;
 
 #[cfg(test)]
@@ -53,6 +54,23 @@ pub struct Config {
     pub config: ConfigDirs,
     /// `[quotas.<tier>]`: per-tier request and token limits for API keys.
     pub quotas: QuotaConfig,
+    pub memory: MemoryConfig,
+}
+
+/// `[memory]`: what the server learns about users from their chats (see `crate::memory`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct MemoryConfig {
+    /// Learn facts and preferences from users' messages.
+    pub learn: bool,
+    /// Tell the model what is known about the user in their chats.
+    pub inject: bool,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self { learn: true, inject: true }
+    }
 }
 
 /// A limit, or none: written as an integer or the string `"unlimited"`.
@@ -332,6 +350,8 @@ pub struct AgentConfig {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub max_iterations: Option<u32>,
+    /// Run several tool calls of one model turn concurrently (default true).
+    pub parallel_tools: Option<bool>,
     /// A RAG collection whose chunks ground every answer.
     pub collection: Option<String>,
     /// `[agents.toon]`: a structured prompt assembled into the system prompt.

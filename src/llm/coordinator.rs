@@ -35,6 +35,8 @@ pub struct Turn {
     pub finish_reason: FinishReason,
     /// Tool calls executed during the turn.
     pub tool_calls: usize,
+    /// Model calls made (one per tool round, plus the answer): what iteration caps count.
+    pub model_calls: u32,
 }
 
 /// A turn that failed, with the tokens it had already spent (earlier tool rounds).
@@ -137,17 +139,21 @@ pub async fn run(
 ) -> Result<Turn, TurnFailure> {
     let mut usage = Usage::default();
     let mut calls_made = 0;
+    let mut model_calls = 0;
     let (during, last) = modes(offers_tools(model, options));
     for _ in 0..options.max_iterations.max(1) {
         let req = request(model, &messages, tools, options, during);
         let response = complete(&model.provider, req.clone()).await.map_err(|error| TurnFailure { error, usage })?;
+        model_calls += 1;
         add(&mut usage, usage_of(&req, &response));
-        if response.tool_calls.is_empty() {
+        // A model offered no tools that calls one anyway gets no tool round: its text is the answer.
+        if response.tool_calls.is_empty() || during == ToolMode::None {
             return Ok(Turn {
                 content: response.content,
                 usage,
                 finish_reason: response.finish_reason,
                 tool_calls: calls_made,
+                model_calls,
             });
         }
         calls_made += response.tool_calls.len();
@@ -159,7 +165,13 @@ pub async fn run(
     let req = request(model, &messages, tools, options, last);
     let response = complete(&model.provider, req.clone()).await.map_err(|error| TurnFailure { error, usage })?;
     add(&mut usage, usage_of(&req, &response));
-    Ok(Turn { content: response.content, usage, finish_reason: response.finish_reason, tool_calls: calls_made })
+    Ok(Turn {
+        content: response.content,
+        usage,
+        finish_reason: response.finish_reason,
+        tool_calls: calls_made,
+        model_calls: model_calls + 1,
+    })
 }
 
 /// Run a turn with every model call streamed. Text is forwarded as it arrives; the last event
@@ -211,12 +223,13 @@ async fn stream_loop(
             return Ok(None);
         };
         add(&mut usage, usage_of(&req, &response));
-        if response.tool_calls.is_empty() || last {
+        if response.tool_calls.is_empty() || last || during == ToolMode::None {
             return Ok(Some(Turn {
                 content: response.content,
                 usage,
                 finish_reason: response.finish_reason,
                 tool_calls: calls_made,
+                model_calls: round + 1,
             }));
         }
         calls_made += response.tool_calls.len();

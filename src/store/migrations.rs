@@ -79,6 +79,12 @@ pub const MIGRATIONS: &[Migration] = &[
         definition: "create user_agents((&str,&str)->UserAgentRecord v1)",
         apply: user_agents,
     },
+    Migration {
+        version: 6,
+        description: "user memory: facts and preferences",
+        definition: "create memory_facts((&str,&str)->FactRecord v1); preferences((&str,&str,&str)->PreferenceRecord v1)",
+        apply: user_memory,
+    },
 ];
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
@@ -133,6 +139,12 @@ fn deployments(txn: &WriteTransaction) -> Result<(), Error> {
 
 fn user_agents(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(super::tables::USER_AGENTS)?;
+    Ok(())
+}
+
+fn user_memory(txn: &WriteTransaction) -> Result<(), Error> {
+    txn.open_table(super::tables::MEMORY_FACTS)?;
+    txn.open_table(super::tables::PREFERENCES)?;
     Ok(())
 }
 

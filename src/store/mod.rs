@@ -18,6 +18,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod conversations;
 pub mod deploys;
+pub mod memory;
 pub mod provisioning;
 pub mod runs;
 pub mod templates;

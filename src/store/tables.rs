@@ -110,3 +110,11 @@ pub const DEPLOYS_BY_TIME: TableDefinition<(i64, &str), &str> = TableDefinition:
 
 /// `(user_id, agent_name) → UserAgentRecord`.
 pub const USER_AGENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_agents");
+
+// ---- Schema version 6: user memory ----
+
+/// `(user_id, fact_id) → FactRecord`.
+pub const MEMORY_FACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("memory_facts");
+
+/// `(user_id, category, key) → PreferenceRecord`.
+pub const PREFERENCES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("preferences");

@@ -1,0 +1,38 @@
+//! Runs that chain several agents: workflows (router → specialist, with caps) and deep research
+//! (split a question, answer the parts in parallel, synthesize).
+//!
+//! Both count *model calls*, not agent steps, against their iteration cap, because a single agent
+//! with tools may call the model several times and the cap exists to bound cost.
+
+pub mod research;
+pub mod workflow;
+
+use std::sync::Arc;
+
+use crate::agents::AgentSpec;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::llm::coordinator::{self, Turn, TurnOptions};
+use crate::llm::types::{Message, Role};
+
+/// Run `agent` once on `prompt` using at most `budget` model calls (`budget ≥ 1`).
+///
+/// With one call left the agent is offered no tools, so the model must answer; with more, its
+/// tool rounds are trimmed so that the rounds plus the final answer fit.
+pub async fn run_agent(app: &Arc<App>, agent: &AgentSpec, prompt: String, budget: u32) -> Result<Turn, ApiError> {
+    let model = app.llm().resolve(agent.model.as_deref())?.clone();
+    let mut messages = Vec::with_capacity(2);
+    if !agent.system_prompt.is_empty() {
+        messages.push(Message::new(Role::System, agent.system_prompt.clone()));
+    }
+    messages.push(Message::new(Role::User, prompt));
+    let budget = budget.max(1);
+    let options = TurnOptions {
+        tools: if budget >= 2 { agent.tools.clone() } else { Vec::new() },
+        max_iterations: if budget >= 2 { agent.max_iterations.clamp(1, budget - 1) } else { 1 },
+        parallel_tools: agent.parallel_tools,
+        max_tokens: agent.max_tokens,
+        temperature: agent.temperature,
+    };
+    coordinator::run(&model, messages, app.tools(), &options).await.map_err(|failure| ApiError::from(failure.error))
+}
