@@ -20,6 +20,7 @@ use crate::llm::Registry;
 use crate::metering::Meter;
 use crate::metering::recorder::UsageRecorder;
 use crate::orchestration::workflow::Workflows;
+use crate::rag::Rag;
 use crate::store::Store;
 use crate::tools::toolbox::ToolBox;
 
@@ -41,6 +42,8 @@ pub struct App {
     /// Built-in and configured workflows.
     workflows: Workflows,
     tools: ToolBox,
+    /// Collections, chunks and their search indexes.
+    rag: Rag,
     deployer: Deployer,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
     key_use: Mutex<HashMap<String, i64>>,
@@ -58,6 +61,7 @@ impl App {
         config: Config,
         data_dir: &Path,
         store: Store,
+        rag: Rag,
         secrets: &Secrets,
         env: &crate::config::EnvLookup,
     ) -> App {
@@ -74,6 +78,7 @@ impl App {
             agents: Catalog::new(&config),
             workflows: Workflows::new(&config),
             tools: ToolBox::new(&config),
+            rag,
             deployer: Deployer::new(config.deploy.targets.clone(), config.deploy.output_cap_bytes),
             key_use: Mutex::new(HashMap::new()),
             cors,
@@ -114,6 +119,10 @@ impl App {
 
     pub fn agents(&self) -> &Catalog {
         &self.agents
+    }
+
+    pub fn rag(&self) -> &Rag {
+        &self.rag
     }
 
     pub fn workflows(&self) -> &Workflows {

@@ -148,3 +148,20 @@ impl From<store::Error> for ApiError {
         }
     }
 }
+
+impl From<crate::rag::RagError> for ApiError {
+    fn from(e: crate::rag::RagError) -> Self {
+        use crate::rag::RagError;
+        use crate::rag::embedder::EmbedError;
+        let message = e.to_string();
+        match e {
+            RagError::Store(e) => ApiError::from(e),
+            RagError::BadRequest(message) => ApiError::BadRequest(message),
+            RagError::CollectionNotFound(_) => ApiError::NotFound(message),
+            RagError::EmbedderMismatch { .. } => ApiError::Conflict(message),
+            RagError::Embed(EmbedError::Unavailable { .. }) => ApiError::ServiceUnavailable(message),
+            RagError::Embed(_) | RagError::Rerank(_) => ApiError::BadGateway(message),
+            RagError::Lexical(_) | RagError::Io(_) => ApiError::Internal(message),
+        }
+    }
+}

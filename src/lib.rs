@@ -18,6 +18,7 @@ pub mod llm;
 pub mod memory;
 pub mod metering;
 pub mod orchestration;
+pub mod rag;
 pub mod store;
 pub mod tools;
 pub mod toon;
@@ -39,6 +40,8 @@ pub enum StartError {
     Secrets(#[from] SecretsError),
     #[error(transparent)]
     Store(#[from] store::Error),
+    #[error("search indexes: {0}")]
+    Rag(#[from] rag::RagError),
     #[error("cannot create data directory {}: {source}", path.display())]
     DataDir { path: PathBuf, source: std::io::Error },
 }
@@ -56,11 +59,21 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
     let secrets: Secrets = secrets::resolve(&config.auth, data_dir, env)?;
     let store = Store::open(&data_dir.join(store::DB_FILE), MigrationPolicy::Apply)?;
     prepare_store(&store, &config)?;
+    let rag = rag::Rag::open(&config.rag, data_dir, &store, env)?;
+    let report = rag.open_report();
+    if report.replayed_lexical + report.replayed_vectors > 0 {
+        tracing::info!(
+            lexical = report.replayed_lexical,
+            vectors = report.replayed_vectors,
+            elapsed_ms = report.elapsed_ms,
+            "search indexes caught up with the database"
+        );
+    }
     let generated_admin_secret = match &secrets.admin_source {
         SecretSource::Generated(path) => Some((secrets.admin_secret.clone(), path.clone())),
         SecretSource::Env(_) | SecretSource::File(_) => None,
     };
-    Ok(Built { app: App::new(config, data_dir, store, &secrets, env), generated_admin_secret })
+    Ok(Built { app: App::new(config, data_dir, store, rag, &secrets, env), generated_admin_secret })
 }
 
 /// Start-up housekeeping: seed missing built-in templates (never overwriting edited or
@@ -89,6 +102,19 @@ fn prepare_store(store: &Store, config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// How often changed vector graphs are written to disk. Anything newer is replayed from the
+/// database after a crash, so this bounds start-up work, not durability.
+const VECTOR_DUMP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn persist_vectors(app: &Arc<App>) {
+    let app = app.clone();
+    match tokio::task::spawn_blocking(move || app.rag().persist()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "writing vector indexes failed; they will be replayed at start"),
+        Err(e) => tracing::warn!(error = %e, "vector index task failed"),
+    }
+}
+
 /// Serve until `shutdown` resolves, drain, then flush and close the store.
 pub async fn run<F>(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: F) -> std::io::Result<()>
 where
@@ -105,9 +131,11 @@ where
         let app = app.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(metering::recorder::FLUSH_INTERVAL);
+            let mut vectors_tick = tokio::time::interval(VECTOR_DUMP_INTERVAL);
             loop {
                 tokio::select! {
                     _ = tick.tick() => app.usage().flush_detached(app.store()),
+                    _ = vectors_tick.tick() => persist_vectors(&app).await,
                     _ = flusher_stopped.changed() => return,
                 }
             }
@@ -118,6 +146,7 @@ where
     let _ = flusher.await;
     // Usage of the last requests goes in before the writer stops.
     app.usage().flush_detached(app.store());
+    persist_vectors(&app).await;
     let closing = app.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || closing.store().close()).await {
         tracing::error!(error = %e, "closing the store failed");

@@ -1,4 +1,4 @@
-//! The `ares` command line: `serve` (the default), `init`, `migrate status|up`.
+//! The `ares` command line: `serve` (the default), `init`, `migrate status|up`, `reindex`.
 //!
 //! Exit codes: 0 success, 1 runtime failure (e.g. the data file is held by a running server),
 //! 2 bad flags or bad configuration.
@@ -47,6 +47,9 @@ enum Command {
     /// Inspect or apply schema migrations of the data file
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Rebuild the search indexes (data/search, data/vectors) from the database, re-embedding
+    /// collections whose embedder differs from the configured one (server must be stopped)
+    Reindex,
 }
 
 #[derive(Subcommand)]
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Init => cli::init::run(&cli.global),
         Command::Migrate(MigrateCommand::Status) => cli::migrate::status(&cli.global),
         Command::Migrate(MigrateCommand::Up) => cli::migrate::up(&cli.global),
+        Command::Reindex => cli::reindex::run(&cli.global),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -114,6 +114,7 @@ pub fn agents() -> Vec<AgentSpec> {
             max_iterations: b.max_iterations,
             parallel_tools: true,
             enabled: true,
+            collection: None,
         })
         .collect()
 }

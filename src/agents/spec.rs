@@ -47,6 +47,8 @@ pub struct AgentSpec {
     pub max_iterations: u32,
     pub parallel_tools: bool,
     pub enabled: bool,
+    /// A RAG collection of the calling user that grounds every answer.
+    pub collection: Option<String>,
 }
 
 impl AgentSpec {
@@ -77,6 +79,7 @@ impl AgentSpec {
             max_iterations: config.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS),
             parallel_tools: config.parallel_tools.unwrap_or(true),
             enabled: true,
+            collection: config.collection.clone(),
         }
     }
 
@@ -96,6 +99,7 @@ impl AgentSpec {
             max_iterations: agent.max_tool_iterations.max(1),
             parallel_tools: agent.parallel_tools,
             enabled: true,
+            collection: None,
         }
     }
 
@@ -124,6 +128,7 @@ impl AgentSpec {
                 .unwrap_or(DEFAULT_MAX_ITERATIONS),
             parallel_tools: config.get("parallel_tools").and_then(Value::as_bool).unwrap_or(true),
             enabled: agent.enabled,
+            collection: None,
         }
     }
 }

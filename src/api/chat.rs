@@ -100,7 +100,7 @@ pub async fn chat(ctx: &Context, request: Request) -> Result<Response, ApiError>
         "agent": prepared.agent.name,
         "agent_source": prepared.agent.source.as_str(),
         "context_id": prepared.context_id,
-        "sources": null,
+        "sources": prepared.sources,
         "model": prepared.model.name,
         "tokens_used": finished.tokens.input_tokens + finished.tokens.output_tokens,
         "finish_reason": turn.finish_reason.as_str(),

@@ -12,6 +12,8 @@ mod conversations;
 mod health;
 mod memory;
 pub(crate) mod metered;
+mod rag;
+pub(crate) use rag::hit_view as rag_view;
 mod research;
 pub mod routes;
 pub(crate) mod user_agents;
@@ -137,6 +139,10 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::GetMemory => memory::get(ctx).await,
         Route::ListWorkflows => workflows::list(ctx, &request),
         Route::RunWorkflow { workflow } => workflows::run(ctx, &workflow, request).await,
+        Route::RagIngest => rag::ingest(ctx, request).await,
+        Route::RagSearch => rag::search(ctx, request).await,
+        Route::RagListCollections => rag::collections(ctx).await,
+        Route::RagDeleteCollection => rag::delete_collection(ctx, request).await,
         Route::ListConversations => conversations::list(ctx).await,
         Route::GetConversation { id } => conversations::get(ctx, &id).await,
         Route::RenameConversation { id } => conversations::rename(ctx, &id, request).await,

@@ -14,6 +14,7 @@ use crate::llm::coordinator::{self, Turn, TurnFailure, TurnOptions};
 use crate::llm::types::{Message, Role, Usage, estimate_tokens};
 use crate::memory;
 use crate::metering::periods::day_start;
+use crate::rag::{Hit, RagError, SearchRequest, SearchStrategy};
 use crate::store::conversations::{self, MessageRecord};
 use crate::store::memory as memory_store;
 use crate::store::{agents as agent_store, runs};
@@ -66,6 +67,8 @@ pub struct Prepared {
     pub started: Instant,
     /// Tokens already spent deciding the route.
     pub routing_usage: Usage,
+    /// Chunks retrieved from the agent's collection, as returned to the client.
+    pub sources: Option<Vec<serde_json::Value>>,
 }
 
 /// Resolve agent, model and history. Errors here are ordinary JSON errors (before any stream).
@@ -123,6 +126,17 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
     {
         system_prompt = if system_prompt.is_empty() { section } else { format!("{system_prompt}\n\n{section}") };
     }
+    let sources = match (&agent.collection, &input.caller) {
+        (Some(collection), Caller::User { user_id }) => {
+            let hits = ground(app, user_id, collection, &input.message).await?;
+            if let Some(section) = grounding_section(collection, &hits) {
+                system_prompt =
+                    if system_prompt.is_empty() { section } else { format!("{system_prompt}\n\n{section}") };
+            }
+            Some(hits.iter().map(|hit| crate::api::rag_view(hit, collection)).collect())
+        }
+        _ => None,
+    };
     let mut messages = Vec::with_capacity(history.len() + 2);
     if !system_prompt.is_empty() {
         messages.push(Message::new(Role::System, system_prompt));
@@ -148,7 +162,48 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
         user_message: input.message,
         started,
         routing_usage,
+        sources,
     })
+}
+
+/// Chunks retrieved for each grounded message.
+const GROUNDING_TOP_K: usize = 4;
+
+/// The best chunks of the user's `collection` for `message` (hybrid search); none when the
+/// user has no such collection yet.
+async fn ground(app: &Arc<App>, user_id: &str, collection: &str, message: &str) -> Result<Vec<Hit>, ApiError> {
+    let request = SearchRequest {
+        user_id: user_id.to_string(),
+        collection: collection.to_string(),
+        query: message.to_string(),
+        strategy: SearchStrategy::Hybrid,
+        top_k: GROUNDING_TOP_K,
+        threshold: None,
+        rerank: false,
+    };
+    let app = app.clone();
+    let outcome = tokio::task::spawn_blocking(move || app.rag().search(app.store(), &request))
+        .await
+        .map_err(|e| ApiError::Internal(format!("retrieval task failed: {e}")))?;
+    match outcome {
+        Ok(found) => Ok(found.hits),
+        Err(RagError::CollectionNotFound(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn grounding_section(collection: &str, hits: &[Hit]) -> Option<String> {
+    if hits.is_empty() {
+        return None;
+    }
+    let mut section = format!(
+        "Answer using the following excerpts from the knowledge base '{collection}'. Cite them as [1], [2], … \
+         and say so when they do not contain the answer.\n"
+    );
+    for (i, hit) in hits.iter().enumerate() {
+        section.push_str(&format!("\n[{}] {}\n", i + 1, hit.chunk.content));
+    }
+    Some(section)
 }
 
 /// What is known about the user, as a system-prompt section. Bounded per user, so read inline.

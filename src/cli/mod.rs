@@ -2,6 +2,7 @@
 
 pub mod init;
 pub mod migrate;
+pub mod reindex;
 pub mod serve;
 
 use std::fmt;
@@ -43,7 +44,9 @@ impl From<ares::StartError> for Failure {
     fn from(e: ares::StartError) -> Self {
         match e {
             ares::StartError::Secrets(_) => Failure::usage(e),
-            ares::StartError::Store(_) | ares::StartError::DataDir { .. } => Failure::runtime(e),
+            ares::StartError::Store(_) | ares::StartError::Rag(_) | ares::StartError::DataDir { .. } => {
+                Failure::runtime(e)
+            }
         }
     }
 }

@@ -38,7 +38,7 @@ pub struct ResearchRequest {
 pub struct Source {
     pub title: String,
     pub url: Option<String>,
-    pub relevance_score: f32,
+    pub relevance_score: f64,
 }
 
 #[derive(Debug)]
@@ -204,7 +204,7 @@ fn source(question: &str, answer: &str, query_terms: &[String]) -> Source {
     let covered_text = format!("{question} {answer}").to_lowercase();
     let covered = key_terms(&covered_text);
     let hits = query_terms.iter().filter(|t| covered.contains(t)).count();
-    let score = if query_terms.is_empty() { 1.0 } else { hits as f32 / query_terms.len() as f32 };
+    let score = if query_terms.is_empty() { 1.0 } else { hits as f64 / query_terms.len() as f64 };
     Source {
         title: question.to_string(),
         url: first_url(answer),

@@ -85,6 +85,14 @@ pub const MIGRATIONS: &[Migration] = &[
         definition: "create memory_facts((&str,&str)->FactRecord v1); preferences((&str,&str,&str)->PreferenceRecord v1)",
         apply: user_memory,
     },
+    Migration {
+        version: 7,
+        description: "RAG collections and chunks",
+        definition: "create rag_collections(u64->CollectionRecord v1); rag_collection_by_name((&str,&str)->u64); \
+                     rag_chunks(u64->ChunkRecord v1); rag_collection_chunks((u64,u64)->()); rag_counters(&str->u64); \
+                     rag_tombstones(u64->())",
+        apply: rag,
+    },
 ];
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
@@ -139,6 +147,17 @@ fn deployments(txn: &WriteTransaction) -> Result<(), Error> {
 
 fn user_agents(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(super::tables::USER_AGENTS)?;
+    Ok(())
+}
+
+fn rag(txn: &WriteTransaction) -> Result<(), Error> {
+    use super::tables::*;
+    txn.open_table(RAG_COLLECTIONS)?;
+    txn.open_table(RAG_COLLECTION_BY_NAME)?;
+    txn.open_table(RAG_CHUNKS)?;
+    txn.open_table(RAG_COLLECTION_CHUNKS)?;
+    txn.open_table(RAG_COUNTERS)?;
+    txn.open_table(RAG_TOMBSTONES)?;
     Ok(())
 }
 

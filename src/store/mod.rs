@@ -20,6 +20,7 @@ pub mod conversations;
 pub mod deploys;
 pub mod memory;
 pub mod provisioning;
+pub mod rag;
 pub mod runs;
 pub mod templates;
 pub mod tenants;

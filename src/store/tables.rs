@@ -118,3 +118,23 @@ pub const MEMORY_FACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::
 
 /// `(user_id, category, key) → PreferenceRecord`.
 pub const PREFERENCES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("preferences");
+
+// ---- Schema version 7: RAG ----
+
+/// `collection_id → CollectionRecord`.
+pub const RAG_COLLECTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("rag_collections");
+
+/// `(user_id, name) → collection_id`: names are per user.
+pub const RAG_COLLECTION_BY_NAME: TableDefinition<(&str, &str), u64> = TableDefinition::new("rag_collection_by_name");
+
+/// `seq → ChunkRecord`; `seq` only grows, so it is the derived indexes' watermark.
+pub const RAG_CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("rag_chunks");
+
+/// `(collection_id, seq) → ()`: one collection's chunks in order.
+pub const RAG_COLLECTION_CHUNKS: TableDefinition<(u64, u64), ()> = TableDefinition::new("rag_collection_chunks");
+
+/// Counters (`next_chunk_seq`, `next_collection_id`).
+pub const RAG_COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("rag_counters");
+
+/// `collection_id → ()`: deleted collections whose lexical-index documents may remain.
+pub const RAG_TOMBSTONES: TableDefinition<u64, ()> = TableDefinition::new("rag_tombstones");

@@ -1,0 +1,240 @@
+//! RAG: ingest throughput, search latency per strategy, HNSW recall and start-up time.
+//!
+//! Uses the library directly (`ares::rag::Rag` over a real redb file in a temp dir) with the
+//! built-in `hash` embedder, so it needs no model. The corpus is synthetic but shaped like
+//! prose: 200-word documents drawn from a Zipf-like vocabulary of 20,000 words, so BM25, fuzzy
+//! and the hash embedder see realistic term statistics. For each corpus size it reports:
+//!
+//! - **ingest**: chunks/s through `Rag::ingest` (chunk, embed, one redb commit, tantivy commit,
+//!   HNSW insert), documents of 50 chunks;
+//! - **search**: p50/p95 latency of `bm25`, `fuzzy`, `semantic` and `hybrid` over 200 queries
+//!   (3-word queries sampled from the corpus vocabulary, one with a typo for fuzzy), top_k 10;
+//!   and, as the baseline measured in the same run, an exact brute-force cosine scan over the
+//!   same vectors;
+//! - **recall@10**: of the HNSW search against that brute-force scan, over the same queries;
+//! - **start-up**: `Rag::open` on the populated data dir after a clean shutdown (dumps
+//!   reloaded, nothing replayed), and after deleting `data/search` and `data/vectors` (full
+//!   rebuild from redb), for comparison.
+//!
+//! `cargo bench --bench rag` runs 10k and 100k chunks (several minutes on 2 cores, most of it
+//! building the 100k HNSW graph). Without `--bench` it is a quick smoke run at 2k chunks.
+//! `ARES_BENCH_CHUNKS=10000,50000` overrides the sizes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use ares::config::RagConfig;
+use ares::rag::chunking::Strategy;
+use ares::rag::{IngestRequest, Rag, SearchRequest, SearchStrategy};
+use ares::store::{DB_FILE, MigrationPolicy, Store};
+
+const WORDS_PER_CHUNK: usize = 200;
+const CHUNKS_PER_DOCUMENT: usize = 50;
+const VOCABULARY: usize = 20_000;
+const QUERIES: usize = 200;
+const TOP_K: usize = 10;
+
+/// Deterministic xorshift, so runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Zipf-like: small ranks far more often.
+    fn word<'a>(&mut self, vocabulary: &'a [String]) -> &'a str {
+        let u = (self.next() % 1_000_000) as f64 / 1_000_000.0;
+        let rank = ((vocabulary.len() as f64).powf(u) - 1.0) as usize;
+        &vocabulary[rank.min(vocabulary.len() - 1)]
+    }
+}
+
+fn vocabulary() -> Vec<String> {
+    let syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zi", "pa", "qui", "dor", "fen", "gal", "hur"];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    (0..VOCABULARY)
+        .map(|_| {
+            let n = 2 + (rng.next() % 3) as usize;
+            (0..n).map(|_| syllables[(rng.next() % syllables.len() as u64) as usize]).collect()
+        })
+        .collect()
+}
+
+fn document(rng: &mut Rng, vocabulary: &[String]) -> String {
+    let mut text = String::new();
+    for c in 0..CHUNKS_PER_DOCUMENT {
+        for w in 0..WORDS_PER_CHUNK {
+            if w > 0 {
+                text.push(' ');
+            }
+            text.push_str(rng.word(vocabulary));
+        }
+        text.push_str(if c + 1 < CHUNKS_PER_DOCUMENT { " " } else { "" });
+    }
+    text
+}
+
+fn config() -> RagConfig {
+    RagConfig { chunk_size: WORDS_PER_CHUNK, chunk_overlap: 0, ..RagConfig::default() }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn run(chunks: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join(DB_FILE), MigrationPolicy::Apply).unwrap();
+    let env = |_: &str| None;
+    let rag = Rag::open(&config(), dir.path(), &store, &env).unwrap();
+    let vocabulary = vocabulary();
+    let mut rng = Rng(42);
+
+    // Ingest.
+    let documents = chunks.div_ceil(CHUNKS_PER_DOCUMENT);
+    let texts: Vec<String> = (0..documents).map(|_| document(&mut rng, &vocabulary)).collect();
+    let started = Instant::now();
+    let mut ingested = 0;
+    for text in texts {
+        let outcome = rag
+            .ingest(
+                &store,
+                IngestRequest {
+                    user_id: "bench".into(),
+                    collection: "corpus".into(),
+                    content: text,
+                    strategy: Strategy::Word,
+                    metadata: serde_json::Map::new(),
+                },
+            )
+            .unwrap();
+        ingested += outcome.chunk_ids.len();
+    }
+    let ingest_time = started.elapsed();
+    println!(
+        "\n== {ingested} chunks ==\ningest: {:.0} chunks/s ({:.1} s)",
+        ingested as f64 / ingest_time.as_secs_f64(),
+        ingest_time.as_secs_f64()
+    );
+
+    // Queries: three corpus words; the fuzzy ones get a typo (a swapped pair of letters).
+    let queries: Vec<String> = (0..QUERIES)
+        .map(|_| format!("{} {} {}", rng.word(&vocabulary), rng.word(&vocabulary), rng.word(&vocabulary)))
+        .collect();
+    let typo = |q: &str| -> String {
+        let mut chars: Vec<char> = q.chars().collect();
+        if chars.len() > 3 {
+            chars.swap(1, 2);
+        }
+        chars.into_iter().collect()
+    };
+    for strategy in [SearchStrategy::Bm25, SearchStrategy::Fuzzy, SearchStrategy::Semantic, SearchStrategy::Hybrid] {
+        let mut times = Vec::with_capacity(QUERIES);
+        for query in &queries {
+            let query = if strategy == SearchStrategy::Fuzzy { typo(query) } else { query.clone() };
+            let request = SearchRequest {
+                user_id: "bench".into(),
+                collection: "corpus".into(),
+                query,
+                strategy,
+                top_k: TOP_K,
+                threshold: None,
+                rerank: false,
+            };
+            let t = Instant::now();
+            let outcome = rag.search(&store, &request).unwrap();
+            times.push(t.elapsed());
+            assert!(outcome.hits.len() <= TOP_K);
+        }
+        times.sort();
+        println!(
+            "search {:<9} p50 {:>7.2} ms  p95 {:>7.2} ms",
+            strategy.as_str(),
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.95))
+        );
+    }
+
+    // Recall@10 of HNSW against brute force over the stored vectors, and brute force latency.
+    let vectors: Vec<(u64, Vec<f32>)> = store
+        .read_now(|txn| {
+            let chunks = ares::store::rag::chunks_after(txn, 0, usize::MAX)?;
+            Ok(chunks.into_iter().map(|c| (c.seq, c.embedding)).collect())
+        })
+        .unwrap();
+    let mut recall_sum = 0.0;
+    let mut brute_times = Vec::with_capacity(QUERIES);
+    for query in &queries {
+        let q = rag.embedder().embed_blocking(&[query.as_str()]).unwrap().remove(0);
+        let t = Instant::now();
+        let mut exact: Vec<(u64, f32)> =
+            vectors.iter().map(|(seq, v)| (*seq, v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>())).collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        brute_times.push(t.elapsed());
+        let truth: Vec<u64> = exact.iter().take(TOP_K).map(|(s, _)| *s).collect();
+        let request = SearchRequest {
+            user_id: "bench".into(),
+            collection: "corpus".into(),
+            query: query.clone(),
+            strategy: SearchStrategy::Semantic,
+            top_k: TOP_K,
+            threshold: None,
+            rerank: false,
+        };
+        let found = rag.search(&store, &request).unwrap();
+        let hits = found.hits.iter().filter(|h| truth.contains(&h.chunk.seq)).count();
+        recall_sum += hits as f64 / truth.len().max(1) as f64;
+    }
+    brute_times.sort();
+    println!(
+        "baseline brute-force cosine p50 {:>7.2} ms  p95 {:>7.2} ms\nHNSW recall@{TOP_K}: {:.3}",
+        ms(percentile(&brute_times, 0.5)),
+        ms(percentile(&brute_times, 0.95)),
+        recall_sum / QUERIES as f64
+    );
+
+    // Start-up: clean (dumps present) and after losing both indexes.
+    rag.persist().unwrap();
+    drop(rag);
+    let t = Instant::now();
+    let reopened = Rag::open(&config(), dir.path(), &store, &env).unwrap();
+    let clean = t.elapsed();
+    let report = reopened.open_report();
+    drop(reopened);
+    std::fs::remove_dir_all(dir.path().join(ares::rag::SEARCH_DIR)).unwrap();
+    std::fs::remove_dir_all(dir.path().join(ares::rag::VECTORS_DIR)).unwrap();
+    let t = Instant::now();
+    let rebuilt = Rag::open(&config(), dir.path(), &store, &env).unwrap();
+    let rebuild = t.elapsed();
+    println!(
+        "start-up: clean {:.2} s (replayed {} + {}), after deleting the indexes {:.2} s (replayed {} chunks)",
+        clean.as_secs_f64(),
+        report.replayed_lexical,
+        report.replayed_vectors,
+        rebuild.as_secs_f64(),
+        rebuilt.open_report().replayed_lexical
+    );
+    drop(rebuilt);
+    store.close();
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--test");
+    let sizes: Vec<usize> = match std::env::var("ARES_BENCH_CHUNKS") {
+        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Err(_) if full => vec![10_000, 100_000],
+        Err(_) => vec![2_000],
+    };
+    for size in sizes {
+        run(size);
+    }
+}
