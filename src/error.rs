@@ -48,9 +48,6 @@ pub enum ApiError {
     /// A tenant quota is exhausted (API.md §4.3); the message names which one.
     #[error("{message}")]
     QuotaExceeded { message: &'static str, retry_after_secs: u64 },
-    /// A documented route whose feature this build does not have yet.
-    #[error("{0}")]
-    NotImplemented(String),
     #[error("{0}")]
     ServiceUnavailable(String),
     /// An LLM provider failed (HTTP error, unreachable, invalid response).
@@ -89,7 +86,6 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED")
             }
-            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "NOT_IMPLEMENTED"),
             ApiError::ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
             ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "LLM_ERROR"),
             ApiError::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "LLM_TIMEOUT"),

@@ -8,6 +8,7 @@ pub mod agents;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod chat;
 pub mod clock;
 pub mod config;

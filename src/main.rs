@@ -1,4 +1,5 @@
-//! The `ares` command line: `serve` (the default), `init`, `migrate status|up`, `reindex`.
+//! The `ares` command line: `serve` (the default), `init`, `migrate status|up`, `reindex`,
+//! `backup`, `restore`, `import-postgres`, `export-postgres`.
 //!
 //! Exit codes: 0 success, 1 runtime failure (e.g. the data file is held by a running server),
 //! 2 bad flags or bad configuration.
@@ -50,6 +51,14 @@ enum Command {
     /// Rebuild the search indexes (data/search, data/vectors) from the database, re-embedding
     /// collections whose embedder differs from the configured one (server must be stopped)
     Reindex,
+    /// Write a consistent snapshot of the database into the backups directory (through the
+    /// running server when there is one)
+    Backup,
+    /// Put a snapshot back (server stopped); the replaced database is kept beside it
+    Restore {
+        /// A backup directory (with ares.redb and manifest.json) or a .redb snapshot
+        path: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -68,6 +77,8 @@ fn main() -> ExitCode {
         Command::Migrate(MigrateCommand::Status) => cli::migrate::status(&cli.global),
         Command::Migrate(MigrateCommand::Up) => cli::migrate::up(&cli.global),
         Command::Reindex => cli::reindex::run(&cli.global),
+        Command::Backup => cli::backup::backup(&cli.global),
+        Command::Restore { path } => cli::backup::restore(&cli.global, &path),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

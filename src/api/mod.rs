@@ -184,6 +184,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::AdminListAlerts => admin::alerts::list(ctx, &request).await,
         Route::AdminResolveAlert { alert_id } => admin::alerts::resolve(ctx, &alert_id, request).await,
         Route::AdminAuditLog => admin::audit::list(ctx, &request).await,
+        Route::AdminBackup => admin::backup::create(ctx).await,
         Route::AdminStartDeploy => admin::deploy::start(ctx, request).await,
         Route::AdminGetDeploy { deploy_id } => admin::deploy::get(ctx, &deploy_id).await,
         Route::AdminListDeploys => admin::deploy::list(ctx).await,
@@ -201,14 +202,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::V1ListApiKeys => v1::api_keys::list(ctx).await,
         Route::V1CreateApiKey => v1::api_keys::create(ctx, request).await,
         Route::V1RevokeApiKey { id } => v1::api_keys::revoke(ctx, &id).await,
-
-        // Documented routes whose features later issues build: a clear 501, never canned data.
-        _ => Err(not_built(request.method(), request.uri().path())),
     }
-}
-
-fn not_built(method: &Method, path: &str) -> ApiError {
-    ApiError::NotImplemented(format!("{method} {path} is not available in this build yet"))
 }
 
 fn render_error(err: &ApiError, request_id: &str, method: &Method, path: &str) -> Response {

@@ -1,5 +1,6 @@
 //! Subcommand implementations for the `ares` binary (not part of the library).
 
+pub mod backup;
 pub mod init;
 pub mod migrate;
 pub mod reindex;

@@ -9,7 +9,7 @@ use super::{Failure, init_logging, load_config, process_env, report};
 use crate::GlobalArgs;
 
 /// Written while serving so other commands (and operators) can find the running server.
-const SERVER_FILE: &str = "server.json";
+pub const SERVER_FILE: &str = "server.json";
 
 pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
     let loaded = load_config(global)?;

@@ -93,6 +93,12 @@ pub const MIGRATIONS: &[Migration] = &[
                      rag_tombstones(u64->())",
         apply: rag,
     },
+    Migration {
+        version: 8,
+        description: "rows imported from a Postgres ARES database",
+        definition: "create compat_rows((&str,&str)->&str JSON object of text values)",
+        apply: compat_rows,
+    },
 ];
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
@@ -147,6 +153,11 @@ fn deployments(txn: &WriteTransaction) -> Result<(), Error> {
 
 fn user_agents(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(super::tables::USER_AGENTS)?;
+    Ok(())
+}
+
+fn compat_rows(txn: &WriteTransaction) -> Result<(), Error> {
+    txn.open_table(super::tables::COMPAT_ROWS)?;
     Ok(())
 }
 

@@ -16,6 +16,8 @@ pub mod agents;
 pub mod alerts;
 pub mod api_keys;
 pub mod audit;
+pub mod backup;
+pub mod compat;
 pub mod conversations;
 pub mod deploys;
 pub mod memory;
@@ -42,6 +44,29 @@ pub use migrations::{Migration, MigrationStatus};
 pub use writer::WriterStats;
 
 use writer::Writer;
+
+/// Directory (beside the database file) of the automatic pre-migration snapshots.
+pub const PRE_MIGRATION_DIR: &str = "backups";
+
+/// An existing file with pending migrations is copied first to
+/// `backups/pre-migration-v<from>-to-v<to>-<unix time>.redb` beside it, so a failed or
+/// regretted upgrade can be undone with `ares restore`. A file with no recorded migration (just
+/// created) has nothing worth saving.
+fn snapshot_before_migrating(db: &Database, path: &Path, migrations: &[Migration]) -> Result<(), Error> {
+    let status = migrations::status(db, migrations)?;
+    let applied = status.iter().filter(|s| s.applied_at.is_some()).map(|s| s.version).max();
+    let latest = migrations::latest(migrations);
+    let Some(from) = applied else { return Ok(()) };
+    if from >= latest {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new(".")).join(PRE_MIGRATION_DIR);
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+    let target = dir.join(format!("pre-migration-v{from}-to-v{latest}-{}.redb", crate::clock::now_unix()));
+    backup::snapshot(db, &target)?;
+    tracing::info!(snapshot = %target.display(), from, to = latest, "saved a snapshot before migrating");
+    Ok(())
+}
 
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "ares.redb";
@@ -89,9 +114,13 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        let existed = path.exists();
         let db = Database::create(path).map_err(|e| open_error(path, e))?;
         migrations::check_history(&db, migrations)?;
         if policy == MigrationPolicy::Apply {
+            if existed {
+                snapshot_before_migrating(&db, path, migrations)?;
+            }
             migrations::apply_pending(&db, migrations)?;
         }
         let db = Arc::new(db);
@@ -116,6 +145,12 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Write a consistent copy of the database to `target` (a new file) from one read
+    /// transaction, without blocking writers. Blocking.
+    pub fn snapshot(&self, target: &Path) -> Result<backup::TableCounts, Error> {
+        backup::snapshot(&self.db, target)
     }
 
     /// Every known migration with its applied time, or pending.

@@ -138,3 +138,9 @@ pub const RAG_COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("rag_c
 
 /// `collection_id → ()`: deleted collections whose lexical-index documents may remain.
 pub const RAG_TOMBSTONES: TableDefinition<u64, ()> = TableDefinition::new("rag_tombstones");
+
+// ---- Schema version 8: rows imported from a Postgres ARES database ----
+
+/// `(pg table, primary key) → the row as a JSON object of text values`: every imported row,
+/// verbatim, so `export-postgres` can give back columns (and tables) this server does not model.
+pub const COMPAT_ROWS: TableDefinition<(&str, &str), &str> = TableDefinition::new("compat_rows");

@@ -1,8 +1,5 @@
 //! Users and their tokens (API.md §1.2, §3.1–§3.4): register, login, refresh, logout, the JWT
 //! claims, and the access-token check on JWT routes.
-//!
-//! The JWT routes themselves (chat, memory, ...) are not built yet and answer 501 *after*
-//! authentication, so a 501 from `POST /api/chat` is how these tests see that a token passed.
 
 use reqwest::Method;
 use serde_json::{Map, Value, json};

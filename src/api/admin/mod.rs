@@ -4,6 +4,7 @@ pub mod agents;
 pub mod alerts;
 pub mod api_keys;
 pub mod audit;
+pub mod backup;
 pub mod catalog;
 pub mod deploy;
 pub mod provision;
