@@ -11,6 +11,7 @@ pub mod auth;
 pub mod backup;
 pub mod chat;
 pub mod clock;
+pub mod compat;
 pub mod config;
 pub mod deploy;
 pub mod error;

@@ -59,6 +59,21 @@ enum Command {
         /// A backup directory (with ares.redb and manifest.json) or a .redb snapshot
         path: PathBuf,
     },
+    /// Import a plain-format pg_dump of a Postgres-backed ARES database into the data dir
+    #[command(name = "import-postgres")]
+    ImportPostgres {
+        /// The dump (`pg_dump --no-owner --no-privileges`, COPY or --inserts/--column-inserts)
+        dump: PathBuf,
+        /// Replace a data dir that already holds a database (it is kept beside the new one)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write the data as SQL that `psql -f` loads into the reference ARES Postgres schema
+    #[command(name = "export-postgres")]
+    ExportPostgres {
+        /// Output file
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +93,8 @@ fn main() -> ExitCode {
         Command::Migrate(MigrateCommand::Up) => cli::migrate::up(&cli.global),
         Command::Reindex => cli::reindex::run(&cli.global),
         Command::Backup => cli::backup::backup(&cli.global),
+        Command::ImportPostgres { dump, force } => cli::compat::import_postgres(&cli.global, &dump, force),
+        Command::ExportPostgres { out } => cli::compat::export_postgres(&cli.global, &out),
         Command::Restore { path } => cli::backup::restore(&cli.global, &path),
     };
     match outcome {

@@ -84,9 +84,23 @@ pub async fn ingest(ctx: &Context, request: Request) -> Result<Response, ApiErro
         Some(Value::Object(map)) => map,
         Some(_) => return Err(ApiError::Unprocessable("metadata must be a JSON object".into())),
     };
-    metadata.insert("title".into(), Value::from(body.title.unwrap_or_default()));
-    metadata.insert("source".into(), Value::from(body.source.unwrap_or_default()));
-    metadata.insert("tags".into(), Value::from(body.tags.unwrap_or_default()));
+    // The reference's top-level title, source and tags win; absent, the documented `metadata`
+    // object's own keys are kept, and only missing ones default to empty.
+    let fields = [
+        ("title", body.title.map(Value::from), Value::from("")),
+        ("source", body.source.map(Value::from), Value::from("")),
+        ("tags", body.tags.map(Value::from), Value::Array(Vec::new())),
+    ];
+    for (key, given, empty) in fields {
+        match given {
+            Some(value) => {
+                metadata.insert(key.into(), value);
+            }
+            None => {
+                metadata.entry(key).or_insert(empty);
+            }
+        }
+    }
     metadata.insert("chunking_strategy".into(), Value::from(strategy.as_str()));
 
     let request = IngestRequest { user_id, collection, content, strategy, metadata };

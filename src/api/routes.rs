@@ -188,7 +188,7 @@ impl Route {
     /// Largest request body the route accepts: documents for RAG ingest, else the default.
     pub fn body_limit(&self, config: &Config) -> usize {
         match self {
-            Route::RagIngest => config.rag.max_ingest_bytes.max(config.server.max_body_bytes),
+            Route::RagIngest => config.rag.max_ingest_bytes,
             _ => config.server.max_body_bytes,
         }
     }

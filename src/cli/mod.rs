@@ -1,6 +1,7 @@
 //! Subcommand implementations for the `ares` binary (not part of the library).
 
 pub mod backup;
+pub mod compat;
 pub mod init;
 pub mod migrate;
 pub mod reindex;

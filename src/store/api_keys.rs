@@ -158,3 +158,12 @@ pub fn insert_generated(
     }
     Err(Error::Internal("could not find a free API key prefix".into()))
 }
+
+/// Every record (export).
+pub fn all(txn: &ReadTransaction) -> Result<Vec<ApiKeyRecord>, Error> {
+    let mut out = Vec::new();
+    for entry in txn.open_table(API_KEYS)?.iter()? {
+        out.push(decode(entry?.1.value())?);
+    }
+    Ok(out)
+}

@@ -161,3 +161,28 @@ pub fn delete(txn: &WriteTransaction, owner: &str, id: &str) -> Result<(), Error
     }
     Ok(())
 }
+
+/// Store an imported conversation with its messages (already in order), keeping every id.
+pub fn import(
+    txn: &WriteTransaction,
+    conversation: &ConversationRecord,
+    messages: &[MessageRecord],
+) -> Result<(), Error> {
+    txn.open_table(OWNER_CONVERSATIONS)?.insert((conversation.owner.as_str(), conversation.id.as_str()), ())?;
+    let mut table = txn.open_table(MESSAGES)?;
+    for (i, message) in messages.iter().enumerate() {
+        table.insert((conversation.id.as_str(), i as u32), encode(message)?.as_slice())?;
+    }
+    let record = ConversationRecord { message_count: messages.len() as u32, ..conversation.clone() };
+    txn.open_table(CONVERSATIONS)?.insert(conversation.id.as_str(), encode(&record)?.as_slice())?;
+    Ok(())
+}
+
+/// Every conversation (export).
+pub fn all(txn: &ReadTransaction) -> Result<Vec<ConversationRecord>, Error> {
+    let mut out = Vec::new();
+    for entry in txn.open_table(CONVERSATIONS)?.iter()? {
+        out.push(decode(entry?.1.value())?);
+    }
+    Ok(out)
+}

@@ -160,3 +160,22 @@ pub fn forget_fact(txn: &WriteTransaction, user_id: &str, fact_key: &str) -> Res
     }
     Ok(doomed.len())
 }
+
+/// Store an imported fact as it is (no merging by key).
+pub fn import_fact(txn: &WriteTransaction, fact: &FactRecord) -> Result<(), Error> {
+    txn.open_table(MEMORY_FACTS)?.insert((fact.user_id.as_str(), fact.id.as_str()), encode(fact)?.as_slice())?;
+    Ok(())
+}
+
+/// Every fact and preference (export).
+pub fn all(txn: &ReadTransaction) -> Result<(Vec<FactRecord>, Vec<PreferenceRecord>), Error> {
+    let mut facts = Vec::new();
+    for entry in txn.open_table(MEMORY_FACTS)?.iter()? {
+        facts.push(decode(entry?.1.value())?);
+    }
+    let mut preferences = Vec::new();
+    for entry in txn.open_table(PREFERENCES)?.iter()? {
+        preferences.push(decode(entry?.1.value())?);
+    }
+    Ok((facts, preferences))
+}

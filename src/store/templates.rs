@@ -68,3 +68,10 @@ pub fn list(txn: &ReadTransaction, product_type: Option<&str>) -> Result<Vec<Tem
 pub fn has_product(txn: &ReadTransaction, product_type: &str) -> Result<bool, Error> {
     Ok(!list(txn, Some(product_type))?.is_empty())
 }
+
+/// Insert or replace a template (import).
+pub fn put(txn: &WriteTransaction, template: &TemplateRecord) -> Result<(), Error> {
+    let key = (template.product_type.as_str(), template.agent_name.as_str());
+    txn.open_table(AGENT_TEMPLATES)?.insert(key, encode(template)?.as_slice())?;
+    Ok(())
+}

@@ -59,6 +59,14 @@ pub fn insert(txn: &WriteTransaction, tenant: &TenantRecord) -> Result<(), Error
     Ok(())
 }
 
+/// Insert an imported tenant. The reference never made names unique, so an imported database
+/// may hold two tenants with one name; both are kept (new tenants still get unique names).
+pub fn import(txn: &WriteTransaction, tenant: &TenantRecord) -> Result<(), Error> {
+    txn.open_table(TENANTS)?.insert(tenant.id.as_str(), encode(tenant)?.as_slice())?;
+    txn.open_table(TENANT_BY_NAME)?.insert((tenant.name.as_str(), tenant.id.as_str()), ())?;
+    Ok(())
+}
+
 pub fn get(txn: &ReadTransaction, id: &str) -> Result<Option<TenantRecord>, Error> {
     let tenants = txn.open_table(TENANTS)?;
     tenants.get(id)?.map(|v| decode(v.value())).transpose()
@@ -111,4 +119,13 @@ pub fn exists(txn: &WriteTransaction, id: &str) -> Result<bool, Error> {
 pub fn count(txn: &ReadTransaction) -> Result<u64, Error> {
     use redb::ReadableTableMetadata as _;
     Ok(txn.open_table(TENANTS)?.len()?)
+}
+
+/// Every record (export).
+pub fn all(txn: &ReadTransaction) -> Result<Vec<TenantRecord>, Error> {
+    let mut out = Vec::new();
+    for entry in txn.open_table(TENANTS)?.iter()? {
+        out.push(decode(entry?.1.value())?);
+    }
+    Ok(out)
 }

@@ -141,3 +141,49 @@ pub fn runs_between(txn: &ReadTransaction, tenant: &str, from_day: i64, to_day: 
 pub fn platform_day(txn: &ReadTransaction, day_start: i64) -> Result<DailyUsageRecord, Error> {
     Ok(txn.open_table(PLATFORM_DAILY)?.get(day_start)?.map(|v| decode(v.value())).transpose()?.unwrap_or_default())
 }
+
+/// Set a tenant's month counters (import: the reference's `monthly_usage_cache` is authoritative).
+pub fn set_monthly(
+    txn: &WriteTransaction,
+    tenant: &str,
+    month_start: i64,
+    counter: &UsageCounterRecord,
+) -> Result<(), Error> {
+    txn.open_table(USAGE_MONTHLY)?.insert((tenant, month_start), encode(counter)?.as_slice())?;
+    Ok(())
+}
+
+/// Set a tenant's request count for a day (import: the reference's `daily_rate_limits`).
+pub fn set_daily_requests(txn: &WriteTransaction, tenant: &str, day_start: i64, requests: u64) -> Result<(), Error> {
+    let mut table = txn.open_table(USAGE_DAILY)?;
+    let mut daily: DailyUsageRecord =
+        table.get((tenant, day_start))?.map(|v| decode(v.value())).transpose()?.unwrap_or_default();
+    daily.requests = requests;
+    table.insert((tenant, day_start), encode(&daily)?.as_slice())?;
+    Ok(())
+}
+
+/// Every event, month counter and day counter (export).
+#[allow(clippy::type_complexity)]
+pub fn all(
+    txn: &ReadTransaction,
+) -> Result<(Vec<UsageEventRecord>, Vec<(String, i64, UsageCounterRecord)>, Vec<(String, i64, DailyUsageRecord)>), Error>
+{
+    let mut events = Vec::new();
+    for entry in txn.open_table(USAGE_EVENTS)?.iter()? {
+        events.push(decode(entry?.1.value())?);
+    }
+    let mut months = Vec::new();
+    for entry in txn.open_table(USAGE_MONTHLY)?.iter()? {
+        let (key, value) = entry?;
+        let (tenant, month) = key.value();
+        months.push((tenant.to_string(), month, decode(value.value())?));
+    }
+    let mut days = Vec::new();
+    for entry in txn.open_table(USAGE_DAILY)?.iter()? {
+        let (key, value) = entry?;
+        let (tenant, day) = key.value();
+        days.push((tenant.to_string(), day, decode(value.value())?));
+    }
+    Ok((events, months, days))
+}

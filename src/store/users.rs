@@ -91,3 +91,22 @@ pub fn purge_expired_sessions(txn: &WriteTransaction, now: i64, grace_secs: i64)
     }
     Ok(expired.len())
 }
+
+/// Every record (export).
+pub fn all(txn: &ReadTransaction) -> Result<Vec<UserRecord>, Error> {
+    let mut out = Vec::new();
+    for entry in txn.open_table(USERS)?.iter()? {
+        out.push(decode(entry?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// Every session with its token hash (export).
+pub fn all_sessions(txn: &ReadTransaction) -> Result<Vec<(String, SessionRecord)>, Error> {
+    let mut out = Vec::new();
+    for entry in txn.open_table(SESSIONS)?.iter()? {
+        let (key, value) = entry?;
+        out.push((key.value().to_string(), decode(value.value())?));
+    }
+    Ok(out)
+}
