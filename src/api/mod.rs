@@ -173,7 +173,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         }
         Route::AdminListAgentTemplates => admin::catalog::templates(ctx, &request).await,
         Route::AdminListModels => Ok(admin::catalog::models(ctx)),
-        Route::AdminTenantUsage { tenant_id } => admin::usage::tenant_usage(ctx, &tenant_id).await,
+        Route::AdminTenantUsage { tenant_id } => admin::usage::tenant_usage(ctx, &tenant_id, &request).await,
         Route::AdminTenantDailyUsage { tenant_id } => admin::usage::daily(ctx, &tenant_id, &request).await,
         Route::AdminAgentRuns { tenant_id, agent_name } => {
             admin::agents::runs(ctx, &tenant_id, &agent_name, &request).await

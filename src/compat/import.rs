@@ -85,6 +85,7 @@ pub fn import(
         return Err(ImportError::NotEmpty(data_dir.to_path_buf()));
     }
     let file = std::fs::File::open(dump).map_err(io(dump))?;
+    let created_dir = !data_dir.exists();
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
     let staging = data_dir.join(format!("{}.importing", store::DB_FILE));
     if staging.exists() {
@@ -103,6 +104,10 @@ pub fn import(
         Ok(report) => report,
         Err(e) => {
             let _ = std::fs::remove_file(&staging);
+            if created_dir {
+                // Only removes it if nothing else appeared in it meanwhile.
+                let _ = std::fs::remove_dir(data_dir);
+            }
             return Err(e);
         }
     };
@@ -368,13 +373,15 @@ fn boolean(row: &RawRow, column: &str, default: bool) -> Result<bool, String> {
     }
 }
 
-/// A JSON column (JSONB, or JSON kept in TEXT) as compact text; invalid JSON is refused.
+/// A JSON column (JSONB, or JSON kept in TEXT), checked and kept as written so export gives
+/// the same text back; invalid JSON is refused.
 fn json_text(row: &RawRow, column: &str, default: &str) -> Result<String, String> {
     match row.get(column) {
         None => Ok(default.to_string()),
-        Some(raw) => serde_json::from_str::<Value>(raw)
-            .map(|v| v.to_string())
-            .map_err(|e| format!("column {column}: invalid JSON ({e})")),
+        Some(raw) => match serde_json::from_str::<Value>(raw) {
+            Ok(_) => Ok(raw.to_string()),
+            Err(e) => Err(format!("column {column}: invalid JSON ({e})")),
+        },
     }
 }
 

@@ -183,8 +183,13 @@ pub async fn run(
         let agent = resolve(app, caller, &name, workflow.fallback_agent.as_deref()).await?;
         let step_started = Instant::now();
         let timestamp = clock::now_unix();
-        let turn = run_agent(app, &agent, prompt.clone(), max_calls - model_calls).await?;
+        let budget = max_calls - model_calls;
+        let turn = run_agent(app, &agent, prompt.clone(), budget).await?;
         model_calls += turn.model_calls;
+        // The cap, not the agent, ended its tool rounds: it used every call it was given while
+        // it still had tool rounds of its own left.
+        let cut_short =
+            turn.tool_calls > 0 && turn.model_calls >= budget && budget < agent.max_iterations.saturating_add(1);
 
         let mut action = turn.content.clone();
         if is_router(&agent) {
@@ -210,8 +215,12 @@ pub async fn run(
             timestamp,
             duration_ms: step_started.elapsed().as_millis() as u64,
             model_calls: turn.model_calls,
-            limit_reached: None,
+            limit_reached: cut_short.then_some(Limit::MaxIterations),
         });
+        if cut_short {
+            limit = Some(Limit::MaxIterations);
+            break;
+        }
     }
 
     if let (Some(limit), Some(last)) = (limit, steps.last_mut()) {

@@ -9,6 +9,7 @@
 //! Each commit carries the highest sequence number indexed so far as its payload: the watermark
 //! start-up replays from.
 
+use std::cmp::Reverse;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -19,7 +20,7 @@ use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, T
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument, Term};
 
 const STEMMED: &str = "ares_en_stem";
 const EXACT: &str = "ares_exact";
@@ -191,16 +192,15 @@ impl LexicalIndex {
             (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(scope), 0.0))),
             (Occur::Must, Box::new(BooleanQuery::new(clauses))),
         ]);
-        let searcher = self.reader.searcher();
-        let hits = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
-        let mut out = Vec::with_capacity(hits.len());
-        for (score, address) in hits {
-            let column = searcher.segment_reader(address.segment_ord).fast_fields().u64("seq")?;
-            if let Some(seq) = column.first(address.doc_id) {
-                out.push((seq, score));
-            }
-        }
-        Ok(out)
+        // Equal scores (the same text ingested twice) go to the older chunk: a total order, so
+        // neither the cut at `limit` nor the order depends on how the index is split into
+        // segments, which changes with merges and rebuilds.
+        let collector = TopDocs::with_limit(limit).tweak_score(|segment: &SegmentReader| {
+            let seqs = segment.fast_fields().u64("seq").ok();
+            move |doc: DocId, score: Score| (score, Reverse(seqs.as_ref().and_then(|column| column.first(doc))))
+        });
+        let hits = self.reader.searcher().search(&query, &collector)?;
+        Ok(hits.into_iter().filter_map(|((score, Reverse(seq)), _)| Some((seq?, score))).collect())
     }
 
     /// The query's distinct terms as `field`'s analyzer produces them.

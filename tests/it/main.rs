@@ -12,6 +12,7 @@ mod mock_provider;
 
 mod admin;
 mod auth;
+mod backup;
 mod chat;
 mod cli;
 mod config_dirs;
@@ -24,7 +25,10 @@ mod isolation;
 mod memory;
 mod migrations;
 mod mock_provider_tests;
+mod postgres_compat;
 mod quotas;
+mod rag;
+mod rag_durability;
 mod rate_limit;
 mod research;
 mod runs;

@@ -10,6 +10,13 @@
 //! way each provider streams them), fail the ways real providers fail ([`Failure`]), and pause a
 //! stream until the test calls [`MockProvider::resume`]. Every request is recorded with its JSON
 //! body and, for answers, whether the whole answer went out or the client hung up first.
+//!
+//! For RAG it also serves embeddings — Ollama `POST /api/embed` and OpenAI `POST
+//! /v1/embeddings` — with deterministic bag-of-words vectors ([`mock_embedding`]: one coordinate
+//! per word, a few synonyms sharing one, so "automobile" is near "car" while BM25 sees no
+//! overlap), and a reranker, `POST /rerank`, answering Jina/llama.cpp style
+//! (`{"results":[{"index","relevance_score"}]}`) or TEI style (`[{"index","score"}]`) with scores
+//! computed from word overlap or set by the test ([`MockProvider::set_rerank_scores`]).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -357,6 +364,186 @@ struct State {
     default: Script,
     queue: VecDeque<Script>,
     requests: Vec<RecordedRequest>,
+    embeddings: EmbeddingSettings,
+    rerank: RerankSettings,
+}
+
+/// The embedding endpoints' behaviour.
+struct EmbeddingSettings {
+    dimensions: usize,
+    /// Anything but 200 answers with the provider's error body.
+    status: u16,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        EmbeddingSettings { dimensions: MOCK_EMBEDDING_DIMENSIONS, status: 200 }
+    }
+}
+
+/// The answer shape of `POST /rerank`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RerankStyle {
+    /// Jina and llama.cpp server: `{"model", "results": [{"index", "relevance_score"}], "usage"}`.
+    #[default]
+    Jina,
+    /// Hugging Face TEI: a bare array `[{"index", "score"}]`.
+    Tei,
+}
+
+#[derive(Default)]
+struct RerankSettings {
+    style: RerankStyle,
+    /// `(needle, score)`: a document scores the sum of the needles it contains (case-insensitive).
+    /// Empty: the share of the query's words (3+ letters) the document contains.
+    scores: Vec<(String, f64)>,
+}
+
+/// Coordinates of [`mock_embedding`] vectors unless a test sets others.
+pub const MOCK_EMBEDDING_DIMENSIONS: usize = 256;
+
+/// Words the mock embedder treats as one concept (word → concept).
+const SYNONYMS: &[(&str, &str)] = &[
+    ("automobile", "car"),
+    ("automobiles", "car"),
+    ("cars", "car"),
+    ("vehicle", "car"),
+    ("feline", "cat"),
+    ("kitten", "cat"),
+    ("cats", "cat"),
+    ("canine", "dog"),
+    ("puppy", "dog"),
+    ("dogs", "dog"),
+];
+
+/// The lower-cased alphanumeric words of `text`.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// The mock's embedding of `text`: a bag of words, each word (after [`SYNONYMS`]) adding 1 to
+/// coordinate `fnv1a(word) % dimensions`. Not normalised (the server normalises); the zero
+/// vector when `text` has no word. Deterministic and non-negative, so cosines are in [0, 1].
+pub fn mock_embedding(text: &str, dimensions: usize) -> Vec<f32> {
+    let mut vector = vec![0.0f32; dimensions.max(1)];
+    for word in words(text) {
+        let concept = SYNONYMS.iter().find(|(w, _)| *w == word).map_or(word.as_str(), |(_, c)| c);
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in concept.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        let len = vector.len() as u64;
+        vector[(hash % len) as usize] += 1.0;
+    }
+    vector
+}
+
+/// Cosine similarity (0 when either vector is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let (na, nb) = (norm(a), norm(b));
+    if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na * nb) }
+}
+
+/// The texts of an embedding request's `input`: a string or an array of strings.
+fn input_texts(body: &Value) -> Vec<String> {
+    match &body["input"] {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) => items.iter().map(|i| i.as_str().unwrap_or_default().to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The mock reranker's score of `document` for `query`.
+fn rerank_score(settings: &RerankSettings, query: &str, document: &str) -> f64 {
+    let lower = document.to_lowercase();
+    if !settings.scores.is_empty() {
+        return settings
+            .scores
+            .iter()
+            .filter(|(needle, _)| lower.contains(&needle.to_lowercase()))
+            .map(|(_, s)| s)
+            .sum();
+    }
+    let mut query_words: Vec<String> = words(query).into_iter().filter(|w| w.chars().count() >= 3).collect();
+    query_words.sort();
+    query_words.dedup();
+    if query_words.is_empty() {
+        return 0.0;
+    }
+    let document_words = words(document);
+    let found = query_words.iter().filter(|w| document_words.contains(w)).count();
+    found as f64 / query_words.len() as f64
+}
+
+/// Answer the embedding and rerank routes; `None` for any other path.
+fn rag_answer(state: &State, method: &http::Method, path: &str, body: &Value) -> Option<http::Response<Body>> {
+    if method != http::Method::POST {
+        return None;
+    }
+    let model = body["model"].as_str().unwrap_or("mock-embed").to_string();
+    match path {
+        "/api/embed" | "/v1/embeddings" => {
+            let ollama = path == "/api/embed";
+            let settings = &state.embeddings;
+            if settings.status != 200 {
+                let error = if ollama {
+                    json!({ "error": "mock embedding error" })
+                } else {
+                    json!({ "error": { "message": "mock embedding error", "type": "server_error" } })
+                };
+                return Some(json_response(settings.status, &error));
+            }
+            let texts = input_texts(body);
+            let vectors: Vec<Vec<f32>> = texts.iter().map(|t| mock_embedding(t, settings.dimensions)).collect();
+            let answer = if ollama {
+                json!({ "model": model, "embeddings": vectors })
+            } else {
+                // Last first: the spec allows any order, so the client must sort by `index`.
+                let data: Vec<Value> = vectors
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(index, v)| json!({ "object": "embedding", "index": index, "embedding": v }))
+                    .collect();
+                json!({ "object": "list", "data": data, "model": model,
+                        "usage": { "prompt_tokens": texts.len(), "total_tokens": texts.len() } })
+            };
+            Some(json_response(200, &answer))
+        }
+        "/rerank" | "/v1/rerank" => {
+            let query = body["query"].as_str().unwrap_or_default();
+            let documents: Vec<&str> = body
+                .get("documents")
+                .or_else(|| body.get("texts"))
+                .and_then(Value::as_array)
+                .map(|d| d.iter().map(|d| d.as_str().unwrap_or_default()).collect())
+                .unwrap_or_default();
+            let mut scored: Vec<(usize, f64)> =
+                documents.iter().enumerate().map(|(i, d)| (i, rerank_score(&state.rerank, query, d))).collect();
+            // Best first, as the real servers answer; ties keep input order.
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+            if let Some(top_n) = body["top_n"].as_u64() {
+                scored.truncate(top_n as usize);
+            }
+            let answer = match state.rerank.style {
+                RerankStyle::Jina => {
+                    let results: Vec<Value> = scored
+                        .iter()
+                        .map(|(index, score)| json!({ "index": index, "relevance_score": score }))
+                        .collect();
+                    json!({ "model": model, "results": results, "usage": { "total_tokens": documents.len() } })
+                }
+                RerankStyle::Tei => {
+                    scored.iter().map(|(index, score)| json!({ "index": index, "score": score })).collect()
+                }
+            };
+            Some(json_response(200, &answer))
+        }
+        _ => None,
+    }
 }
 
 /// Where a request's answer reports how it went.
@@ -450,6 +637,36 @@ impl MockProvider {
         self.requests().into_iter().filter(|r| r.wire().is_some()).collect()
     }
 
+    /// Embedding calls only (Ollama `/api/embed` and OpenAI `/v1/embeddings`), in arrival order.
+    pub fn embedding_requests(&self) -> Vec<RecordedRequest> {
+        self.requests().into_iter().filter(|r| r.path == "/api/embed" || r.path == "/v1/embeddings").collect()
+    }
+
+    /// Rerank calls only, in arrival order.
+    pub fn rerank_requests(&self) -> Vec<RecordedRequest> {
+        self.requests().into_iter().filter(|r| r.path == "/rerank" || r.path == "/v1/rerank").collect()
+    }
+
+    /// Vectors of `dimensions` coordinates from now on (default [`MOCK_EMBEDDING_DIMENSIONS`]).
+    pub fn set_embedding_dimensions(&self, dimensions: usize) {
+        self.lock().embeddings.dimensions = dimensions;
+    }
+
+    /// Answer embedding calls with this status (200 restores success).
+    pub fn set_embedding_status(&self, status: u16) {
+        self.lock().embeddings.status = status;
+    }
+
+    /// Answer `/rerank` in this shape.
+    pub fn set_rerank_style(&self, style: RerankStyle) {
+        self.lock().rerank.style = style;
+    }
+
+    /// Score each document by the needles it contains instead of by word overlap.
+    pub fn set_rerank_scores(&self, scores: &[(&str, f64)]) {
+        self.lock().rerank.scores = scores.iter().map(|(needle, score)| (needle.to_string(), *score)).collect();
+    }
+
     /// Poll (within a hang guard) until `done` holds for the recorded requests; returns them.
     pub async fn wait_until(&self, what: &str, done: impl Fn(&[RecordedRequest]) -> bool) -> Vec<RecordedRequest> {
         let deadline = Instant::now() + WAIT_GUARD;
@@ -527,6 +744,13 @@ async fn respond(served: Served, request: http::Request<Incoming>) -> Result<htt
         (script, state.requests.len())
     };
     let recorder = Recorder { state: served.state.clone(), index: sequence - 1 };
+    if wire.is_none() {
+        let answer = rag_answer(&served.state.lock().expect("mock state lock"), &parts.method, parts.uri.path(), &body);
+        if let Some(answer) = answer {
+            recorder.update(|r| r.finished = true);
+            return Ok(answer);
+        }
+    }
     let Some(wire) = wire else {
         let error = format!("mock provider: no route {} {}", parts.method, parts.uri.path());
         recorder.update(|r| r.finished = true);

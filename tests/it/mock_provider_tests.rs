@@ -7,7 +7,10 @@ use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::harness::{header, http_client};
-use crate::mock_provider::{MockProvider, Script, SentToolCall, SentToolResult, Wire};
+use crate::mock_provider::{
+    MOCK_EMBEDDING_DIMENSIONS, MockProvider, RerankStyle, Script, SentToolCall, SentToolResult, Wire, cosine,
+    mock_embedding,
+};
 
 /// One server-sent event: its `event:` name (if any) and its `data:` payload.
 #[derive(Debug)]
@@ -212,7 +215,7 @@ async fn queued_scripts_come_first_and_unknown_paths_are_recorded() {
 
     // Unknown routes answer 404, are recorded, and do not consume queued scripts.
     mock.enqueue(Script::reply("kept"));
-    let response = post(&mock, "/v1/embeddings", json!({ "input": "x" })).await;
+    let response = post(&mock, "/v1/images/generations", json!({ "prompt": "x" })).await;
     assert_eq!(response.status(), 404);
     let response = http_client().get(format!("{}/api/chat", mock.url())).send().await.unwrap();
     assert_eq!(response.status(), 404);
@@ -223,7 +226,7 @@ async fn queued_scripts_come_first_and_unknown_paths_are_recorded() {
         ("POST", "/api/chat"),
         ("POST", "/api/chat"),
         ("POST", "/api/chat"),
-        ("POST", "/v1/embeddings"),
+        ("POST", "/v1/images/generations"),
         ("GET", "/api/chat"),
         ("POST", "/api/chat"),
     ]
@@ -486,4 +489,62 @@ async fn recorded_requests_read_alike_in_each_wire_format() {
     }
     post(&mock, "/api/chat", json!({ "model": "m", "messages": [] })).await;
     assert_eq!(mock.requests().pop().unwrap().tools_offered(), None);
+}
+
+#[tokio::test]
+async fn embeddings_are_deterministic_bags_of_words_in_both_wire_formats() {
+    let mock = MockProvider::start();
+    let vector =
+        |value: &Value| -> Vec<f32> { value.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+
+    // Ollama: {model, input: [...]} → {embeddings: [[...]]}, in input order.
+    let response =
+        post(&mock, "/api/embed", json!({ "model": "m", "input": ["The car", "an automobile", "a cat"] })).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let embeddings: Vec<Vec<f32>> = body["embeddings"].as_array().unwrap().iter().map(vector).collect();
+    assert_eq!(embeddings.len(), 3);
+    assert!(embeddings.iter().all(|v| v.len() == MOCK_EMBEDDING_DIMENSIONS));
+    assert_eq!(embeddings[0], mock_embedding("The car", MOCK_EMBEDDING_DIMENSIONS));
+    assert_eq!(embeddings[1], mock_embedding("an automobile", MOCK_EMBEDDING_DIMENSIONS));
+    // A synonym shares its concept's coordinate; an unrelated word does not.
+    assert!(cosine(&mock_embedding("automobile", 64), &mock_embedding("car", 64)) > 0.99);
+    assert!(cosine(&mock_embedding("automobile", 64), &mock_embedding("cat", 64)) < 0.01);
+
+    // OpenAI: {model, input} → {data: [{index, embedding}]} (last first: clients sort by index);
+    // a bare string input is one text.
+    mock.set_embedding_dimensions(8);
+    let response = post(&mock, "/v1/embeddings", json!({ "model": "m", "input": ["one", "two"] })).await;
+    let body: Value = response.json().await.unwrap();
+    let indexes: Vec<u64> = body["data"].as_array().unwrap().iter().map(|d| d["index"].as_u64().unwrap()).collect();
+    assert_eq!(indexes, [1, 0]);
+    assert_eq!(vector(&body["data"][1]["embedding"]), mock_embedding("one", 8));
+    let body: Value =
+        post(&mock, "/v1/embeddings", json!({ "model": "m", "input": "solo" })).await.json().await.unwrap();
+    assert_eq!(vector(&body["data"][0]["embedding"]), mock_embedding("solo", 8));
+
+    mock.set_embedding_status(500);
+    assert_eq!(post(&mock, "/api/embed", json!({ "input": ["x"] })).await.status(), 500);
+    assert_eq!(mock.embedding_requests().len(), 4);
+    assert!(mock.chat_requests().is_empty());
+}
+
+#[tokio::test]
+async fn rerank_scores_by_overlap_or_by_needles_in_jina_or_tei_shape() {
+    let mock = MockProvider::start();
+    let request = json!({
+        "model": "rr", "query": "reset password", "top_n": 2,
+        "documents": ["nothing relevant", "password reset steps", "reset only"],
+    });
+    let body: Value = post(&mock, "/rerank", request.clone()).await.json().await.unwrap();
+    assert_eq!(
+        body["results"],
+        json!([{ "index": 1, "relevance_score": 1.0 }, { "index": 2, "relevance_score": 0.5 }]),
+        "{body}"
+    );
+    mock.set_rerank_scores(&[("nothing", 0.75)]);
+    mock.set_rerank_style(RerankStyle::Tei);
+    let body: Value = post(&mock, "/rerank", request).await.json().await.unwrap();
+    assert_eq!(body, json!([{ "index": 0, "score": 0.75 }, { "index": 1, "score": 0.0 }]));
+    assert_eq!(mock.rerank_requests().len(), 2);
 }

@@ -16,11 +16,35 @@ use crate::store::{agents, alerts, tenants, usage};
 
 const DAY: i64 = 86_400;
 
-/// A tenant's usage in the current UTC month and day, from committed counters.
-pub async fn tenant_usage(ctx: &Context, tenant_id: &str) -> Result<Response, ApiError> {
+#[derive(Default, Deserialize)]
+struct MonthQuery {
+    /// `YYYY-MM`: a past month instead of the current one (e.g. imported history).
+    month: Option<String>,
+}
+
+/// The start of `YYYY-MM` (UTC), or a 400 naming the parameter.
+fn parse_month(raw: &str) -> Result<i64, ApiError> {
+    let invalid = || ApiError::BadRequest(format!("Invalid month '{raw}': expected YYYY-MM"));
+    let (year, month) = raw.split_once('-').ok_or_else(invalid)?;
+    let year: i32 = year.parse().map_err(|_| invalid())?;
+    let month: u8 = month.parse().map_err(|_| invalid())?;
+    let month = time::Month::try_from(month).map_err(|_| invalid())?;
+    let date = time::Date::from_calendar_date(year, month, 1).map_err(|_| invalid())?;
+    Ok(date.midnight().assume_utc().unix_timestamp())
+}
+
+/// A tenant's usage in the current UTC month (or `?month=YYYY-MM`) and today, from committed
+/// counters.
+pub async fn tenant_usage(ctx: &Context, tenant_id: &str, request: &Request) -> Result<Response, ApiError> {
+    let params: MonthQuery = query(request)?;
     ctx.app.flush_usage().await?;
     let now = clock::now_unix();
-    let (month, today) = (month_start(now), day_start(now));
+    let month = match params.month.as_deref() {
+        Some(raw) => parse_month(raw)?,
+        None => month_start(now),
+    };
+    let today = day_start(now);
+    let last_day = day_start(next_month_start(month) - 1).min(today.max(month));
     let id = tenant_id.to_string();
     let found = ctx
         .app
@@ -29,7 +53,7 @@ pub async fn tenant_usage(ctx: &Context, tenant_id: &str) -> Result<Response, Ap
             let Some(tenant) = tenants::get(txn, &id)? else { return Ok(None) };
             let monthly = usage::monthly(txn, &id, month)?;
             let daily = usage::daily(txn, &id, today)?;
-            let runs = usage::runs_between(txn, &id, month, today)?;
+            let runs = usage::runs_between(txn, &id, month, last_day)?;
             Ok(Some((tenant, monthly, daily, runs)))
         })
         .await?;
@@ -43,7 +67,7 @@ pub async fn tenant_usage(ctx: &Context, tenant_id: &str) -> Result<Response, Ap
             "tenant_name": tenant.name,
             "tier": tier.as_str(),
             "period_start": clock::rfc3339(month),
-            "period_end": clock::rfc3339(next_month_start(now) - 1),
+            "period_end": clock::rfc3339(next_month_start(month) - 1),
             "total_runs": runs,
             "total_tokens": monthly.tokens,
             "total_api_calls": monthly.requests,
