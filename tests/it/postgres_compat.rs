@@ -436,8 +436,8 @@ async fn serve_and_check(root: &Path, secrets: &Value, agents: &[Value], runs: &
         .start();
     let per_tenant = &secrets["expected"]["per_tenant"];
 
-    // Tenants, with their effective tiers. The usage endpoints cover the current UTC month only,
-    // so the dump's January/February 2026 counters do not show there; run totals do (below).
+    // Tenants, with their effective tiers. Usage defaults to the current UTC month (nothing
+    // imported there); `?month=YYYY-MM` shows the dump's January/February 2026 counters.
     let listed = admin_get(&server, "/api/admin/tenants").await;
     let listed = listed["tenants"].as_array().unwrap();
     let tenants = secrets["tenants"].as_array().unwrap();
@@ -453,6 +453,14 @@ async fn serve_and_check(root: &Path, secrets: &Value, agents: &[Value], runs: &
         assert_eq!((usage["monthly_requests"].as_u64(), usage["total_runs"].as_u64()), (Some(0), Some(0)), "{usage}");
 
         let expected = &per_tenant[id];
+        if let Some(months) = expected["monthly_usage_cache"].as_object() {
+            for (month, counters) in months {
+                let usage = admin_get(&server, &format!("/api/admin/tenants/{id}/usage?month={month}")).await;
+                assert_eq!(usage["monthly_requests"], counters["request_count"], "{id} {month}: {usage}");
+                assert_eq!(usage["monthly_tokens"], counters["token_count"], "{id} {month}: {usage}");
+                assert_eq!(usage["period_start"], format!("{month}-01T00:00:00Z"), "{usage}");
+            }
+        }
         let detail = admin_get(&server, &format!("/api/admin/tenants/{id}")).await;
         let runs_expected = &expected["agent_runs"];
         assert_eq!(detail["total_runs"], runs_expected["count"], "{id}: {detail}");
