@@ -59,7 +59,14 @@ pub fn create(store: &Store, backups_dir: &Path) -> Result<Manifest, store::Erro
     let dir = backups_dir.join(format!("ares-{stamp}-{}", &suffix[..8]));
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let file = dir.join(SNAPSHOT_FILE);
-    let counts = store.snapshot(&file)?;
+    let counts = match store.snapshot(&file) {
+        Ok(counts) => counts,
+        Err(e) => {
+            // No half-written backup is left looking like a good one.
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
     let bytes = std::fs::metadata(&file).map_err(io(&file))?.len();
     let manifest = Manifest {
         path: dir.clone(),

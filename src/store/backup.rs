@@ -14,9 +14,12 @@ use super::tables::*;
 /// Rows copied per table, for the manifest.
 pub type TableCounts = Vec<(String, u64)>;
 
+/// Copy one table in its own write transaction on the target, so a large database is never
+/// held in memory as one transaction's dirty pages (the copy is consistent anyway: every table
+/// is read from the same source transaction).
 fn copy<K: Key + 'static, V: Value + 'static>(
     source: &ReadTransaction,
-    target: &redb::WriteTransaction,
+    target: &Database,
     definition: TableDefinition<K, V>,
     counts: &mut TableCounts,
 ) -> Result<(), Error> {
@@ -26,13 +29,17 @@ fn copy<K: Key + 'static, V: Value + 'static>(
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let mut to = target.open_table(definition)?;
+    let write = target.begin_write()?;
     let mut rows = 0;
-    for entry in from.iter()? {
-        let (key, value) = entry?;
-        to.insert(key.value(), value.value())?;
-        rows += 1;
+    {
+        let mut to = write.open_table(definition)?;
+        for entry in from.iter()? {
+            let (key, value) = entry?;
+            to.insert(key.value(), value.value())?;
+            rows += 1;
+        }
     }
+    write.commit()?;
     counts.push((definition.name().to_string(), rows));
     Ok(())
 }
@@ -41,10 +48,9 @@ fn copy<K: Key + 'static, V: Value + 'static>(
 pub fn snapshot(source: &Database, path: &Path) -> Result<TableCounts, Error> {
     let read = source.begin_read()?;
     let target = Database::create(path)?;
-    let write = target.begin_write()?;
     let mut counts = TableCounts::new();
     macro_rules! copy_all {
-        ($($table:ident),* $(,)?) => {$( copy(&read, &write, $table, &mut counts)?; )*};
+        ($($table:ident),* $(,)?) => {$( copy(&read, &target, $table, &mut counts)?; )*};
     }
     copy_all!(
         SCHEMA_MIGRATIONS,
@@ -96,7 +102,6 @@ pub fn snapshot(source: &Database, path: &Path) -> Result<TableCounts, Error> {
             return Err(Error::Internal(format!("snapshot does not know table '{name}'")));
         }
     }
-    write.commit()?;
     drop(target);
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io)?;
