@@ -33,6 +33,11 @@ use fusion::{Components, RerankError};
 use lexical::{LexicalDoc, LexicalError, LexicalIndex};
 use vectors::VectorIndexes;
 
+/// A panic while holding the write lock (a bug) leaves it poisoned: report a server error.
+fn poisoned() -> RagError {
+    RagError::Io(std::io::Error::other("the RAG write lock is poisoned"))
+}
+
 /// Directory names under the data dir.
 pub const SEARCH_DIR: &str = "search";
 pub const VECTORS_DIR: &str = "vectors";
@@ -191,7 +196,7 @@ impl Rag {
 
     /// Apply pending collection deletions, then replay chunks past each index's watermark.
     fn catch_up(&mut self, store: &Store) -> Result<(), RagError> {
-        let _guard = self.write_lock.lock().map_err(|_| RagError::BadRequest("RAG write lock poisoned".into()))?;
+        let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
         let (tombstones, collections) =
             store.read_now(|txn| Ok((rag_store::tombstones(txn)?, rag_store::all_collections(txn)?)))?;
         let live: Vec<u64> = collections.iter().map(|c| c.id).collect();
@@ -290,7 +295,7 @@ impl Rag {
             .collect();
 
         let descriptor = self.embedder.descriptor();
-        let _guard = self.write_lock.lock().map_err(|_| RagError::BadRequest("RAG write lock poisoned".into()))?;
+        let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
         let (collection, seqs) = store
             .write_blocking(|txn| {
                 rag_store::append(txn, &request.user_id, &name, &descriptor, dimensions, &chunks, now)
@@ -428,7 +433,7 @@ impl Rag {
         if name.is_empty() {
             return Err(RagError::BadRequest("Collection name required".into()));
         }
-        let _guard = self.write_lock.lock().map_err(|_| RagError::BadRequest("RAG write lock poisoned".into()))?;
+        let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
         let deleted =
             store.write_blocking(|txn| rag_store::delete_collection(txn, user_id, name)).map_err(|e| match e {
                 store::Error::NotFound(_) => RagError::CollectionNotFound(name.to_string()),
@@ -442,7 +447,7 @@ impl Rag {
 
     /// Write changed vector graphs to disk (periodically and at shutdown).
     pub fn persist(&self) -> Result<usize, RagError> {
-        let _guard = self.write_lock.lock().map_err(|_| RagError::BadRequest("RAG write lock poisoned".into()))?;
+        let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
         Ok(self.vectors.dump_dirty()?)
     }
 }
