@@ -23,15 +23,16 @@ use hnsw_rs::prelude::{AnnT, DistCosine, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Graph parameters: 16 links per node and a construction beam of 200. On the benchmark corpus
-/// (benches/rag.rs: random-vocabulary text under the lexical hash embedder, where nearly all
-/// distances are alike — a hard case for any graph index) recall@10 was 0.72 at 10k chunks;
-/// real text with a semantic embedder separates neighbours far better.
+/// Graph parameters: 16 links per node, a construction beam of 200 and a search beam of at
+/// least 200. On the benchmark corpus (benches/rag.rs: random-vocabulary text under the lexical
+/// hash embedder, where nearly all distances are alike — a hard case for any graph index) a
+/// search beam of 64 gave recall@10 0.72 at 10k chunks and 0.45 at 100k; 200 gives 0.85 at 10k
+/// for 3.9 ms p50 (exact scan: 6.2 ms at 10k, 61 ms at 100k).
 const MAX_CONNECTIONS: usize = 16;
 const MAX_LAYERS: usize = 16;
 const EF_CONSTRUCTION: usize = 200;
 /// The search beam is at least this wide, whatever `top_k` is.
-const MIN_EF_SEARCH: usize = 64;
+const MIN_EF_SEARCH: usize = 200;
 const MANIFEST: &str = "manifest.json";
 const BASENAME: &str = "index";
 
