@@ -94,9 +94,5 @@ pub fn count_unresolved(txn: &ReadTransaction) -> Result<u64, Error> {
 
 /// Every record (export).
 pub fn all(txn: &ReadTransaction) -> Result<Vec<AlertRecord>, Error> {
-    let mut out = Vec::new();
-    for entry in txn.open_table(ALERTS)?.iter()? {
-        out.push(decode(entry?.1.value())?);
-    }
-    Ok(out)
+    super::all_values(txn, ALERTS)
 }

@@ -161,9 +161,5 @@ pub fn insert_generated(
 
 /// Every record (export).
 pub fn all(txn: &ReadTransaction) -> Result<Vec<ApiKeyRecord>, Error> {
-    let mut out = Vec::new();
-    for entry in txn.open_table(API_KEYS)?.iter()? {
-        out.push(decode(entry?.1.value())?);
-    }
-    Ok(out)
+    super::all_values(txn, API_KEYS)
 }

@@ -33,3 +33,16 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, Error> {
         None => Err(Error::Codec { table: T::TABLE, message: "empty value".into() }),
     }
 }
+
+/// Every value of a `key → record` table, in key order (export and start-up scans).
+pub fn all_values<K: redb::Key + 'static, T: Record>(
+    txn: &redb::ReadTransaction,
+    table: redb::TableDefinition<K, &[u8]>,
+) -> Result<Vec<T>, Error> {
+    use redb::ReadableTable as _;
+    let mut out = Vec::new();
+    for entry in txn.open_table(table)?.iter()? {
+        out.push(decode(entry?.1.value())?);
+    }
+    Ok(out)
+}

@@ -180,9 +180,5 @@ pub fn import(
 
 /// Every conversation (export).
 pub fn all(txn: &ReadTransaction) -> Result<Vec<ConversationRecord>, Error> {
-    let mut out = Vec::new();
-    for entry in txn.open_table(CONVERSATIONS)?.iter()? {
-        out.push(decode(entry?.1.value())?);
-    }
-    Ok(out)
+    super::all_values(txn, CONVERSATIONS)
 }

@@ -169,13 +169,5 @@ pub fn import_fact(txn: &WriteTransaction, fact: &FactRecord) -> Result<(), Erro
 
 /// Every fact and preference (export).
 pub fn all(txn: &ReadTransaction) -> Result<(Vec<FactRecord>, Vec<PreferenceRecord>), Error> {
-    let mut facts = Vec::new();
-    for entry in txn.open_table(MEMORY_FACTS)?.iter()? {
-        facts.push(decode(entry?.1.value())?);
-    }
-    let mut preferences = Vec::new();
-    for entry in txn.open_table(PREFERENCES)?.iter()? {
-        preferences.push(decode(entry?.1.value())?);
-    }
-    Ok((facts, preferences))
+    Ok((super::all_values(txn, MEMORY_FACTS)?, super::all_values(txn, PREFERENCES)?))
 }

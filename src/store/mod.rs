@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadTransaction, ReadableDatabase as _, WriteTransaction};
 
-pub use codec::{Record, decode, encode};
+pub use codec::{Record, all_values, decode, encode};
 pub use error::Error;
 pub use migrations::{Migration, MigrationStatus};
 pub use writer::WriterStats;

@@ -94,12 +94,7 @@ pub fn collections_of(txn: &ReadTransaction, user_id: &str) -> Result<Vec<Collec
 
 /// Every collection (start-up and reindex).
 pub fn all_collections(txn: &ReadTransaction) -> Result<Vec<CollectionRecord>, Error> {
-    let table = txn.open_table(RAG_COLLECTIONS)?;
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        out.push(decode(entry?.1.value())?);
-    }
-    Ok(out)
+    super::all_values(txn, RAG_COLLECTIONS)
 }
 
 /// A chunk to store; its sequence number is assigned by [`append`].

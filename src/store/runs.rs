@@ -129,9 +129,5 @@ pub fn page_for_agent(
 
 /// Every record (export).
 pub fn all(txn: &ReadTransaction) -> Result<Vec<AgentRunRecord>, Error> {
-    let mut out = Vec::new();
-    for entry in txn.open_table(AGENT_RUNS)?.iter()? {
-        out.push(decode(entry?.1.value())?);
-    }
-    Ok(out)
+    super::all_values(txn, AGENT_RUNS)
 }

@@ -123,9 +123,5 @@ pub fn count(txn: &ReadTransaction) -> Result<u64, Error> {
 
 /// Every record (export).
 pub fn all(txn: &ReadTransaction) -> Result<Vec<TenantRecord>, Error> {
-    let mut out = Vec::new();
-    for entry in txn.open_table(TENANTS)?.iter()? {
-        out.push(decode(entry?.1.value())?);
-    }
-    Ok(out)
+    super::all_values(txn, TENANTS)
 }

@@ -169,10 +169,7 @@ pub fn all(
     txn: &ReadTransaction,
 ) -> Result<(Vec<UsageEventRecord>, Vec<(String, i64, UsageCounterRecord)>, Vec<(String, i64, DailyUsageRecord)>), Error>
 {
-    let mut events = Vec::new();
-    for entry in txn.open_table(USAGE_EVENTS)?.iter()? {
-        events.push(decode(entry?.1.value())?);
-    }
+    let events = super::all_values(txn, USAGE_EVENTS)?;
     let mut months = Vec::new();
     for entry in txn.open_table(USAGE_MONTHLY)?.iter()? {
         let (key, value) = entry?;

@@ -109,9 +109,5 @@ pub fn delete(txn: &WriteTransaction, user_id: &str, name: &str) -> Result<(), E
 
 /// Every record (export).
 pub fn all(txn: &ReadTransaction) -> Result<Vec<UserAgentRecord>, Error> {
-    let mut out = Vec::new();
-    for entry in txn.open_table(USER_AGENTS)?.iter()? {
-        out.push(decode(entry?.1.value())?);
-    }
-    Ok(out)
+    super::all_values(txn, USER_AGENTS)
 }

@@ -94,11 +94,7 @@ pub fn purge_expired_sessions(txn: &WriteTransaction, now: i64, grace_secs: i64)
 
 /// Every record (export).
 pub fn all(txn: &ReadTransaction) -> Result<Vec<UserRecord>, Error> {
-    let mut out = Vec::new();
-    for entry in txn.open_table(USERS)?.iter()? {
-        out.push(decode(entry?.1.value())?);
-    }
-    Ok(out)
+    super::all_values(txn, USERS)
 }
 
 /// Every session with its token hash (export).
