@@ -255,21 +255,33 @@ fn sentence_chunks(text: &str, from: usize, to: usize, target: usize, out: &mut 
             split_at_words(text, start, end, MAX_CHUNK_CHARS, out);
             continue;
         }
-        current = match current {
-            None => Some((start, end, len)),
-            Some((s, e, chars)) => {
-                let merged = chars + char_len(text, e, start) + len;
-                if merged <= target {
-                    Some((s, end, merged))
-                } else {
-                    out.push((s, e));
-                    Some((start, end, len))
-                }
-            }
-        };
+        current = Some(extend(text, current, (start, end, len), target, out));
     }
     if let Some((s, e, _)) = current {
         out.push((s, e));
+    }
+}
+
+/// Add the piece `(start, end, chars)` to the open chunk when the result stays within `limit`
+/// chars (counting the text between them), else close the open chunk and start a new one.
+fn extend(
+    text: &str,
+    open: Option<(usize, usize, usize)>,
+    (start, end, chars): (usize, usize, usize),
+    limit: usize,
+    out: &mut Vec<Span>,
+) -> (usize, usize, usize) {
+    match open {
+        None => (start, end, chars),
+        Some((s, e, open_chars)) => {
+            let merged = open_chars + char_len(text, e, start) + chars;
+            if merged <= limit {
+                (s, end, merged)
+            } else {
+                out.push((s, e));
+                (start, end, chars)
+            }
+        }
     }
 }
 
@@ -291,18 +303,7 @@ fn split_at_words(text: &str, from: usize, to: usize, max: usize, out: &mut Vec<
             }
             continue;
         }
-        current = match current {
-            None => Some((start, end, len)),
-            Some((s, e, chars)) => {
-                let merged = chars + char_len(text, e, start) + len;
-                if merged <= max {
-                    Some((s, end, merged))
-                } else {
-                    out.push((s, e));
-                    Some((start, end, len))
-                }
-            }
-        };
+        current = Some(extend(text, current, (start, end, len), max, out));
     }
     if let Some((s, e, _)) = current {
         out.push((s, e));
