@@ -42,6 +42,11 @@ pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
         }
         println!("ares {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
         tracing::info!(%addr, data_dir = %global.data_dir.display(), "serving");
+        let registration = match built.app.config().registration() {
+            ares::config::Registration::Open => "open (anyone who can reach the server may register)",
+            ares::config::Registration::Closed => "closed (the admin creates users with POST /api/admin/users)",
+        };
+        tracing::info!(registration, "user sign-up; set [auth].registration to choose");
 
         let result = ares::run(listener, Arc::new(built.app), shutdown_signal()).await;
         let _ = std::fs::remove_file(&server_file);

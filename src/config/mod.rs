@@ -55,6 +55,23 @@ pub struct Config {
     /// `[quotas.<tier>]`: per-tier request and token limits for API keys.
     pub quotas: QuotaConfig,
     pub memory: MemoryConfig,
+    /// `[limits]`: caps on the work one request can ask for.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: caps that hold whatever an agent definition says, so no caller can buy
+/// unbounded upstream calls with one request.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Largest `max_tool_iterations` / `max_iterations` an agent may declare (larger → 422).
+    pub max_tool_iterations: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_tool_iterations: 25 }
+    }
 }
 
 /// `[memory]`: what the server learns about users from their chats (see `crate::memory`).
@@ -147,6 +164,9 @@ pub struct QuotaConfig {
     pub dev: TierLimits,
     pub pro: TierLimits,
     pub enterprise: TierLimits,
+    /// `[quotas.users]`: what one JWT user's chats may use (sign-up is free, upstream calls
+    /// are not).
+    pub users: TierLimits,
 }
 
 impl Default for QuotaConfig {
@@ -156,6 +176,7 @@ impl Default for QuotaConfig {
             dev: TierLimits::new(10_000, 1_000_000, 1_000),
             pro: TierLimits::new(100_000, 10_000_000, 10_000),
             enterprise: TierLimits::UNLIMITED,
+            users: TierLimits::new(10_000, 1_000_000, 1_000),
         }
     }
 }
@@ -180,6 +201,12 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Connections served at once; further accepts wait, so memory stays bounded under a flood.
     pub max_connections: usize,
+    /// A connection must finish its request head (line and headers) within this time.
+    pub request_head_timeout_secs: u64,
+    /// A request body that sends no byte for this long is abandoned and its connection closed.
+    pub body_timeout_secs: u64,
+    /// An idle keep-alive (or h2c) connection is closed after this long.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -198,6 +225,9 @@ impl Default for ServerConfig {
             max_body_bytes: 2 * 1024 * 1024,
             shutdown_grace_secs: 10,
             max_connections: 1024,
+            request_head_timeout_secs: 10,
+            body_timeout_secs: 10,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -213,6 +243,24 @@ pub struct AuthConfig {
     pub jwt_access_expiry: u64,
     /// Refresh-token lifetime in seconds.
     pub jwt_refresh_expiry: u64,
+    /// Whether `POST /api/auth/register` is open. Unset: open when bound to loopback, closed
+    /// otherwise ([`Config::registration`]).
+    pub registration: Option<Registration>,
+    /// Password hashes allowed to wait for a hashing slot; beyond that login and register
+    /// answer 503 at once instead of queueing memory.
+    pub max_pending_hashes: usize,
+    /// Password hashes running at once (each holds ~19 MiB while it runs).
+    pub max_concurrent_hashes: usize,
+}
+
+/// `[auth].registration`: who may create a user account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone who can reach the server may register.
+    Open,
+    /// Only the operator creates users (`POST /api/admin/users`).
+    Closed,
 }
 
 impl Default for AuthConfig {
@@ -222,6 +270,9 @@ impl Default for AuthConfig {
             api_key_env: "API_KEY".into(),
             jwt_access_expiry: 900,
             jwt_refresh_expiry: 604_800,
+            registration: None,
+            max_pending_hashes: 64,
+            max_concurrent_hashes: 4,
         }
     }
 }
@@ -457,6 +508,12 @@ pub struct RagConfig {
     pub hybrid_semantic_weight: f32,
     pub hybrid_bm25_weight: f32,
     pub rrf_k: f32,
+    /// Largest `metadata` object (serialized JSON) accepted with one ingest (400 above).
+    pub max_metadata_bytes: usize,
+    /// Collections one user may own (403 beyond).
+    pub max_collections_per_user: usize,
+    /// Chunks one user may hold across all collections (403 beyond).
+    pub max_chunks_per_user: u64,
 }
 
 impl Default for RagConfig {
@@ -471,6 +528,9 @@ impl Default for RagConfig {
             hybrid_semantic_weight: 1.0,
             hybrid_bm25_weight: 1.0,
             rrf_k: 60.0,
+            max_metadata_bytes: 64 * 1024,
+            max_collections_per_user: 100,
+            max_chunks_per_user: 250_000,
         }
     }
 }
@@ -534,6 +594,18 @@ pub struct ConfigDirs {
 }
 
 impl Config {
+    /// Whether sign-up is open: as configured, else open only on a loopback bind address (a
+    /// developer's own machine), closed on anything reachable from elsewhere.
+    pub fn registration(&self) -> Registration {
+        if let Some(registration) = self.auth.registration {
+            return registration;
+        }
+        let host = self.server.host.trim().trim_start_matches('[').trim_end_matches(']');
+        let loopback =
+            host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if loopback { Registration::Open } else { Registration::Closed }
+    }
+
     /// The port to bind: `[server].port` overrides `PORT` (as the docs say); `--port` overrides both.
     pub fn effective_port(&self, env: &EnvLookup) -> Result<u16, ConfigError> {
         if let Some(port) = self.server.port {

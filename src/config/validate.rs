@@ -17,6 +17,21 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
     if config.server.max_connections == 0 {
         errors.push("server.max_connections must be greater than 0".to_string());
     }
+    for (key, value) in [
+        ("request_head_timeout_secs", config.server.request_head_timeout_secs),
+        ("body_timeout_secs", config.server.body_timeout_secs),
+        ("idle_timeout_secs", config.server.idle_timeout_secs),
+    ] {
+        if value == 0 {
+            errors.push(format!("server.{key} must be greater than 0"));
+        }
+    }
+    if config.auth.max_concurrent_hashes == 0 {
+        errors.push("auth.max_concurrent_hashes must be greater than 0".to_string());
+    }
+    if config.limits.max_tool_iterations == 0 {
+        errors.push("limits.max_tool_iterations must be greater than 0".to_string());
+    }
     if config.server.rate_limit_per_second > 0 && config.server.rate_limit_burst == 0 {
         errors.push("server.rate_limit_burst must be at least 1 when rate limiting is on".to_string());
     }
