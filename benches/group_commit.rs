@@ -21,6 +21,10 @@
 //! min and max alongside; the two modes are interleaved sample by sample so drift hits both.
 //! For group commit the writer's counters give the average number of jobs per commit.
 //!
+//! A second table runs group commit with as many writers whose writes fail (a taken tenant
+//! name) as writers whose writes succeed, against the succeeding writers alone in the same
+//! run: a failure in a batch must not slow the writes that succeed.
+//!
 //! `cargo bench --bench group_commit` runs the full measurement (about a minute: 5 samples of
 //! 2 s per cell).
 //! Without `--bench` (e.g. `cargo test --benches`) or with `--test`
@@ -88,7 +92,7 @@ fn main() {
     );
 
     if let Some(warmup) = settings.warmup {
-        group_sample(&runtime, 8, warmup);
+        group_sample(&runtime, 8, 0, warmup);
         baseline_sample(8, warmup);
     }
 
@@ -101,7 +105,7 @@ fn main() {
         let mut group = Vec::with_capacity(settings.samples);
         let mut baseline = Vec::with_capacity(settings.samples);
         for _ in 0..settings.samples {
-            group.push(group_sample(&runtime, writers, settings.duration));
+            group.push(group_sample(&runtime, writers, 0, settings.duration));
             baseline.push(baseline_sample(writers, settings.duration));
         }
         let (g_med, g_min, g_max) = summary(&group);
@@ -123,6 +127,33 @@ fn main() {
     }
     println!();
     println!("ratio = median group-commit writes/s / median one-commit-per-write writes/s");
+
+    // One failing write for every succeeding one (as many failing writers as succeeding ones):
+    // the succeeding writes should keep their rate. Interleaved with the all-succeeding
+    // baseline, sample by sample.
+    println!();
+    println!("succeeding writes/s with as many failing writers (taken name) as succeeding ones");
+    println!("writers |       all succeed med [min-max] |     + failing med [min-max] |  ratio");
+    println!("{}", "-".repeat(86));
+    for writers in [8, 32] {
+        let mut clean = Vec::with_capacity(settings.samples);
+        let mut mixed = Vec::with_capacity(settings.samples);
+        for _ in 0..settings.samples {
+            clean.push(group_sample(&runtime, writers, 0, settings.duration));
+            mixed.push(group_sample(&runtime, writers, writers, settings.duration));
+        }
+        let (c_med, c_min, c_max) = summary(&clean);
+        let (m_med, m_min, m_max) = summary(&mixed);
+        println!(
+            "{:>7} | {:>31} | {:>27} | {:>5.2}x",
+            writers,
+            format!("{c_med:.0} [{c_min:.0}-{c_max:.0}]"),
+            format!("{m_med:.0} [{m_min:.0}-{m_max:.0}]"),
+            m_med / c_med,
+        );
+    }
+    println!();
+    println!("ratio = median succeeding writes/s with failing writers / without");
 }
 
 /// Median, min and max writes/s of `samples`.
@@ -163,12 +194,32 @@ fn check_count(store: &Store, acknowledged: u64) {
 }
 
 /// `writers` tokio tasks, each awaiting `Store::write` back to back until `duration` has passed.
-fn group_sample(runtime: &tokio::runtime::Runtime, writers: usize, duration: Duration) -> Sample {
+///
+/// `failing` more tasks meanwhile submit writes that fail (a tenant name that is taken) back to
+/// back; only the successful writes are counted.
+fn group_sample(runtime: &tokio::runtime::Runtime, writers: usize, failing: usize, duration: Duration) -> Sample {
     let (_dir, store) = fresh_store();
     let store = Arc::new(store);
+    if failing > 0 {
+        runtime.block_on(store.write(|txn| tenants::insert(txn, &tenant(usize::MAX, 0)))).expect("seed the taken name");
+    }
     let start = Instant::now();
     let deadline = start + duration;
     let writes = runtime.block_on(async {
+        let failures: Vec<_> = (0..failing)
+            .map(|worker| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut seq = 0;
+                    while Instant::now() < deadline {
+                        let record = TenantRecord { id: format!("dup-{worker}-{seq}"), ..tenant(usize::MAX, 0) };
+                        let outcome = store.write(move |txn| tenants::insert(txn, &record)).await;
+                        assert!(outcome.is_err(), "a write with a taken name must fail");
+                        seq += 1;
+                    }
+                })
+            })
+            .collect();
         let tasks: Vec<_> = (0..writers)
             .map(|worker| {
                 let store = store.clone();
@@ -187,12 +238,16 @@ fn group_sample(runtime: &tokio::runtime::Runtime, writers: usize, duration: Dur
         for task in tasks {
             total += task.await.expect("writer task");
         }
+        for task in failures {
+            task.await.expect("failing writer task");
+        }
         total
     });
     let elapsed = start.elapsed();
     let stats = store.writer_stats();
-    assert_eq!(stats.jobs, writes, "writer counted jobs vs writes acknowledged");
-    check_count(&store, writes);
+    let seeded = u64::from(failing > 0);
+    assert_eq!(stats.jobs, writes + seeded, "writer counted jobs vs writes acknowledged");
+    check_count(&store, writes + seeded);
     store.close();
     Sample { writes, elapsed, stats: Some(stats) }
 }

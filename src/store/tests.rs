@@ -145,6 +145,92 @@ fn a_failing_job_does_not_take_its_batch_down() {
     });
 }
 
+/// Regression (hardening issue, item 9): one replay per failure made a mix of failing and
+/// succeeding writes quadratic in the batch size. Every failure here is in the same batch; the
+/// number of job runs must stay linear.
+#[test]
+fn failures_in_a_batch_cost_a_bounded_number_of_job_runs() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    let runs = Arc::new(AtomicUsize::new(0));
+    runtime().block_on(async {
+        store.write(|txn| tenants::insert(txn, &tenant("taken"))).await.unwrap();
+        let (release, blocker) = block_writer(&store).await;
+        let jobs: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                let runs = runs.clone();
+                // Even jobs insert a new tenant; odd ones collide with "taken".
+                let record = if i % 2 == 0 {
+                    tenant(&format!("t{i}"))
+                } else {
+                    TenantRecord { id: format!("dup-{i}"), ..tenant("taken") }
+                };
+                tokio::spawn(async move {
+                    store
+                        .write(move |txn| {
+                            runs.fetch_add(1, Ordering::Relaxed);
+                            tenants::insert(txn, &record)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let_tasks_enqueue().await;
+        release.send(()).unwrap();
+        blocker.await.unwrap();
+        for (i, job) in jobs.into_iter().enumerate() {
+            let outcome = job.await.unwrap();
+            if i % 2 == 0 {
+                outcome.unwrap();
+            } else {
+                assert!(matches!(outcome, Err(Error::Conflict(_))), "job {i}: {outcome:?}");
+            }
+        }
+    });
+    let count = runtime().block_on(store.read(|txn| Ok(tenants::list(txn)?.len()))).unwrap();
+    assert_eq!(count, 33, "32 new tenants plus the one that was there");
+    let runs = runs.load(Ordering::Relaxed);
+    // One pass over 64, a solo try for 31 of the 32 failures, a replay of the 32 survivors.
+    assert!(runs <= 64 + 32 + 32, "{runs} job runs for a batch of 64 with 32 failures");
+    assert_eq!(store.writer_stats().batches, 3, "seed, blocker, then the whole mix in one commit");
+}
+
+/// A job that fails only because an earlier job of its batch wrote something and then failed
+/// must not be rejected: that earlier write is never committed.
+#[test]
+fn a_failure_caused_by_a_dropped_jobs_partial_write_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    runtime().block_on(async {
+        let (release, blocker) = block_writer(&store).await;
+        let phantom = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(|txn| {
+                        tenants::insert(txn, &TenantRecord { id: "id-phantom".into(), ..tenant("ghost") })?;
+                        Err::<(), _>(Error::Conflict("changed its mind".into()))
+                    })
+                    .await
+            })
+        };
+        let real = {
+            let store = store.clone();
+            tokio::spawn(async move { store.write(|txn| tenants::insert(txn, &tenant("ghost"))).await })
+        };
+        let_tasks_enqueue().await;
+        release.send(()).unwrap();
+        blocker.await.unwrap();
+        assert!(matches!(phantom.await.unwrap(), Err(Error::Conflict(_))));
+        real.await.unwrap().unwrap();
+        let ids: Vec<String> =
+            store.read(|txn| Ok(tenants::list(txn)?.into_iter().map(|s| s.tenant.id).collect())).await.unwrap();
+        assert_eq!(ids, ["id-ghost"]);
+    });
+}
+
 #[test]
 fn acknowledged_writes_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
