@@ -218,6 +218,31 @@ entry_agent = "helper"
     assert_eq!(last_system_prompt(&mock), "PLATFORM HELPER");
 }
 
+#[tokio::test]
+async fn a_tenant_agent_shadows_a_platform_agent_for_that_tenants_keys_only() {
+    let gw = Gateway::start(Wire::OpenAi);
+    let (acme, acme_key) = gw.tenant("acme").await;
+    let (_, other_key) = gw.tenant("other").await;
+    for (name, prompt) in [("product", "ACME PRODUCT"), ("financial-analyst", "ACME ANALYST")] {
+        let body = json!({ "name": name, "config": { "model": MODEL, "system_prompt": prompt } });
+        let path = format!("/api/admin/tenants/{acme}/agents");
+        expect_json(gw.server.admin(Method::POST, &path).json(&body).send().await.unwrap(), 201).await;
+    }
+    gw.mock.set_script(Script::reply("ok"));
+    let ask = |agent: &str| json!({ "message": "hello", "agent_type": agent });
+    let answer = expect_json(gw.post("/v1/chat", &acme_key, &ask("product")).await, 200).await;
+    assert_eq!(
+        (answer["agent_source"].as_str(), last_system_prompt(&gw.mock).as_str()),
+        (Some("tenant"), "ACME PRODUCT")
+    );
+    expect_json(gw.post("/v1/chat", &acme_key, &ask("financial-analyst")).await, 200).await;
+    assert_eq!(last_system_prompt(&gw.mock), "ACME ANALYST");
+    let answer = expect_json(gw.post("/v1/chat", &other_key, &ask("product")).await, 200).await;
+    assert_eq!(answer["agent_source"], "system");
+    assert!(last_system_prompt(&gw.mock).starts_with(PRODUCT_PROMPT_START));
+    expect_error(gw.post("/v1/chat", &other_key, &ask("financial-analyst")).await, 404, "NOT_FOUND").await;
+}
+
 // ------------------------------------------------------------------------- bounded work
 
 #[tokio::test]
