@@ -75,7 +75,29 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
         SecretSource::Generated(path) => Some((secrets.admin_secret.clone(), path.clone())),
         SecretSource::Env(_) | SecretSource::File(_) => None,
     };
-    Ok(Built { app: App::new(config, data_dir, store, rag, &secrets, env), generated_admin_secret })
+    let app = App::new(config, data_dir, store, rag, &secrets, env);
+    report_public_agents_named_like_platform_agents(&app)?;
+    Ok(Built { app, generated_admin_secret })
+}
+
+/// Public user agents whose names a platform agent holds (imported from the reference, or
+/// published before an operator configured an agent of that name) cannot be refused any more,
+/// and `agents::resolve` never lets them answer anyone but their owners. Name them, so the
+/// operator can tell the owners. Blocking (start-up only).
+fn report_public_agents_named_like_platform_agents(app: &App) -> Result<(), StartError> {
+    let clashing = app
+        .store()
+        .read_now(|txn| store::user_agents::public_matching(txn, |name| app.agents().reserving(name).is_some()))?;
+    if !clashing.is_empty() {
+        let listing: Vec<String> =
+            clashing.iter().map(|agent| format!("'{}' (owner {})", agent.name, agent.user_id)).collect();
+        tracing::warn!(
+            count = clashing.len(),
+            "public user agents named like platform agents answer only their owners: {}",
+            listing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Start-up housekeeping: seed missing built-in templates (never overwriting edited or

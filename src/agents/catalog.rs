@@ -30,6 +30,20 @@ impl Catalog {
         self.agents.iter().find(|a| a.name == name)
     }
 
+    /// The platform agent a caller's name means: the lower-cased name first (chat takes
+    /// built-in names in any case), else the exact one (configured names may have capitals).
+    pub fn named(&self, name: &str) -> Option<&AgentSpec> {
+        self.get(&name.to_lowercase()).or_else(|| self.get(name))
+    }
+
+    /// The platform agent whose name equals `name` ignoring case. Such a name belongs to the
+    /// platform for everyone but the owner of a same-named agent, so it is compared loosely:
+    /// `Product` must not pass for a name other than `product`.
+    pub fn reserving(&self, name: &str) -> Option<&AgentSpec> {
+        let wanted = name.to_lowercase();
+        self.agents.iter().find(|a| a.name.to_lowercase() == wanted)
+    }
+
     /// The agent a router reply names, for chat: a specialist, else the fallback (never the
     /// router itself).
     pub fn parse_route(&self, reply: &str) -> String {
@@ -83,6 +97,22 @@ mod tests {
         check("router", "orchestrator");
         check("HR", "hr");
         check("salesperson needed", "sales");
+    }
+
+    #[test]
+    fn platform_names_are_found_and_reserved_whatever_their_case() {
+        let config = Config {
+            agents: vec![crate::config::AgentConfig { name: "MyBot".into(), ..Default::default() }],
+            ..Config::default()
+        };
+        let catalog = Catalog::new(&config);
+        assert_eq!(catalog.named("PRODUCT").map(|a| a.name.as_str()), Some("product"));
+        assert_eq!(catalog.named("MyBot").map(|a| a.name.as_str()), Some("MyBot"));
+        assert_eq!(catalog.named("mybot"), None, "only built-in names are case-insensitive in chat");
+        for name in ["product", "Router", "MYBOT", "mybot"] {
+            assert!(catalog.reserving(name).is_some(), "{name}");
+        }
+        assert!(catalog.reserving("products").is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod catalog;
+pub mod resolve;
 pub mod spec;
 pub mod templates;
 

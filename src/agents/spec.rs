@@ -15,6 +15,8 @@ pub enum AgentSource {
     Tenant,
     /// One of the calling user's agents.
     User,
+    /// Another user's public agent, named by the caller.
+    Community,
 }
 
 impl AgentSource {
@@ -23,6 +25,7 @@ impl AgentSource {
             AgentSource::System => "system",
             AgentSource::Tenant => "tenant",
             AgentSource::User => "user",
+            AgentSource::Community => "community",
         }
     }
 }
@@ -83,13 +86,13 @@ impl AgentSpec {
         }
     }
 
-    /// A user's agent (own or community).
-    pub fn from_user_agent(agent: &UserAgentRecord) -> AgentSpec {
+    /// A user's agent: `source` says whether it is the caller's own or a community one.
+    pub fn from_user_agent(agent: &UserAgentRecord, source: AgentSource) -> AgentSpec {
         AgentSpec {
             name: agent.name.clone(),
             display_name: agent.display_name.clone().unwrap_or_else(|| agent.name.clone()),
             description: agent.description.clone().unwrap_or_default(),
-            source: AgentSource::User,
+            source,
             id: Some(agent.id.clone()),
             model: Some(agent.model.clone()),
             system_prompt: agent.system_prompt.clone().unwrap_or_default(),
@@ -101,6 +104,13 @@ impl AgentSpec {
             enabled: true,
             collection: None,
         }
+    }
+
+    /// At most `cap` tool rounds (`[limits].max_tool_iterations`): applied whenever an agent
+    /// is resolved to run, because stored records (imports, a cap lowered since) may say more.
+    pub fn capped(mut self, cap: u32) -> AgentSpec {
+        self.max_iterations = self.max_iterations.min(cap.max(1));
+        self
     }
 
     /// A tenant agent; its JSON config supplies model, prompt, tools and limits.

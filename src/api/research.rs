@@ -5,6 +5,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::agents::resolve::Choice;
 use crate::api::Context;
 use crate::chat::{Caller, lookup_agent};
 use crate::error::ApiError;
@@ -41,7 +42,8 @@ pub async fn research(ctx: &Context, request: Request) -> Result<Response, ApiEr
 
     let workflow = ctx.app.workflows().get("research");
     let agent_name = workflow.map_or(DEFAULT_AGENT, |w| w.entry_agent.as_str());
-    let agent = lookup_agent(&ctx.app, &Caller::User { user_id }, agent_name).await?;
+    // The workflow, not the caller, names this agent: never another user's.
+    let agent = lookup_agent(&ctx.app, &Caller::User { user_id }, agent_name, Choice::Picked).await?;
     let request = ResearchRequest {
         query,
         depth: depth as u32,

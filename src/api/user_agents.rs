@@ -1,11 +1,20 @@
-//! `/api/user/agents*` (API.md §1.6): a user's own agents, TOON import/export, and the
-//! three-tier lookup (own → community → system) for reading and chatting.
+//! `/api/user/agents*` (API.md §1.6): a user's own agents, TOON import/export, and reading an
+//! agent by name.
+//!
+//! Reading follows the rule that running does (`agents::resolve`): the caller's own agent, else
+//! the platform agent (built in or configured) of that name, else another user's public agent —
+//! so `GET /api/user/agents/product` is the caller's own `product` for its owner and the system
+//! `product` for everyone else, even when someone else's public record has that name (one left
+//! by an import). That is the reference's own → community → system order with the platform
+//! ahead of the community. No agent can be made public under a platform agent's name (409), and
+//! `max_tool_iterations` must fit `[limits].max_tool_iterations` (422).
 
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::agents::AgentSpec;
+use crate::agents::resolve::{self, Choice, Found};
 use crate::api::Context;
 use crate::api::context::query;
 use crate::app::App;
@@ -85,33 +94,79 @@ fn validate_tools(app: &App, tools: &[String]) -> Result<(), ApiError> {
     }
 }
 
-/// A new record from a body (after validation), owned by `user_id`.
-fn record_from(app: &App, user_id: &str, body: AgentBody) -> Result<UserAgentRecord, ApiError> {
-    let mut config = body.config.unwrap_or_default();
-    let take_str = |config: &mut Map<String, Value>, key: &str| match config.remove(key) {
+/// `max_tool_iterations` must fit `[limits].max_tool_iterations`: the cap bounds the model calls
+/// one request can buy.
+fn validate_iterations(app: &App, value: u32) -> Result<(), ApiError> {
+    let cap = app.config().limits.max_tool_iterations;
+    if (1..=cap).contains(&value) {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!("max_tool_iterations must be between 1 and {cap}, got {value}")))
+    }
+}
+
+/// A public agent may not carry a platform agent's name: to everyone but its owner that name
+/// means the platform agent, so publishing it could only mislead (`agents::resolve`).
+fn validate_public_name(app: &App, name: &str) -> Result<(), ApiError> {
+    match app.agents().reserving(name) {
+        Some(platform) => Err(ApiError::Conflict(format!(
+            "Agent '{name}' cannot be public: the platform agent '{}' has that name",
+            platform.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The guide's form (API.md C11): `model`, `system_prompt`, `tools` and `max_tool_iterations`
+/// come from `config` when absent at the top level. Whatever `config` says about
+/// `max_tool_iterations` leaves it, so no stale value lingers among the extras (and the export).
+fn lift_config(body: &mut AgentBody) -> Result<(), ApiError> {
+    let Some(config) = body.config.as_mut() else { return Ok(()) };
+    let mut take_str = |key: &str| match config.remove(key) {
         Some(Value::String(s)) => Some(s),
         _ => None,
     };
+    if body.model.is_none() {
+        body.model = take_str("model");
+    }
+    if body.system_prompt.is_none() {
+        body.system_prompt = take_str("system_prompt");
+    }
+    if body.tools.is_none()
+        && let Some(Value::Array(items)) = config.remove("tools")
+    {
+        body.tools = Some(items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+    }
+    match config.remove("max_tool_iterations") {
+        None | Some(Value::Null) => {}
+        Some(value) => {
+            let n = value.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+                ApiError::Unprocessable(format!("max_tool_iterations must be a positive integer, got {value}"))
+            })?;
+            body.max_tool_iterations.get_or_insert(n);
+        }
+    }
+    Ok(())
+}
+
+/// A new record from a body (after validation), owned by `user_id`.
+fn record_from(app: &App, user_id: &str, mut body: AgentBody) -> Result<UserAgentRecord, ApiError> {
+    lift_config(&mut body)?;
+    let mut config = body.config.unwrap_or_default();
     let name = body.name.ok_or_else(|| ApiError::MissingField("name".into()))?;
     validate_name(&name)?;
-    let model =
-        body.model.or_else(|| take_str(&mut config, "model")).ok_or_else(|| ApiError::MissingField("model".into()))?;
+    let model = body.model.ok_or_else(|| ApiError::MissingField("model".into()))?;
     validate_model(app, &model)?;
-    let system_prompt = body.system_prompt.or_else(|| take_str(&mut config, "system_prompt"));
-    let tools = match body.tools {
-        Some(tools) => tools,
-        None => match config.remove("tools") {
-            Some(Value::Array(items)) => items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-            _ => Vec::new(),
-        },
-    };
+    let tools = body.tools.unwrap_or_default();
     validate_tools(app, &tools)?;
     if let Some(kind) = body.agent_type {
         config.insert("agent_type".into(), Value::String(kind));
     }
     let max_tool_iterations = body.max_tool_iterations.unwrap_or(DEFAULT_MAX_TOOL_ITERATIONS);
-    if max_tool_iterations == 0 {
-        return Err(ApiError::Unprocessable("max_tool_iterations must be at least 1".into()));
+    validate_iterations(app, max_tool_iterations)?;
+    let is_public = body.is_public.unwrap_or(false);
+    if is_public {
+        validate_public_name(app, &name)?;
     }
     let now = clock::now_unix();
     Ok(UserAgentRecord {
@@ -121,11 +176,11 @@ fn record_from(app: &App, user_id: &str, body: AgentBody) -> Result<UserAgentRec
         display_name: body.display_name,
         description: body.description,
         model,
-        system_prompt,
+        system_prompt: body.system_prompt,
         tools,
         max_tool_iterations,
         parallel_tools: body.parallel_tools.unwrap_or(false),
-        is_public: body.is_public.unwrap_or(false),
+        is_public,
         usage_count: 0,
         rating_sum: 0.0,
         rating_count: 0,
@@ -267,9 +322,12 @@ struct ListQuery {
     offset: Option<usize>,
 }
 
+/// The caller's agents, then (with `include_public`) other users' public ones — except those
+/// named like a platform agent, which only their owners can reach.
 pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let q: ListQuery = query(request)?;
     let user = owner(ctx)?;
+    let app = ctx.app.clone();
     let (own, community) = ctx
         .app
         .store()
@@ -279,7 +337,7 @@ pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError
                 let names: Vec<String> = own.iter().map(|a| a.name.clone()).collect();
                 user_agents::public_of_others(txn, &user)?
                     .into_iter()
-                    .filter(|a| !names.contains(&a.name))
+                    .filter(|a| !names.contains(&a.name) && app.agents().reserving(&a.name).is_none())
                     .skip(q.offset.unwrap_or(0))
                     .take(q.limit.unwrap_or(50).clamp(1, 500))
                     .collect()
@@ -294,25 +352,15 @@ pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError
     Ok(response::json(StatusCode::OK, &Value::Array(items)))
 }
 
-/// Own agent, else another user's public one, else a platform agent (as a synthesized record).
-pub async fn resolve(app: &App, user_id: &str, name: &str) -> Result<Option<(UserAgentRecord, Tier)>, ApiError> {
-    let (user, wanted) = (user_id.to_string(), name.to_string());
-    let found = app
-        .store()
-        .read(move |txn| {
-            if let Some(agent) = user_agents::get(txn, &user, &wanted)? {
-                return Ok(Some((agent, Tier::User)));
-            }
-            Ok(user_agents::public_of_others(txn, &user)?
-                .into_iter()
-                .find(|a| a.name == wanted)
-                .map(|a| (a, Tier::Community)))
-        })
-        .await?;
-    if found.is_some() {
-        return Ok(found);
-    }
-    Ok(app.agents().get(name).map(|spec| (system_record(spec), Tier::System)))
+/// What `name` means to `user_id` when read (the rule of `agents::resolve` for a named agent),
+/// platform agents as synthesized records.
+async fn resolve(app: &App, user_id: &str, name: &str) -> Result<Option<(UserAgentRecord, Tier)>, ApiError> {
+    let found = resolve::for_user(app.store(), app.agents(), user_id, name, Choice::Named).await?;
+    Ok(found.map(|found| match found {
+        Found::Own(agent) => (agent, Tier::User),
+        Found::Platform(spec) => (system_record(&spec), Tier::System),
+        Found::Community(agent) => (agent, Tier::Community),
+    }))
 }
 
 fn system_record(spec: &AgentSpec) -> UserAgentRecord {
@@ -368,16 +416,22 @@ pub async fn export(ctx: &Context, name: &str) -> Result<Response, ApiError> {
     Ok(toon_response(&agent, true))
 }
 
+/// Own agents only. Validated like a create: the model, the tools, the iteration cap, and no
+/// going public under a platform agent's name.
 pub async fn update(ctx: &Context, name: &str, request: Request) -> Result<Response, ApiError> {
-    let body: AgentBody = ctx.json(request).await?;
+    let mut body: AgentBody = ctx.json(request).await?;
+    lift_config(&mut body)?;
     if let Some(model) = &body.model {
         validate_model(&ctx.app, model)?;
     }
     if let Some(tools) = &body.tools {
         validate_tools(&ctx.app, tools)?;
     }
-    if body.max_tool_iterations == Some(0) {
-        return Err(ApiError::Unprocessable("max_tool_iterations must be at least 1".into()));
+    if let Some(n) = body.max_tool_iterations {
+        validate_iterations(&ctx.app, n)?;
+    }
+    if body.is_public == Some(true) {
+        validate_public_name(&ctx.app, name)?;
     }
     let (user, agent_name, now) = (owner(ctx)?, name.to_string(), clock::now_unix());
     let updated = ctx

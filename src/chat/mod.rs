@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::agents::resolve::{self, Choice};
 use crate::agents::{AgentSource, AgentSpec};
 use crate::app::App;
 use crate::clock;
@@ -17,7 +18,7 @@ use crate::metering::periods::day_start;
 use crate::rag::{Hit, RagError, SearchRequest, SearchStrategy};
 use crate::store::conversations::{self, MessageRecord};
 use crate::store::memory as memory_store;
-use crate::store::{agents as agent_store, runs};
+use crate::store::runs;
 
 /// Context assumed when a model declares none.
 const DEFAULT_CONTEXT_TOKENS: u64 = 8192;
@@ -228,37 +229,28 @@ fn trim_history(history: &mut Vec<Message>, budget: u64) {
     history.drain(..keep_from);
 }
 
-/// A named agent: the caller's own agents first (a tenant's agents; a user's agents, then other
-/// users' public ones), then the platform's.
+/// The agent the caller names in chat (see `agents::resolve` for who may shadow whom).
 /// The router cannot be chosen directly in chat: it only ever answers with an agent name.
 pub async fn resolve_agent(app: &Arc<App>, caller: &Caller, name: &str) -> Result<AgentSpec, ApiError> {
     if name.eq_ignore_ascii_case("router") {
         return Err(ApiError::BadRequest("Router agent cannot be called directly".into()));
     }
-    lookup_agent(app, caller, name).await
+    lookup_agent(app, caller, name, Choice::Named).await
 }
 
-/// [`resolve_agent`] without the chat-only restriction on the router (workflows start there).
-pub async fn lookup_agent(app: &Arc<App>, caller: &Caller, name: &str) -> Result<AgentSpec, ApiError> {
-    let builtin_name = name.to_lowercase();
-    let is_platform_name = app.agents().get(&builtin_name).is_some();
-    if let Caller::Tenant { tenant_id } = caller {
-        let found = app.store().read_now(|txn| agent_store::get(txn, tenant_id, name))?;
-        if let Some(agent) = found {
-            if !agent.enabled {
-                return Err(agent_not_found(name));
-            }
-            return Ok(AgentSpec::from_tenant_agent(&agent));
+/// The agent `name` means for `caller`, capped at `[limits].max_tool_iterations` tool rounds
+/// whatever its record says. Without [`resolve_agent`]'s restriction on the router (workflows
+/// start there). `Choice::Picked` for names the router or a workflow chose: those never run
+/// another user's agent.
+pub async fn lookup_agent(app: &Arc<App>, caller: &Caller, name: &str, choice: Choice) -> Result<AgentSpec, ApiError> {
+    let found = match caller {
+        Caller::Tenant { tenant_id } => resolve::for_tenant(app.store(), app.agents(), tenant_id, name)?,
+        Caller::User { user_id } => {
+            resolve::for_user(app.store(), app.agents(), user_id, name, choice).await?.map(resolve::Found::into_spec)
         }
-    }
-    if let Caller::User { user_id } = caller
-        && let Some((agent, tier)) = crate::api::user_agents::resolve(app, user_id, name).await?
-        && tier != crate::api::user_agents::Tier::System
-    {
-        return Ok(AgentSpec::from_user_agent(&agent));
-    }
-    let lookup = if is_platform_name { builtin_name.as_str() } else { name };
-    app.agents().get(lookup).cloned().ok_or_else(|| agent_not_found(name))
+    };
+    let agent = found.ok_or_else(|| agent_not_found(name))?;
+    Ok(agent.capped(app.config().limits.max_tool_iterations))
 }
 
 pub fn agent_not_found(name: &str) -> ApiError {
@@ -279,9 +271,9 @@ async fn route(app: &Arc<App>, caller: &Caller, message: &str) -> Result<(AgentS
     };
     let turn = coordinator::run(&model, messages, app.tools(), &options).await.map_err(|f| ApiError::from(f.error))?;
     let chosen = app.agents().parse_route(&turn.content);
-    let agent = match resolve_agent(app, caller, &chosen).await {
+    let agent = match lookup_agent(app, caller, &chosen, Choice::Picked).await {
         Ok(agent) => agent,
-        Err(_) => resolve_agent(app, caller, crate::agents::builtin::ROUTER_FALLBACK).await?,
+        Err(_) => lookup_agent(app, caller, crate::agents::builtin::ROUTER_FALLBACK, Choice::Picked).await?,
     };
     tracing::debug!(route = %chosen, "router chose an agent");
     Ok((agent, turn.usage))
@@ -363,7 +355,7 @@ fn run_record(
     now: i64,
 ) -> Option<runs::AgentRunRecord> {
     let Caller::Tenant { tenant_id } = &prepared.caller else { return None };
-    if prepared.agent.source == AgentSource::User {
+    if matches!(prepared.agent.source, AgentSource::User | AgentSource::Community) {
         return None;
     }
     Some(runs::AgentRunRecord {

@@ -239,6 +239,15 @@ fn cross_references_are_validated() {
 }
 
 #[test]
+fn agent_tool_iterations_are_capped_by_limits() {
+    let message = load_err("[[agents]]\nname = \"greedy\"\nmax_iterations = 26\n");
+    assert!(message.contains("agents.greedy") && message.contains("limits.max_tool_iterations (25)"), "{message}");
+    let message = load_err("[limits]\nmax_tool_iterations = 3\n[[agents]]\nname = \"four\"\nmax_iterations = 4\n");
+    assert!(message.contains("agents.four"), "{message}");
+    load_ok("[[agents]]\nname = \"at-cap\"\nmax_iterations = 25\n");
+}
+
+#[test]
 fn port_precedence_file_then_env_then_default() {
     let env_port = |name: &str| (name == "PORT").then(|| "4100".to_string());
     let bad_port = |name: &str| (name == "PORT").then(|| "eighty".to_string());

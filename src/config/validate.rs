@@ -69,7 +69,19 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
     }
 
     unique_names("agents", config.agents.iter().map(|a| a.name.as_str()), &mut errors);
+    let cap = config.limits.max_tool_iterations;
     for agent in &config.agents {
+        // `[[agents]]` and the agents directory alike (merged before validation): the cap bounds
+        // the model calls one request can buy, whoever defined the agent.
+        if let Some(iterations) = agent.max_iterations
+            && iterations > cap
+        {
+            errors.push(format!(
+                "agents.{}: {iterations} tool iterations (max_iterations, or max_tool_iterations in a TOON file) \
+                 exceed limits.max_tool_iterations ({cap})",
+                agent.name
+            ));
+        }
         if let Some(model) = &agent.model {
             let is_tier = Tier::parse(model).is_some();
             if !is_tier && !model_names.iter().any(|m| m == model) {

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::run_agent;
 use crate::agents::AgentSpec;
+use crate::agents::resolve::Choice;
 use crate::app::App;
 use crate::chat::{Caller, lookup_agent};
 use crate::clock;
@@ -195,7 +196,7 @@ pub async fn run(
         if is_router(&agent) {
             let target = app.agents().route_target(&turn.content);
             let resolved = match &target {
-                Some(target) => lookup_agent(app, caller, target).await.ok().map(|a| a.name),
+                Some(target) => lookup_agent(app, caller, target, Choice::Picked).await.ok().map(|a| a.name),
                 None => None,
             };
             next = resolved.or_else(|| workflow.fallback_agent.clone());
@@ -240,12 +241,13 @@ fn is_router(agent: &AgentSpec) -> bool {
 }
 
 /// The named agent, else the fallback (when configured); a fallback that does not resolve
-/// either is the caller's 404.
+/// either is the caller's 404. The definition and the router pick these names, not the caller,
+/// so they resolve among platform agents and the caller's own only.
 async fn resolve(app: &Arc<App>, caller: &Caller, name: &str, fallback: Option<&str>) -> Result<AgentSpec, ApiError> {
-    match lookup_agent(app, caller, name).await {
+    match lookup_agent(app, caller, name, Choice::Picked).await {
         Ok(agent) => Ok(agent),
         Err(ApiError::NotFound(_)) if fallback.is_some_and(|f| f != name) => {
-            lookup_agent(app, caller, fallback.unwrap_or_default()).await
+            lookup_agent(app, caller, fallback.unwrap_or_default(), Choice::Picked).await
         }
         Err(e) => Err(e),
     }

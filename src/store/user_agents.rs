@@ -84,6 +84,43 @@ pub fn public_of_others(txn: &ReadTransaction, user_id: &str) -> Result<Vec<User
     Ok(out)
 }
 
+/// The public agent named `name` of a user other than `user_id` (the earliest created when
+/// several users share it). Only matching keys are decoded.
+pub fn public_named(txn: &ReadTransaction, user_id: &str, name: &str) -> Result<Option<UserAgentRecord>, Error> {
+    let table = txn.open_table(USER_AGENTS)?;
+    let mut found: Option<UserAgentRecord> = None;
+    for entry in table.iter()? {
+        let (key, value) = entry?;
+        let (owner, agent_name) = key.value();
+        if owner == user_id || agent_name != name {
+            continue;
+        }
+        let agent: UserAgentRecord = decode(value.value())?;
+        if agent.is_public && found.as_ref().is_none_or(|f| agent.created_at < f.created_at) {
+            found = Some(agent);
+        }
+    }
+    Ok(found)
+}
+
+/// Public agents whose names `reserved` says belong to the platform: they answer only their
+/// owners, and start-up reports them.
+pub fn public_matching(txn: &ReadTransaction, reserved: impl Fn(&str) -> bool) -> Result<Vec<UserAgentRecord>, Error> {
+    let table = txn.open_table(USER_AGENTS)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (key, value) = entry?;
+        if !reserved(key.value().1) {
+            continue;
+        }
+        let agent: UserAgentRecord = decode(value.value())?;
+        if agent.is_public {
+            out.push(agent);
+        }
+    }
+    Ok(out)
+}
+
 pub fn update(
     txn: &WriteTransaction,
     user_id: &str,

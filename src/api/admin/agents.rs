@@ -58,12 +58,28 @@ fn validate_agent_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn config_object(config: Option<Value>) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match config {
-        None | Some(Value::Null) => Ok(serde_json::Map::new()),
-        Some(Value::Object(map)) => Ok(map),
-        Some(_) => Err(ApiError::InvalidField("config".into())),
+/// A tenant agent's `config` object. Its tool-round keys (`max_tool_iterations`, or
+/// `max_iterations`, which the runtime also reads) must be integers within
+/// `[limits].max_tool_iterations`: the cap bounds the model calls one request can buy.
+fn config_object(ctx: &Context, config: Option<Value>) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let map = match config {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ApiError::InvalidField("config".into())),
+    };
+    let cap = ctx.app.config().limits.max_tool_iterations;
+    for key in ["max_tool_iterations", "max_iterations"] {
+        match map.get(key) {
+            None | Some(Value::Null) => {}
+            Some(value) if value.as_u64().is_some_and(|n| (1..=u64::from(cap)).contains(&n)) => {}
+            Some(value) => {
+                return Err(ApiError::Unprocessable(format!(
+                    "config.{key} must be an integer between 1 and {cap}, got {value}"
+                )));
+            }
+        }
     }
+    Ok(map)
 }
 
 pub async fn list(ctx: &Context, tenant_id: &str) -> Result<Response, ApiError> {
@@ -91,7 +107,7 @@ pub async fn create(ctx: &Context, tenant_id: &str, request: Request) -> Result<
     let body: CreateAgentRequest = ctx.json(request).await?;
     let name = body.name.or(body.agent_name).ok_or_else(|| ApiError::MissingField("name".into()))?;
     validate_agent_name(&name)?;
-    let mut config = config_object(body.config)?;
+    let mut config = config_object(ctx, body.config)?;
     if let Some(kind) = body.agent_type {
         config.insert("agent_type".into(), Value::String(kind));
     }
@@ -129,7 +145,7 @@ pub async fn create(ctx: &Context, tenant_id: &str, request: Request) -> Result<
 pub async fn update(ctx: &Context, tenant_id: &str, name: &str, request: Request) -> Result<Response, ApiError> {
     let mut body: UpdateAgentRequest = ctx.json(request).await?;
     let replacement = match body.config.take() {
-        Some(config) => Some(config_object(Some(config))?),
+        Some(config) => Some(config_object(ctx, Some(config))?),
         None => None,
     };
     let now = clock::now_unix();

@@ -31,7 +31,7 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
         Some(agent) if agent.enabled => agent,
         _ => return Err(ApiError::NotFound(format!("Agent not found: {name}"))),
     };
-    let spec = AgentSpec::from_tenant_agent(&agent);
+    let spec = AgentSpec::from_tenant_agent(&agent).capped(ctx.app.config().limits.max_tool_iterations);
     let model = ctx.app.llm().resolve(spec.model.as_deref())?.clone();
 
     let mut prompt = message.clone();
