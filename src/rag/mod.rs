@@ -207,11 +207,12 @@ impl Rag {
     fn catch_up(&mut self, store: &Store) -> Result<(), RagError> {
         let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
         // Ingests cut short by a crash: their committed batches go (a removed collection leaves
-        // a tombstone, applied below); index entries of their chunks are dropped when a search
-        // re-reads them from redb.
+        // a tombstone, applied below), and so do their lexical entries; vector entries cannot be
+        // deleted from a graph and are dropped when a search re-reads them from redb.
         let unfinished = store.read_now(rag_store::pending_documents)?;
         for (collection_id, document_id) in &unfinished {
-            store.write_blocking(|txn| rag_store::abort_document(txn, *collection_id, document_id))?;
+            let aborted = store.write_blocking(|txn| rag_store::abort_document(txn, *collection_id, document_id))?;
+            self.lexical.remove_chunks(&aborted.seqs)?;
         }
         if !unfinished.is_empty() {
             tracing::warn!(documents = unfinished.len(), "rolled back ingests interrupted by a crash");
@@ -477,11 +478,11 @@ impl Rag {
     fn roll_back(&self, store: &Store, collection_id: u64, document_id: &Arc<str>) {
         let id = document_id.clone();
         let outcome = self.write_lock.lock().map_err(|_| poisoned()).and_then(|_guard| {
-            let removed = store.write_wait(move |txn| rag_store::abort_document(txn, collection_id, &id))?;
-            if let Some(removed) = removed {
-                self.drop_indexes(store, removed.id)?;
+            let aborted = store.write_wait(move |txn| rag_store::abort_document(txn, collection_id, &id))?;
+            match aborted.collection {
+                Some(removed) => self.drop_indexes(store, removed.id),
+                None => Ok(self.lexical.remove_chunks(&aborted.seqs)?),
             }
-            Ok(())
         });
         if let Err(e) = outcome {
             tracing::warn!(error = %e, document_id = %document_id, "rolling back a failed ingest failed; start-up will");

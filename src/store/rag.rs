@@ -377,22 +377,27 @@ pub fn append_batch(
     Ok((collection, seqs))
 }
 
+/// What [`abort_document`] removed, for the derived indexes.
+#[derive(Debug, Default)]
+pub struct Aborted {
+    /// Sequence numbers of the chunks deleted.
+    pub seqs: Vec<u64>,
+    /// The collection the ingest had created, now deleted (with a tombstone).
+    pub collection: Option<CollectionRecord>,
+}
+
 /// Roll back an unfinished document: delete its chunks and metadata, release its reservation,
 /// and remove the collection it created when nothing else is in it (leaving a tombstone for
-/// the indexes). Returns the removed collection, if any. A document that is not pending (it
-/// completed, or its collection was deleted) is left alone.
-pub fn abort_document(
-    txn: &WriteTransaction,
-    collection_id: u64,
-    document_id: &str,
-) -> Result<Option<CollectionRecord>, Error> {
+/// the indexes). A document that is not pending (it completed, or its collection was deleted)
+/// is left alone.
+pub fn abort_document(txn: &WriteTransaction, collection_id: u64, document_id: &str) -> Result<Aborted, Error> {
     let Some(pending) = txn
         .open_table(RAG_PENDING_DOCUMENTS)?
         .remove((collection_id, document_id))?
         .map(|v| decode::<PendingDocumentRecord>(v.value()))
         .transpose()?
     else {
-        return Ok(None);
+        return Ok(Aborted::default());
     };
     txn.open_table(RAG_DOCUMENTS)?.remove((collection_id, document_id))?;
     let Some(mut collection) = txn
@@ -403,12 +408,12 @@ pub fn abort_document(
     else {
         // Deleted meanwhile: its deletion released the chunks written so far.
         adjust_user_chunks(txn, &pending.user_id, 0, pending.reserved.saturating_sub(pending.written))?;
-        return Ok(None);
+        return Ok(Aborted::default());
     };
     adjust_user_chunks(txn, &pending.user_id, 0, pending.reserved)?;
+    let mut doomed = Vec::new();
     if pending.written > 0 {
         // This document's chunks are the collection's newest; a scan from the end finds them.
-        let mut doomed = Vec::new();
         {
             let by_collection = txn.open_table(RAG_COLLECTION_CHUNKS)?;
             let chunks = txn.open_table(RAG_CHUNKS)?;
@@ -441,10 +446,10 @@ pub fn abort_document(
         .is_some_and(|(key, _)| key.value().0 == collection_id);
     if pending.created_collection && collection.chunk_count == 0 && collection.document_count == 0 && !others_pending {
         let removed = delete_collection(txn, &collection.user_id, &collection.name)?;
-        return Ok(Some(removed));
+        return Ok(Aborted { seqs: doomed, collection: Some(removed) });
     }
     txn.open_table(RAG_COLLECTIONS)?.insert(collection_id, encode(&collection)?.as_slice())?;
-    Ok(None)
+    Ok(Aborted { seqs: doomed, collection: None })
 }
 
 /// Documents whose ingest never finished (start-up rolls them back).

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{BinaryServer, TestServer, expect_error, expect_json};
-use crate::rag::RagApi;
+use crate::mock_provider::MockProvider;
+use crate::rag::{RagApi, mock_embedder_config};
 
 /// `[rag].max_metadata_bytes` by default.
 const DEFAULT_MAX_METADATA: usize = 65_536;
@@ -284,52 +285,117 @@ async fn an_unrelated_write_is_not_held_behind_a_large_ingest() {
 // ---------------------------------------------------------------- crash mid-ingest
 
 /// Before, a document was one transaction; now it is many, so a SIGKILL can leave part of one
-/// behind. Start-up rolls it back: its chunks, the collection it created, and its reservation
-/// against the chunk limit (which would otherwise leak and lock the user out).
+/// behind. Start-up rolls both interrupted ingests back: their chunks (also out of the lexical
+/// index, where they would outrank and crowd out live chunks), the collection one of them
+/// created, and their reservations against the chunk limit (which would otherwise leak and lock
+/// the user out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ingest_cut_by_sigkill_is_rolled_back_at_start_up_with_its_reservation() {
-    const BIG: usize = 1200;
+async fn ingests_cut_by_sigkill_are_rolled_back_at_start_up_with_their_reservations() {
+    const BIG: usize = 2000;
     let root = tempfile::tempdir().unwrap();
-    let config = format!("{SMALL_CHUNKS}max_chunks_per_user = {BIG}\n");
+    let config = format!("{SMALL_CHUNKS}max_chunks_per_user = {}\n", 2 * BIG + 1);
     let mut server = BinaryServer::builder(root.path()).config(&config).start();
     let patient = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(300)).build().unwrap();
     let api = RagApi::new(&patient, &server.url(""));
     let token = api.user().await;
+    // One chunk that mentions the word once; the interrupted documents mention it in every chunk.
+    let keep = format!("crashword {}", (1..20).map(|i| format!("k{i}")).collect::<Vec<_>>().join(" "));
+    api.ingest_ok(&token, "kept", &keep).await;
 
-    let ingest = {
-        let (api, token) = (api.clone(), token.clone());
-        let body = json!({ "collection": "big", "content": document_of(BIG, "crashword") });
-        tokio::spawn(async move { api.try_post("/api/rag/ingest", &token, &body).await.map(|r| r.status()) })
-    };
-    // Wait until some batches are committed but not all, then kill.
+    let ingests: Vec<_> = ["kept", "fresh"]
+        .into_iter()
+        .map(|collection| {
+            let (api, token) = (api.clone(), token.clone());
+            let body = json!({ "collection": collection, "content": document_of(BIG, "crashword") });
+            tokio::spawn(async move { api.try_post("/api/rag/ingest", &token, &body).await.map(|r| r.status()) })
+        })
+        .collect();
+    // Wait until both have committed some batches but not all, then kill.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let collections = api.collections(&token).await;
-        let written = collections.iter().find(|c| c["name"] == "big").map_or(0, |c| c["chunk_count"].as_u64().unwrap());
-        if written > 0 && (written as usize) < BIG {
+        let written = |name: &str| {
+            collections.iter().find(|c| c["name"] == name).map_or(0, |c| c["chunk_count"].as_u64().unwrap() as usize)
+        };
+        if (2..=BIG).contains(&written("kept")) && (1..BIG).contains(&written("fresh")) {
             break;
         }
-        assert!(!ingest.is_finished(), "the ingest finished before it could be interrupted");
-        assert!(Instant::now() < deadline, "no partial ingest seen");
+        assert!(ingests.iter().all(|i| !i.is_finished()), "an ingest finished before it could be interrupted");
+        assert!(Instant::now() < deadline, "no partial ingests seen");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.kill();
-    assert!(ingest.await.unwrap().is_err(), "the ingest was never answered");
+    for ingest in ingests {
+        assert!(ingest.await.unwrap().is_err(), "the ingest was never answered");
+    }
 
     let server = BinaryServer::builder(root.path()).config(&config).start();
     let log = server.wait_for_stderr(": serving");
     assert!(log.contains("rolled back ingests interrupted by a crash"), "{log}");
     let api = RagApi::new(&patient, &server.url(""));
     // Same secrets, so the access token is still valid across the restart.
-    assert!(api.collections(&token).await.is_empty(), "the half-written collection is gone");
-    let search = json!({ "collection": "big", "query": "crashword", "strategy": "bm25" });
+    let collections = api.collections(&token).await;
+    assert_eq!(collections.len(), 1, "the half-written new collection is gone: {collections:?}");
+    assert_eq!((&collections[0]["name"], &collections[0]["chunk_count"]), (&json!("kept"), &json!(1)));
+    let search = json!({ "collection": "fresh", "query": "crashword", "strategy": "bm25" });
     expect_error(api.search(&token, &search).await, 404, "NOT_FOUND").await;
-    // The reservation was released: a 3-chunk document fits, and the whole limit no longer does.
+    let found = api.find(&token, "kept", "crashword", "bm25", 1).await;
+    assert_eq!(found.len(), 1, "rolled-back chunks must not take the only result slot");
+    assert_eq!(found[0]["content"], keep.as_str());
+    // The reservations were released: 3 more chunks fit, and both documents again do not.
     api.ingest_ok(&token, "after", &document_of(3, "after")).await;
-    let full = json!({ "collection": "big", "content": document_of(BIG, "again") });
-    expect_error(api.ingest(&token, &full).await, 403, "FORBIDDEN").await;
-    let found = api.find(&token, "after", "after", "bm25", 10).await;
-    assert_eq!(found.len(), 3);
+    let both = json!({ "collection": "kept", "content": document_of(2 * BIG, "again") });
+    expect_error(api.ingest(&token, &both).await, 403, "FORBIDDEN").await;
+    assert_eq!(api.find(&token, "after", "after", "bm25", 10).await.len(), 3);
+}
+
+/// An ingest that fails half-way (the remote embedder starts failing after some batches were
+/// committed) is rolled back at once: its chunks, the collection it created, its reservation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_that_fails_half_way_is_rolled_back() {
+    const BIG: usize = 2000;
+    let mock = MockProvider::start();
+    let config =
+        format!("{SMALL_CHUNKS}max_chunks_per_user = {BIG}\n{}", mock_embedder_config(&mock, "ollama", 64, ""));
+    let server = TestServer::builder().config(&config).start();
+    let patient = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(300)).build().unwrap();
+    let api = RagApi::new(&patient, &server.base_url());
+    let token = api.user().await;
+
+    let ingest = {
+        let (api, token) = (api.clone(), token.clone());
+        let body = json!({ "collection": "doomed", "content": document_of(BIG, "failword") });
+        tokio::spawn(async move {
+            let response = api.ingest(&token, &body).await;
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let collections = api.collections(&token).await;
+        let written =
+            collections.iter().find(|c| c["name"] == "doomed").map_or(0, |c| c["chunk_count"].as_u64().unwrap());
+        if written > 0 && (written as usize) < BIG {
+            break;
+        }
+        assert!(!ingest.is_finished(), "the ingest finished before the embedder could fail");
+        assert!(Instant::now() < deadline, "no partial ingest seen");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    mock.set_embedding_status(500);
+    let (status, body) = ingest.await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    mock.set_embedding_status(200);
+
+    assert!(api.collections(&token).await.is_empty(), "the collection the ingest created is gone");
+    let search = json!({ "collection": "doomed", "query": "failword", "strategy": "bm25" });
+    expect_error(api.search(&token, &search).await, 404, "NOT_FOUND").await;
+    // The whole reservation is free again: the same document fits, all of it.
+    let retried = json!({ "collection": "doomed", "content": document_of(BIG, "failword") });
+    let ingested = api.ingest_with(&token, &retried).await;
+    assert_eq!(ingested["chunks_created"], BIG);
+    let one_more = json!({ "collection": "doomed", "content": document_of(1, "over") });
+    expect_error(api.ingest(&token, &one_more).await, 403, "FORBIDDEN").await;
 }
 
 // ---------------------------------------------------------------- schema 8 chunks migrate
