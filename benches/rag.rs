@@ -5,8 +5,8 @@
 //! prose: 200-word documents drawn from a Zipf-like vocabulary of 20,000 words, so BM25, fuzzy
 //! and the hash embedder see realistic term statistics. For each corpus size it reports:
 //!
-//! - **ingest**: chunks/s through `Rag::ingest` (chunk, embed, one redb commit, tantivy commit,
-//!   HNSW insert), documents of 50 chunks;
+//! - **ingest**: chunks/s through `Rag::ingest` (chunk, embed, a redb commit, a tantivy commit and
+//!   an HNSW insert per batch of up to 256 chunks), documents of 50 chunks;
 //! - **search**: p50/p95 latency of `bm25`, `fuzzy`, `semantic` and `hybrid` over 200 queries
 //!   (3-word queries sampled from the corpus vocabulary, one with a typo for fuzzy), top_k 10;
 //!   and, as the baseline measured in the same run, an exact brute-force cosine scan over the

@@ -154,6 +154,7 @@ impl From<crate::rag::RagError> for ApiError {
             RagError::Store(e) => ApiError::from(e),
             RagError::BadRequest(message) => ApiError::BadRequest(message),
             RagError::CollectionNotFound(_) => ApiError::NotFound(message),
+            RagError::LimitReached(message) => ApiError::Forbidden(message),
             RagError::EmbedderMismatch { .. } => ApiError::Conflict(message),
             RagError::Embed(EmbedError::Unavailable { .. }) => ApiError::ServiceUnavailable(message),
             RagError::Embed(_) | RagError::Rerank(_) => ApiError::BadGateway(message),

@@ -167,7 +167,7 @@ pub async fn search(ctx: &Context, request: Request) -> Result<Response, ApiErro
 
 /// One search result: the documented fields plus where it came from.
 pub fn hit_view(hit: &Hit, collection: &str) -> Value {
-    let metadata: Value = serde_json::from_str(&hit.chunk.metadata_json).unwrap_or_else(|_| json!({}));
+    let metadata = Value::Object(hit.metadata.clone());
     let mut view = json!({
         "id": hit.chunk.chunk_id,
         "content": hit.chunk.content,

@@ -129,7 +129,7 @@ impl LexicalIndex {
     /// Add documents and drop deleted collections' documents, then commit with `watermark`
     /// (which must cover every chunk committed to redb before these) and make them searchable.
     pub fn apply(&self, docs: &[LexicalDoc<'_>], deleted: &[u64], watermark: u64) -> Result<(), LexicalError> {
-        let mut writer = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
+        let writer = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
         for collection_id in deleted {
             writer.delete_term(Term::from_field_text(self.scope, &scope_key(*collection_id)));
         }
@@ -141,6 +141,23 @@ impl LexicalIndex {
             document.add_text(self.exact, doc.text);
             writer.add_document(document)?;
         }
+        self.commit(writer, watermark)
+    }
+
+    /// Drop single chunks (those of an ingest that was rolled back); their collection stays.
+    pub fn remove_chunks(&self, seqs: &[u64]) -> Result<(), LexicalError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let writer = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
+        for seq in seqs {
+            writer.delete_term(Term::from_field_u64(self.seq, *seq));
+        }
+        self.commit(writer, 0)
+    }
+
+    /// Commit what `writer` holds with the watermark raised to `watermark`, and reload.
+    fn commit(&self, mut writer: std::sync::MutexGuard<'_, IndexWriter>, watermark: u64) -> Result<(), LexicalError> {
         let mut current = self.watermark.lock().map_err(|_| LexicalError::Poisoned)?;
         let new_watermark = (*current).max(watermark);
         let mut prepared = writer.prepare_commit()?;

@@ -17,15 +17,16 @@ pub mod fusion;
 pub mod lexical;
 pub mod vectors;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
 
 use crate::clock;
 use crate::config::{EnvLookup, RagConfig};
-use crate::store::rag::{self as rag_store, ChunkRecord, CollectionRecord, NewChunk};
+use crate::store::rag::{self as rag_store, Begun, ChunkRecord, CollectionRecord, Limits, NewChunk, NewDocument};
 use crate::store::{self, Store};
 use chunking::{ChunkingConfig, Strategy};
 use embedder::{EmbedError, Embedder};
@@ -45,6 +46,9 @@ pub const VECTORS_DIR: &str = "vectors";
 const REPLAY_BATCH: usize = 2048;
 /// Candidates fetched per ranking for hybrid search and reranking, at least.
 const MIN_CANDIDATES: usize = 50;
+/// Chunks embedded, committed and indexed per step of an ingest: about 0.7 MB of records with
+/// 384-dimension embeddings, so one step holds the writer for milliseconds, not seconds.
+pub const WRITE_BATCH: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RagError {
@@ -62,6 +66,9 @@ pub enum RagError {
     BadRequest(String),
     #[error("Collection '{0}' not found")]
     CollectionNotFound(String),
+    /// A per-user limit (`[rag].max_collections_per_user`, `max_chunks_per_user`).
+    #[error("{0}")]
+    LimitReached(String),
     #[error(
         "Collection '{collection}' was embedded with {stored}, but the configured embedder is {configured}; \
          run `ares reindex` (with the server stopped) to re-embed it"
@@ -127,6 +134,8 @@ pub struct SearchRequest {
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub chunk: ChunkRecord,
+    /// The document's metadata with this chunk's `document_id`, `chunk_index` and `created_at`.
+    pub metadata: Map<String, Value>,
     pub score: f32,
     /// Hybrid only: each ranking's (rank, score).
     pub components: Option<Components>,
@@ -197,6 +206,17 @@ impl Rag {
     /// Apply pending collection deletions, then replay chunks past each index's watermark.
     fn catch_up(&mut self, store: &Store) -> Result<(), RagError> {
         let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
+        // Ingests cut short by a crash: their committed batches go (a removed collection leaves
+        // a tombstone, applied below), and so do their lexical entries; vector entries cannot be
+        // deleted from a graph and are dropped when a search re-reads them from redb.
+        let unfinished = store.read_now(rag_store::pending_documents)?;
+        for (collection_id, document_id) in &unfinished {
+            let aborted = store.write_blocking(|txn| rag_store::abort_document(txn, *collection_id, document_id))?;
+            self.lexical.remove_chunks(&aborted.seqs)?;
+        }
+        if !unfinished.is_empty() {
+            tracing::warn!(documents = unfinished.len(), "rolled back ingests interrupted by a crash");
+        }
         let (tombstones, collections) =
             store.read_now(|txn| Ok((rag_store::tombstones(txn)?, rag_store::all_collections(txn)?)))?;
         let live: Vec<u64> = collections.iter().map(|c| c.id).collect();
@@ -250,76 +270,231 @@ impl Rag {
         Ok(())
     }
 
-    /// Chunk, embed, store and index a document.
+    /// Chunk, embed, store and index a document, [`WRITE_BATCH`] chunks at a time. The first
+    /// batch's write checks the per-user limits and reserves every chunk of the document; if a
+    /// later step fails, what was written is rolled back.
     pub fn ingest(&self, store: &Store, request: IngestRequest) -> Result<IngestOutcome, RagError> {
-        let name = request.collection.trim().to_string();
+        let IngestRequest { user_id, collection, content, strategy, metadata } = request;
+        let name = collection.trim().to_string();
         if name.is_empty() {
             return Err(RagError::BadRequest("Collection name required".into()));
         }
-        if request.content.trim().is_empty() {
+        if content.trim().is_empty() {
             return Err(RagError::BadRequest("Content required".into()));
         }
-        let existing = store.read_now(|txn| rag_store::collection_by_name(txn, &request.user_id, &name))?;
+        let metadata_json = Value::Object(metadata).to_string();
+        if metadata_json.len() > self.config.max_metadata_bytes {
+            return Err(RagError::BadRequest(format!(
+                "Metadata too large: {} bytes of JSON (at most {})",
+                metadata_json.len(),
+                self.config.max_metadata_bytes
+            )));
+        }
+        let limits = Limits {
+            max_collections: self.config.max_collections_per_user,
+            max_chunks: self.config.max_chunks_per_user,
+        };
+        let (existing, collections, held) = store.read_now(|txn| {
+            Ok((
+                rag_store::collection_by_name(txn, &user_id, &name)?,
+                rag_store::collection_count(txn, &user_id)?,
+                rag_store::user_chunks(txn, &user_id)?,
+            ))
+        })?;
         if let Some(collection) = &existing {
             self.check_embedder(collection)?;
+        } else if collections >= limits.max_collections {
+            // Early answer without chunking or embedding; the write below decides exactly.
+            return Err(RagError::LimitReached(format!(
+                "Collection limit reached: {} collections per user",
+                limits.max_collections
+            )));
         }
         let config = ChunkingConfig { chunk_size: self.config.chunk_size, chunk_overlap: self.config.chunk_overlap };
-        let texts = chunking::chunk(&request.content, request.strategy, &config);
+        let texts = chunking::chunk(&content, strategy, &config);
+        drop(content);
         if texts.is_empty() {
             return Err(RagError::BadRequest("Content too small to chunk".into()));
         }
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let embeddings = self.embedder.embed_blocking(&refs)?;
-        let dimensions = embeddings.first().map_or(0, Vec::len) as u32;
+        let total = texts.len();
+        if held.saturating_add(total as u64) > limits.max_chunks {
+            return Err(RagError::LimitReached(format!(
+                "Chunk limit reached: this document has {total} chunks, {held} of {} per user are in use",
+                limits.max_chunks
+            )));
+        }
 
-        let document_id = uuid::Uuid::new_v4().to_string();
-        let now = clock::now_unix();
-        let chunks: Vec<NewChunk> = texts
-            .into_iter()
-            .zip(embeddings)
-            .enumerate()
-            .map(|(i, (content, embedding))| {
-                let mut metadata = request.metadata.clone();
-                metadata.insert("document_id".into(), Value::from(document_id.as_str()));
-                metadata.insert("chunk_index".into(), Value::from(i));
-                metadata.insert("created_at".into(), Value::from(clock::rfc3339(now)));
-                NewChunk {
-                    chunk_id: format!("{document_id}_{i}"),
-                    document_id: document_id.clone(),
-                    index: i as u32,
-                    content,
-                    metadata_json: Value::Object(metadata).to_string(),
-                    embedding,
+        let document = Document {
+            user_id: Arc::from(user_id),
+            name: Arc::from(name),
+            document_id: Arc::from(uuid::Uuid::new_v4().to_string()),
+            metadata_json: Arc::from(metadata_json),
+            total,
+            limits,
+            now: clock::now_unix(),
+        };
+        let mut begun = None;
+        let outcome = self.write_batches(store, &document, texts, &mut begun);
+        if outcome.is_err()
+            && let Some(collection_id) = begun
+        {
+            self.roll_back(store, collection_id, &document.document_id);
+        }
+        outcome
+    }
+
+    /// The batches of [`Rag::ingest`]; `begun` receives the collection id once the document's
+    /// first write has committed (what a rollback needs).
+    fn write_batches(
+        &self,
+        store: &Store,
+        document: &Document,
+        texts: Vec<String>,
+        begun: &mut Option<u64>,
+    ) -> Result<IngestOutcome, RagError> {
+        let mut chunk_ids = Vec::with_capacity(document.total);
+        let mut collection = None;
+        let mut texts = texts.into_iter();
+        let mut index = 0usize;
+        while index < document.total {
+            let batch: Vec<String> = texts.by_ref().take(WRITE_BATCH).collect();
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            let embeddings = self.embedder.embed_blocking(&refs)?;
+            drop(refs);
+            let dimensions = embeddings.first().map_or(0, Vec::len) as u32;
+            let collection_id = match &collection {
+                Some(CollectionRecord { id, dimensions: expected, .. }) => {
+                    if *expected != dimensions {
+                        return Err(
+                            EmbedError::Dimension { expected: *expected as usize, got: dimensions as usize }.into()
+                        );
+                    }
+                    *id
                 }
-            })
-            .collect();
+                None => {
+                    let id = self.begin(store, document, dimensions)?.id;
+                    *begun = Some(id);
+                    id
+                }
+            };
+            let first = index;
+            let chunks: Arc<Vec<NewChunk>> = Arc::new(
+                batch
+                    .into_iter()
+                    .zip(embeddings)
+                    .enumerate()
+                    .map(|(i, (content, embedding))| NewChunk {
+                        chunk_id: format!("{}_{}", document.document_id, first + i),
+                        index: (first + i) as u32,
+                        content,
+                        embedding,
+                    })
+                    .collect(),
+            );
+            index += chunks.len();
+            let last = index >= document.total;
+            let written = self.write_batch(store, document, collection_id, &chunks, last)?;
+            collection = Some(written);
+            chunk_ids.extend(chunks.iter().map(|c| c.chunk_id.clone()));
+        }
+        let collection = collection.ok_or_else(|| RagError::BadRequest("Content too small to chunk".into()))?;
+        Ok(IngestOutcome { chunk_ids, collection })
+    }
 
-        let descriptor = self.embedder.descriptor();
-        let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
-        let (collection, seqs) = store
-            .write_blocking(|txn| {
-                rag_store::append(txn, &request.user_id, &name, &descriptor, dimensions, &chunks, now)
+    /// The document's first write: limits, reservation, the collection and the metadata.
+    fn begin(&self, store: &Store, document: &Document, dimensions: u32) -> Result<CollectionRecord, RagError> {
+        let descriptor: Arc<str> = Arc::from(self.embedder.descriptor());
+        let doc = (
+            document.user_id.clone(),
+            document.name.clone(),
+            document.document_id.clone(),
+            document.metadata_json.clone(),
+            descriptor,
+        );
+        let (total, limits, now) = (document.total as u64, document.limits, document.now);
+        let begun = store
+            .write_wait(move |txn| {
+                let (user_id, name, document_id, metadata_json, embedder) = &doc;
+                let new = NewDocument {
+                    user_id,
+                    collection: name,
+                    embedder,
+                    dimensions,
+                    document_id,
+                    metadata_json,
+                    chunks: total,
+                };
+                rag_store::begin_document(txn, &new, limits, now)
             })
             .map_err(|e| match e {
                 store::Error::Conflict(_) => RagError::EmbedderMismatch {
-                    collection: name.clone(),
+                    collection: document.name.to_string(),
                     stored: "another embedder".into(),
                     configured: self.embedder.describe(),
                 },
+                other => RagError::Store(other),
+            })?;
+        match begun {
+            Begun::Started(collection) => Ok(collection),
+            Begun::LimitReached(message) => Err(RagError::LimitReached(message)),
+        }
+    }
+
+    /// Commit one batch and index it, holding the write lock only for this batch (module docs).
+    fn write_batch(
+        &self,
+        store: &Store,
+        document: &Document,
+        collection_id: u64,
+        chunks: &Arc<Vec<NewChunk>>,
+        last: bool,
+    ) -> Result<CollectionRecord, RagError> {
+        let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
+        let job_chunks = chunks.clone();
+        let document_id = document.document_id.clone();
+        let now = document.now;
+        let (collection, seqs) = store
+            .write_wait(move |txn| rag_store::append_batch(txn, collection_id, &document_id, &job_chunks, last, now))
+            .map_err(|e| match e {
+                store::Error::NotFound(_) => RagError::CollectionNotFound(document.name.to_string()),
                 other => RagError::Store(other),
             })?;
         let watermark = seqs.last().copied().unwrap_or(0);
         let docs: Vec<LexicalDoc<'_>> = chunks
             .iter()
             .zip(&seqs)
-            .map(|(c, seq)| LexicalDoc { seq: *seq, collection_id: collection.id, text: &c.content })
+            .map(|(c, seq)| LexicalDoc { seq: *seq, collection_id, text: &c.content })
             .collect();
         self.lexical.apply(&docs, &[], watermark)?;
-        let graph = self.vectors.open(collection.id, dimensions as usize, chunks.len());
+        let graph = self.vectors.open(collection_id, collection.dimensions as usize, document.total);
         let points: Vec<(u64, &[f32])> =
-            seqs.iter().zip(&chunks).map(|(seq, c)| (*seq, c.embedding.as_slice())).collect();
+            seqs.iter().zip(chunks.iter()).map(|(seq, c)| (*seq, c.embedding.as_slice())).collect();
         graph.insert(&points);
-        Ok(IngestOutcome { chunk_ids: chunks.into_iter().map(|c| c.chunk_id).collect(), collection })
+        Ok(collection)
+    }
+
+    /// Undo a failed ingest's committed batches. A failure here is logged: the document stays
+    /// pending and start-up rolls it back.
+    fn roll_back(&self, store: &Store, collection_id: u64, document_id: &Arc<str>) {
+        let id = document_id.clone();
+        let outcome = self.write_lock.lock().map_err(|_| poisoned()).and_then(|_guard| {
+            let aborted = store.write_wait(move |txn| rag_store::abort_document(txn, collection_id, &id))?;
+            match aborted.collection {
+                Some(removed) => self.drop_indexes(store, removed.id),
+                None => Ok(self.lexical.remove_chunks(&aborted.seqs)?),
+            }
+        });
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, document_id = %document_id, "rolling back a failed ingest failed; start-up will");
+        }
+    }
+
+    /// Drop a deleted collection's index entries and its tombstone. Called with the write lock.
+    fn drop_indexes(&self, store: &Store, collection_id: u64) -> Result<(), RagError> {
+        self.vectors.drop_collection(collection_id)?;
+        self.lexical.apply(&[], &[collection_id], self.lexical.watermark())?;
+        store.write_wait(move |txn| rag_store::clear_tombstones(txn, &[collection_id]))?;
+        Ok(())
     }
 
     fn check_embedder(&self, collection: &CollectionRecord) -> Result<(), RagError> {
@@ -387,11 +562,23 @@ impl Rag {
         // too, so isolation never rests on the index alone.
         let mut hits: Vec<Hit> = store.read_now(|txn| {
             let mut out = Vec::with_capacity(ranked.len());
+            let mut documents: HashMap<String, Map<String, Value>> = HashMap::new();
             for (seq, score, components) in &ranked {
                 if let Some(chunk) = rag_store::chunk(txn, *seq)?
                     && chunk.collection_id == collection.id
                 {
-                    out.push(Hit { chunk, score: *score, components: *components, retrieval_score: None });
+                    let shared = match documents.get(&chunk.document_id) {
+                        Some(shared) => shared,
+                        None => {
+                            let stored = rag_store::document(txn, collection.id, &chunk.document_id)?;
+                            let parsed = stored
+                                .and_then(|d| serde_json::from_str::<Map<String, Value>>(&d.metadata_json).ok())
+                                .unwrap_or_default();
+                            documents.entry(chunk.document_id.clone()).or_insert(parsed)
+                        }
+                    };
+                    let metadata = chunk_metadata(shared, &chunk);
+                    out.push(Hit { chunk, metadata, score: *score, components: *components, retrieval_score: None });
                 }
             }
             Ok(out)
@@ -434,14 +621,14 @@ impl Rag {
             return Err(RagError::BadRequest("Collection name required".into()));
         }
         let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
-        let deleted =
-            store.write_blocking(|txn| rag_store::delete_collection(txn, user_id, name)).map_err(|e| match e {
+        let (user, collection) = (user_id.to_string(), name.to_string());
+        let deleted = store.write_wait(move |txn| rag_store::delete_collection(txn, &user, &collection)).map_err(
+            |e| match e {
                 store::Error::NotFound(_) => RagError::CollectionNotFound(name.to_string()),
                 other => RagError::Store(other),
-            })?;
-        self.vectors.drop_collection(deleted.id)?;
-        self.lexical.apply(&[], &[deleted.id], self.lexical.watermark())?;
-        store.write_blocking(|txn| rag_store::clear_tombstones(txn, &[deleted.id]))?;
+            },
+        )?;
+        self.drop_indexes(store, deleted.id)?;
         Ok(deleted)
     }
 
@@ -450,6 +637,28 @@ impl Rag {
         let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
         Ok(self.vectors.dump_dirty()?)
     }
+}
+
+/// What every batch of one ingest shares (cheap to move into write jobs, which may run twice).
+struct Document {
+    user_id: Arc<str>,
+    name: Arc<str>,
+    document_id: Arc<str>,
+    metadata_json: Arc<str>,
+    /// Chunks of the whole document.
+    total: usize,
+    limits: Limits,
+    now: i64,
+}
+
+/// A chunk's metadata as the API shows it: the document's, plus the chunk's own keys
+/// (`rag_store::PER_CHUNK_METADATA_KEYS`), as they were stored with each chunk before schema 9.
+pub fn chunk_metadata(document: &Map<String, Value>, chunk: &ChunkRecord) -> Map<String, Value> {
+    let mut metadata = document.clone();
+    metadata.insert("document_id".into(), Value::from(chunk.document_id.as_str()));
+    metadata.insert("chunk_index".into(), Value::from(chunk.index));
+    metadata.insert("created_at".into(), Value::from(clock::rfc3339(chunk.created_at)));
+    metadata
 }
 
 /// `ares reindex`: re-embed collections whose embedder differs from the configured one, then

@@ -92,6 +92,9 @@ pub fn snapshot(source: &Database, path: &Path) -> Result<TableCounts, Error> {
         RAG_COUNTERS,
         RAG_TOMBSTONES,
         COMPAT_ROWS,
+        RAG_DOCUMENTS,
+        RAG_USER_CHUNKS,
+        RAG_PENDING_DOCUMENTS,
     );
     // Every table of the source must have been copied: a table added to tables.rs but not to the
     // list above would otherwise be silently missing from backups.

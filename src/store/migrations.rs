@@ -99,6 +99,16 @@ pub const MIGRATIONS: &[Migration] = &[
         definition: "create compat_rows((&str,&str)->&str JSON object of text values)",
         apply: compat_rows,
     },
+    Migration {
+        version: 9,
+        description: "RAG metadata once per document; per-user chunk counts; unfinished ingests",
+        definition: "create rag_documents((u64,&str)->DocumentRecord v1); rag_user_chunks(&str->u64); \
+                     rag_pending_documents((u64,&str)->PendingDocumentRecord v1); \
+                     rewrite rag_chunks ChunkRecord v1 -> v2 without metadata_json, the metadata of each \
+                     (collection_id, document_id) moved once to rag_documents from its first chunk minus \
+                     document_id, chunk_index and created_at; rag_user_chunks = sum of chunk_count per user",
+        apply: super::rag::migrate_chunks_to_documents,
+    },
 ];
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {

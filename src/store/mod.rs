@@ -201,6 +201,18 @@ impl Store {
         self.writer.submit(f).await
     }
 
+    /// [`Store::write`] for work already on the blocking pool (RAG ingest writes a large
+    /// document as a series of these, so other writers' jobs share the commits in between
+    /// instead of waiting for one huge transaction). Blocks the calling thread until the commit;
+    /// never call it on an async worker.
+    pub fn write_wait<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.writer.submit_blocking(f)
+    }
+
     /// Queue `f` for the writer and return at once. For bookkeeping whose loss in a crash is
     /// acceptable and whose latency must not reach the client (usage events, `last_used`,
     /// system alerts); the commit is still shared with everything else queued. Failures are

@@ -144,3 +144,17 @@ pub const RAG_TOMBSTONES: TableDefinition<u64, ()> = TableDefinition::new("rag_t
 /// `(pg table, primary key) → the row as a JSON object of text values`: every imported row,
 /// verbatim, so `export-postgres` can give back columns (and tables) this server does not model.
 pub const COMPAT_ROWS: TableDefinition<(&str, &str), &str> = TableDefinition::new("compat_rows");
+
+// ---- Schema version 9: RAG documents, per-user chunk counts, unfinished ingests ----
+
+/// `(collection_id, document_id) → DocumentRecord`: metadata stored once per ingested document
+/// (chunks no longer carry a copy).
+pub const RAG_DOCUMENTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("rag_documents");
+
+/// `user_id → chunks`: a user's chunks across collections plus those reserved by ingests still
+/// running, so `[rag].max_chunks_per_user` is checked in one lookup inside the write.
+pub const RAG_USER_CHUNKS: TableDefinition<&str, u64> = TableDefinition::new("rag_user_chunks");
+
+/// `(collection_id, document_id) → PendingDocumentRecord`: ingests written in batches that have
+/// not committed their last batch; removed at the end, rolled back at start-up after a crash.
+pub const RAG_PENDING_DOCUMENTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("rag_pending_documents");

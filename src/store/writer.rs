@@ -137,13 +137,20 @@ impl Writer {
         R: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(TypedJob { f, outcome: None, reply: Some(reply) });
-        {
-            let sender = self.sender.lock().map_err(|_| Error::Closed)?;
-            let sender = sender.as_ref().ok_or(Error::Closed)?;
-            sender.send(Message::Job(job)).map_err(|_| Error::Closed)?;
-        }
+        self.enqueue(Box::new(TypedJob { f, outcome: None, reply: Some(reply) }))?;
         answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// [`Writer::submit`] for callers on a blocking-pool thread (never an async worker: it
+    /// blocks until the commit).
+    pub(super) fn submit_blocking<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Box::new(TypedJob { f, outcome: None, reply: Some(reply) }))?;
+        answer.blocking_recv().map_err(|_| Error::Closed)?
     }
 
     /// Queue `f` without waiting for its commit; a failure is logged.
@@ -152,7 +159,10 @@ impl Writer {
         F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
-        let job = Box::new(TypedJob { f, outcome: None, reply: None });
+        self.enqueue(Box::new(TypedJob { f, outcome: None, reply: None }))
+    }
+
+    fn enqueue(&self, job: Box<dyn Job>) -> Result<(), Error> {
         let sender = self.sender.lock().map_err(|_| Error::Closed)?;
         let sender = sender.as_ref().ok_or(Error::Closed)?;
         sender.send(Message::Job(job)).map_err(|_| Error::Closed)

@@ -480,6 +480,11 @@ impl BinaryServer {
         self.addr
     }
 
+    /// The child's process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -21,6 +21,7 @@ mod cors;
 mod crash;
 mod deploys;
 mod hardening_agents;
+mod hardening_rag;
 mod http_basics;
 mod isolation;
 mod memory;
