@@ -368,3 +368,79 @@ async fn the_audit_log_records_the_address_the_proxy_saw() {
         assert_eq!(body["entries"][0]["admin_ip"], expected, "{body}");
     }
 }
+
+// Deploy output: what a command prints never kills or stalls its deploy, and is never lost whole.
+
+/// `[[deploy.targets]]` named `name` running `commands` (TOML literal strings) in `workdir`.
+fn deploy_target(name: &str, workdir: &std::path::Path, commands: &[&str]) -> String {
+    let commands: Vec<String> = commands.iter().map(|c| format!("'{c}'")).collect();
+    format!(
+        "[[deploy.targets]]\nname = '{name}'\ncommands = [{}]\nworkdir = '{}'\ntimeout_secs = 30\n",
+        commands.join(", "),
+        workdir.display()
+    )
+}
+
+/// Start a deploy of `target` and wait (within [`HANG`]) until it is no longer running.
+async fn deploy_and_wait(server: &TestServer, target: &str) -> (Value, Duration) {
+    let response =
+        server.admin(Method::POST, "/api/admin/deploy").json(&json!({ "target": target })).send().await.unwrap();
+    let started = Instant::now();
+    let body: Value = response.json().await.unwrap();
+    let id = body["id"].as_str().unwrap_or_else(|| panic!("no deploy id: {body}")).to_string();
+    loop {
+        let record = server.admin_get(&format!("/api/admin/deploy/{id}")).await;
+        if record["status"] != "running" {
+            return (record, started.elapsed());
+        }
+        assert!(started.elapsed() < HANG, "deploy still running: {record}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn deploy_output_that_is_not_utf8_is_kept_and_does_not_kill_the_command() {
+    let workdir = tempfile::tempdir().unwrap();
+    // Bytes 0xFF 0xFE and a Latin-1 "café", then enough output that a closed pipe would be hit.
+    let command = r#"printf "before\n\377\376 caf\351\n"; i=0; while [ $i -lt 2000 ]; do echo "after $i"; i=$((i+1)); done; echo done"#;
+    let config = deploy_target("latin", workdir.path(), &[command]);
+    let server = TestServer::builder().config(&config).start();
+    let (record, _) = deploy_and_wait(&server, "latin").await;
+    assert_eq!(record["status"], "success", "{record}");
+    assert_eq!(record["exit_code"], 0, "{record}");
+    let output = record["output"].as_str().unwrap();
+    assert!(output.contains("\u{FFFD}\u{FFFD} caf\u{FFFD}\n"), "{output}");
+    assert!(output.ends_with("after 1999\ndone\n"), "{output}");
+}
+
+#[tokio::test]
+async fn a_deploy_ends_when_its_command_exits_even_if_a_background_process_holds_the_pipe() {
+    let workdir = tempfile::tempdir().unwrap();
+    let command = "sleep 37.625 & echo $! > background.pid; echo launched";
+    let config = deploy_target("daemon", workdir.path(), &[command]);
+    let server = TestServer::builder().config(&config).start();
+    let (record, took) = deploy_and_wait(&server, "daemon").await;
+    let pid = std::fs::read_to_string(workdir.path().join("background.pid")).unwrap().trim().to_string();
+    // The background process is the command's business: it is left running; the test ends it.
+    let alive = std::process::Command::new("kill").args(["-0", &pid]).status().unwrap().success();
+    let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+    assert_eq!(record["status"], "success", "{record}");
+    assert!(record["output"].as_str().unwrap().ends_with("launched\n"), "{record}");
+    assert!(took < Duration::from_secs(5), "the deploy waited {took:?} for its background process");
+    assert!(alive, "the background process was left alone");
+}
+
+#[tokio::test]
+async fn a_line_longer_than_the_output_cap_keeps_its_tail() {
+    let workdir = tempfile::tempdir().unwrap();
+    let command = r#"echo first; i=0; while [ $i -lt 300 ]; do printf "abcdefghij"; i=$((i+1)); done; echo TAIL"#;
+    let config = format!("[deploy]\noutput_cap_bytes = 1024\n{}", deploy_target("wide", workdir.path(), &[command]));
+    let server = TestServer::builder().config(&config).start();
+    let (record, _) = deploy_and_wait(&server, "wide").await;
+    assert_eq!(record["status"], "success", "{record}");
+    let output = record["output"].as_str().unwrap();
+    assert!(output.len() <= 1024, "{} bytes", output.len());
+    assert!(output.starts_with("[... earlier output truncated ...]\n"), "{output}");
+    assert!(output.ends_with("abcdefghijTAIL\n"), "the end of the long line is kept: {output}");
+    assert!(output.len() > 900, "most of the cap is the long line's tail: {output}");
+}
