@@ -249,9 +249,12 @@ async fn run_one(
     max_line: usize,
 ) -> Ended {
     let mut cmd = Command::new("sh");
+    // The server runs with umask 077 to keep its data dir private; what a deploy creates is the
+    // operator's business, so it gets the operator's umask back.
+    let umask = crate::private::operator_umask().map(|mask| format!("umask {mask:03o}\n")).unwrap_or_default();
     // stderr joins stdout in one pipe: two pipes read concurrently lose the order of the lines.
     cmd.arg("-c")
-        .arg(format!("exec 2>&1\n{command}"))
+        .arg(format!("{umask}exec 2>&1\n{command}"))
         .envs(&config.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::gateway::{Gateway, SseReader};
-use crate::harness::{TestServer, expect_error};
+use crate::harness::{BinaryServer, TestServer, expect_error};
 use crate::mock_provider::{Script, Wire};
 
 /// Head 1 s, body 1 s, idle 3 s.
@@ -443,4 +443,108 @@ async fn a_line_longer_than_the_output_cap_keeps_its_tail() {
     assert!(output.starts_with("[... earlier output truncated ...]\n"), "{output}");
     assert!(output.ends_with("abcdefghijTAIL\n"), "the end of the long line is kept: {output}");
     assert!(output.len() > 900, "most of the cap is the long line's tail: {output}");
+}
+
+// Files are private: the real binary, after it has stored users, RAG data, a backup and a deploy.
+
+/// Every path under `dir` (itself included) whose mode gives group or other any access, with
+/// its mode; and every path seen.
+fn loose_paths(dir: &std::path::Path) -> (Vec<String>, Vec<String>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (mut loose, mut seen) = (Vec::new(), Vec::new());
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let metadata = std::fs::symlink_metadata(&path).unwrap();
+        let mode = metadata.permissions().mode() & 0o777;
+        let name = path.strip_prefix(dir).unwrap().display().to_string();
+        let expected = if metadata.is_dir() { 0o700 } else { 0o600 };
+        if mode & 0o077 != 0 || mode & expected != expected {
+            loose.push(format!("{name} {mode:o}"));
+        }
+        if metadata.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+        seen.push(name);
+    }
+    (loose, seen)
+}
+
+#[tokio::test]
+async fn everything_under_the_data_dir_is_private_and_loose_modes_are_tightened_at_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    // A data dir an older version (or a careless copy) left readable by everyone.
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(data.join("notes.txt"), "left behind").unwrap();
+    std::fs::set_permissions(data.join("notes.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let workdir = root.path().join("site");
+    std::fs::create_dir_all(&workdir).unwrap();
+    let config = deploy_target("site", &workdir, &["umask > umask.txt; echo built > built.txt"]);
+
+    let mut server = BinaryServer::builder(root.path()).generated_secrets().config(&config).start();
+    let stderr = server.wait_for_stderr("permissions tightened");
+    assert!(stderr.contains("notes.txt"), "{stderr}");
+
+    let client = server.client().clone();
+    let registered: Value = client
+        .post(server.url("/api/auth/register"))
+        .json(&json!({ "email": "files@example.com", "password": "correct-horse-battery" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = registered["access_token"].as_str().unwrap();
+    let response = client
+        .post(server.url("/api/rag/ingest"))
+        .bearer_auth(token)
+        .json(&json!({ "collection": "notes", "content": "The aurora glows green over the fjords in winter." }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let admin = |method: Method, path: &str| {
+        client.request(method, server.url(path)).header("x-admin-secret", server.admin_secret())
+    };
+    assert_eq!(admin(Method::POST, "/api/admin/backup").send().await.unwrap().status(), 201);
+    let deploy: Value = admin(Method::POST, "/api/admin/deploy")
+        .json(&json!({ "target": "site" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = deploy["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    while admin(Method::GET, &format!("/api/admin/deploy/{id}")).send().await.unwrap().json::<Value>().await.unwrap()["status"]
+        == "running"
+    {
+        assert!(started.elapsed() < HANG, "deploy still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // While serving (server.json exists) and after a graceful stop (vector graphs dumped).
+    let (loose, seen) = loose_paths(&data);
+    assert!(loose.is_empty(), "not private while serving: {loose:?} (of {seen:?})");
+    assert!(seen.iter().any(|p| p == "server.json"), "{seen:?}");
+    assert!(server.terminate().success());
+    let (loose, seen) = loose_paths(&data);
+    assert!(loose.is_empty(), "not private after stopping: {loose:?} (of {seen:?})");
+    for expected in ["ares.redb", "secrets/admin_secret", "backups", "search", "vectors"] {
+        assert!(seen.iter().any(|p| p.starts_with(expected)), "no {expected} in {seen:?}");
+    }
+    assert!(seen.iter().filter(|p| p.starts_with("backups/")).count() >= 2, "a backup with files: {seen:?}");
+    assert!(seen.iter().filter(|p| p.starts_with("vectors/")).count() >= 2, "a dumped graph: {seen:?}");
+
+    // The deploy ran with the operator's umask, not the server's.
+    let operator = std::process::Command::new("sh").args(["-c", "umask"]).output().unwrap();
+    let operator = String::from_utf8(operator.stdout).unwrap();
+    assert_eq!(std::fs::read_to_string(workdir.join("umask.txt")).unwrap().trim(), operator.trim());
+    let mask = u32::from_str_radix(operator.trim(), 8).unwrap();
+    let built = std::fs::metadata(workdir.join("built.txt")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(built, 0o666 & !mask);
 }
