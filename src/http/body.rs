@@ -19,23 +19,49 @@ use crate::error::ApiError;
 /// A request body that fails with [`BodyTimeout`] when no byte arrives for its timeout
 /// (`[server].body_timeout_secs`) while it is being read. The clock runs only while the handler
 /// waits for the body, so a handler that is slow for other reasons is never cut by it.
+///
+/// While every connection slot is taken, a body still arriving a head timeout after its request
+/// began is given up too (at its next read), so a client trickling a byte at a time cannot hold
+/// a slot that a waiting client needs.
 pub struct TimedBody {
     inner: hyper::body::Incoming,
-    timeout: Duration,
+    clock: BodyClock,
     /// Armed when a read finds nothing to take; disarmed by every frame.
     timer: Pin<Box<tokio::time::Sleep>>,
     armed: bool,
 }
 
+/// The limits a [`TimedBody`] keeps.
+pub struct BodyClock {
+    /// The longest wait for the next byte.
+    pub timeout: Duration,
+    /// When the request began (its head arrived).
+    pub started: tokio::time::Instant,
+    /// How long the whole body may take while `crowded`.
+    pub crowded_limit: Duration,
+    /// `true` while every connection slot is taken.
+    pub crowded: tokio::sync::watch::Receiver<bool>,
+}
+
 impl TimedBody {
-    pub fn new(inner: hyper::body::Incoming, timeout: Duration) -> Self {
-        TimedBody { inner, timeout, timer: Box::pin(tokio::time::sleep(timeout)), armed: false }
+    pub fn new(inner: hyper::body::Incoming, clock: BodyClock) -> Self {
+        let timer = Box::pin(tokio::time::sleep(clock.timeout));
+        TimedBody { inner, clock, timer, armed: false }
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        let next_byte = tokio::time::Instant::now() + self.clock.timeout;
+        if *self.clock.crowded.borrow() {
+            next_byte.min(self.clock.started + self.clock.crowded_limit)
+        } else {
+            next_byte
+        }
     }
 }
 
-/// The client sent no body byte for the body timeout.
+/// The client sent no body byte for the body timeout (or, on a full server, was too slow).
 #[derive(Debug, thiserror::Error)]
-#[error("no request body data for {0:?}")]
+#[error("request body not received in time (body timeout {0:?})")]
 pub struct BodyTimeout(Duration);
 
 impl Body for TimedBody {
@@ -52,11 +78,11 @@ impl Body for TimedBody {
             Poll::Pending => {
                 if !this.armed {
                     this.armed = true;
-                    let deadline = tokio::time::Instant::now() + this.timeout;
+                    let deadline = this.deadline();
                     this.timer.as_mut().reset(deadline);
                 }
                 match this.timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout))))),
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.clock.timeout))))),
                     Poll::Pending => Poll::Pending,
                 }
             }

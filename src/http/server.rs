@@ -1,6 +1,7 @@
 //! The accept loop: one task per connection (HTTP/1.1 with keep-alive, or h2c, detected per
 //! connection by hyper-util's auto builder), a connection cap, per-connection deadlines
-//! (`watchdog`: head, idle, and under a full cap a shorter idle), and graceful shutdown that
+//! (`watchdog`: head, idle, and under a full cap a shorter idle), the request-body clock
+//! (`body::TimedBody`), and graceful shutdown that
 //! stops accepting, lets in-flight requests finish within a deadline, then closes the rest.
 
 use std::convert::Infallible;
@@ -16,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::body::TimedBody;
+use super::body::{BodyClock, TimedBody};
 use super::watchdog::{ActivityIo, Timeouts, TrackedBody, Watch};
 use crate::app::App;
 use crate::config::ServerConfig;
@@ -134,11 +135,18 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let watch = Watch::new(self.timeouts);
         let app = self.app.clone();
-        let body_timeout = self.timeouts.body;
+        let timeouts = self.timeouts;
+        let crowded = self.crowded.clone();
         let requests = watch.clone();
         let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
             let in_flight = requests.request_started(request.version() >= http::Version::HTTP_2);
-            let request = request.map(|body| TimedBody::new(body, body_timeout));
+            let clock = BodyClock {
+                timeout: timeouts.body,
+                started: tokio::time::Instant::now(),
+                crowded_limit: timeouts.head,
+                crowded: crowded.clone(),
+            };
+            let request = request.map(|body| TimedBody::new(body, clock));
             let app = app.clone();
             async move {
                 let response = crate::api::handle(app, request, peer.ip()).await;

@@ -274,6 +274,41 @@ async fn with_every_slot_held_by_slow_clients_a_new_client_is_answered_within_th
 }
 
 #[tokio::test]
+async fn with_every_slot_held_by_trickled_bodies_a_new_client_is_answered_within_the_head_timeout() {
+    // Body timeout 4 s: a byte every 250 ms never trips it; only the full server does.
+    let server = TestServer::builder()
+        .config("[server]\nmax_connections = 2\nrequest_head_timeout_secs = 2\nbody_timeout_secs = 4\nidle_timeout_secs = 60")
+        .start();
+    let started = Instant::now();
+    let tricklers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut stream = connect(server.addr());
+            stream.write_all(b"POST /api/auth/login HTTP/1.1\r\nHost: ares\r\nContent-Length: 1000\r\n\r\n{").unwrap();
+            std::thread::spawn(move || {
+                for _ in 0..80 {
+                    std::thread::sleep(Duration::from_millis(250));
+                    if stream.write_all(b" ").is_err() {
+                        break;
+                    }
+                }
+                read_until_closed(&mut stream).0
+            })
+        })
+        .collect();
+    // Let both bodies start, so the slots are taken by requests in flight.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = reqwest::Client::builder().no_proxy().timeout(HANG).build().unwrap();
+    let response = client.get(server.url("/health")).send().await.expect("answered, not starved");
+    assert_eq!(response.status(), 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "a new client waited {waited:?} for a slot");
+    for trickler in tricklers {
+        let received = trickler.join().unwrap();
+        assert!(received.starts_with("HTTP/1.1 408"), "{received}");
+    }
+}
+
+#[tokio::test]
 async fn slow_handlers_and_long_streams_are_not_cut_by_the_connection_timeouts() {
     let gw = Gateway::builder(Wire::OpenAi).read_timeout_secs(10).config(SHORT).start();
     let token = gw.user().await;
