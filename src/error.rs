@@ -41,6 +41,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("Request body too large")]
     PayloadTooLarge,
+    /// The client stopped sending its request body (`[server].body_timeout_secs`).
+    #[error("Request body not received in time")]
+    RequestTimeout,
     #[error("{0}")]
     Unprocessable(String),
     #[error("Rate limit exceeded")]
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE"),
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED")

@@ -20,6 +20,7 @@ pub mod llm;
 pub mod memory;
 pub mod metering;
 pub mod orchestration;
+pub mod private;
 pub mod rag;
 pub mod store;
 pub mod tools;
@@ -58,6 +59,9 @@ pub struct Built {
 /// Resolve secrets, open (and migrate) the store, and assemble the app. Blocking.
 pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Built, StartError> {
     std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.to_path_buf(), source })?;
+    if let Err(e) = private::tighten(data_dir) {
+        tracing::warn!(data_dir = %data_dir.display(), error = %e, "could not make everything in the data dir private");
+    }
     let secrets: Secrets = secrets::resolve(&config.auth, data_dir, env)?;
     let store = Store::open(&data_dir.join(store::DB_FILE), MigrationPolicy::Apply)?;
     prepare_store(&store, &config)?;

@@ -85,6 +85,8 @@ enum MigrateCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any thread or file exists: whatever the commands create is private to the owner.
+    ares::private::restrict_umask();
     let cli = Cli::parse();
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => cli::serve::run(&cli.global),

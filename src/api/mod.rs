@@ -58,9 +58,11 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
         Err(_) => render_error(&ApiError::Internal("handler panicked".into()), &request_id, &method, &path),
     };
 
-    // The rest of an oversized body is never read, so the connection cannot be reused: say so,
-    // or a client may send its next request into a connection the server is closing.
-    let close = http1 && response.status() == http::StatusCode::PAYLOAD_TOO_LARGE;
+    // The rest of an oversized or stalled body is never read, so the connection cannot be
+    // reused: say so, or a client may send its next request into a connection the server is
+    // closing.
+    let close =
+        http1 && matches!(response.status(), http::StatusCode::PAYLOAD_TOO_LARGE | http::StatusCode::REQUEST_TIMEOUT);
     let headers = response.headers_mut();
     if close {
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));

@@ -194,6 +194,9 @@ pub struct ServerConfig {
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
     /// Peers whose `X-Forwarded-For` is believed (a reverse proxy such as Caddy on loopback).
+    /// None by default: the server cannot tell its proxy from any other process on a trusted
+    /// address, and every such process could name its own client address (its own rate-limit
+    /// bucket and audit address) by sending the header.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Default request-body limit; routes that take documents have their own, larger one.
     pub max_body_bytes: usize,
@@ -218,10 +221,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
-            trusted_proxies: vec![
-                std::net::IpAddr::from([127, 0, 0, 1]),
-                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            ],
+            trusted_proxies: Vec::new(),
             max_body_bytes: 2 * 1024 * 1024,
             shutdown_grace_secs: 10,
             max_connections: 1024,

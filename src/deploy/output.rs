@@ -27,8 +27,12 @@ impl CappedOutput {
             while !self.text.is_char_boundary(cut) {
                 cut += 1;
             }
-            // Prefer to cut at a line boundary so no line is shown half.
-            if let Some(newline) = self.text[cut..].find('\n') {
+            // Prefer to cut at a line boundary so no line is shown half, unless that would drop
+            // the newest line too: a line longer than the cap keeps its tail.
+            let newest_line_start = self.text[..self.text.len() - 1].rfind('\n').map_or(0, |i| i + 1);
+            if cut < newest_line_start
+                && let Some(newline) = self.text[cut..].find('\n')
+            {
                 cut += newline + 1;
             }
             self.text.drain(..cut.min(self.text.len()));
@@ -59,5 +63,27 @@ mod tests {
         let mut small = CappedOutput::new(100);
         small.push_line("hello");
         assert_eq!(small.render(), "hello\n");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_cap_keeps_its_tail() {
+        let mut out = CappedOutput::new(100);
+        out.push_line("before");
+        let long: String = (0..300).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        out.push_line(&format!("{long}END"));
+        let text = out.render();
+        assert!(text.len() <= 100, "{}", text.len());
+        assert!(text.starts_with(MARKER), "{text}");
+        assert!(text.ends_with("END\n"), "{text}");
+        assert!(text.len() > MARKER.len() + 50, "most of the budget is the tail: {text}");
+        assert!(!text.contains("before"), "{text}");
+
+        // Multi-byte characters are never split.
+        let mut out = CappedOutput::new(100);
+        out.push_line(&"é".repeat(200));
+        assert!(out.render().ends_with("é\n"));
+        // Older lines are still cut at a line start.
+        out.push_line("next");
+        assert_eq!(out.render(), format!("{MARKER}next\n"));
     }
 }

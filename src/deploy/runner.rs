@@ -1,14 +1,16 @@
 //! Running deploy targets. A request names a target; its configured commands run in order
 //! through `sh -c`, each in its own process group so that cancel and timeout kill everything it
-//! started. Output lines are captured in arrival order (capped, tail kept), broadcast to SSE
-//! subscribers and persisted: at start, every second while running, and at the end.
+//! started. Output lines are captured in arrival order (capped, tail kept; bytes that are not
+//! UTF-8 kept lossily), broadcast to SSE subscribers and persisted: at start, every second while
+//! running, and at the end. A command is done when it exits, even if a background process it
+//! started still holds its output pipe.
 
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::Command;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
@@ -21,6 +23,11 @@ use crate::store::deploys::{self, DeployRecord};
 
 /// How often a running deploy's output is saved.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+/// After a command exits, output still arriving is collected until the pipe is quiet this long
+/// (or closed), within [`DRAIN_AT_MOST`]: a background process it left may hold the pipe forever.
+const DRAIN_QUIET: Duration = Duration::from_millis(200);
+const DRAIN_AT_MOST: Duration = Duration::from_secs(2);
 
 /// What SSE subscribers receive.
 #[derive(Debug, Clone)]
@@ -179,7 +186,7 @@ async fn execute(app: Arc<App>, config: DeployTarget, running: Arc<Running>) {
     let mut ended = Ended::Exited(Some(0));
     for command in &config.commands {
         running.push(&format!("$ {command}"));
-        ended = run_one(&config, command, &running, deadline).await;
+        ended = run_one(&config, command, &running, deadline, app.deployer().output_cap).await;
         if !matches!(ended, Ended::Exited(Some(0))) {
             break;
         }
@@ -234,11 +241,20 @@ async fn persist_periodically(app: Arc<App>, running: Arc<Running>) {
     }
 }
 
-async fn run_one(config: &DeployTarget, command: &str, running: &Arc<Running>, deadline: Instant) -> Ended {
+async fn run_one(
+    config: &DeployTarget,
+    command: &str,
+    running: &Arc<Running>,
+    deadline: Instant,
+    max_line: usize,
+) -> Ended {
     let mut cmd = Command::new("sh");
+    // The server runs with umask 077 to keep its data dir private; what a deploy creates is the
+    // operator's business, so it gets the operator's umask back.
+    let umask = crate::private::operator_umask().map(|mask| format!("umask {mask:03o}\n")).unwrap_or_default();
     // stderr joins stdout in one pipe: two pipes read concurrently lose the order of the lines.
     cmd.arg("-c")
-        .arg(format!("exec 2>&1\n{command}"))
+        .arg(format!("{umask}exec 2>&1\n{command}"))
         .envs(&config.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -256,18 +272,25 @@ async fn run_one(config: &DeployTarget, command: &str, running: &Arc<Running>, d
     let pid = child.id();
     let (lines_tx, mut lines) = mpsc::channel::<String>(256);
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(forward(BufReader::new(stdout), lines_tx.clone()));
+        tokio::spawn(forward(stdout, lines_tx.clone(), max_line));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward(BufReader::new(stderr), lines_tx.clone()));
+        tokio::spawn(forward(stderr, lines_tx.clone(), max_line));
     }
     drop(lines_tx);
 
     let finished = async {
-        while let Some(line) = lines.recv().await {
-            running.push(&line);
-        }
-        child.wait().await
+        let status = loop {
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Some(line) => running.push(&line),
+                    None => break child.wait().await,
+                },
+                status = child.wait() => break status,
+            }
+        };
+        drain(&mut lines, running, DRAIN_QUIET, DRAIN_AT_MOST).await;
+        status
     };
     let outcome = tokio::select! {
         status = finished => Ended::Exited(status.ok().and_then(|s| s.code())),
@@ -280,20 +303,65 @@ async fn run_one(config: &DeployTarget, command: &str, running: &Arc<Running>, d
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         // Whatever the group printed before dying.
-        while let Ok(Some(line)) = tokio::time::timeout(Duration::from_millis(100), lines.recv()).await {
-            running.push(&line);
-        }
+        drain(&mut lines, running, Duration::from_millis(100), DRAIN_AT_MOST).await;
     }
     outcome
 }
 
-async fn forward<R: tokio::io::AsyncRead + Unpin>(reader: BufReader<R>, lines: mpsc::Sender<String>) {
-    let mut reader = reader.lines();
-    while let Ok(Some(line)) = reader.next_line().await {
-        if lines.send(line).await.is_err() {
-            return;
+/// Push the lines still arriving until the pipe closes, is quiet for `quiet`, or `at_most` has
+/// passed.
+async fn drain(lines: &mut mpsc::Receiver<String>, running: &Running, quiet: Duration, at_most: Duration) {
+    let give_up = tokio::time::Instant::now() + at_most;
+    loop {
+        let wait = quiet.min(give_up.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(wait, lines.recv()).await {
+            Ok(Some(line)) => running.push(&line),
+            Ok(None) | Err(_) => return,
         }
     }
+}
+
+/// Send `reader`'s lines until end of file: bytes that are not UTF-8 are replaced (never an
+/// error that would stop reading and kill the writer with SIGPIPE), and a line longer than
+/// `max_line` bytes keeps its last `max_line`. Once nobody listens (the command is done), the
+/// rest is read and dropped, so a background process still writing is not killed either.
+async fn forward<R: AsyncRead + Unpin>(mut reader: R, lines: mpsc::Sender<String>, max_line: usize) {
+    let mut buf = vec![0u8; 8192];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut listening = true;
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if !listening {
+            continue;
+        }
+        for piece in buf[..n].split_inclusive(|&b| b == b'\n') {
+            pending.extend_from_slice(piece);
+            let complete = pending.last() == Some(&b'\n');
+            let keep = max_line + usize::from(complete);
+            if pending.len() > keep {
+                pending.drain(..pending.len() - keep);
+            }
+            if complete && lines.send(take_line(&mut pending)).await.is_err() {
+                listening = false;
+                break;
+            }
+        }
+    }
+    if listening && !pending.is_empty() {
+        let _ = lines.send(take_line(&mut pending)).await;
+    }
+}
+
+/// The line in `pending` without its line ending, as text; empties `pending`.
+fn take_line(pending: &mut Vec<u8>) -> String {
+    let end = pending.strip_suffix(b"\n").map_or(pending.len(), <[u8]>::len);
+    let end = pending[..end].strip_suffix(b"\r").map_or(end, <[u8]>::len);
+    let line = String::from_utf8_lossy(&pending[..end]).into_owned();
+    pending.clear();
+    line
 }
 
 /// SIGKILL the process group `pid` leads (through `kill`, since this crate has no unsafe code).

@@ -1,13 +1,102 @@
 //! Reading request bodies: a size limit enforced while reading (and up front from
 //! `Content-Length`), and JSON parsing whose failures become the documented 400 messages
-//! (API.md §0.2) instead of serde's wording.
+//! (API.md §0.2) instead of serde's wording; and [`TimedBody`], the request body that gives up
+//! on a client that stops sending.
+
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt as _, Limited};
 use serde::de::DeserializeOwned;
 
-use super::RequestBody;
+use super::{BoxError, RequestBody};
 use crate::error::ApiError;
+
+/// A request body that fails with [`BodyTimeout`] when no byte arrives for its timeout
+/// (`[server].body_timeout_secs`) while it is being read. The clock runs only while the handler
+/// waits for the body, so a handler that is slow for other reasons is never cut by it.
+///
+/// While every connection slot is taken, a body still arriving a head timeout after its request
+/// began is given up too (at its next read), so a client trickling a byte at a time cannot hold
+/// a slot that a waiting client needs.
+pub struct TimedBody {
+    inner: hyper::body::Incoming,
+    clock: BodyClock,
+    /// Armed when a read finds nothing to take; disarmed by every frame.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+/// The limits a [`TimedBody`] keeps.
+pub struct BodyClock {
+    /// The longest wait for the next byte.
+    pub timeout: Duration,
+    /// When the request began (its head arrived).
+    pub started: tokio::time::Instant,
+    /// How long the whole body may take while `crowded`.
+    pub crowded_limit: Duration,
+    /// `true` while every connection slot is taken.
+    pub crowded: tokio::sync::watch::Receiver<bool>,
+}
+
+impl TimedBody {
+    pub fn new(inner: hyper::body::Incoming, clock: BodyClock) -> Self {
+        let timer = Box::pin(tokio::time::sleep(clock.timeout));
+        TimedBody { inner, clock, timer, armed: false }
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        let next_byte = tokio::time::Instant::now() + self.clock.timeout;
+        if *self.clock.crowded.borrow() {
+            next_byte.min(self.clock.started + self.clock.crowded_limit)
+        } else {
+            next_byte
+        }
+    }
+}
+
+/// The client sent no body byte for the body timeout (or, on a full server, was too slow).
+#[derive(Debug, thiserror::Error)]
+#[error("request body not received in time (body timeout {0:?})")]
+pub struct BodyTimeout(Duration);
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.armed = false;
+                Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
+            }
+            Poll::Pending => {
+                if !this.armed {
+                    this.armed = true;
+                    let deadline = this.deadline();
+                    this.timer.as_mut().reset(deadline);
+                }
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.clock.timeout))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// Read the whole body, refusing more than `limit` bytes with 413.
 pub async fn read_limited(headers: &http::HeaderMap, body: RequestBody, limit: usize) -> Result<Bytes, ApiError> {
@@ -19,6 +108,7 @@ pub async fn read_limited(headers: &http::HeaderMap, body: RequestBody, limit: u
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+        Err(e) if e.is::<BodyTimeout>() => Err(ApiError::RequestTimeout),
         Err(e) => Err(ApiError::BadRequest(format!("Could not read request body: {e}"))),
     }
 }

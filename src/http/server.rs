@@ -1,24 +1,26 @@
 //! The accept loop: one task per connection (HTTP/1.1 with keep-alive, or h2c, detected per
-//! connection by hyper-util's auto builder), a connection cap, and graceful shutdown that
+//! connection by hyper-util's auto builder), a connection cap, per-connection deadlines
+//! (`watchdog`: head, idle, and under a full cap a shorter idle), the request-body clock
+//! (`body::TimedBody`), and graceful shutdown that
 //! stops accepting, lets in-flight requests finish within a deadline, then closes the rest.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::body::{BodyClock, TimedBody};
+use super::watchdog::{ActivityIo, Timeouts, TrackedBody, Watch};
 use crate::app::App;
-
-/// Slow-loris guard: a client must finish sending request headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::config::ServerConfig;
 
 /// Serve `app` on an already-bound `listener` until `shutdown` resolves, then drain.
 ///
@@ -29,10 +31,13 @@ pub async fn serve<F>(listener: TcpListener, app: Arc<App>, shutdown: F) -> std:
 where
     F: Future<Output = ()> + Send,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(app.config().server.max_connections));
+    let config = &app.config().server;
+    let timeouts = timeouts(config);
+    let builder = builder(timeouts);
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    // `true` while every slot is taken: idle connections then give theirs up sooner.
+    let (crowded, _) = watch::channel(false);
+    let (stopping, _) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
 
@@ -40,13 +45,22 @@ where
         // Reap finished connection tasks so the set does not grow with the server's uptime.
         while connections.try_join_next().is_some() {}
 
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                crowded.send_if_modified(|crowded| !std::mem::replace(crowded, true));
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
         };
+        if permits.available_permits() > 0 {
+            crowded.send_if_modified(|crowded| std::mem::replace(crowded, false));
+        }
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -59,18 +73,15 @@ where
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |request| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(crate::api::handle(app, request, peer.ip()).await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let connection = Connection {
+            app: app.clone(),
+            builder: builder.clone(),
+            timeouts,
+            crowded: crowded.subscribe(),
+            stopping: stopping.subscribe(),
+        };
         connections.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
+            connection.serve(stream, peer).await;
             drop(permit);
         });
     }
@@ -79,13 +90,108 @@ where
     while connections.try_join_next().is_some() {}
     let grace = Duration::from_secs(app.config().server.shutdown_grace_secs);
     tracing::info!(in_flight = connections.len(), grace_secs = grace.as_secs(), "shutting down: draining connections");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(grace) => {
-            tracing::warn!(remaining = connections.len(), "grace period over; closing remaining connections");
-        }
+    stopping.send_replace(true);
+    let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    match drained {
+        Ok(()) => tracing::info!("all connections drained"),
+        Err(_) => tracing::warn!(remaining = connections.len(), "grace period over; closing remaining connections"),
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+fn timeouts(config: &ServerConfig) -> Timeouts {
+    Timeouts {
+        head: Duration::from_secs(config.request_head_timeout_secs),
+        body: Duration::from_secs(config.body_timeout_secs),
+        idle: Duration::from_secs(config.idle_timeout_secs),
+    }
+}
+
+fn builder(timeouts: Timeouts) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The watchdog keeps the head deadline for both protocols; hyper's own HTTP/1 timer would
+    // also run between keep-alive requests and cut idle connections at the head timeout.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
+    // Pings find peers that vanished during a long response (an SSE stream over h2c).
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(timeouts.idle).keep_alive_timeout(timeouts.head);
+    builder
+}
+
+/// What one connection task needs.
+struct Connection {
+    app: Arc<App>,
+    builder: auto::Builder<TokioExecutor>,
+    timeouts: Timeouts,
+    crowded: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Serve one connection until the client closes it, it misses a deadline, or the server
+    /// stops (graceful: in-flight requests finish, then the connection closes).
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let watch = Watch::new(self.timeouts);
+        let app = self.app.clone();
+        let timeouts = self.timeouts;
+        let crowded = self.crowded.clone();
+        let requests = watch.clone();
+        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let in_flight = requests.request_started(request.version() >= http::Version::HTTP_2);
+            let clock = BodyClock {
+                timeout: timeouts.body,
+                started: tokio::time::Instant::now(),
+                crowded_limit: timeouts.head,
+                crowded: crowded.clone(),
+            };
+            let request = request.map(|body| TimedBody::new(body, clock));
+            let app = app.clone();
+            async move {
+                let response = crate::api::handle(app, request, peer.ip()).await;
+                Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
+            }
+        });
+        let io = TokioIo::new(ActivityIo::new(stream, watch.clone()));
+        let connection = self.builder.serve_connection(io, service);
+        tokio::pin!(connection);
+        let mut draining = false;
+        loop {
+            let deadline = watch.deadline(*self.crowded.borrow());
+            let expired = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = expired => {
+                    if watch.deadline(*self.crowded.borrow()).is_some_and(|d| d <= tokio::time::Instant::now()) {
+                        // Nothing is in flight, so closing loses no work.
+                        tracing::debug!(%peer, "closing a connection that missed its head or idle deadline");
+                        return;
+                    }
+                }
+                () = watch.changed() => {}
+                changed = self.crowded.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                changed = self.stopping.changed(), if !draining => {
+                    draining = true;
+                    if changed.is_err() || *self.stopping.borrow() {
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
 }

@@ -127,12 +127,12 @@ async fn tenant_list_is_newest_first_with_full_items() {
 
 #[tokio::test]
 async fn audit_log_records_tenant_creation() {
-    let server = TestServer::start();
+    let server = TestServer::builder().config("[server]\ntrusted_proxies = [\"127.0.0.1\"]").start();
     let first = server.create_tenant("acme-corp", "pro").await;
-    // Behind a trusted proxy the admin's address is the forwarded one.
+    // Behind a trusted proxy the admin's address is the one the proxy appended.
     let response = server
         .admin(Method::POST, "/api/admin/tenants")
-        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-for", "198.51.100.66, 203.0.113.7")
         .json(&json!({ "name": "globex", "tier": "Dev" }))
         .send()
         .await

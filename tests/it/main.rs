@@ -22,6 +22,7 @@ mod crash;
 mod deploys;
 mod hardening_agents;
 mod hardening_rag;
+mod hardening_net;
 mod http_basics;
 mod isolation;
 mod memory;

@@ -1,5 +1,5 @@
 //! The per-client-IP token bucket (API.md §0.6): JSON 429 with `Retry-After`, on every route,
-//! keyed by the first `X-Forwarded-For` entry only when the peer is a trusted proxy.
+//! keyed by the right-most untrusted `X-Forwarded-For` entry only when the peer is a trusted proxy.
 
 use std::time::{Duration, Instant};
 
@@ -63,13 +63,15 @@ async fn burst_then_json_429_with_retry_after() {
 
 #[tokio::test]
 async fn forwarded_for_from_a_trusted_peer_selects_the_bucket() {
-    let server = TestServer::builder().config(TIGHT).start();
+    let server = TestServer::builder().config(&format!("{TIGHT}\ntrusted_proxies = [\"127.0.0.1\"]")).start();
     exhaust(&server, Some("203.0.113.1")).await;
 
     let response = get_health(&server, Some("203.0.113.2")).await;
     assert_eq!(response.status(), 200, "another forwarded client has its own bucket");
-    let response = get_health(&server, Some("198.51.100.9, 203.0.113.1")).await;
-    assert_eq!(response.status(), 200, "only the first X-Forwarded-For entry counts");
+    let response = get_health(&server, Some("203.0.113.1, 198.51.100.9")).await;
+    assert_eq!(response.status(), 200, "the right-most X-Forwarded-For entry counts");
+    let response = get_health(&server, Some("198.51.100.10, 203.0.113.1")).await;
+    expect_error(response, 429, "RATE_LIMIT_EXCEEDED").await;
     let response = get_health(&server, None).await;
     assert_eq!(response.status(), 200, "the proxy's own address is a separate bucket");
     let response = get_health(&server, Some("203.0.113.1")).await;
