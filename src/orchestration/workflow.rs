@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use super::run_agent;
+use super::{Spend, run_agent};
 use crate::agents::AgentSpec;
 use crate::app::App;
 use crate::chat::{Caller, lookup_agent};
@@ -162,6 +162,7 @@ pub async fn run(
     workflow: &WorkflowConfig,
     query: &str,
     context: &Map<String, Value>,
+    spend: &Spend,
 ) -> Result<Outcome, ApiError> {
     let started = Instant::now();
     let prompt = prompt_with_context(query, context);
@@ -184,7 +185,7 @@ pub async fn run(
         let step_started = Instant::now();
         let timestamp = clock::now_unix();
         let budget = max_calls - model_calls;
-        let turn = run_agent(app, &agent, prompt.clone(), budget).await?;
+        let turn = run_agent(app, &agent, prompt.clone(), budget, spend).await?;
         model_calls += turn.model_calls;
         // The cap, not the agent, ended its tool rounds: it used every call it was given while
         // it still had tool rounds of its own left.

@@ -144,3 +144,16 @@ pub const RAG_TOMBSTONES: TableDefinition<u64, ()> = TableDefinition::new("rag_t
 /// `(pg table, primary key) → the row as a JSON object of text values`: every imported row,
 /// verbatim, so `export-postgres` can give back columns (and tables) this server does not model.
 pub const COMPAT_ROWS: TableDefinition<(&str, &str), &str> = TableDefinition::new("compat_rows");
+
+// ---- Schema version 10: session ids, per-user usage ----
+
+/// `session id → sha256_hex(refresh token)`: finds the session an access token's `sid` claim
+/// names (access tokens carry the session id, never the refresh token or its hash).
+pub const SESSION_IDS: TableDefinition<&str, &str> = TableDefinition::new("session_ids");
+
+/// `(user_id, month_start) → UserUsageRecord`: a JWT user's metered requests and tokens per UTC
+/// month (`[quotas.users]`).
+pub const USER_USAGE_MONTHLY: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("user_usage_monthly");
+
+/// `(user_id, day_start) → UserUsageRecord`: the same per UTC day.
+pub const USER_USAGE_DAILY: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("user_usage_daily");

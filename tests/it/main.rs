@@ -20,6 +20,7 @@ mod conversations;
 mod cors;
 mod crash;
 mod deploys;
+mod hardening_auth;
 mod http_basics;
 mod isolation;
 mod memory;
