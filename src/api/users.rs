@@ -8,7 +8,6 @@ use serde_json::json;
 use crate::api::Context;
 use crate::auth::api_keys::sha256_hex;
 use crate::auth::jwt::TokenKind;
-use crate::auth::passwords;
 use crate::clock;
 use crate::config::Registration;
 use crate::error::ApiError;
@@ -170,9 +169,9 @@ pub async fn login(ctx: &Context, request: Request) -> Result<Response, ApiError
     let invalid = || ApiError::AuthenticationFailed("Invalid credentials".into());
     let email = body.email.clone();
     let user = ctx.app.store().read(move |txn| users::by_email(txn, &email)).await?;
-    // An unknown email still costs one verification, so timing does not reveal which part
-    // of the credentials was wrong.
-    let stored_hash = user.as_ref().map_or_else(|| passwords::decoy_hash().to_string(), |u| u.password_hash.clone());
+    // An unknown email still costs one verification (against a decoy), so timing does not
+    // reveal which part of the credentials was wrong.
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let verified = ctx.app.hasher().verify(body.password, stored_hash).await?;
     let user = match user {
         Some(user) if verified => user,

@@ -32,8 +32,16 @@ pub enum PasswordError {
 }
 
 enum Job {
-    Hash { password: String, reply: oneshot::Sender<Result<String, PasswordError>> },
-    Verify { password: String, phc: String, reply: oneshot::Sender<bool> },
+    Hash {
+        password: String,
+        reply: oneshot::Sender<Result<String, PasswordError>>,
+    },
+    /// `phc: None`: verify against the decoy (an unknown email), so it costs the same.
+    Verify {
+        password: String,
+        phc: Option<String>,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// The hashing threads and their queue. Dropping it stops the threads once the queue drains.
@@ -77,9 +85,10 @@ impl Hasher {
     }
 
     /// Verify with the parameters embedded in `phc` (imported hashes keep working whatever our
-    /// defaults). An unparseable stored hash is simply a failed verification; a full queue is
-    /// [`PasswordError::Busy`].
-    pub async fn verify(&self, password: String, phc: String) -> Result<bool, PasswordError> {
+    /// defaults); `None` (an unknown email) verifies against a decoy hash, so that a failed login
+    /// takes the same time whether or not the account exists. An unparseable stored hash is
+    /// simply a failed verification; a full queue is [`PasswordError::Busy`].
+    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, PasswordError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Verify { password, phc, reply })?;
         answer.await.map_err(|_| PasswordError::Stopped)
@@ -100,7 +109,16 @@ fn worker(queue: &Mutex<Receiver<Job>>) {
                 let _ = reply.send(hash_with(&mut memory, &password));
             }
             Job::Verify { password, phc, reply } => {
-                let _ = reply.send(verify_with(&mut memory, &password, &phc));
+                let verified = match &phc {
+                    Some(phc) => verify_with(&mut memory, &password, phc),
+                    None => {
+                        // The same work as a real check; never a match.
+                        let decoy = decoy_hash(&mut memory);
+                        let _ = verify_with(&mut memory, &password, decoy);
+                        false
+                    }
+                };
+                let _ = reply.send(verified);
             }
         }
     }
@@ -167,13 +185,13 @@ fn verify_with(memory: &mut Vec<Block>, password: &str, phc: &str) -> bool {
     Output::new(&out).is_ok_and(|computed| computed == *expected)
 }
 
-/// A valid hash of a random password, verified against when the email is unknown so that a
-/// failed login takes the same time whether or not the account exists.
-pub fn decoy_hash() -> &'static str {
+/// A valid hash of a random password, verified against when the email is unknown. Made on a
+/// hashing thread, with its buffer, the first time it is needed.
+fn decoy_hash(memory: &mut Vec<Block>) -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
     DECOY.get_or_init(|| {
         let random = uuid::Uuid::new_v4().to_string();
-        hash_with(&mut Vec::new(), &random).unwrap_or_else(|_| {
+        hash_with(memory, &random).unwrap_or_else(|_| {
             "$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()
         })
     })
@@ -210,7 +228,8 @@ mod tests {
             .to_string();
         assert!(verify_with(&mut memory, "pw-with-more-memory", &costly));
         assert_eq!(memory.len(), Params::DEFAULT.block_count());
-        assert!(!verify_with(&mut memory, "anything", decoy_hash()));
+        let decoy = decoy_hash(&mut memory);
+        assert!(!verify_with(&mut memory, "anything", decoy));
     }
 
     #[tokio::test]
@@ -228,9 +247,10 @@ mod tests {
         let done: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
         assert!(busy >= 1, "{results:?}");
         assert!(!done.is_empty(), "{results:?}");
-        assert!(hasher.verify("first-password".into(), done[0].clone()).await.is_ok());
+        assert!(hasher.verify("first-password".into(), Some(done[0].clone())).await.is_ok());
         let phc = hasher.hash("fourth-password".into()).await.unwrap();
-        assert!(hasher.verify("fourth-password".into(), phc.clone()).await.unwrap());
-        assert!(!hasher.verify("wrong-password".into(), phc).await.unwrap());
+        assert!(hasher.verify("fourth-password".into(), Some(phc.clone())).await.unwrap());
+        assert!(!hasher.verify("wrong-password".into(), Some(phc)).await.unwrap());
+        assert!(!hasher.verify("fourth-password".into(), None).await.unwrap());
     }
 }
