@@ -184,6 +184,24 @@ async fn closed_sign_up_refuses_strangers_and_the_admin_creates_users() {
 }
 
 #[tokio::test]
+async fn a_server_reachable_from_elsewhere_is_closed_to_sign_up_unless_the_operator_opens_it() {
+    let root = tempfile::tempdir().unwrap();
+    let server = BinaryServer::builder(root.path()).config("[server]\nhost = \"0.0.0.0\"").start();
+    let stderr = server.wait_for_stderr("user sign-up");
+    assert!(stderr.contains("closed"), "start-up must say sign-up is closed:\n{stderr}");
+    let stranger = json!({ "email": "mallory@example.com", "password": PASSWORD });
+    let response = server.client().post(server.url("/api/auth/register")).json(&stranger).send().await.unwrap();
+    expect_error(response, 403, "FORBIDDEN").await;
+    drop(server);
+
+    let root = tempfile::tempdir().unwrap();
+    let config = "[server]\nhost = \"0.0.0.0\"\n[auth]\nregistration = \"open\"";
+    let server = BinaryServer::builder(root.path()).config(config).start();
+    let response = server.client().post(server.url("/api/auth/register")).json(&stranger).send().await.unwrap();
+    expect_json(response, 200).await;
+}
+
+#[tokio::test]
 async fn registration_refuses_what_is_not_an_email_address() {
     let server = TestServer::start();
     for email in ["not-an-email", "a@b", "@example.com", "a b@example.com", "a@@example.com", "a@example..com"] {
