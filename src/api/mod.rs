@@ -115,7 +115,7 @@ async fn pipeline(
     let context = Context::new(app.clone(), principal, client_ip, request_id, route.body_limit(app.config()));
     match &context.principal {
         auth::Principal::Tenant(_) => metered::run(&context, route, request, extra_headers).await,
-        auth::Principal::User(_) if route.runs_model() => {
+        auth::Principal::User(_) if route.metered_for_users(app.config()) => {
             metered::run_user(&context, route, request, extra_headers).await
         }
         _ => dispatch(&context, route, request).await,

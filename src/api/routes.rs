@@ -8,7 +8,7 @@
 use http::Method;
 use percent_encoding::percent_decode_str;
 
-use crate::config::Config;
+use crate::config::{Config, EmbedderKind};
 
 /// What a route demands of the caller before its handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,13 +188,26 @@ impl Route {
         }
     }
 
-    /// Whether a user's request runs a model (an upstream LLM call): those are metered against
-    /// `[quotas.users]` (tenants' requests are all metered). No wildcard: a new route must say.
+    /// Whether a user's request calls a model upstream and so is metered against
+    /// `[quotas.users]` (tenants' requests are all metered): every LLM route, and RAG ingest and
+    /// search when embeddings (or reranking) come from a remote service rather than the
+    /// built-in hashing.
+    pub fn metered_for_users(&self, config: &Config) -> bool {
+        let remote_embedder = config.rag.embedder.kind != EmbedderKind::Hash;
+        match self {
+            Route::RagIngest => remote_embedder,
+            Route::RagSearch => remote_embedder || config.rag.rerank_url.is_some(),
+            other => other.runs_model(),
+        }
+    }
+
+    /// Whether the route runs a chat model (an upstream LLM call). No wildcard: a new route
+    /// must say.
     pub fn runs_model(&self) -> bool {
         match self {
             Route::Chat | Route::ChatStream | Route::Research | Route::RunWorkflow { .. } => true,
             Route::V1Chat | Route::V1ChatStream | Route::V1RunAgent { .. } => true,
-            // RAG embeds with the configured embedder (built-in hashing by default), not a chat
+            // RAG embeds with the configured embedder (see `metered_for_users`), not a chat
             // model; the rest reads or writes stored data only.
             Route::Health
             | Route::HealthDetailed

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::gateway::{Gateway, PASSWORD, sse_events};
 use crate::harness::{BinaryServer, JWT_SECRET, TestServer, expect_error, expect_json, header};
-use crate::mock_provider::{Script, Wire};
+use crate::mock_provider::{MockProvider, Script, Wire};
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -139,6 +139,38 @@ async fn streams_workflows_and_research_are_metered_too() {
         }
         let body = expect_error(gw.post(path, &token, &body).await, 429, "RATE_LIMIT_EXCEEDED").await;
         assert_eq!(body["error"], "Monthly token quota exceeded", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn rag_is_metered_when_a_remote_embedder_does_the_work() {
+    let one_a_day = "[quotas.users]\nmonthly_requests = 100\nmonthly_tokens = 1000000\ndaily_requests = 1\n";
+    let mock = MockProvider::start();
+    let config = format!("{one_a_day}{}", crate::rag::mock_embedder_config(&mock, "ollama", 8, ""));
+    let server = TestServer::builder().config(&config).start();
+    let token = server.register("embedder@example.com", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let ingest = json!({ "collection": "docs", "content": "The cat sleeps on the sofa all day." });
+    let first = server.v1(Method::POST, "/api/rag/ingest", &token).json(&ingest).send().await.unwrap();
+    assert_eq!(header(&first, "x-ratelimit-remaining").as_deref(), Some("0"));
+    expect_json(first, 200).await;
+    let calls = mock.embedding_requests().len();
+    assert!(calls >= 1);
+    for (path, body) in
+        [("/api/rag/ingest", ingest), ("/api/rag/search", json!({ "query": "cat", "collection": "docs" }))]
+    {
+        let refused = server.v1(Method::POST, path, &token).json(&body).send().await.unwrap();
+        expect_error(refused, 429, "RATE_LIMIT_EXCEEDED").await;
+    }
+    assert_eq!(mock.embedding_requests().len(), calls, "refused requests reached the embedder");
+
+    // The built-in embedder calls nobody: not metered.
+    let server = TestServer::builder().config(one_a_day).start();
+    let token = server.register("hash@example.com", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let response = server.v1(Method::POST, "/api/rag/search", &token).json(&json!({ "query": "cat" })).send().await;
+        let response = response.unwrap();
+        assert_eq!(header(&response, "x-ratelimit-limit"), None);
+        assert_ne!(response.status(), 429);
     }
 }
 
