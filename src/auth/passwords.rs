@@ -6,12 +6,15 @@
 //! every hash allocated and freed its 19 MiB there, glibc kept the freed blocks in per-thread
 //! arenas, and a 20 s flood of bogus logins left the process at 3.4 GB, never returned. So
 //! [`Hasher`] owns `[auth].max_concurrent_hashes` threads, each reusing one Argon2 memory
-//! buffer allocated on its first hash, and a queue of at most `[auth].max_pending_hashes`
-//! jobs; a job beyond that is refused at once ([`PasswordError::Busy`], a 503 with
-//! `Retry-After`) instead of waiting and holding its request's memory.
+//! buffer while it has work, and a queue of at most `[auth].max_pending_hashes` jobs; a job
+//! beyond that is refused at once ([`PasswordError::Busy`], a 503 with `Retry-After`) instead
+//! of waiting and holding its request's memory. A thread idle for [`IDLE_RELEASE`] gives its
+//! buffer back to the OS (see [`new_buffer`]), so a flood leaves no memory behind.
 
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -19,6 +22,15 @@ use tokio::sync::oneshot;
 
 /// What a refused caller is told to wait, in seconds: the queue drains in well under that.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+/// A hashing thread with no job for this long frees its buffer.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(5);
+
+/// Capacity of a hashing buffer: above glibc's largest dynamic mmap threshold (32 MiB on 64-bit),
+/// so the allocation is always its own mapping and freeing it unmaps it. A smaller buffer, once
+/// freed, raises that threshold above its size, and later ones land in malloc arenas that keep
+/// them. Only the blocks Argon2 touches (19 MiB by default) become resident.
+const BUFFER_CAPACITY_BLOCKS: usize = 33 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -46,7 +58,7 @@ enum Job {
 
 /// The hashing threads and their queue. Dropping it stops the threads once the queue drains.
 pub struct Hasher {
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
 }
 
 impl std::fmt::Debug for Hasher {
@@ -58,8 +70,7 @@ impl std::fmt::Debug for Hasher {
 impl Hasher {
     /// `threads` hashes run at once (at least one); at most `pending` more wait.
     pub fn new(threads: usize, pending: usize) -> Hasher {
-        let (jobs, queue) = sync_channel::<Job>(pending);
-        let queue = Arc::new(Mutex::new(queue));
+        let (jobs, queue) = bounded::<Job>(pending);
         for index in 0..threads.max(1) {
             let queue = queue.clone();
             let spawned = std::thread::Builder::new().name(format!("ares-hash-{index}")).spawn(move || worker(&queue));
@@ -95,15 +106,19 @@ impl Hasher {
     }
 }
 
-/// One hashing thread: takes jobs until the [`Hasher`] is dropped, hashing in its own buffer.
-fn worker(queue: &Mutex<Receiver<Job>>) {
+/// One hashing thread: takes jobs until the [`Hasher`] is dropped, hashing in its own buffer,
+/// which it frees after [`IDLE_RELEASE`] without work.
+fn worker(queue: &Receiver<Job>) {
     let mut memory: Vec<Block> = Vec::new();
     loop {
-        let job = match queue.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
+        let job = match queue.recv_timeout(IDLE_RELEASE) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                memory = Vec::new();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
         };
-        let Ok(job) = job else { return };
         match job {
             Job::Hash { password, reply } => {
                 let _ = reply.send(hash_with(&mut memory, &password));
@@ -124,6 +139,14 @@ fn worker(queue: &Mutex<Receiver<Job>>) {
     }
 }
 
+/// A zeroed buffer of `blocks` blocks, allocated as its own mapping (see
+/// [`BUFFER_CAPACITY_BLOCKS`]) so that dropping it returns the memory to the OS.
+fn new_buffer(blocks: usize) -> Vec<Block> {
+    let mut buffer = Vec::with_capacity(blocks.max(BUFFER_CAPACITY_BLOCKS));
+    buffer.resize(blocks, Block::new());
+    buffer
+}
+
 /// The buffer for `params`: the thread's own one, allocated on first use at the default size
 /// and reused. A hash with larger parameters (an imported one) gets a buffer of its own that is
 /// freed after it, so the kept memory stays at one default-sized buffer per thread.
@@ -137,10 +160,10 @@ fn compute(
 ) -> Result<(), argon2::Error> {
     let needed = params.block_count();
     if needed > Params::DEFAULT.block_count() {
-        return argon2.hash_password_into_with_memory(password, salt, out, vec![Block::new(); needed]);
+        return argon2.hash_password_into_with_memory(password, salt, out, new_buffer(needed));
     }
     if memory.is_empty() {
-        *memory = vec![Block::new(); Params::DEFAULT.block_count()];
+        *memory = new_buffer(Params::DEFAULT.block_count());
     }
     let blocks = memory.get_mut(..needed).ok_or(argon2::Error::MemoryTooLittle)?;
     argon2.hash_password_into_with_memory(password, salt, out, blocks)
