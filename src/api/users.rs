@@ -95,35 +95,23 @@ fn is_email(email: &str) -> bool {
         })
 }
 
-/// Hash the password and store a new user; an admin's creation is audited in the same write.
-async fn create_user(ctx: &Context, body: RegisterRequest, now: i64, by_admin: bool) -> Result<UserRecord, ApiError> {
+/// A new user from a register body: validated, the email free, the password hashed. Not
+/// stored yet: the caller writes it with what belongs in the same transaction.
+async fn new_user(ctx: &Context, body: RegisterRequest, now: i64) -> Result<UserRecord, ApiError> {
     validate_credentials(&body.email, &body.password)?;
     let email = body.email.clone();
     if ctx.app.store().read(move |txn| users::by_email(txn, &email)).await?.is_some() {
         return Err(ApiError::Conflict("User already exists".into()));
     }
     let password_hash = ctx.app.hasher().hash(body.password).await?;
-    let user = UserRecord {
+    Ok(UserRecord {
         id: uuid::Uuid::new_v4().to_string(),
         email: body.email,
         password_hash,
         name: body.name.unwrap_or_default(),
         created_at: now,
         updated_at: now,
-    };
-    let audit = by_admin.then(|| {
-        let details = json!({ "email": user.email, "name": user.name });
-        super::admin::audit::entry(ctx, "create_user", "user", &user.id, details)
-    });
-    let stored = user.clone();
-    ctx.app
-        .store()
-        .write(move |txn| {
-            users::insert(txn, &stored)?;
-            audit.as_ref().map_or(Ok(()), |entry| crate::store::audit::append(txn, entry))
-        })
-        .await?;
-    Ok(user)
+    })
 }
 
 pub async fn register(ctx: &Context, request: Request) -> Result<Response, ApiError> {
@@ -132,10 +120,16 @@ pub async fn register(ctx: &Context, request: Request) -> Result<Response, ApiEr
     }
     let body: RegisterRequest = ctx.json(request).await?;
     let now = clock::now_unix();
-    let user = create_user(ctx, body, now, false).await?;
+    let user = new_user(ctx, body, now).await?;
     let (access, refresh, session) = issue_tokens(ctx, &user, now)?;
-    let refresh_hash = sha256_hex(&refresh);
-    ctx.app.store().write(move |txn| users::insert_session(txn, &refresh_hash, &session)).await?;
+    let (stored, refresh_hash) = (user.clone(), sha256_hex(&refresh));
+    ctx.app
+        .store()
+        .write(move |txn| {
+            users::insert(txn, &stored)?;
+            users::insert_session(txn, &refresh_hash, &session)
+        })
+        .await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({
@@ -151,7 +145,17 @@ pub async fn register(ctx: &Context, request: Request) -> Result<Response, ApiEr
 /// `POST /api/admin/users`: the register body, 201 with the user (no tokens: the user logs in).
 pub async fn admin_create(ctx: &Context, request: Request) -> Result<Response, ApiError> {
     let body: RegisterRequest = ctx.json(request).await?;
-    let user = create_user(ctx, body, clock::now_unix(), true).await?;
+    let user = new_user(ctx, body, clock::now_unix()).await?;
+    let details = json!({ "email": user.email, "name": user.name });
+    let entry = super::admin::audit::entry(ctx, "create_user", "user", &user.id, details);
+    let stored = user.clone();
+    ctx.app
+        .store()
+        .write(move |txn| {
+            users::insert(txn, &stored)?;
+            crate::store::audit::append(txn, &entry)
+        })
+        .await?;
     Ok(response::json(
         StatusCode::CREATED,
         &json!({
