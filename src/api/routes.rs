@@ -497,6 +497,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn users_are_metered_on_routes_that_call_a_model() {
+        let mut config = Config::default();
+        for route in [Route::Chat, Route::ChatStream, Route::Research, Route::RunWorkflow { workflow: "w".into() }] {
+            assert!(route.metered_for_users(&config), "{route:?}");
+        }
+        for route in [Route::ListConversations, Route::GetMemory, Route::RagIngest, Route::RagSearch] {
+            assert!(!route.metered_for_users(&config), "{route:?} with the built-in embedder");
+        }
+        config.rag.rerank_url = Some("http://127.0.0.1:1/rerank".into());
+        assert!(Route::RagSearch.metered_for_users(&config));
+        assert!(!Route::RagIngest.metered_for_users(&config));
+        config.rag.embedder.kind = EmbedderKind::Ollama;
+        assert!(Route::RagIngest.metered_for_users(&config));
+        check(Method::POST, "/api/admin/users", Resolution::Found(Route::AdminCreateUser));
+        assert_eq!(Route::AdminCreateUser.auth(), AuthRequirement::Admin);
+    }
+
     proptest! {
         #[test]
         fn never_panics(path in "\\PC*", method in prop::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH])) {

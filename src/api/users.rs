@@ -233,3 +233,31 @@ pub async fn logout(ctx: &Context, request: Request) -> Result<Response, ApiErro
     }
     Ok(response::json(StatusCode::OK, &json!({ "message": "Logged out successfully" })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_email;
+
+    #[test]
+    fn emails_need_a_local_part_and_a_dotted_domain() {
+        for good in ["a@example.com", "o'brien+tag@mail.example.co.uk", "x@xn--bcher-kva.example", "ü@bücher.de"] {
+            assert!(is_email(good), "{good}");
+        }
+        for bad in [
+            "not-an-email",
+            "a@b",
+            "@example.com",
+            "a@",
+            "a b@example.com",
+            "a@@example.com",
+            "a@example..com",
+            "a@-example.com",
+            "a@exa_mple.com",
+            " a@example.com",
+            "a@example.com\n",
+        ] {
+            assert!(!is_email(bad), "{bad:?}");
+        }
+        assert!(!is_email(&format!("{}@example.com", "a".repeat(65))));
+    }
+}
