@@ -119,7 +119,10 @@ fn worker(queue: &Receiver<Job>) {
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        // A caller that went away (client disconnected) does not need its hash computed.
         match job {
+            Job::Hash { reply, .. } if reply.is_closed() => {}
+            Job::Verify { reply, .. } if reply.is_closed() => {}
             Job::Hash { password, reply } => {
                 let _ = reply.send(hash_with(&mut memory, &password));
             }
