@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use crate::agents::Catalog;
 use crate::auth::admin::AdminSecret;
 use crate::auth::jwt::TokenKeys;
+use crate::auth::passwords::Hasher;
 use crate::auth::secrets::Secrets;
+use crate::auth::sessions::SessionCache;
 use crate::config::Config;
 use crate::deploy::Deployer;
 use crate::http::cors::CorsPolicy;
@@ -31,8 +33,15 @@ pub struct App {
     admin_secret: AdminSecret,
     /// Signs and verifies access and refresh tokens.
     token_keys: TokenKeys,
+    /// Password hashing threads and their bounded queue.
+    hasher: Hasher,
+    /// Live and logged-out sessions seen by the access-token check.
+    sessions: SessionCache,
     /// In-memory quota counters per tenant.
     meter: Meter,
+    /// In-memory quota counters per JWT user (`[quotas.users]`), apart from tenants' so that ids
+    /// cannot collide.
+    user_meter: Meter,
     /// Usage events waiting for the next batched commit.
     usage: UsageRecorder,
     /// Providers, models and tiers.
@@ -72,7 +81,10 @@ impl App {
             store,
             admin_secret: AdminSecret::new(&secrets.admin_secret),
             token_keys: TokenKeys::new(&secrets.jwt_secret),
+            hasher: Hasher::new(config.auth.max_concurrent_hashes, config.auth.max_pending_hashes),
+            sessions: SessionCache::default(),
             meter: Meter::new(config.quotas),
+            user_meter: Meter::new(config.quotas),
             usage: UsageRecorder::default(),
             llm: Registry::new(&config, env),
             agents: Catalog::new(&config),
@@ -111,6 +123,18 @@ impl App {
 
     pub fn meter(&self) -> &Meter {
         &self.meter
+    }
+
+    pub fn user_meter(&self) -> &Meter {
+        &self.user_meter
+    }
+
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    pub fn sessions(&self) -> &SessionCache {
+        &self.sessions
     }
 
     pub fn llm(&self) -> &Registry {

@@ -53,6 +53,9 @@ pub enum ApiError {
     QuotaExceeded { message: &'static str, retry_after_secs: u64 },
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// Overloaded for a moment (e.g. the password-hash queue is full): 503 with `Retry-After`.
+    #[error("{message}")]
+    Busy { message: &'static str, retry_after_secs: u64 },
     /// An LLM provider failed (HTTP error, unreachable, invalid response).
     #[error("{0}")]
     BadGateway(String),
@@ -90,7 +93,9 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED")
             }
-            ApiError::ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            ApiError::ServiceUnavailable(_) | ApiError::Busy { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+            }
             ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "LLM_ERROR"),
             ApiError::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "LLM_TIMEOUT"),
             ApiError::ProviderRateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED"),
@@ -104,6 +109,7 @@ impl ApiError {
         match self {
             ApiError::RateLimited { retry_after_secs }
             | ApiError::QuotaExceeded { retry_after_secs, .. }
+            | ApiError::Busy { retry_after_secs, .. }
             | ApiError::ProviderRateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
             _ => None,
         }
@@ -134,6 +140,19 @@ impl From<crate::llm::LlmError> for ApiError {
             }
             // Nobody is left to answer; a 400-class status keeps it out of the 5xx logs.
             LlmError::ClientGone => ApiError::BadRequest(message),
+        }
+    }
+}
+
+impl From<crate::auth::passwords::PasswordError> for ApiError {
+    fn from(e: crate::auth::passwords::PasswordError) -> Self {
+        use crate::auth::passwords::{BUSY_RETRY_AFTER_SECS, PasswordError};
+        match e {
+            PasswordError::Busy => ApiError::Busy {
+                message: "Too many sign-ins in progress, retry shortly",
+                retry_after_secs: BUSY_RETRY_AFTER_SECS,
+            },
+            PasswordError::Hash(_) | PasswordError::Stopped => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::api::Context;
 use crate::app::App;
-use crate::auth::{Principal, TenantPrincipal};
+use crate::auth::{Principal, TenantPrincipal, UserPrincipal};
 use crate::chat::{self, Caller, ChatInput, Prepared};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response, sse};
@@ -134,12 +134,19 @@ pub async fn stream(ctx: &Context, request: Request) -> Result<Response, ApiErro
     let prepared = chat::prepare(&ctx.app, input).await?;
     let headers = [("x-context-id", prepared.context_id.clone()), ("x-agent", prepared.agent.name.clone())];
     let (events, response) = sse::response(&headers);
-    let tenant = match &ctx.principal {
-        Principal::Tenant(tenant) => Some(tenant.clone()),
+    let payer = match &ctx.principal {
+        Principal::Tenant(tenant) => Some(Payer::Tenant(tenant.clone())),
+        Principal::User(user) => Some(Payer::User(user.clone())),
         _ => None,
     };
-    tokio::spawn(produce(ctx.app.clone(), prepared, format, events, tenant));
+    tokio::spawn(produce(ctx.app.clone(), prepared, format, events, payer));
     Ok(response)
+}
+
+/// Whose quota a stream's tokens are settled against when it ends.
+enum Payer {
+    Tenant(TenantPrincipal),
+    User(UserPrincipal),
 }
 
 /// Forward the turn's text as it arrives, then finish the request — also when the client left.
@@ -148,7 +155,7 @@ async fn produce(
     prepared: Prepared,
     format: Format,
     events: tokio::sync::mpsc::Sender<bytes::Bytes>,
-    tenant: Option<TenantPrincipal>,
+    payer: Option<Payer>,
 ) {
     let mut turn_events = coordinator::stream(
         prepared.model.clone(),
@@ -217,8 +224,10 @@ async fn produce(
     }
     let finished = chat::finish(&app, &prepared, &outcome).await;
     let tokens = finished.as_ref().map(|f| f.tokens.input_tokens + f.tokens.output_tokens).unwrap_or(0);
-    if let Some(tenant) = &tenant {
-        super::metered::record_stream_tokens(&app, tenant, tokens);
+    match &payer {
+        Some(Payer::Tenant(tenant)) => super::metered::record_stream_tokens(&app, tenant, tokens),
+        Some(Payer::User(user)) => super::metered::record_user_stream_tokens(&app, user, tokens),
+        None => {}
     }
     if client_gone {
         return;

@@ -1,10 +1,11 @@
 //! The governed path of `/v1` requests (API.md §4.3): quota reservation before the handler,
 //! settlement, usage recording and quota headers after it — on every authenticated response,
-//! errors and 429s included.
+//! errors and 429s included. JWT users' model-running requests take the same path against
+//! `[quotas.users]` ([`run_user`]), so a free sign-up cannot buy unlimited upstream calls.
 
 use crate::api::{Context, ExtraHeaders, dispatch, routes::Route};
 use crate::app::App;
-use crate::auth::TenantPrincipal;
+use crate::auth::{TenantPrincipal, UserPrincipal};
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
@@ -12,6 +13,7 @@ use crate::metering::periods::{day_start, month_start};
 use crate::metering::{Crossing, StoredUsage};
 use crate::store::alerts::{self, AlertRecord};
 use crate::store::usage::{self, UsageEventRecord};
+use crate::store::user_usage::{self, UserUsageDelta};
 
 pub(super) async fn run(
     ctx: &Context,
@@ -44,6 +46,66 @@ pub(super) async fn run(
     raise_alerts(&ctx.app, &tenant, &token_crossings, now);
     record_usage(&ctx.app, &tenant.tenant_id, 1, tokens, now);
     outcome
+}
+
+/// A JWT user's request that runs a model: reserve one request of `[quotas.users]` (429 with
+/// the quota headers when exhausted), run, settle its tokens; counts persist like tenants'.
+pub(super) async fn run_user(
+    ctx: &Context,
+    route: Route,
+    request: Request,
+    extra_headers: &mut ExtraHeaders,
+) -> Result<Response, ApiError> {
+    let user = ctx.user()?.clone();
+    let now = clock::now_unix();
+    ensure_user_loaded(ctx, &user.user_id, now)?;
+    let limits = ctx.app.config().quotas.users;
+    let meter = ctx.app.user_meter();
+    let (verdict, snapshot) = meter.reserve_within(&user.user_id, limits, now);
+    extra_headers.extend(snapshot.headers());
+    if let Err(exceeded) = verdict {
+        return Err(ApiError::QuotaExceeded {
+            message: exceeded.message(),
+            retry_after_secs: exceeded.retry_after(now),
+        });
+    }
+    let outcome = dispatch(ctx, route, request).await;
+    let tokens = ctx.tokens_used();
+    meter.settle_within(&user.user_id, limits, tokens, now);
+    record_user_usage(&ctx.app, &user.user_id, 1, tokens, now);
+    outcome
+}
+
+/// Tokens of a user's stream, counted when it ends (the request was counted when admitted).
+pub(crate) fn record_user_stream_tokens(app: &App, user: &UserPrincipal, tokens: u64) {
+    let now = clock::now_unix();
+    app.user_meter().settle_within(&user.user_id, app.config().quotas.users, tokens, now);
+    record_user_usage(app, &user.user_id, 0, tokens, now);
+}
+
+/// Seed a user's counters from `user_usage_*` the first time the process meters them.
+fn ensure_user_loaded(ctx: &Context, user_id: &str, now: i64) -> Result<(), ApiError> {
+    if ctx.app.user_meter().is_loaded(user_id) {
+        return Ok(());
+    }
+    let stored = ctx.app.store().read_now(|txn| {
+        let monthly = user_usage::monthly(txn, user_id, month_start(now))?;
+        let daily = user_usage::daily(txn, user_id, day_start(now))?;
+        Ok(StoredUsage {
+            monthly_requests: monthly.requests,
+            monthly_tokens: monthly.tokens,
+            daily_requests: daily.requests,
+        })
+    })?;
+    ctx.app.user_meter().load(user_id, stored, now);
+    Ok(())
+}
+
+fn record_user_usage(app: &App, user_id: &str, requests: u64, tokens: u64, now: i64) {
+    if requests == 0 && tokens == 0 {
+        return;
+    }
+    app.usage().push_user(UserUsageDelta { user_id: user_id.to_string(), requests, tokens, created_at: now });
 }
 
 /// Tokens of a stream that ended after its response was sent: the request itself was counted

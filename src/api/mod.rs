@@ -115,10 +115,12 @@ async fn pipeline(
     };
     let principal = auth::authenticate(app, route.auth(), request.headers()).await?;
     let context = Context::new(app.clone(), principal, client_ip, request_id, route.body_limit(app.config()));
-    if matches!(context.principal, auth::Principal::Tenant(_)) {
-        metered::run(&context, route, request, extra_headers).await
-    } else {
-        dispatch(&context, route, request).await
+    match &context.principal {
+        auth::Principal::Tenant(_) => metered::run(&context, route, request, extra_headers).await,
+        auth::Principal::User(_) if route.metered_for_users(app.config()) => {
+            metered::run_user(&context, route, request, extra_headers).await
+        }
+        _ => dispatch(&context, route, request).await,
     }
 }
 
@@ -158,6 +160,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::DeleteUserAgent { name } => user_agents::delete(ctx, &name).await,
         Route::ExportUserAgent { name } => user_agents::export(ctx, &name).await,
 
+        Route::AdminCreateUser => users::admin_create(ctx, request).await,
         Route::AdminCreateTenant => admin::tenants::create(ctx, request).await,
         Route::AdminListTenants => admin::tenants::list(ctx).await,
         Route::AdminGetTenant { tenant_id } => admin::tenants::get(ctx, &tenant_id).await,

@@ -10,6 +10,7 @@ use crate::api::Context;
 use crate::chat::{Caller, lookup_agent};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
+use crate::orchestration::Spend;
 use crate::orchestration::research::{self, ResearchRequest};
 
 const DEFAULT_DEPTH: i64 = 3;
@@ -50,7 +51,10 @@ pub async fn research(ctx: &Context, request: Request) -> Result<Response, ApiEr
         max_iterations: max_iterations as u32,
         parallel: workflow.is_none_or(|w| w.parallel_subagents),
     };
-    let outcome = research::run(&ctx.app, &agent, &request).await?;
+    let spend = Spend::default();
+    let outcome = research::run(&ctx.app, &agent, &request, &spend).await;
+    ctx.add_tokens(spend.tokens());
+    let outcome = outcome?;
 
     let sources: Vec<Value> = outcome.sources.iter().map(|s| Value::from(s.title.as_str())).collect();
     let details: Vec<Value> = outcome

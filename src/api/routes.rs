@@ -8,7 +8,7 @@
 use http::Method;
 use percent_encoding::percent_decode_str;
 
-use crate::config::Config;
+use crate::config::{Config, EmbedderKind};
 
 /// What a route demands of the caller before its handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub enum Route {
     V1ListApiKeys,
     V1CreateApiKey,
     V1RevokeApiKey { id: String },
+    // Admin: users (when sign-up is closed)
+    AdminCreateUser,
     // Admin: tenants, keys, agents, analytics, audit
     AdminCreateTenant,
     AdminListTenants,
@@ -151,7 +153,8 @@ impl Route {
             | Route::V1ListApiKeys
             | Route::V1CreateApiKey
             | Route::V1RevokeApiKey { .. } => ApiKey,
-            Route::AdminCreateTenant
+            Route::AdminCreateUser
+            | Route::AdminCreateTenant
             | Route::AdminListTenants
             | Route::AdminGetTenant { .. }
             | Route::AdminUpdateQuota { .. }
@@ -182,6 +185,95 @@ impl Route {
             | Route::AdminListServices
             | Route::AdminServiceLogs { .. }
             | Route::AdminBackup => Admin,
+        }
+    }
+
+    /// Whether a user's request calls a model upstream and so is metered against
+    /// `[quotas.users]` (tenants' requests are all metered): every LLM route, and RAG ingest and
+    /// search when embeddings (or reranking) come from a remote service rather than the
+    /// built-in hashing.
+    pub fn metered_for_users(&self, config: &Config) -> bool {
+        let remote_embedder = config.rag.embedder.kind != EmbedderKind::Hash;
+        match self {
+            Route::RagIngest => remote_embedder,
+            Route::RagSearch => remote_embedder || config.rag.rerank_url.is_some(),
+            other => other.runs_model(),
+        }
+    }
+
+    /// Whether the route runs a chat model (an upstream LLM call). No wildcard: a new route
+    /// must say.
+    pub fn runs_model(&self) -> bool {
+        match self {
+            Route::Chat | Route::ChatStream | Route::Research | Route::RunWorkflow { .. } => true,
+            Route::V1Chat | Route::V1ChatStream | Route::V1RunAgent { .. } => true,
+            // RAG embeds with the configured embedder (see `metered_for_users`), not a chat
+            // model; the rest reads or writes stored data only.
+            Route::Health
+            | Route::HealthDetailed
+            | Route::ConfigInfo
+            | Route::AuthRegister
+            | Route::AuthLogin
+            | Route::AuthRefresh
+            | Route::AuthLogout
+            | Route::ListPlatformAgents
+            | Route::GetMemory
+            | Route::ListWorkflows
+            | Route::ListUserAgents
+            | Route::CreateUserAgent
+            | Route::ImportUserAgent
+            | Route::GetUserAgent { .. }
+            | Route::UpdateUserAgent { .. }
+            | Route::DeleteUserAgent { .. }
+            | Route::ExportUserAgent { .. }
+            | Route::ListConversations
+            | Route::GetConversation { .. }
+            | Route::RenameConversation { .. }
+            | Route::DeleteConversation { .. }
+            | Route::RagIngest
+            | Route::RagSearch
+            | Route::RagListCollections
+            | Route::RagDeleteCollection
+            | Route::V1ListAgents
+            | Route::V1GetAgent { .. }
+            | Route::V1ListAgentRuns { .. }
+            | Route::V1ListAgentLogs { .. }
+            | Route::V1GetUsage
+            | Route::V1ListApiKeys
+            | Route::V1CreateApiKey
+            | Route::V1RevokeApiKey { .. }
+            | Route::AdminCreateUser
+            | Route::AdminCreateTenant
+            | Route::AdminListTenants
+            | Route::AdminGetTenant { .. }
+            | Route::AdminUpdateQuota { .. }
+            | Route::AdminProvisionClient
+            | Route::AdminCreateApiKey { .. }
+            | Route::AdminListApiKeys { .. }
+            | Route::AdminListTenantAgents { .. }
+            | Route::AdminCreateTenantAgent { .. }
+            | Route::AdminUpdateTenantAgent { .. }
+            | Route::AdminDeleteTenantAgent { .. }
+            | Route::AdminListAgentTemplates
+            | Route::AdminListModels
+            | Route::AdminTenantUsage { .. }
+            | Route::AdminTenantDailyUsage { .. }
+            | Route::AdminAgentRuns { .. }
+            | Route::AdminAgentStats { .. }
+            | Route::AdminListAllAgents
+            | Route::AdminStats
+            | Route::AdminListAlerts
+            | Route::AdminResolveAlert { .. }
+            | Route::AdminAuditLog
+            | Route::AdminStartDeploy
+            | Route::AdminGetDeploy { .. }
+            | Route::AdminListDeploys
+            | Route::AdminDeployEvents { .. }
+            | Route::AdminCancelDeploy { .. }
+            | Route::AdminDeleteDeploy { .. }
+            | Route::AdminListServices
+            | Route::AdminServiceLogs { .. }
+            | Route::AdminBackup => false,
         }
     }
 
@@ -303,6 +395,7 @@ fn admin_candidates(segments: &[&str]) -> Vec<(Method, Route)> {
     use Method as M;
     let s = |v: &&str| v.to_string();
     match segments {
+        ["users"] => vec![(M::POST, Route::AdminCreateUser)],
         ["tenants"] => vec![(M::GET, Route::AdminListTenants), (M::POST, Route::AdminCreateTenant)],
         ["tenants", t] if !t.is_empty() => vec![(M::GET, Route::AdminGetTenant { tenant_id: s(t) })],
         ["tenants", t, "quota"] if !t.is_empty() => vec![(M::PUT, Route::AdminUpdateQuota { tenant_id: s(t) })],
@@ -402,6 +495,24 @@ mod tests {
             "/health",
             Resolution::MethodNotAllowed { allow: vec![Method::GET], auth: AuthRequirement::None },
         );
+    }
+
+    #[test]
+    fn users_are_metered_on_routes_that_call_a_model() {
+        let mut config = Config::default();
+        for route in [Route::Chat, Route::ChatStream, Route::Research, Route::RunWorkflow { workflow: "w".into() }] {
+            assert!(route.metered_for_users(&config), "{route:?}");
+        }
+        for route in [Route::ListConversations, Route::GetMemory, Route::RagIngest, Route::RagSearch] {
+            assert!(!route.metered_for_users(&config), "{route:?} with the built-in embedder");
+        }
+        config.rag.rerank_url = Some("http://127.0.0.1:1/rerank".into());
+        assert!(Route::RagSearch.metered_for_users(&config));
+        assert!(!Route::RagIngest.metered_for_users(&config));
+        config.rag.embedder.kind = EmbedderKind::Ollama;
+        assert!(Route::RagIngest.metered_for_users(&config));
+        check(Method::POST, "/api/admin/users", Resolution::Found(Route::AdminCreateUser));
+        assert_eq!(Route::AdminCreateUser.auth(), AuthRequirement::Admin);
     }
 
     proptest! {

@@ -9,7 +9,7 @@ use crate::api::context::query;
 use crate::chat::Caller;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
-use crate::orchestration::workflow;
+use crate::orchestration::{Spend, workflow};
 
 #[derive(Deserialize, Default)]
 struct ListQuery {
@@ -64,6 +64,9 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
         Some(Value::Object(map)) => map,
         Some(_) => return Err(ApiError::Unprocessable("context must be a JSON object".into())),
     };
-    let outcome = workflow::run(&ctx.app, &Caller::User { user_id }, &definition, &query, &context).await?;
+    let spend = Spend::default();
+    let outcome = workflow::run(&ctx.app, &Caller::User { user_id }, &definition, &query, &context, &spend).await;
+    ctx.add_tokens(spend.tokens());
+    let outcome = outcome?;
     Ok(response::json(StatusCode::OK, &outcome.to_json()))
 }

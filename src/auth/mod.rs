@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod jwt;
 pub mod passwords;
 pub mod secrets;
+pub mod sessions;
 
 use http::HeaderMap;
 
@@ -62,6 +63,13 @@ pub async fn authenticate(app: &App, requirement: AuthRequirement, headers: &Hea
                 BearerError::Malformed => ApiError::InvalidToken,
             })?;
             let claims = app.token_keys().verify_access(token).map_err(|_| ApiError::InvalidToken)?;
+            // Tokens without `sid` predate sessions in tokens (or come from the reference with
+            // the same secret): accepted until their `exp`, as API.md §3.2 requires.
+            if let Some(session_id) = &claims.sid
+                && !session_is_live(app, session_id, &claims.sub)?
+            {
+                return Err(ApiError::InvalidToken);
+            }
             Ok(Principal::User(UserPrincipal { user_id: claims.sub, email: claims.email }))
         }
         AuthRequirement::ApiKey => {
@@ -74,6 +82,21 @@ pub async fn authenticate(app: &App, requirement: AuthRequirement, headers: &Hea
             authenticate_key(app, token).await.map(Principal::Tenant)
         }
     }
+}
+
+/// Whether the session an access token names is still logged in, and is `user_id`'s: from the
+/// in-memory cache, else one point read (then cached).
+fn session_is_live(app: &App, session_id: &str, user_id: &str) -> Result<bool, ApiError> {
+    let owner = match app.sessions().lookup(session_id) {
+        Some(owner) => owner,
+        None => {
+            let stored = app.store().read_now(|txn| crate::store::users::session_by_id(txn, session_id))?;
+            let owner = stored.map(|session| session.user_id);
+            app.sessions().note_store_answer(session_id, owner.clone());
+            owner
+        }
+    };
+    Ok(owner.as_deref() == Some(user_id))
 }
 
 /// API.md §3.5: prefix lookup, active and unexpired, hash match under either convention.

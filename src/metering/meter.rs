@@ -158,7 +158,16 @@ impl Meter {
         tier: TenantTier,
         now: i64,
     ) -> (Result<Vec<Crossing>, Exceeded>, UsageSnapshot) {
-        let limits = self.limits(tier);
+        self.reserve_within(tenant_id, self.limits(tier), now)
+    }
+
+    /// [`Meter::reserve`] against explicit limits (a JWT user's `[quotas.users]`).
+    pub fn reserve_within(
+        &self,
+        tenant_id: &str,
+        limits: TierLimits,
+        now: i64,
+    ) -> (Result<Vec<Crossing>, Exceeded>, UsageSnapshot) {
         let mut map = match self.counters.lock() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
@@ -212,11 +221,16 @@ impl Meter {
 
     /// Add a finished request's tokens; returns token-quota crossings.
     pub fn settle(&self, tenant_id: &str, tier: TenantTier, tokens: u64, now: i64) -> Vec<Crossing> {
+        self.settle_within(tenant_id, self.limits(tier), tokens, now)
+    }
+
+    /// [`Meter::settle`] against explicit limits.
+    pub fn settle_within(&self, tenant_id: &str, limits: TierLimits, tokens: u64, now: i64) -> Vec<Crossing> {
         let mut crossings = Vec::new();
         if tokens == 0 {
             return crossings;
         }
-        let limit = self.limits(tier).monthly_tokens.value();
+        let limit = limits.monthly_tokens.value();
         let mut map = match self.counters.lock() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),

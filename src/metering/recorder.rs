@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::store::usage::{self, UsageEventRecord};
+use crate::store::user_usage::{self, UserUsageDelta};
 use crate::store::{Error, Store};
 
 /// How often buffered usage is committed.
@@ -19,6 +20,8 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 #[derive(Default)]
 pub struct UsageRecorder {
     pending: Mutex<Vec<UsageEventRecord>>,
+    /// JWT users' requests and tokens (`[quotas.users]`), committed with the tenants' events.
+    pending_users: Mutex<Vec<UserUsageDelta>>,
 }
 
 impl UsageRecorder {
@@ -29,27 +32,47 @@ impl UsageRecorder {
         }
     }
 
-    fn take(&self) -> Vec<UsageEventRecord> {
-        match self.pending.lock() {
+    pub fn push_user(&self, delta: UserUsageDelta) {
+        match self.pending_users.lock() {
+            Ok(mut pending) => pending.push(delta),
+            Err(poisoned) => poisoned.into_inner().push(delta),
+        }
+    }
+
+    fn take(&self) -> (Vec<UsageEventRecord>, Vec<UserUsageDelta>) {
+        let events = match self.pending.lock() {
             Ok(mut pending) => std::mem::take(&mut *pending),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        }
+        };
+        let users = match self.pending_users.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        (events, users)
     }
 
     /// Queue what is buffered as one write job, without waiting.
     pub fn flush_detached(&self, store: &Store) {
-        let events = self.take();
-        if !events.is_empty() {
-            store.write_detached(move |txn| usage::record_all(txn, &events));
+        let (events, users) = self.take();
+        if !events.is_empty() || !users.is_empty() {
+            store.write_detached(move |txn| {
+                usage::record_all(txn, &events)?;
+                user_usage::record_all(txn, &users)
+            });
         }
     }
 
     /// Commit what is buffered and everything queued before it; for reads that must see it.
     pub async fn flush(&self, store: &Store) -> Result<(), Error> {
-        let events = self.take();
-        if events.is_empty() {
+        let (events, users) = self.take();
+        if events.is_empty() && users.is_empty() {
             return store.flush().await;
         }
-        store.write(move |txn| usage::record_all(txn, &events)).await
+        store
+            .write(move |txn| {
+                usage::record_all(txn, &events)?;
+                user_usage::record_all(txn, &users)
+            })
+            .await
     }
 }

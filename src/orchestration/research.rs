@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use futures_util::future::join_all;
 
-use super::run_agent;
+use super::{Spend, run_agent};
 use crate::agents::AgentSpec;
 use crate::app::App;
 use crate::error::ApiError;
@@ -59,7 +59,12 @@ struct Finding {
 }
 
 /// Research `request.query` with `agent` (the research workflow's entry agent).
-pub async fn run(app: &Arc<App>, agent: &AgentSpec, request: &ResearchRequest) -> Result<Research, ApiError> {
+pub async fn run(
+    app: &Arc<App>,
+    agent: &AgentSpec,
+    request: &ResearchRequest,
+    spend: &Spend,
+) -> Result<Research, ApiError> {
     let started = Instant::now();
     let finding = investigate(
         app.clone(),
@@ -68,6 +73,7 @@ pub async fn run(app: &Arc<App>, agent: &AgentSpec, request: &ResearchRequest) -
         request.depth,
         request.max_iterations,
         request.parallel,
+        spend.clone(),
     )
     .await?;
     let terms = key_terms(&request.query);
@@ -94,26 +100,26 @@ fn investigate(
     depth: u32,
     budget: u32,
     parallel: bool,
+    spend: Spend,
 ) -> Boxed<Result<Finding, ApiError>> {
     Box::pin(async move {
         if depth <= 1 || budget < MIN_SPLIT_BUDGET {
-            return answer_directly(&app, &agent, &question, budget).await;
+            return answer_directly(&app, &agent, &question, budget, &spend).await;
         }
         let most = MAX_SUBQUESTIONS.min((budget - 2) as usize);
-        let plan = run_agent(&app, &agent, plan_prompt(&question, most), 1).await?;
+        let plan = run_agent(&app, &agent, plan_prompt(&question, most), 1, &spend).await?;
         let mut calls = plan.model_calls;
         let subs = parse_plan(&plan.content, most);
         if subs.len() < 2 {
-            let mut direct = answer_directly(&app, &agent, &question, budget - calls).await?;
+            let mut direct = answer_directly(&app, &agent, &question, budget - calls, &spend).await?;
             direct.calls += calls;
             return Ok(direct);
         }
 
         let shares = split_budget(budget - calls - 1, subs.len());
-        let branches = subs
-            .iter()
-            .zip(shares)
-            .map(|(sub, share)| investigate(app.clone(), agent.clone(), sub.clone(), depth - 1, share, parallel));
+        let branches = subs.iter().zip(shares).map(|(sub, share)| {
+            investigate(app.clone(), agent.clone(), sub.clone(), depth - 1, share, parallel, spend.clone())
+        });
         let results: Vec<Result<Finding, ApiError>> = if parallel {
             join_all(branches).await
         } else {
@@ -130,15 +136,21 @@ fn investigate(
             answered.push((sub, finding.answer));
         }
 
-        let synthesis = run_agent(&app, &agent, synthesis_prompt(&question, &answered), 1).await?;
+        let synthesis = run_agent(&app, &agent, synthesis_prompt(&question, &answered), 1, &spend).await?;
         calls += synthesis.model_calls;
         Ok(Finding { answer: synthesis.content, sub_questions: answered, calls })
     })
 }
 
-async fn answer_directly(app: &Arc<App>, agent: &AgentSpec, question: &str, budget: u32) -> Result<Finding, ApiError> {
+async fn answer_directly(
+    app: &Arc<App>,
+    agent: &AgentSpec,
+    question: &str,
+    budget: u32,
+    spend: &Spend,
+) -> Result<Finding, ApiError> {
     let prompt = format!("Research this question and answer it thoroughly in Markdown:\n\n{question}");
-    let turn = run_agent(app, agent, prompt, budget).await?;
+    let turn = run_agent(app, agent, prompt, budget, spend).await?;
     Ok(Finding { answer: turn.content, sub_questions: Vec::new(), calls: turn.model_calls })
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use super::run_agent;
+use super::{Spend, run_agent};
 use crate::agents::AgentSpec;
 use crate::agents::resolve::Choice;
 use crate::app::App;
@@ -163,6 +163,7 @@ pub async fn run(
     workflow: &WorkflowConfig,
     query: &str,
     context: &Map<String, Value>,
+    spend: &Spend,
 ) -> Result<Outcome, ApiError> {
     let started = Instant::now();
     let prompt = prompt_with_context(query, context);
@@ -185,7 +186,7 @@ pub async fn run(
         let step_started = Instant::now();
         let timestamp = clock::now_unix();
         let budget = max_calls - model_calls;
-        let turn = run_agent(app, &agent, prompt.clone(), budget).await?;
+        let turn = run_agent(app, &agent, prompt.clone(), budget, spend).await?;
         model_calls += turn.model_calls;
         // The cap, not the agent, ended its tool rounds: it used every call it was given while
         // it still had tool rounds of its own left.

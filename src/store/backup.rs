@@ -95,6 +95,9 @@ pub fn snapshot(source: &Database, path: &Path) -> Result<TableCounts, Error> {
         RAG_DOCUMENTS,
         RAG_USER_CHUNKS,
         RAG_PENDING_DOCUMENTS,
+        SESSION_IDS,
+        USER_USAGE_MONTHLY,
+        USER_USAGE_DAILY,
     );
     // Every table of the source must have been copied: a table added to tables.rs but not to the
     // list above would otherwise be silently missing from backups.

@@ -109,6 +109,13 @@ pub const MIGRATIONS: &[Migration] = &[
                      document_id, chunk_index and created_at; rag_user_chunks = sum of chunk_count per user",
         apply: super::rag::migrate_chunks_to_documents,
     },
+    Migration {
+        version: 10,
+        description: "session ids for access-token revocation, per-user usage counters",
+        definition: "create session_ids(&str->&str) backfilled from sessions (SessionRecord.id -> token hash); \
+                     user_usage_monthly((&str,i64)->UserUsageRecord v1); user_usage_daily((&str,i64)->UserUsageRecord v1)",
+        apply: sessions_and_user_usage,
+    },
 ];
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
@@ -179,6 +186,20 @@ fn rag(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(RAG_COLLECTION_CHUNKS)?;
     txn.open_table(RAG_COUNTERS)?;
     txn.open_table(RAG_TOMBSTONES)?;
+    Ok(())
+}
+
+fn sessions_and_user_usage(txn: &WriteTransaction) -> Result<(), Error> {
+    use super::tables::{SESSION_IDS, SESSIONS, USER_USAGE_DAILY, USER_USAGE_MONTHLY};
+    txn.open_table(USER_USAGE_MONTHLY)?;
+    txn.open_table(USER_USAGE_DAILY)?;
+    let sessions = txn.open_table(SESSIONS)?;
+    let mut ids = txn.open_table(SESSION_IDS)?;
+    for entry in sessions.iter()? {
+        let (hash, value) = entry?;
+        let session: super::users::SessionRecord = decode(value.value())?;
+        ids.insert(session.id.as_str(), hash.value())?;
+    }
     Ok(())
 }
 

@@ -28,6 +28,7 @@ pub mod templates;
 pub mod tenants;
 pub mod usage;
 pub mod user_agents;
+pub mod user_usage;
 pub mod users;
 
 #[cfg(test)]

@@ -158,3 +158,16 @@ pub const RAG_USER_CHUNKS: TableDefinition<&str, u64> = TableDefinition::new("ra
 /// `(collection_id, document_id) → PendingDocumentRecord`: ingests written in batches that have
 /// not committed their last batch; removed at the end, rolled back at start-up after a crash.
 pub const RAG_PENDING_DOCUMENTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("rag_pending_documents");
+
+// ---- Schema version 10: session ids, per-user usage ----
+
+/// `session id → sha256_hex(refresh token)`: finds the session an access token's `sid` claim
+/// names (access tokens carry the session id, never the refresh token or its hash).
+pub const SESSION_IDS: TableDefinition<&str, &str> = TableDefinition::new("session_ids");
+
+/// `(user_id, month_start) → UserUsageRecord`: a JWT user's metered requests and tokens per UTC
+/// month (`[quotas.users]`).
+pub const USER_USAGE_MONTHLY: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("user_usage_monthly");
+
+/// `(user_id, day_start) → UserUsageRecord`: the same per UTC day.
+pub const USER_USAGE_DAILY: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("user_usage_daily");

@@ -3,7 +3,7 @@
 use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::tables::{SESSIONS, USER_BY_EMAIL, USERS};
+use super::tables::{SESSION_IDS, SESSIONS, USER_BY_EMAIL, USERS};
 use super::{Error, Record, decode, encode};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,33 +61,50 @@ pub fn by_email(txn: &ReadTransaction, email: &str) -> Result<Option<UserRecord>
     get(txn, &id)
 }
 
+/// Store a session under its refresh token's hash, and its id for the access-token check.
 pub fn insert_session(txn: &WriteTransaction, token_hash: &str, session: &SessionRecord) -> Result<(), Error> {
     txn.open_table(SESSIONS)?.insert(token_hash, encode(session)?.as_slice())?;
+    txn.open_table(SESSION_IDS)?.insert(session.id.as_str(), token_hash)?;
     Ok(())
+}
+
+/// The live session with this id (an access token's `sid`), if it was not logged out.
+pub fn session_by_id(txn: &ReadTransaction, session_id: &str) -> Result<Option<SessionRecord>, Error> {
+    let Some(hash) = txn.open_table(SESSION_IDS)?.get(session_id)?.map(|v| v.value().to_string()) else {
+        return Ok(None);
+    };
+    session(txn, &hash)
 }
 
 pub fn session(txn: &ReadTransaction, token_hash: &str) -> Result<Option<SessionRecord>, Error> {
     txn.open_table(SESSIONS)?.get(token_hash)?.map(|v| decode(v.value())).transpose()
 }
 
-/// Remove a session; `false` if there was none (logout is idempotent).
-pub fn delete_session(txn: &WriteTransaction, token_hash: &str) -> Result<bool, Error> {
-    Ok(txn.open_table(SESSIONS)?.remove(token_hash)?.is_some())
+/// Remove a session and its id; the removed session, if there was one (logout is idempotent).
+pub fn delete_session(txn: &WriteTransaction, token_hash: &str) -> Result<Option<SessionRecord>, Error> {
+    let removed: Option<SessionRecord> =
+        txn.open_table(SESSIONS)?.remove(token_hash)?.map(|v| decode(v.value())).transpose()?;
+    if let Some(session) = &removed {
+        txn.open_table(SESSION_IDS)?.remove(session.id.as_str())?;
+    }
+    Ok(removed)
 }
 
 /// Drop sessions whose refresh token expired before `now`; returns how many.
 pub fn purge_expired_sessions(txn: &WriteTransaction, now: i64, grace_secs: i64) -> Result<usize, Error> {
     let mut table = txn.open_table(SESSIONS)?;
-    let expired: Vec<String> = table
+    let expired: Vec<(String, String)> = table
         .iter()?
         .filter_map(|entry| {
             let (key, value) = entry.ok()?;
             let session: SessionRecord = decode(value.value()).ok()?;
-            (session.expires_at + grace_secs < now).then(|| key.value().to_string())
+            (session.expires_at + grace_secs < now).then(|| (key.value().to_string(), session.id))
         })
         .collect();
-    for key in &expired {
+    let mut ids = txn.open_table(SESSION_IDS)?;
+    for (key, id) in &expired {
         table.remove(key.as_str())?;
+        ids.remove(id.as_str())?;
     }
     Ok(expired.len())
 }

@@ -188,7 +188,8 @@ async fn tokens_are_hs256_with_the_reference_claims() {
     let (header, claims) = decode_jwt(body["access_token"].as_str().unwrap());
     assert_eq!(header["alg"], "HS256");
     assert_eq!(header["typ"], "JWT");
-    assert_eq!(keys(&claims), ["email", "exp", "iat", "sub", "typ"], "{claims:?}");
+    // The reference's four claims, plus `typ` and the session id `sid` (so logout ends it).
+    assert_eq!(keys(&claims), ["email", "exp", "iat", "sid", "sub", "typ"], "{claims:?}");
     assert_eq!(claims["sub"], body["user_id"]);
     assert_eq!(claims["email"], "dave@example.com");
     assert_eq!(claims["typ"], "access");
@@ -265,10 +266,11 @@ async fn logout_ends_the_session_and_is_always_200() {
     let response = post(&server, "/api/auth/logout", json!({})).await;
     expect_error(response, 400, "INVALID_INPUT").await;
 
-    // Only that session ended: the user's other session still refreshes, and access tokens are
-    // stateless, so the one issued before the logout still works until it expires.
+    // Only that session ended: the user's other session still refreshes and its access token
+    // works, while the ended session's access token is refused from now on.
     expect_json(refresh(&server, other_session["refresh_token"].as_str().unwrap()).await, 200).await;
-    assert_past_auth(&server, &format!("Bearer {}", registered["access_token"].as_str().unwrap())).await;
+    assert_past_auth(&server, &format!("Bearer {}", other_session["access_token"].as_str().unwrap())).await;
+    assert_invalid_token(&server, &format!("Bearer {}", registered["access_token"].as_str().unwrap())).await;
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ mod deploys;
 mod hardening_agents;
 mod hardening_rag;
 mod hardening_net;
+mod hardening_auth;
 mod http_basics;
 mod isolation;
 mod memory;

@@ -69,6 +69,7 @@ fn documented_action(stored: &str) -> &str {
         "trigger_deploy" => "deploy.triggered",
         "cancel_deploy" => "deploy.cancelled",
         "delete_deploy" => "deploy.deleted",
+        "create_user" => "user.created",
         other => other,
     }
 }
