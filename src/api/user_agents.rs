@@ -294,6 +294,11 @@ fn created(agent: &UserAgentRecord) -> Response {
 }
 
 async fn store_new(ctx: &Context, record: UserAgentRecord) -> Result<Response, ApiError> {
+    // A taken name is refused before the writer, where a failing job costs its batch a replay;
+    // `insert` checks again against the committed state.
+    if ctx.app.store().read_now(|txn| user_agents::get(txn, &record.user_id, &record.name))?.is_some() {
+        return Err(user_agents::already_exists(&record.name).into());
+    }
     let stored = record.clone();
     ctx.app.store().write(move |txn| user_agents::insert(txn, &stored)).await?;
     Ok(created(&record))

@@ -1,6 +1,6 @@
 //! Tenants: the organisations that own API keys, agents and usage.
 
-use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::tables::{TENANT_AGENTS, TENANT_BY_NAME, TENANTS};
@@ -47,15 +47,27 @@ pub struct TenantSummary {
 pub fn insert(txn: &WriteTransaction, tenant: &TenantRecord) -> Result<(), Error> {
     let mut by_name = txn.open_table(TENANT_BY_NAME)?;
     let name = tenant.name.as_str();
-    if by_name.range((name, "")..)?.next().transpose()?.is_some_and(|(key, _)| key.value().0 == name) {
-        return Err(Error::Conflict(format!("Tenant with name '{name}' already exists")));
-    }
+    name_free(&by_name, name)?;
     let mut tenants = txn.open_table(TENANTS)?;
     if tenants.get(tenant.id.as_str())?.is_some() {
         return Err(Error::Conflict(format!("Tenant with id '{}' already exists", tenant.id)));
     }
     tenants.insert(tenant.id.as_str(), encode(tenant)?.as_slice())?;
     by_name.insert((name, tenant.id.as_str()), ())?;
+    Ok(())
+}
+
+/// The same name check as [`insert`] against a read snapshot, so a request for a taken name is
+/// refused before it reaches the writer (where a failure costs its batch a replay). `insert`
+/// checks again: the snapshot may be stale.
+pub fn check_name_free(txn: &ReadTransaction, name: &str) -> Result<(), Error> {
+    name_free(&txn.open_table(TENANT_BY_NAME)?, name)
+}
+
+fn name_free(by_name: &impl ReadableTable<(&'static str, &'static str), ()>, name: &str) -> Result<(), Error> {
+    if by_name.range((name, "")..)?.next().transpose()?.is_some_and(|(key, _)| key.value().0 == name) {
+        return Err(Error::Conflict(format!("Tenant with name '{name}' already exists")));
+    }
     Ok(())
 }
 

@@ -38,11 +38,15 @@ pub fn not_found(name: &str) -> Error {
     Error::NotFound(format!("Agent '{name}' not found"))
 }
 
+pub fn already_exists(name: &str) -> Error {
+    Error::Conflict(format!("Agent '{name}' already exists"))
+}
+
 pub fn insert(txn: &WriteTransaction, agent: &UserAgentRecord) -> Result<(), Error> {
     let mut table = txn.open_table(USER_AGENTS)?;
     let key = (agent.user_id.as_str(), agent.name.as_str());
     if table.get(key)?.is_some() {
-        return Err(Error::Conflict(format!("Agent '{}' already exists", agent.name)));
+        return Err(already_exists(&agent.name));
     }
     table.insert(key, encode(agent)?.as_slice())?;
     Ok(())

@@ -55,6 +55,8 @@ pub async fn create(ctx: &Context, request: Request) -> Result<Response, ApiErro
         &tenant.id,
         json!({ "tenant_name": tenant.name, "tier": tenant.tier }),
     );
+    // A taken name is refused before the writer, where a failing job costs its batch a replay.
+    ctx.app.store().read_now(|txn| tenants::check_name_free(txn, &tenant.name))?;
     let stored = tenant.clone();
     ctx.app
         .store()
