@@ -21,11 +21,11 @@
 //! min and max alongside; the two modes are interleaved sample by sample so drift hits both.
 //! For group commit the writer's counters give the average number of jobs per commit.
 //!
-//! A second table runs group commit with as many writers whose writes fail (a taken tenant
-//! name) as writers whose writes succeed, against the succeeding writers alone in the same
-//! run: a failing write must not slow the writes that succeed. Both kinds check the name on a
-//! read snapshot first, as the create-tenant handler does, so most failures never reach the
-//! writer; those that do are isolated by `commit_batch` without a replay per failure.
+//! A second table has each writer submit one failing write (a taken tenant name) before every
+//! write that succeeds, against writers whose writes all succeed, in the same run: failing
+//! writes must not slow the writes that succeed. "fail in batch" sends them to the writer (they
+//! fail inside a batch, which `commit_batch` must isolate); "fail on snapshot" checks the name
+//! on a read snapshot first, as the create-tenant handler does, so they never reach it.
 //!
 //! `cargo bench --bench group_commit` runs the full measurement (about a minute: 5 samples of
 //! 2 s per cell).
@@ -94,7 +94,7 @@ fn main() {
     );
 
     if let Some(warmup) = settings.warmup {
-        group_sample(&runtime, 8, 0, false, warmup);
+        group_sample(&runtime, 8, Mix::Clean, warmup);
         baseline_sample(8, warmup);
     }
 
@@ -107,7 +107,7 @@ fn main() {
         let mut group = Vec::with_capacity(settings.samples);
         let mut baseline = Vec::with_capacity(settings.samples);
         for _ in 0..settings.samples {
-            group.push(group_sample(&runtime, writers, 0, false, settings.duration));
+            group.push(group_sample(&runtime, writers, Mix::Clean, settings.duration));
             baseline.push(baseline_sample(writers, settings.duration));
         }
         let (g_med, g_min, g_max) = summary(&group);
@@ -130,32 +130,34 @@ fn main() {
     println!();
     println!("ratio = median group-commit writes/s / median one-commit-per-write writes/s");
 
-    // One failing write for every succeeding one (as many failing writers as succeeding ones):
-    // the succeeding writes should keep their rate. Interleaved with the all-succeeding
-    // baseline, sample by sample.
+    // One failing write before every succeeding one: the succeeding writes should keep their
+    // rate. The three mixes are interleaved sample by sample so drift hits all of them.
     println!();
-    println!("succeeding writes/s with as many failing writers (taken name) as succeeding ones");
-    println!("writers |       all succeed med [min-max] |     + failing med [min-max] |  ratio");
-    println!("{}", "-".repeat(86));
+    println!("succeeding writes/s when each writer also submits one failing write (taken name) per success");
+    println!(
+        "writers | all succeed med [min-max] | fail in batch med [min-max] | ratio | fail on snapshot [min-max] | ratio"
+    );
+    println!("{}", "-".repeat(112));
     for writers in [8, 32] {
-        let mut clean = Vec::with_capacity(settings.samples);
-        let mut mixed = Vec::with_capacity(settings.samples);
+        let mut runs: [Vec<Sample>; 3] = Default::default();
         for _ in 0..settings.samples {
-            clean.push(group_sample(&runtime, writers, 0, true, settings.duration));
-            mixed.push(group_sample(&runtime, writers, writers, true, settings.duration));
+            for (i, mix) in [Mix::Clean, Mix::FailInBatch, Mix::FailOnSnapshot].into_iter().enumerate() {
+                runs[i].push(group_sample(&runtime, writers, mix, settings.duration));
+            }
         }
-        let (c_med, c_min, c_max) = summary(&clean);
-        let (m_med, m_min, m_max) = summary(&mixed);
+        let [(c, c_min, c_max), (b, b_min, b_max), (n, n_min, n_max)] = runs.each_ref().map(|r| summary(r));
         println!(
-            "{:>7} | {:>31} | {:>27} | {:>5.2}x",
+            "{:>7} | {:>25} | {:>27} | {:>4.2}x | {:>26} | {:>4.2}x",
             writers,
-            format!("{c_med:.0} [{c_min:.0}-{c_max:.0}]"),
-            format!("{m_med:.0} [{m_min:.0}-{m_max:.0}]"),
-            m_med / c_med,
+            format!("{c:.0} [{c_min:.0}-{c_max:.0}]"),
+            format!("{b:.0} [{b_min:.0}-{b_max:.0}]"),
+            b / c,
+            format!("{n:.0} [{n_min:.0}-{n_max:.0}]"),
+            n / c,
         );
     }
     println!();
-    println!("ratio = median succeeding writes/s with failing writers / without");
+    println!("ratio = median succeeding writes/s with the mix / all succeed");
 }
 
 /// Median, min and max writes/s of `samples`.
@@ -195,54 +197,48 @@ fn check_count(store: &Store, acknowledged: u64) {
     assert_eq!(stored, acknowledged, "tenants stored vs writes acknowledged");
 }
 
-/// `writers` tokio tasks, each awaiting `Store::write` back to back until `duration` has passed.
-///
-/// `failing` more tasks meanwhile submit writes that fail (a tenant name that is taken) back to
-/// back; only the successful writes are counted.
-///
-/// `checked`: every write first checks its name on a read snapshot (the server's path).
-fn group_sample(
-    runtime: &tokio::runtime::Runtime,
-    writers: usize,
-    failing: usize,
-    checked: bool,
-    duration: Duration,
-) -> Sample {
+/// How the writers of a group-commit sample mix in writes that fail.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// Every write succeeds.
+    Clean,
+    /// Before each write that succeeds, a writer submits one that fails (a taken tenant name)
+    /// straight to the writer, where it fails inside a batch.
+    FailInBatch,
+    /// The same mix, with every write first checking its name on a read snapshot as the
+    /// create-tenant handler does, so the failing ones never reach the writer.
+    FailOnSnapshot,
+}
+
+/// `writers` tokio tasks, each awaiting `Store::write` back to back until `duration` has passed;
+/// only successful writes are counted.
+fn group_sample(runtime: &tokio::runtime::Runtime, writers: usize, mix: Mix, duration: Duration) -> Sample {
     let (_dir, store) = fresh_store();
     let store = Arc::new(store);
-    if failing > 0 {
+    let seeded = u64::from(mix != Mix::Clean);
+    if mix != Mix::Clean {
         runtime.block_on(store.write(|txn| tenants::insert(txn, &tenant(usize::MAX, 0)))).expect("seed the taken name");
     }
     let start = Instant::now();
     let deadline = start + duration;
     let writes = runtime.block_on(async {
-        let failures: Vec<_> = (0..failing)
-            .map(|worker| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let mut seq = 0;
-                    while Instant::now() < deadline {
-                        let record = TenantRecord { id: format!("dup-{worker}-{seq}"), ..tenant(usize::MAX, 0) };
-                        // As the server's create-tenant handler does: check the name on a read
-                        // snapshot first, then write (which checks again).
-                        let outcome = match store.read_now(|txn| tenants::check_name_free(txn, &record.name)) {
-                            Ok(()) => store.write(move |txn| tenants::insert(txn, &record)).await,
-                            Err(e) => Err(e),
-                        };
-                        assert!(outcome.is_err(), "a write with a taken name must fail");
-                        seq += 1;
-                    }
-                })
-            })
-            .collect();
         let tasks: Vec<_> = (0..writers)
             .map(|worker| {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let mut seq = 0;
                     while Instant::now() < deadline {
+                        if mix != Mix::Clean {
+                            let taken = TenantRecord { id: format!("dup-{worker}-{seq}"), ..tenant(usize::MAX, 0) };
+                            let outcome = if mix == Mix::FailOnSnapshot {
+                                store.read_now(|txn| tenants::check_name_free(txn, &taken.name))
+                            } else {
+                                store.write(move |txn| tenants::insert(txn, &taken)).await
+                            };
+                            assert!(outcome.is_err(), "a write with a taken name must fail");
+                        }
                         let record = tenant(worker, seq);
-                        if checked {
+                        if mix == Mix::FailOnSnapshot {
                             store.read_now(|txn| tenants::check_name_free(txn, &record.name)).expect("name is free");
                         }
                         store.write(move |txn| tenants::insert(txn, &record)).await.expect("group-commit write");
@@ -256,14 +252,10 @@ fn group_sample(
         for task in tasks {
             total += task.await.expect("writer task");
         }
-        for task in failures {
-            task.await.expect("failing writer task");
-        }
         total
     });
     let elapsed = start.elapsed();
     let stats = store.writer_stats();
-    let seeded = u64::from(failing > 0);
     assert_eq!(stats.jobs, writes + seeded, "writer counted jobs vs writes acknowledged");
     check_count(&store, writes + seeded);
     store.close();
