@@ -11,7 +11,7 @@
 
 use std::cmp::Reverse;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
@@ -33,6 +33,8 @@ pub enum LexicalError {
     Tantivy(#[from] tantivy::TantivyError),
     #[error("search index directory: {0}")]
     Directory(String),
+    #[error("the search index writer could not be re-created after a merge; restart the server")]
+    WriterGone,
     #[error("search index writer lock poisoned")]
     Poisoned,
 }
@@ -47,7 +49,8 @@ pub struct LexicalDoc<'a> {
 pub struct LexicalIndex {
     index: Index,
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    /// `None` only if re-creating the writer after a purge failed (see [`Self::purge_deletions`]).
+    writer: Mutex<Option<IndexWriter>>,
     seq: Field,
     scope: Field,
     stemmed: Field,
@@ -112,7 +115,7 @@ impl LexicalIndex {
         Ok(LexicalIndex {
             index,
             reader,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Some(writer)),
             seq,
             scope,
             stemmed,
@@ -129,7 +132,8 @@ impl LexicalIndex {
     /// Add documents and drop deleted collections' documents, then commit with `watermark`
     /// (which must cover every chunk committed to redb before these) and make them searchable.
     pub fn apply(&self, docs: &[LexicalDoc<'_>], deleted: &[u64], watermark: u64) -> Result<(), LexicalError> {
-        let writer = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
+        let mut guard = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
+        let writer = guard.as_mut().ok_or(LexicalError::WriterGone)?;
         for collection_id in deleted {
             writer.delete_term(Term::from_field_text(self.scope, &scope_key(*collection_id)));
         }
@@ -141,7 +145,11 @@ impl LexicalIndex {
             document.add_text(self.exact, doc.text);
             writer.add_document(document)?;
         }
-        self.commit(writer, watermark)
+        self.commit(&mut guard, watermark)?;
+        if !deleted.is_empty() {
+            self.purge_deletions(&mut guard)?;
+        }
+        Ok(())
     }
 
     /// Drop single chunks (those of an ingest that was rolled back); their collection stays.
@@ -149,15 +157,38 @@ impl LexicalIndex {
         if seqs.is_empty() {
             return Ok(());
         }
-        let writer = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
+        let mut guard = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
+        let writer = guard.as_mut().ok_or(LexicalError::WriterGone)?;
         for seq in seqs {
             writer.delete_term(Term::from_field_u64(self.seq, *seq));
         }
-        self.commit(writer, 0)
+        self.commit(&mut guard, 0)?;
+        self.purge_deletions(&mut guard)
+    }
+
+    /// Merge away every deleted document now. Until a merge drops them, deleted documents still
+    /// count in BM25's statistics (document frequencies, field lengths), so scores would depend
+    /// on whether a background merge had run, and differ from the same data indexed afresh
+    /// (`ares reindex`, a rebuild at start). Deletions are rare (a collection deleted, an
+    /// ingest rolled back), so they pay for it: wait for the merges in flight (the only way
+    /// tantivy offers ends the writer), then merge each segment holding deletions with a new one.
+    fn purge_deletions(&self, guard: &mut MutexGuard<'_, Option<IndexWriter>>) -> Result<(), LexicalError> {
+        if let Some(writer) = guard.take() {
+            writer.wait_merging_threads()?;
+        }
+        let mut writer = self.index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        let with_deletes: Vec<_> =
+            self.index.searchable_segment_metas()?.iter().filter(|m| m.has_deletes()).map(|m| m.id()).collect();
+        let merged = if with_deletes.is_empty() { Ok(None) } else { writer.merge(&with_deletes).wait() };
+        **guard = Some(writer);
+        merged?;
+        self.reader.reload()?;
+        Ok(())
     }
 
     /// Commit what `writer` holds with the watermark raised to `watermark`, and reload.
-    fn commit(&self, mut writer: std::sync::MutexGuard<'_, IndexWriter>, watermark: u64) -> Result<(), LexicalError> {
+    fn commit(&self, guard: &mut MutexGuard<'_, Option<IndexWriter>>, watermark: u64) -> Result<(), LexicalError> {
+        let writer = guard.as_mut().ok_or(LexicalError::WriterGone)?;
         let mut current = self.watermark.lock().map_err(|_| LexicalError::Poisoned)?;
         let new_watermark = (*current).max(watermark);
         let mut prepared = writer.prepare_commit()?;
@@ -165,7 +196,6 @@ impl LexicalIndex {
         prepared.commit()?;
         *current = new_watermark;
         drop(current);
-        drop(writer);
         self.reader.reload()?;
         Ok(())
     }
