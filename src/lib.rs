@@ -81,6 +81,7 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
     };
     let app = App::new(config, data_dir, store, rag, &secrets, env);
     report_public_agents_named_like_platform_agents(&app)?;
+    report_stored_agents_above_the_tool_round_cap(&app)?;
     Ok(Built { app, generated_admin_secret })
 }
 
@@ -99,6 +100,33 @@ fn report_public_agents_named_like_platform_agents(app: &App) -> Result<(), Star
             count = clashing.len(),
             "public user agents named like platform agents answer only their owners: {}",
             listing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Stored agents (imported, or saved before `[limits].max_tool_iterations` was lowered) may ask
+/// for more tool rounds than the cap; they run clamped to it. Name them, so the operator knows
+/// why they stop early. Blocking (start-up only).
+fn report_stored_agents_above_the_tool_round_cap(app: &App) -> Result<(), StartError> {
+    let cap = app.config().limits.max_tool_iterations;
+    let (user_agents, tenant_agents) =
+        app.store().read_now(|txn| Ok((store::user_agents::all(txn)?, store::agents::list_all(txn)?)))?;
+    let mut above: Vec<String> = user_agents
+        .iter()
+        .filter(|agent| agent.max_tool_iterations > cap)
+        .map(|agent| format!("user agent '{}' (owner {}): {}", agent.name, agent.user_id, agent.max_tool_iterations))
+        .collect();
+    above.extend(tenant_agents.iter().filter_map(|(tenant, agent)| {
+        let rounds = agents::AgentSpec::from_tenant_agent(agent).max_iterations;
+        (rounds > cap).then(|| format!("tenant agent '{}' (tenant {}): {rounds}", agent.agent_name, tenant.name))
+    }));
+    if !above.is_empty() {
+        tracing::warn!(
+            count = above.len(),
+            cap,
+            "stored agents ask for more tool rounds than [limits].max_tool_iterations and run capped: {}",
+            above.join(", ")
         );
     }
     Ok(())

@@ -31,6 +31,10 @@ fn tenant_exists(txn: &WriteTransaction, tenant_id: &str) -> Result<bool, Error>
     Ok(txn.open_table(TENANTS)?.get(tenant_id)?.is_some())
 }
 
+pub fn already_exists(name: &str) -> Error {
+    Error::Conflict(format!("Agent with name '{name}' already exists for this tenant"))
+}
+
 /// Insert a new agent; 404 for an unknown tenant, 409 for a taken name.
 pub fn insert(txn: &WriteTransaction, agent: &TenantAgentRecord) -> Result<(), Error> {
     if !tenant_exists(txn, &agent.tenant_id)? {
@@ -39,7 +43,7 @@ pub fn insert(txn: &WriteTransaction, agent: &TenantAgentRecord) -> Result<(), E
     let mut table = txn.open_table(TENANT_AGENTS)?;
     let key = (agent.tenant_id.as_str(), agent.agent_name.as_str());
     if table.get(key)?.is_some() {
-        return Err(Error::Conflict(format!("Agent with name '{}' already exists for this tenant", agent.agent_name)));
+        return Err(already_exists(&agent.agent_name));
     }
     table.insert(key, encode(agent)?.as_slice())?;
     Ok(())

@@ -385,6 +385,8 @@ async fn imported_public_agents_named_like_platform_agents_are_reported_and_answ
         .start();
     let stderr = server.wait_for_stderr("public user agents named like platform agents answer only their owners");
     assert!(stderr.contains(&format!("'product' (owner {TRIP_OWNER})")), "{stderr}");
+    let stderr = server.wait_for_stderr("run capped");
+    assert!(stderr.contains(&format!("user agent 'product' (owner {TRIP_OWNER}): 1000")), "{stderr}");
 
     let client = server.client();
     let token = |body: Value| {

@@ -123,6 +123,11 @@ pub async fn create(ctx: &Context, tenant_id: &str, request: Request) -> Result<
         created_at: now,
         updated_at: now,
     };
+    // A taken name is refused before the writer, where a failing job costs its batch a replay;
+    // `insert` checks again against the committed state.
+    if ctx.app.store().read_now(|txn| agents::get(txn, tenant_id, &agent.agent_name))?.is_some() {
+        return Err(agents::already_exists(&agent.agent_name).into());
+    }
     let entry = super::audit::entry(
         ctx,
         "create_agent",
