@@ -80,38 +80,32 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
         SecretSource::Env(_) | SecretSource::File(_) => None,
     };
     let app = App::new(config, data_dir, store, rag, &secrets, env);
-    report_public_agents_named_like_platform_agents(&app)?;
-    report_stored_agents_above_the_tool_round_cap(&app)?;
+    report_stored_agents_the_config_restricts(&app)?;
     Ok(Built { app, generated_admin_secret })
 }
 
-/// Public user agents whose names a platform agent holds (imported from the reference, or
-/// published before an operator configured an agent of that name) cannot be refused any more,
-/// and `agents::resolve` never lets them answer anyone but their owners. Name them, so the
-/// operator can tell the owners. Blocking (start-up only).
-fn report_public_agents_named_like_platform_agents(app: &App) -> Result<(), StartError> {
-    let clashing = app
-        .store()
-        .read_now(|txn| store::user_agents::public_matching(txn, |name| app.agents().reserving(name).is_some()))?;
-    if !clashing.is_empty() {
-        let listing: Vec<String> =
-            clashing.iter().map(|agent| format!("'{}' (owner {})", agent.name, agent.user_id)).collect();
-        tracing::warn!(
-            count = clashing.len(),
-            "public user agents named like platform agents answer only their owners: {}",
-            listing.join(", ")
-        );
-    }
-    Ok(())
-}
-
-/// Stored agents (imported, or saved before `[limits].max_tool_iterations` was lowered) may ask
-/// for more tool rounds than the cap; they run clamped to it. Name them, so the operator knows
-/// why they stop early. Blocking (start-up only).
-fn report_stored_agents_above_the_tool_round_cap(app: &App) -> Result<(), StartError> {
+/// Stored agents that the current config no longer allows cannot be refused any more; name
+/// them, so the operator can tell their owners. Public user agents whose names a platform
+/// agent holds (imported from the reference, or published before an operator configured an
+/// agent of that name) answer only their owners (`agents::resolve`); agents asking for more
+/// tool rounds than `[limits].max_tool_iterations` (imported, or saved before the cap was
+/// lowered) run capped. One read of each agent table. Blocking (start-up only).
+fn report_stored_agents_the_config_restricts(app: &App) -> Result<(), StartError> {
     let cap = app.config().limits.max_tool_iterations;
     let (user_agents, tenant_agents) =
         app.store().read_now(|txn| Ok((store::user_agents::all(txn)?, store::agents::list_all(txn)?)))?;
+    let clashing: Vec<String> = user_agents
+        .iter()
+        .filter(|agent| agent.is_public && app.agents().reserving(&agent.name).is_some())
+        .map(|agent| format!("'{}' (owner {})", agent.name, agent.user_id))
+        .collect();
+    if !clashing.is_empty() {
+        tracing::warn!(
+            count = clashing.len(),
+            "public user agents named like platform agents answer only their owners: {}",
+            clashing.join(", ")
+        );
+    }
     let mut above: Vec<String> = user_agents
         .iter()
         .filter(|agent| agent.max_tool_iterations > cap)

@@ -107,24 +107,6 @@ pub fn public_named(txn: &ReadTransaction, user_id: &str, name: &str) -> Result<
     Ok(found)
 }
 
-/// Public agents whose names `reserved` says belong to the platform: they answer only their
-/// owners, and start-up reports them.
-pub fn public_matching(txn: &ReadTransaction, reserved: impl Fn(&str) -> bool) -> Result<Vec<UserAgentRecord>, Error> {
-    let table = txn.open_table(USER_AGENTS)?;
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        let (key, value) = entry?;
-        if !reserved(key.value().1) {
-            continue;
-        }
-        let agent: UserAgentRecord = decode(value.value())?;
-        if agent.is_public {
-            out.push(agent);
-        }
-    }
-    Ok(out)
-}
-
 pub fn update(
     txn: &WriteTransaction,
     user_id: &str,

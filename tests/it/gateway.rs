@@ -66,29 +66,7 @@ impl GatewayBuilder {
         let wire = self.wire;
         let mut builder = TestServer::builder().env(KEY_ENV, PROVIDER_KEY);
         if self.with_provider {
-            let provider = format!(
-                r#"
-[[providers]]
-name = "{name}"
-type = "{kind}"
-base_url = "{base_url}"
-api_key_env = "{key_env}"
-read_timeout_secs = {read_timeout}
-connect_timeout_secs = 2
-
-[[models]]
-name = "{MODEL}"
-provider = "{name}"
-model_id = "{model_id}"
-tier = "balanced"
-"#,
-                name = provider_name(wire),
-                kind = wire.kind(),
-                base_url = mock.base_url(wire),
-                key_env = self.key_env,
-                read_timeout = self.read_timeout_secs,
-                model_id = model_id(wire),
-            );
+            let provider = provider_config(&mock, wire, self.key_env, self.read_timeout_secs);
             builder = builder.config(&provider);
         }
         for extra in &self.extra {
@@ -97,6 +75,32 @@ tier = "balanced"
         let server = builder.start();
         Gateway { mock, server, wire }
     }
+}
+
+/// The `[[providers]]` and `[[models]]` blocks that point a server at `mock`'s `wire` endpoint:
+/// one provider, one model named [`MODEL`] on the balanced tier, its key read from `key_env`.
+pub fn provider_config(mock: &MockProvider, wire: Wire, key_env: &str, read_timeout_secs: u64) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "{name}"
+type = "{kind}"
+base_url = "{base_url}"
+api_key_env = "{key_env}"
+read_timeout_secs = {read_timeout_secs}
+connect_timeout_secs = 2
+
+[[models]]
+name = "{MODEL}"
+provider = "{name}"
+model_id = "{model_id}"
+tier = "balanced"
+"#,
+        name = provider_name(wire),
+        kind = wire.kind(),
+        base_url = mock.base_url(wire),
+        model_id = model_id(wire),
+    )
 }
 
 /// A server whose only provider is a mock of one wire format.

@@ -12,7 +12,7 @@ use std::path::Path;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::gateway::{Gateway, KEY_ENV, MODEL, PASSWORD, PROVIDER_KEY, model_id, provider_name};
+use crate::gateway::{self, Gateway, KEY_ENV, MODEL, PASSWORD, PROVIDER_KEY};
 use crate::harness::{BinaryServer, TestServer, expect_error, expect_json, run_cli};
 use crate::mock_provider::{MockProvider, RecordedRequest, Script, Wire};
 
@@ -20,26 +20,7 @@ const PRODUCT_PROMPT_START: &str = "You are a product specialist.";
 
 /// The provider block of `Gateway` (OpenAI wire), for servers these tests start themselves.
 fn provider_config(mock: &MockProvider) -> String {
-    format!(
-        r#"
-[[providers]]
-name = "{name}"
-type = "openai"
-base_url = "{base_url}"
-api_key_env = "{KEY_ENV}"
-read_timeout_secs = 5
-connect_timeout_secs = 2
-
-[[models]]
-name = "{MODEL}"
-provider = "{name}"
-model_id = "{model_id}"
-tier = "balanced"
-"#,
-        name = provider_name(Wire::OpenAi),
-        base_url = mock.base_url(Wire::OpenAi),
-        model_id = model_id(Wire::OpenAi),
-    )
+    gateway::provider_config(mock, Wire::OpenAi, KEY_ENV, 5)
 }
 
 /// An in-process server on `dir` using `mock`, with `extra` config.
