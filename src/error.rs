@@ -35,6 +35,10 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A model name that is neither a configured model, a tier nor `agent:<name>` the caller may
+    /// run (OpenAI's `model_not_found`).
+    #[error("The model '{0}' does not exist or you do not have access to it")]
+    ModelNotFound(String),
     #[error("Method not allowed")]
     MethodNotAllowed { allow: Vec<http::Method> },
     #[error("{0}")]
@@ -84,7 +88,7 @@ impl ApiError {
                 (StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED")
             }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::NotFound(_) | ApiError::ModelNotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
@@ -115,6 +119,53 @@ impl ApiError {
         }
     }
 
+    /// OpenAI's `type`, `code` and `param` for this error (its SDKs pick the exception class
+    /// from the status; clients such as LangChain read `code`, e.g. `insufficient_quota` is
+    /// not worth retrying).
+    pub fn openai_fields(&self) -> (&'static str, Option<&'static str>, Option<String>) {
+        const INVALID: &str = "invalid_request_error";
+        match self {
+            ApiError::InvalidJson | ApiError::BadRequest(_) | ApiError::Unprocessable(_) => (INVALID, None, None),
+            ApiError::MissingField(field) | ApiError::InvalidField(field) => (INVALID, None, Some(field.clone())),
+            ApiError::ModelNotFound(_) => (INVALID, Some("model_not_found"), Some("model".into())),
+            ApiError::NotFound(_) => (INVALID, Some("not_found"), None),
+            ApiError::MethodNotAllowed { .. } => (INVALID, Some("method_not_allowed"), None),
+            ApiError::PayloadTooLarge => (INVALID, Some("request_too_large"), None),
+            ApiError::RequestTimeout => (INVALID, Some("request_timeout"), None),
+            ApiError::Conflict(_) => (INVALID, Some("conflict"), None),
+            ApiError::MissingAuthorization
+            | ApiError::MissingAdminSecret
+            | ApiError::InvalidAdminSecret
+            | ApiError::InvalidToken
+            | ApiError::AuthenticationFailed(_) => (INVALID, Some("invalid_api_key"), None),
+            ApiError::Forbidden(_) => (INVALID, Some("permission_denied"), None),
+            ApiError::QuotaExceeded { .. } => ("insufficient_quota", Some("insufficient_quota"), None),
+            ApiError::RateLimited { .. } | ApiError::ProviderRateLimited { .. } => {
+                ("requests", Some("rate_limit_exceeded"), None)
+            }
+            ApiError::ServiceUnavailable(_) | ApiError::Busy { .. } => {
+                ("server_error", Some("service_unavailable"), None)
+            }
+            ApiError::BadGateway(_) => ("server_error", Some("upstream_error"), None),
+            ApiError::GatewayTimeout(_) => ("server_error", Some("upstream_timeout"), None),
+            ApiError::Internal(_) | ApiError::Storage(_) => ("server_error", None, None),
+        }
+    }
+
+    /// Anthropic's error `type`, from the status as Anthropic's API assigns them.
+    pub fn anthropic_type(&self) -> &'static str {
+        match self.status_and_code().0.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 => "overloaded_error",
+            400..=499 => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+
     /// The cause to log for server-side failures; `None` for client errors.
     pub fn internal_cause(&self) -> Option<String> {
         match self {
@@ -123,6 +174,15 @@ impl ApiError {
             _ => None,
         }
     }
+}
+
+/// The dialect an error body is written in: ARES's own `{"error", "code"}`, or that of the
+/// OpenAI- or Anthropic-compatible routes, whose SDKs parse their own shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Ares,
+    OpenAi,
+    Anthropic,
 }
 
 impl From<crate::llm::LlmError> for ApiError {

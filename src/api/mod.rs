@@ -6,12 +6,14 @@
 
 mod admin;
 mod agents;
+mod anthropic;
 mod chat;
 mod context;
 mod conversations;
 mod health;
 mod memory;
 pub(crate) mod metered;
+mod openai;
 mod rag;
 pub(crate) use rag::hit_view as rag_view;
 mod research;
@@ -32,7 +34,7 @@ pub use context::Context;
 
 use crate::app::App;
 use crate::auth;
-use crate::error::ApiError;
+use crate::error::{ApiError, Dialect};
 use crate::http::cors::CorsPolicy;
 use crate::http::{Request, Response, client_ip, response};
 use routes::{Resolution, Route};
@@ -44,6 +46,7 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let request_id = request_id(request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let dialect = routes::dialect_of_path(&path);
     let origin = request.headers().get(http::header::ORIGIN).cloned();
     let http1 = request.version() < http::Version::HTTP_2;
     let client_ip = client_ip::client_ip(peer, request.headers(), &app.config().server.trusted_proxies);
@@ -54,8 +57,8 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
         .await;
     let mut response = match outcome {
         Ok(Ok(response)) => response,
-        Ok(Err(err)) => render_error(&err, &request_id, &method, &path),
-        Err(_) => render_error(&ApiError::Internal("handler panicked".into()), &request_id, &method, &path),
+        Ok(Err(err)) => render_error(&err, dialect, &request_id, &method, &path),
+        Err(_) => render_error(&ApiError::Internal("handler panicked".into()), dialect, &request_id, &method, &path),
     };
 
     // The rest of an oversized or stalled body is never read, so the connection cannot be
@@ -207,15 +210,24 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::V1ListApiKeys => v1::api_keys::list(ctx).await,
         Route::V1CreateApiKey => v1::api_keys::create(ctx, request).await,
         Route::V1RevokeApiKey { id } => v1::api_keys::revoke(ctx, &id).await,
+
+        Route::OpenAiChatCompletions => openai::chat::completions(ctx, request).await,
+        Route::OpenAiCompletions => openai::completions::create(ctx, request).await,
+        Route::OpenAiResponses => openai::responses::create(ctx, request).await,
+        Route::OpenAiEmbeddings => openai::embeddings::create(ctx, request).await,
+        Route::OpenAiListModels => openai::models::list(ctx).await,
+        Route::OpenAiGetModel { id } => openai::models::get(ctx, &id).await,
+        Route::AnthropicMessages => anthropic::messages::create(ctx, request).await,
+        Route::AnthropicCountTokens => anthropic::messages::count_tokens(ctx, request).await,
     }
 }
 
-fn render_error(err: &ApiError, request_id: &str, method: &Method, path: &str) -> Response {
+fn render_error(err: &ApiError, dialect: Dialect, request_id: &str, method: &Method, path: &str) -> Response {
     match err.internal_cause() {
         Some(cause) => tracing::warn!(%request_id, %method, %path, %cause, "request failed"),
         None => tracing::debug!(%request_id, %method, %path, error = %err, "request rejected"),
     }
-    response::error(err)
+    response::error_in(err, dialect)
 }
 
 /// The caller's `X-Request-Id` when it is short and printable, else a fresh UUID.

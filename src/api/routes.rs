@@ -9,6 +9,7 @@ use http::Method;
 use percent_encoding::percent_decode_str;
 
 use crate::config::{Config, EmbedderKind};
+use crate::error::Dialect;
 
 /// What a route demands of the caller before its handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,16 @@ pub enum Route {
     V1ListApiKeys,
     V1CreateApiKey,
     V1RevokeApiKey { id: String },
+    // The OpenAI-compatible dialect (same keys and governance as V1)
+    OpenAiChatCompletions,
+    OpenAiCompletions,
+    OpenAiResponses,
+    OpenAiEmbeddings,
+    OpenAiListModels,
+    OpenAiGetModel { id: String },
+    // The Anthropic-compatible dialect
+    AnthropicMessages,
+    AnthropicCountTokens,
     // Admin: users (when sign-up is closed)
     AdminCreateUser,
     // Admin: tenants, keys, agents, analytics, audit
@@ -152,7 +163,15 @@ impl Route {
             | Route::V1GetUsage
             | Route::V1ListApiKeys
             | Route::V1CreateApiKey
-            | Route::V1RevokeApiKey { .. } => ApiKey,
+            | Route::V1RevokeApiKey { .. }
+            | Route::OpenAiChatCompletions
+            | Route::OpenAiCompletions
+            | Route::OpenAiResponses
+            | Route::OpenAiEmbeddings
+            | Route::OpenAiListModels
+            | Route::OpenAiGetModel { .. }
+            | Route::AnthropicMessages
+            | Route::AnthropicCountTokens => ApiKey,
             Route::AdminCreateUser
             | Route::AdminCreateTenant
             | Route::AdminListTenants
@@ -207,6 +226,12 @@ impl Route {
         match self {
             Route::Chat | Route::ChatStream | Route::Research | Route::RunWorkflow { .. } => true,
             Route::V1Chat | Route::V1ChatStream | Route::V1RunAgent { .. } => true,
+            Route::OpenAiChatCompletions
+            | Route::OpenAiCompletions
+            | Route::OpenAiResponses
+            | Route::OpenAiEmbeddings
+            | Route::AnthropicMessages => true,
+            Route::OpenAiListModels | Route::OpenAiGetModel { .. } | Route::AnthropicCountTokens => false,
             // RAG embeds with the configured embedder (see `metered_for_users`), not a chat
             // model; the rest reads or writes stored data only.
             Route::Health
@@ -277,12 +302,40 @@ impl Route {
         }
     }
 
+    /// The dialect its responses (errors and streams included) are written in.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Route::OpenAiChatCompletions
+            | Route::OpenAiCompletions
+            | Route::OpenAiResponses
+            | Route::OpenAiEmbeddings
+            | Route::OpenAiListModels
+            | Route::OpenAiGetModel { .. } => Dialect::OpenAi,
+            Route::AnthropicMessages | Route::AnthropicCountTokens => Dialect::Anthropic,
+            _ => Dialect::Ares,
+        }
+    }
+
     /// Largest request body the route accepts: documents for RAG ingest, else the default.
     pub fn body_limit(&self, config: &Config) -> usize {
         match self {
             Route::RagIngest => config.rag.max_ingest_bytes,
             _ => config.server.max_body_bytes,
         }
+    }
+}
+
+/// The dialect of a path's responses, known before (and whether or not) a route matches, so
+/// that 401s, 404s and rate-limit 429s reach OpenAI and Anthropic clients in their own shape.
+pub fn dialect_of_path(path: &str) -> Dialect {
+    let path = path.strip_prefix("/api").filter(|rest| rest.starts_with("/v1/")).unwrap_or(path);
+    let Some(rest) = path.strip_prefix("/v1/") else { return Dialect::Ares };
+    let first = rest.split('/').next().unwrap_or_default();
+    match first {
+        "chat" if rest.starts_with("chat/completions") => Dialect::OpenAi,
+        "completions" | "responses" | "embeddings" | "models" => Dialect::OpenAi,
+        "messages" => Dialect::Anthropic,
+        _ => Dialect::Ares,
     }
 }
 
@@ -386,6 +439,18 @@ fn candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         ["v1", "api-keys"] => vec![(M::GET, Route::V1ListApiKeys), (M::POST, Route::V1CreateApiKey)],
         ["v1", "api-keys", id] if !id.is_empty() => vec![(M::DELETE, Route::V1RevokeApiKey { id: s(id) })],
 
+        ["v1", "chat", "completions"] => vec![(M::POST, Route::OpenAiChatCompletions)],
+        ["v1", "completions"] => vec![(M::POST, Route::OpenAiCompletions)],
+        ["v1", "responses"] => vec![(M::POST, Route::OpenAiResponses)],
+        ["v1", "embeddings"] => vec![(M::POST, Route::OpenAiEmbeddings)],
+        ["v1", "models"] => vec![(M::GET, Route::OpenAiListModels)],
+        // Model ids may contain slashes (`meta-llama/Llama-3.1-8B`).
+        ["v1", "models", id @ ..] if id.iter().all(|part| !part.is_empty()) => {
+            vec![(M::GET, Route::OpenAiGetModel { id: id.join("/") })]
+        }
+        ["v1", "messages"] => vec![(M::POST, Route::AnthropicMessages)],
+        ["v1", "messages", "count_tokens"] => vec![(M::POST, Route::AnthropicCountTokens)],
+
         ["api", "admin", rest @ ..] => admin_candidates(rest),
         _ => Vec::new(),
     }
@@ -466,6 +531,31 @@ mod tests {
         check(Method::GET, "/api/v1/agents/x/runs", Resolution::Found(Route::V1ListAgentRuns { name: "x".into() }));
         check(Method::POST, "/api/user/agents/import", Resolution::Found(Route::ImportUserAgent));
         check(Method::HEAD, "/health", Resolution::Found(Route::Health));
+    }
+
+    #[test]
+    fn openai_and_anthropic_paths_resolve_with_their_dialect() {
+        check(Method::POST, "/v1/chat/completions", Resolution::Found(Route::OpenAiChatCompletions));
+        check(Method::POST, "/api/v1/chat/completions", Resolution::Found(Route::OpenAiChatCompletions));
+        check(
+            Method::GET,
+            "/v1/models/agent:helper",
+            Resolution::Found(Route::OpenAiGetModel { id: "agent:helper".into() }),
+        );
+        check(
+            Method::GET,
+            "/v1/models/meta-llama/Llama-3.1-8B",
+            Resolution::Found(Route::OpenAiGetModel { id: "meta-llama/Llama-3.1-8B".into() }),
+        );
+        check(Method::GET, "/v1/models/", Resolution::NotFound);
+        check(Method::POST, "/v1/messages/count_tokens", Resolution::Found(Route::AnthropicCountTokens));
+        assert_eq!(dialect_of_path("/v1/chat/completions"), Dialect::OpenAi);
+        assert_eq!(dialect_of_path("/api/v1/models/x"), Dialect::OpenAi);
+        assert_eq!(dialect_of_path("/v1/messages"), Dialect::Anthropic);
+        assert_eq!(dialect_of_path("/v1/chat"), Dialect::Ares);
+        assert_eq!(dialect_of_path("/v1/chat/stream"), Dialect::Ares);
+        assert_eq!(dialect_of_path("/api/chat"), Dialect::Ares);
+        assert_eq!(Route::AnthropicMessages.dialect(), Dialect::Anthropic);
     }
 
     #[test]

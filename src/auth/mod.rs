@@ -73,6 +73,13 @@ pub async fn authenticate(app: &App, requirement: AuthRequirement, headers: &Hea
             Ok(Principal::User(UserPrincipal { user_id: claims.sub, email: claims.email }))
         }
         AuthRequirement::ApiKey => {
+            // Anthropic's SDKs (and Claude Code) send the key as `x-api-key`.
+            if headers.get(http::header::AUTHORIZATION).is_none()
+                && let Some(key) = headers.get("x-api-key")
+            {
+                let key = key.to_str().map_err(|_| ApiError::AuthenticationFailed("Invalid API key".into()))?;
+                return authenticate_key(app, key.trim()).await.map(Principal::Tenant);
+            }
             let token = bearer(headers).map_err(|e| match e {
                 BearerError::Missing => ApiError::MissingAuthorization,
                 BearerError::Malformed => {

@@ -7,7 +7,7 @@ use http_body_util::{BodyExt as _, Full};
 use serde::Serialize;
 
 use super::{Response, ResponseBody};
-use crate::error::ApiError;
+use crate::error::{ApiError, Dialect};
 
 pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
@@ -45,12 +45,16 @@ pub fn no_content() -> Response {
 
 /// The error envelope `{"error", "code"}` (+ `retry_after` for 429) and its headers.
 pub fn error(err: &ApiError) -> Response {
-    let (status, code) = err.status_and_code();
-    let mut body = serde_json::json!({ "error": err.to_string(), "code": code });
-    if let Some(retry_after_secs) = err.retry_after() {
-        body["retry_after"] = retry_after_secs.into();
-    }
-    let mut response = json(status, &body);
+    error_in(err, Dialect::Ares)
+}
+
+/// The error body in `dialect`'s shape, same status and headers:
+/// - ARES: `{"error", "code"}` (+ `retry_after` for 429);
+/// - OpenAI: `{"error": {"message", "type", "param", "code"}}`;
+/// - Anthropic: `{"type": "error", "error": {"type", "message"}}`.
+pub fn error_in(err: &ApiError, dialect: Dialect) -> Response {
+    let (status, _) = err.status_and_code();
+    let mut response = json(status, &error_body(err, dialect));
     let headers = response.headers_mut();
     if let ApiError::MethodNotAllowed { allow } = err {
         let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
@@ -64,4 +68,25 @@ pub fn error(err: &ApiError) -> Response {
         headers.insert("x-ratelimit-after", value);
     }
     response
+}
+
+/// The JSON of an error in `dialect`'s shape (also what a stream's error event carries).
+pub fn error_body(err: &ApiError, dialect: Dialect) -> serde_json::Value {
+    match dialect {
+        Dialect::Ares => {
+            let (_, code) = err.status_and_code();
+            let mut body = serde_json::json!({ "error": err.to_string(), "code": code });
+            if let Some(retry_after_secs) = err.retry_after() {
+                body["retry_after"] = retry_after_secs.into();
+            }
+            body
+        }
+        Dialect::OpenAi => {
+            let (kind, code, param) = err.openai_fields();
+            serde_json::json!({ "error": { "message": err.to_string(), "type": kind, "param": param, "code": code } })
+        }
+        Dialect::Anthropic => {
+            serde_json::json!({ "type": "error", "error": { "type": err.anthropic_type(), "message": err.to_string() } })
+        }
+    }
 }

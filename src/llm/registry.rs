@@ -90,12 +90,20 @@ impl Registry {
         &self.models
     }
 
-    /// A model by exact name or provider-side id; `None` if not configured.
+    /// The model a client or an agent names: a configured model name, a provider-side model
+    /// id, or a tier (`fast`, `balanced`, …: the first model declaring it, in config order).
+    /// `None` if nothing answers to the name.
     pub fn lookup(&self, name: &str) -> Option<&ModelEntry> {
         self.by_name
             .get(name)
             .and_then(|i| self.models.get(*i))
             .or_else(|| self.models.iter().find(|m| m.model_id == name))
+            .or_else(|| Tier::parse(name).and_then(|tier| self.models.iter().find(|m| m.tier == Some(tier))))
+    }
+
+    /// The tiers some configured model serves, in `Tier::ALL` order.
+    pub fn tiers(&self) -> Vec<Tier> {
+        Tier::ALL.into_iter().filter(|tier| self.models.iter().any(|m| m.tier == Some(*tier))).collect()
     }
 
     /// The model for an agent's `model` setting: a model name, a tier, or nothing (default).
@@ -109,10 +117,7 @@ impl Registry {
         if let Some(model) = self.lookup(wanted) {
             return Ok(model);
         }
-        if let Some(tier) = Tier::parse(wanted) {
-            if let Some(model) = self.models.iter().find(|m| m.tier == Some(tier)) {
-                return Ok(model);
-            }
+        if Tier::parse(wanted).is_some() {
             tracing::warn!(tier = wanted, fallback = %default.name, "no model serves this tier; using the default model");
             return Ok(default);
         }

@@ -1,0 +1,9 @@
+//! Not built yet.
+
+use crate::api::Context;
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+
+pub async fn completions(_ctx: &Context, _request: Request) -> Result<Response, ApiError> {
+    Err(ApiError::ServiceUnavailable("This endpoint is not available yet".into()))
+}
