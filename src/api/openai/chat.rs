@@ -44,22 +44,22 @@ pub fn model_error(model: &str, error: ApiError) -> ApiError {
     }
 }
 
-fn required<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a Value, ApiError> {
+pub fn required<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a Value, ApiError> {
     body.get(field).filter(|v| !v.is_null()).ok_or_else(|| ApiError::MissingField(field.into()))
 }
 
-fn invalid(field: impl Into<String>) -> ApiError {
+pub fn invalid(field: impl Into<String>) -> ApiError {
     ApiError::InvalidField(field.into())
 }
 
-fn opt_f32(body: &Map<String, Value>, field: &str) -> Result<Option<f32>, ApiError> {
+pub fn opt_f32(body: &Map<String, Value>, field: &str) -> Result<Option<f32>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_f64().map(|f| Some(f as f32)).ok_or_else(|| invalid(field)),
     }
 }
 
-fn opt_u32(body: &Map<String, Value>, field: &str) -> Result<Option<u32>, ApiError> {
+pub fn opt_u32(body: &Map<String, Value>, field: &str) -> Result<Option<u32>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()).map(Some).ok_or_else(|| invalid(field)),
@@ -79,7 +79,7 @@ pub fn stop_sequences(value: Option<&Value>, field: &str) -> Result<Vec<String>,
 }
 
 /// Message content: a string, or an array of parts of which only text is supported.
-fn content_text(value: Option<&Value>, field: &str) -> Result<String, ApiError> {
+pub fn content_text(value: Option<&Value>, field: &str) -> Result<String, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
@@ -101,6 +101,17 @@ fn content_text(value: Option<&Value>, field: &str) -> Result<String, ApiError> 
             Ok(text)
         }
         Some(_) => Err(invalid(field)),
+    }
+}
+
+/// A tool call's `arguments` as the client echoes them: a JSON string (kept as a string when it
+/// is not JSON), or already an object.
+pub fn call_arguments(value: Option<&Value>) -> Value {
+    match value {
+        Some(Value::String(text)) if text.trim().is_empty() => json!({}),
+        Some(Value::String(text)) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone())),
+        Some(other) => other.clone(),
+        None => json!({}),
     }
 }
 
@@ -134,14 +145,7 @@ pub fn messages(value: &Value) -> Result<Vec<Message>, ApiError> {
                             .pointer("/function/name")
                             .and_then(Value::as_str)
                             .ok_or_else(|| ApiError::MissingField(format!("{at}.function.name")))?;
-                        let arguments = match call.pointer("/function/arguments") {
-                            Some(Value::String(text)) if text.trim().is_empty() => json!({}),
-                            Some(Value::String(text)) => {
-                                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
-                            }
-                            Some(other) => other.clone(),
-                            None => json!({}),
-                        };
+                        let arguments = call_arguments(call.pointer("/function/arguments"));
                         message.tool_calls.push(ToolCall { id: id.into(), name: name.into(), arguments });
                     }
                 }
