@@ -29,6 +29,8 @@ mod isolation;
 mod memory;
 mod migrations;
 mod mock_provider_tests;
+mod openai_completions;
+mod openai_responses;
 mod postgres_compat;
 mod quotas;
 mod rag;

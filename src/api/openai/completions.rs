@@ -211,3 +211,17 @@ impl Framing for TextFraming {
         vec![sse::data(&response::error_body(error, Dialect::OpenAi).to_string())]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_are_one_text() {
+        assert_eq!(prompt(&json!("a")).ok(), Some("a".to_string()));
+        assert_eq!(prompt(&json!(["a"])).ok(), Some("a".to_string()));
+        for refused in [json!([]), json!(["a", "b"]), json!([1, 2]), json!([[1, 2]]), json!([null]), json!(3)] {
+            assert!(prompt(&refused).is_err(), "{refused}");
+        }
+    }
+}

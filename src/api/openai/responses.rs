@@ -57,9 +57,7 @@ fn parse(ctx: &Context, body: Value) -> Result<Parsed, ApiError> {
     let model =
         required(&body, "model")?.as_str().filter(|m| !m.is_empty()).ok_or_else(|| invalid("model"))?.to_string();
     if body.get("previous_response_id").is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::BadRequest(
-            "previous_response_id is not supported: send the whole conversation".into(),
-        ));
+        return Err(ApiError::BadRequest("previous_response_id is not supported: send the whole conversation".into()));
     }
     if body.get("conversation").is_some_and(|v| !v.is_null()) {
         return Err(ApiError::BadRequest("conversation is not supported: send the whole conversation".into()));
@@ -151,8 +149,11 @@ fn input_messages(value: &Value) -> Result<Vec<Message>, ApiError> {
                 out.push(Message::new(role, content_text(item.get("content"), &format!("{field}.content"))?));
             }
             "function_call" => {
-                let call =
-                    ToolCall { id: text_of("call_id")?, name: text_of("name")?, arguments: call_arguments(item.get("arguments")) };
+                let call = ToolCall {
+                    id: text_of("call_id")?,
+                    name: text_of("name")?,
+                    arguments: call_arguments(item.get("arguments")),
+                };
                 match out.last_mut() {
                     Some(last) if last.role == Role::Assistant => last.tool_calls.push(call),
                     _ => out.push(Message { tool_calls: vec![call], ..Message::new(Role::Assistant, "") }),
@@ -507,5 +508,95 @@ impl Framing for EventFraming {
         }
         let response = self.envelope.object(&Outcome::Failed(error), &self.items, None);
         vec![self.event("response.failed", json!({ "response": response }))]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(content: &str, finish_reason: FinishReason) -> Turn {
+        Turn {
+            content: content.into(),
+            usage: Usage { input_tokens: 3, output_tokens: 4 },
+            finish_reason,
+            tool_calls: 0,
+            client_calls: Vec::new(),
+            model_calls: 1,
+        }
+    }
+
+    fn events(frames: &[Bytes]) -> Vec<Value> {
+        frames
+            .iter()
+            .map(|f| {
+                let text = std::str::from_utf8(f).unwrap_or_default();
+                let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or_default();
+                serde_json::from_str(data).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_reply_cut_by_max_output_tokens_is_incomplete() {
+        let envelope = Envelope::new("m".into(), &Map::new());
+        let items = [Item::message("cut".into(), item_status(FinishReason::Length))];
+        let object = envelope.object(&Outcome::Finished(FinishReason::Length), &items, None);
+        assert_eq!(object["status"], "incomplete");
+        assert_eq!(object["incomplete_details"], json!({ "reason": "max_output_tokens" }));
+        assert_eq!(object["output"][0]["status"], "incomplete");
+
+        let mut framing = EventFraming::new(Envelope::new("m".into(), &Map::new()));
+        framing.open();
+        framing.text("cut");
+        let last = events(&framing.done(&turn("cut", FinishReason::Length), Usage::default()));
+        let end = last.last().cloned().unwrap_or_default();
+        assert_eq!(end["type"], "response.incomplete");
+        assert_eq!(end["response"]["incomplete_details"]["reason"], "max_output_tokens");
+    }
+
+    #[test]
+    fn an_empty_answer_is_one_empty_message() {
+        let mut framing = EventFraming::new(Envelope::new("m".into(), &Map::new()));
+        framing.open();
+        let kinds: Vec<Value> = events(&framing.done(&turn("", FinishReason::Stop), Usage::default()))
+            .iter()
+            .map(|e| e["type"].clone())
+            .collect();
+        let expected = [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ];
+        assert_eq!(kinds, expected.map(Value::from));
+    }
+
+    #[test]
+    fn calls_join_the_assistant_message_before_them() {
+        let input = json!([
+            { "role": "user", "content": "q" },
+            { "type": "message", "role": "assistant", "content": [{ "type": "output_text", "text": "checking" }] },
+            { "type": "function_call", "call_id": "c1", "name": "a", "arguments": "{\"x\":1}" },
+            { "type": "function_call", "call_id": "c2", "name": "b", "arguments": "" },
+            { "type": "function_call_output", "call_id": "c2", "output": "two" },
+            { "type": "function_call_output", "call_id": "c1", "output": [{ "type": "input_text", "text": "one" }] },
+        ]);
+        let messages = input_messages(&input).unwrap_or_default();
+        let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::Tool]);
+        let calls = &messages[1].tool_calls;
+        assert_eq!((messages[1].content.as_str(), calls.len()), ("checking", 2));
+        assert_eq!((calls[0].arguments.clone(), calls[1].arguments.clone()), (json!({ "x": 1 }), json!({})));
+        assert_eq!((messages[2].tool_name.as_deref(), messages[2].content.as_str()), (Some("b"), "two"));
+        assert_eq!((messages[3].tool_call_id.as_deref(), messages[3].content.as_str()), (Some("c1"), "one"));
+
+        let leading_call = json!([{ "type": "function_call", "call_id": "c", "name": "a", "arguments": "{}" }]);
+        let messages = input_messages(&leading_call).unwrap_or_default();
+        assert_eq!((messages.len(), messages[0].role), (1, Role::Assistant));
+        assert!(input_messages(&json!([{ "type": "reasoning" }])).is_err());
+        assert!(input_messages(&json!(7)).is_err());
     }
 }
