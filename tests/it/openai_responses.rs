@@ -404,3 +404,26 @@ async fn a_failure_mid_stream_ends_with_response_failed() {
         }
     }
 }
+
+#[tokio::test]
+async fn settings_reach_the_upstream() {
+    let gw = Gateway::start(Wire::OpenAi);
+    let (_, key) = gw.tenant("settings").await;
+    let schema = json!({ "type": "object", "properties": { "n": { "type": "integer" } } });
+    let body = json!({
+        "model": MODEL, "input": "A number, please", "max_output_tokens": 50, "top_p": 0.75, "user": "u-1",
+        "text": { "format": { "type": "json_schema", "name": "number", "schema": schema, "strict": true } },
+        "tools": weather_tools(), "tool_choice": { "type": "function", "name": WEATHER_TOOL }, "parallel_tool_calls": false,
+    });
+    let answer = expect_json(gw.post("/v1/responses", &key, &body).await, 200).await;
+    assert_eq!(answer["max_output_tokens"], 50);
+    assert_eq!(answer["text"]["format"]["name"], "number", "text is echoed");
+    assert_eq!(answer["parallel_tool_calls"], false);
+
+    let sent = &gw.mock.requests()[0].body;
+    assert_eq!((&sent["max_tokens"], &sent["top_p"], &sent["user"]), (&json!(50), &json!(0.75), &json!("u-1")));
+    assert_eq!(sent["response_format"]["type"], "json_schema");
+    assert_eq!(sent["response_format"]["json_schema"]["schema"], schema);
+    assert_eq!(sent["tool_choice"]["function"]["name"], WEATHER_TOOL);
+    assert_eq!(sent["parallel_tool_calls"], false);
+}
