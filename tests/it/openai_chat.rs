@@ -328,3 +328,27 @@ async fn an_upstream_failure_mid_stream_ends_with_an_error_chunk() {
         assert!(events.iter().all(|e| e.data != "[DONE]"));
     }
 }
+
+#[tokio::test]
+async fn tier_names_work_wherever_a_model_is_named() {
+    let gateway = Gateway::start(Wire::Ollama);
+    let token = gateway.user().await;
+    // A user agent naming tiers: one a model declares, one none does (the default model runs).
+    for (name, tier) in [("tiered", "balanced"), ("fallback", "powerful")] {
+        let body = json!({ "name": name, "model": tier, "system_prompt": "You help.", "tools": [] });
+        expect_json(gateway.post("/api/user/agents", &token, &body).await, 201).await;
+        let answer = gateway.chat_ok(&token, &json!({ "message": "hi", "agent_type": name })).await;
+        assert_eq!(answer["model"], MODEL, "{tier}");
+    }
+    // The `model` field of /api/chat takes a tier, and `agent:<name>` names an agent.
+    let answer =
+        gateway.chat_ok(&token, &json!({ "message": "hi", "agent_type": "tiered", "model": "balanced" })).await;
+    assert_eq!(answer["model"], MODEL);
+    let answer = gateway.chat_ok(&token, &json!({ "message": "hi", "model": "agent:tiered" })).await;
+    assert_eq!(answer["agent"], "tiered");
+    let sent = gateway.mock.chat_requests().pop().unwrap();
+    assert_eq!(sent.body["model"], model_id(Wire::Ollama));
+    // Something that is neither stays a 422 on the ARES routes.
+    let body = json!({ "name": "broken", "model": "no-such-model", "system_prompt": "x", "tools": [] });
+    assert_eq!(gateway.post("/api/user/agents", &token, &body).await.status(), 422);
+}
