@@ -134,7 +134,10 @@ fn input_texts(input: Option<Value>) -> Result<Vec<String>, ApiError> {
         return Err(empty());
     }
     if texts.len() > MAX_INPUTS {
-        return Err(ApiError::BadRequest(format!("'input' has {} texts; at most {MAX_INPUTS} are allowed", texts.len())));
+        return Err(ApiError::BadRequest(format!(
+            "'input' has {} texts; at most {MAX_INPUTS} are allowed",
+            texts.len()
+        )));
     }
     Ok(texts)
 }
