@@ -142,7 +142,8 @@ fn input_texts(input: Option<Value>) -> Result<Vec<String>, ApiError> {
     Ok(texts)
 }
 
-/// The embedder `model` names (module docs); 404 `model_not_found` for any other name.
+/// The embedder `model` names (module docs); 404 `model_not_found` for any other name. `hash`
+/// vectors are `dimensions` wide, else `[rag.embedder].dimensions` (so they equal RAG's).
 fn source(app: &App, model: &str, dimensions: Option<usize>) -> Result<Source, ApiError> {
     if model == HASH_MODEL {
         if dimensions.is_some_and(|d| d > MAX_HASH_DIMENSIONS) {
