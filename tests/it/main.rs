@@ -30,6 +30,8 @@ mod memory;
 mod migrations;
 mod mock_provider_tests;
 mod openai_chat;
+mod openai_embeddings;
+mod openai_models;
 mod postgres_compat;
 mod quotas;
 mod rag;
