@@ -6,7 +6,7 @@
 //! Chat, streaming and tools go through every upstream wire format: any model through either
 //! dialect.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,11 +58,7 @@ fn venv_python() -> PathBuf {
     let venv = repo_root().join("target/sdk-venv");
     let python = venv.join("bin/python");
     let ready = python.exists() && venv.join(".requirements.sha256").exists();
-    assert!(
-        ready,
-        "no Python SDK environment at {}: run `{SETUP}` first (README's test command does)",
-        venv.display()
-    );
+    assert!(ready, "no Python SDK environment at {}: run `{SETUP}` first (README's test command does)", venv.display());
     python
 }
 
@@ -96,12 +92,16 @@ impl Sdk {
         let python = venv_python();
         let scenario = scenario.to_string();
         let what = what.to_string();
-        tokio::task::spawn_blocking(move || self.run_blocking(&python, &scenario, &what))
+        let outcome = tokio::task::spawn_blocking(move || self.run_blocking(&python, &scenario, &what))
             .await
             .expect("the scenario's thread");
+        if let Err(failure) = outcome {
+            panic!("{failure}");
+        }
     }
 
-    fn run_blocking(self, python: &PathBuf, scenario: &str, what: &str) {
+    /// The scenario's outcome: `Err` with its output and environment unless it passed.
+    fn run_blocking(self, python: &Path, scenario: &str, what: &str) -> Result<(), String> {
         // Output to files, not pipes: nothing to drain while the child runs.
         let dir = tempfile::tempdir().expect("a temp dir for the scenario's output");
         let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
@@ -139,19 +139,25 @@ impl Sdk {
         };
         let out = std::fs::read_to_string(&out_path).unwrap_or_default();
         let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        // Values shortened: the expected embeddings alone are thousands of characters.
+        let env: Vec<String> = self
+            .env
+            .iter()
+            .map(|(name, value)| match value.char_indices().nth(120) {
+                Some((end, _)) => format!("{name}={}…", &value[..end]),
+                None => format!("{name}={value}"),
+            })
+            .collect();
+        let report = |outcome: String| {
+            format!(
+                "SDK scenario {scenario} ({what}) {outcome}\n--- stdout\n{out}--- stderr\n{err}--- env\n{}",
+                env.join("\n")
+            )
+        };
         match status {
-            Some(status) if status.success() => {
-                assert!(out.contains(&format!("ok {scenario}")), "{scenario} ({what}) said: {out}\n{err}");
-            }
-            Some(status) => panic!(
-                "SDK scenario {scenario} ({what}) failed ({status}):\n--- stdout\n{out}--- stderr\n{err}\
-                 (env: {:?})",
-                self.env
-            ),
-            None => panic!(
-                "SDK scenario {scenario} ({what}) still running after {SCENARIO_GUARD:?}:\n--- stdout\n{out}\
-                 --- stderr\n{err}"
-            ),
+            Some(status) if status.success() && out.contains(&format!("ok {scenario}")) => Ok(()),
+            Some(status) => Err(report(format!("failed ({status})"))),
+            None => Err(report(format!("still running after {SCENARIO_GUARD:?}"))),
         }
     }
 }
