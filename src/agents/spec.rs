@@ -55,6 +55,11 @@ pub struct AgentSpec {
 }
 
 impl AgentSpec {
+    /// The agent's own sampling settings; a request's may override them.
+    pub fn sampling(&self) -> crate::llm::types::Sampling {
+        crate::llm::types::Sampling { max_tokens: self.max_tokens, temperature: self.temperature, ..Default::default() }
+    }
+
     /// An `[[agents]]` entry; an `[agents.toon]` table is assembled into the system prompt.
     pub fn from_config(config: &AgentConfig) -> AgentSpec {
         let mut prompt = config.system_prompt.clone().unwrap_or_default();

@@ -1,6 +1,9 @@
-//! One chat request, independent of HTTP: choose the agent (the router decides when none is
-//! named), pick the model, rebuild the conversation history within the model's context, and —
-//! once the model has answered — persist the exchange and the run record.
+//! One chat request, independent of HTTP and of the client's dialect: the provider-neutral chat
+//! service behind `/api/chat`, `/v1/chat`, `/v1/chat/completions`, `/v1/responses` and
+//! `/v1/messages`. It chooses who answers (a named agent, the router's pick, or the bare model),
+//! picks the model, assembles the conversation within the model's context — an ARES
+//! conversation's stored turns, or the whole history a stateless client sends — and, once the
+//! model has answered, records the run (and, for ARES conversations, the exchange).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +15,7 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::llm::ModelEntry;
 use crate::llm::coordinator::{self, Turn, TurnFailure, TurnOptions};
-use crate::llm::types::{Message, Role, Usage, estimate_tokens};
+use crate::llm::types::{Message, Role, Sampling, ToolSpec, Usage, estimate_tokens};
 use crate::memory;
 use crate::metering::periods::day_start;
 use crate::rag::{Hit, RagError, SearchRequest, SearchStrategy};
@@ -44,15 +47,43 @@ impl Caller {
     }
 }
 
+/// Who answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persona {
+    /// The router picks a specialist (ARES chat without `agent_type`).
+    Routed,
+    /// This agent: `agent_type`, or `agent:<name>` as a model name. Its prompt, tools, the
+    /// caller's memory (users) and its collection.
+    Agent(String),
+    /// No agent: the model itself, with the client's own system prompt and tools.
+    Model,
+}
+
+/// Where the conversation lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum History {
+    /// An ARES conversation: its stored turns come first (`None`: a new conversation), and the
+    /// exchange is appended to it.
+    Stored { context_id: Option<String> },
+    /// OpenAI and Anthropic clients send the whole conversation every time; nothing is stored
+    /// but the run.
+    Stateless,
+}
+
 #[derive(Debug, Clone)]
 pub struct ChatInput {
     pub caller: Caller,
-    pub message: String,
-    /// Earlier turns supplied by the client (`messages[]` without the final user message).
-    pub extra_history: Vec<Message>,
-    pub agent_type: Option<String>,
-    pub context_id: Option<String>,
+    pub persona: Persona,
+    /// A model name, provider model id or tier; `None`: the agent's own (or the default).
     pub model: Option<String>,
+    /// The conversation as the client sends it, ending with the turn to answer (a user message,
+    /// or the results of the client's tools).
+    pub messages: Vec<Message>,
+    pub history: History,
+    /// The client's tools: offered to the model, never run by the server.
+    pub client_tools: Vec<ToolSpec>,
+    /// The client's sampling settings; unset ones fall back to the agent's, then the model's.
+    pub sampling: Sampling,
 }
 
 /// Everything needed to run the model and to finish the request afterwards.
@@ -61,35 +92,70 @@ pub struct Prepared {
     pub model: ModelEntry,
     pub messages: Vec<Message>,
     pub options: TurnOptions,
+    /// The conversation (for stateless requests: a fresh id, never stored).
     pub context_id: String,
+    /// Whether the exchange is appended to the stored conversation.
+    pub stored: bool,
     pub owner: String,
     pub caller: Caller,
     pub user_message: String,
     pub started: Instant,
     /// Tokens already spent deciding the route.
     pub routing_usage: Usage,
-    /// Chunks retrieved from the agent's collection, as returned to the client.
-    pub sources: Option<Vec<serde_json::Value>>,
+    /// Chunks retrieved from the agent's collection (`None`: the agent has none).
+    pub sources: Option<(String, Vec<Hit>)>,
+}
+
+/// The agent that stands for a bare model call: no prompt, no tools, named after the model so
+/// the run record says which model answered.
+fn bare_agent(model: &ModelEntry) -> AgentSpec {
+    AgentSpec {
+        name: model.name.clone(),
+        display_name: model.name.clone(),
+        description: String::new(),
+        source: crate::agents::AgentSource::System,
+        id: None,
+        model: Some(model.name.clone()),
+        system_prompt: String::new(),
+        tools: Vec::new(),
+        max_tokens: None,
+        temperature: None,
+        max_iterations: 1,
+        parallel_tools: true,
+        enabled: true,
+        collection: None,
+    }
 }
 
 /// Resolve agent, model and history. Errors here are ordinary JSON errors (before any stream).
+/// An unknown model name is `ApiError::ModelNotFound`.
 pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiError> {
     let started = Instant::now();
-    if input.message.trim().is_empty() {
+    let stored = matches!(input.history, History::Stored { .. });
+    let mut client_messages = input.messages;
+    let last = client_messages.pop().ok_or_else(|| ApiError::MissingField("messages".into()))?;
+    if stored && (last.role != Role::User || last.content.trim().is_empty()) {
         return Err(ApiError::MissingField("message".into()));
     }
+    // The text the router, memory and retrieval look at: the latest user message.
+    let user_message = match last.role {
+        Role::User => last.content.clone(),
+        _ => client_messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default(),
+    };
     let model_override = match &input.model {
-        Some(name) => Some(
-            app.llm()
-                .lookup(name)
-                .cloned()
-                .ok_or_else(|| ApiError::Unprocessable(format!("Invalid model: '{name}'")))?,
-        ),
+        Some(name) => Some(app.llm().lookup(name).cloned().ok_or_else(|| ApiError::ModelNotFound(name.clone()))?),
         None => None,
     };
-    let (agent, routing_usage) = match input.agent_type.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-        Some(name) => (resolve_agent(app, &input.caller, name).await?, Usage::default()),
-        None => route(app, &input.caller, &input.message).await?,
+    let (agent, routing_usage) = match &input.persona {
+        Persona::Agent(name) => (resolve_agent(app, &input.caller, name).await?, Usage::default()),
+        Persona::Routed => route(app, &input.caller, &user_message).await?,
+        Persona::Model => {
+            let model = match &model_override {
+                Some(model) => model.clone(),
+                None => app.llm().resolve(None)?.clone(),
+            };
+            (bare_agent(&model), Usage::default())
+        }
     };
     let model = match model_override {
         Some(model) => model,
@@ -98,43 +164,55 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
 
     let owner = input.caller.owner();
     // New ids are time-ordered, so same-second conversations still list newest first.
-    let context_id =
-        input.context_id.clone().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    // Bounded (at most MAX_HISTORY_MESSAGES), so read inline rather than hop threads.
-    let stored = app
-        .store()
-        .read_now(|txn| {
-            if !conversations::usable_by(txn, &owner, &context_id)? {
-                return Ok(None);
-            }
-            Ok(Some(conversations::recent_messages(txn, &context_id, MAX_HISTORY_MESSAGES)?))
-        })?
-        .ok_or_else(|| ApiError::NotFound("Conversation not found".into()))?;
+    let requested_context = match &input.history {
+        History::Stored { context_id } => context_id.clone().filter(|c| !c.trim().is_empty()),
+        History::Stateless => None,
+    };
+    let context_id = requested_context.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let stored_turns = if stored {
+        // Bounded (at most MAX_HISTORY_MESSAGES), so read inline rather than hop threads.
+        app.store()
+            .read_now(|txn| {
+                if !conversations::usable_by(txn, &owner, &context_id)? {
+                    return Ok(None);
+                }
+                Ok(Some(conversations::recent_messages(txn, &context_id, MAX_HISTORY_MESSAGES)?))
+            })?
+            .ok_or_else(|| ApiError::NotFound("Conversation not found".into()))?
+    } else {
+        Vec::new()
+    };
 
-    let mut history: Vec<Message> = stored
+    let mut history: Vec<Message> = stored_turns
         .iter()
         .filter_map(|m| Role::parse(&m.role).map(|role| Message::new(role, m.content.clone())))
-        .chain(input.extra_history)
+        .chain(client_messages)
         .collect();
-    let budget = model.context_length.map_or(DEFAULT_CONTEXT_TOKENS, u64::from).saturating_sub(ANSWER_RESERVE_TOKENS);
-    let fixed = estimate_tokens(&agent.system_prompt) + estimate_tokens(&input.message);
-    trim_history(&mut history, budget.saturating_sub(fixed));
+    // A bare model gets the client's conversation as sent: cutting it could separate a tool
+    // call from its result, which providers reject. Agents' prompts make room by trimming.
+    if input.persona != Persona::Model {
+        let budget =
+            model.context_length.map_or(DEFAULT_CONTEXT_TOKENS, u64::from).saturating_sub(ANSWER_RESERVE_TOKENS);
+        let fixed = estimate_tokens(&agent.system_prompt) + estimate_tokens(&last.content);
+        trim_history(&mut history, budget.saturating_sub(fixed));
+    }
 
     let mut system_prompt = agent.system_prompt.clone();
     if let Caller::User { user_id } = &input.caller
         && app.config().memory.inject
+        && input.persona != Persona::Model
         && let Some(section) = memory_section(app, user_id)?
     {
         system_prompt = if system_prompt.is_empty() { section } else { format!("{system_prompt}\n\n{section}") };
     }
     let sources = match (&agent.collection, &input.caller) {
         (Some(collection), Caller::User { user_id }) => {
-            let hits = ground(app, user_id, collection, &input.message).await?;
+            let hits = ground(app, user_id, collection, &user_message).await?;
             if let Some(section) = grounding_section(collection, &hits) {
                 system_prompt =
                     if system_prompt.is_empty() { section } else { format!("{system_prompt}\n\n{section}") };
             }
-            Some(hits.iter().map(|hit| crate::api::rag_view(hit, collection)).collect())
+            Some((collection.clone(), hits))
         }
         _ => None,
     };
@@ -143,14 +221,20 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
         messages.push(Message::new(Role::System, system_prompt));
     }
     messages.extend(history);
-    messages.push(Message::new(Role::User, input.message.clone()));
+    messages.push(last);
 
+    let agent_sampling = agent.sampling();
+    let sampling = Sampling {
+        max_tokens: input.sampling.max_tokens.or(agent_sampling.max_tokens),
+        temperature: input.sampling.temperature.or(agent_sampling.temperature),
+        ..input.sampling
+    };
     let options = TurnOptions {
         tools: agent.tools.clone(),
         max_iterations: agent.max_iterations,
         parallel_tools: agent.parallel_tools,
-        max_tokens: agent.max_tokens,
-        temperature: agent.temperature,
+        sampling,
+        client_tools: input.client_tools,
     };
     Ok(Prepared {
         agent,
@@ -158,13 +242,40 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
         messages,
         options,
         context_id,
+        stored,
         owner,
         caller: input.caller,
-        user_message: input.message,
+        user_message,
         started,
         routing_usage,
         sources,
     })
+}
+
+/// A whole non-streamed request: prepare, run the turn, finish. The turn's failure is returned
+/// inside [`Completed`] (with what it cost), so the caller can meter before reporting it.
+pub async fn complete(app: &Arc<App>, input: ChatInput) -> Result<Completed, ApiError> {
+    let prepared = prepare(app, input).await?;
+    let outcome = coordinator::run(&prepared.model, prepared.messages.clone(), app.tools(), &prepared.options).await;
+    let finished = finish(app, &prepared, &outcome).await?;
+    Ok(Completed { prepared, finished, outcome })
+}
+
+/// A finished non-streamed request.
+pub struct Completed {
+    pub prepared: Prepared,
+    pub finished: Finished,
+    pub outcome: Result<Turn, TurnFailure>,
+}
+
+/// Run the turn streamed (see `coordinator::stream`).
+pub fn stream(app: &App, prepared: &Prepared) -> tokio::sync::mpsc::Receiver<coordinator::TurnEvent> {
+    coordinator::stream(
+        prepared.model.clone(),
+        prepared.messages.clone(),
+        app.tools().clone(),
+        prepared.options.clone(),
+    )
 }
 
 /// Chunks retrieved for each grounded message.
@@ -263,11 +374,9 @@ async fn route(app: &Arc<App>, caller: &Caller, message: &str) -> Result<(AgentS
     let model = app.llm().resolve(router.model.as_deref())?.clone();
     let messages = vec![Message::new(Role::System, router.system_prompt.clone()), Message::new(Role::User, message)];
     let options = TurnOptions {
-        tools: Vec::new(),
         max_iterations: 1,
-        parallel_tools: false,
-        max_tokens: Some(16),
-        temperature: Some(0.0),
+        sampling: Sampling { max_tokens: Some(16), temperature: Some(0.0), ..Sampling::default() },
+        ..TurnOptions::default()
     };
     let turn = coordinator::run(&model, messages, app.tools(), &options).await.map_err(|f| ApiError::from(f.error))?;
     let chosen = app.agents().parse_route(&turn.content);
@@ -305,6 +414,10 @@ pub async fn finish(
     if let Ok(turn) = outcome {
         tokens.input_tokens += turn.usage.input_tokens;
         tokens.output_tokens += turn.usage.output_tokens;
+    }
+    if let Ok(turn) = outcome
+        && prepared.stored
+    {
         messages = vec![
             MessageRecord {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -323,11 +436,14 @@ pub async fn finish(
     let run = run_record(prepared, outcome.as_ref().err().map(ToString::to_string), tokens, duration_ms, now);
     // Users' own statements teach memory, in the same commit as the exchange that made them.
     let learner = match &prepared.caller {
-        Caller::User { user_id } if outcome.is_ok() && app.config().memory.learn => {
+        Caller::User { user_id } if outcome.is_ok() && prepared.stored && app.config().memory.learn => {
             Some((user_id.clone(), memory::extract(&prepared.user_message))).filter(|(_, lessons)| !lessons.is_empty())
         }
         _ => None,
     };
+    if messages.is_empty() && learner.is_none() && run.is_none() {
+        return Ok(Finished { message_id, tokens, duration_ms });
+    }
     let (owner, id, day) = (prepared.owner.clone(), prepared.context_id.clone(), day_start(now));
     app.store()
         .write(move |txn| {

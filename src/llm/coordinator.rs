@@ -2,6 +2,11 @@
 //! each within its timeout), feed the results back and ask again; after `max_iterations` tool
 //! rounds, ask once more without tools for a final answer. Streaming runs the same loop with
 //! each model turn streamed, forwarding text as it arrives.
+//!
+//! Tools come from two places. The agent's tools run here, on the server. A client's tools
+//! (OpenAI `tools`, Anthropic `tools`) are only offered to the model: an answer that calls one
+//! ends the turn and the calls go back to the client, which runs them and asks again — the
+//! server never executes a client's tool.
 
 use std::sync::Arc;
 
@@ -12,19 +17,28 @@ use super::error::LlmError;
 use super::provider::{Provider, stream_channel};
 use super::registry::ModelEntry;
 use super::types::{
-    ChatRequest, ChatResponse, FinishReason, Message, Role, StreamEvent, ToolCall, Usage, estimate_tokens,
+    ChatRequest, ChatResponse, FinishReason, Message, Role, Sampling, StreamEvent, ToolCall, ToolSpec, Usage,
+    estimate_tokens,
 };
 use crate::tools::toolbox::ToolBox;
 
 /// How an agent's turn is run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TurnOptions {
-    /// Tools the agent may call (empty: the model is offered none).
+    /// Server-side tools the agent may call (empty: the model is offered none of them).
     pub tools: Vec<String>,
     pub max_iterations: u32,
     pub parallel_tools: bool,
-    pub max_tokens: Option<u32>,
-    pub temperature: Option<f32>,
+    /// Unset fields fall back to the model's configured `max_tokens` and `temperature`.
+    pub sampling: Sampling,
+    /// The client's own tools: offered to the model, never run here.
+    pub client_tools: Vec<ToolSpec>,
+}
+
+impl TurnOptions {
+    fn is_client_tool(&self, name: &str) -> bool {
+        self.client_tools.iter().any(|t| t.name == name)
+    }
 }
 
 /// The outcome of a turn.
@@ -35,6 +49,8 @@ pub struct Turn {
     pub finish_reason: FinishReason,
     /// Tool calls executed during the turn.
     pub tool_calls: usize,
+    /// Calls of the client's tools that ended the turn (`finish_reason` is then `ToolCalls`).
+    pub client_calls: Vec<ToolCall>,
     /// Model calls made (one per tool round, plus the answer): what iteration caps count.
     pub model_calls: u32,
 }
@@ -56,6 +72,16 @@ impl std::fmt::Display for TurnFailure {
 #[derive(Debug)]
 pub enum TurnEvent {
     Delta(String),
+    /// A call of one of the client's tools began (indexes count the client's calls only).
+    ToolCallStart {
+        index: usize,
+        id: String,
+        name: String,
+    },
+    ToolCallArguments {
+        index: usize,
+        fragment: String,
+    },
     Done(Turn),
     Failed(TurnFailure),
 }
@@ -85,13 +111,17 @@ fn request(
     options: &TurnOptions,
     mode: ToolMode,
 ) -> ChatRequest {
+    let mut specs = if mode == ToolMode::None { Vec::new() } else { tools.specs(&options.tools) };
+    specs.extend(options.client_tools.iter().cloned());
+    let mut sampling = options.sampling.clone();
+    sampling.max_tokens = sampling.max_tokens.or(model.max_tokens);
+    sampling.temperature = sampling.temperature.or(model.temperature);
     ChatRequest {
         model: model.model_id.clone(),
         messages: messages.to_vec(),
-        tools: if mode == ToolMode::None { Vec::new() } else { tools.specs(&options.tools) },
+        tools: specs,
         tools_disabled: mode == ToolMode::ListOnly,
-        max_tokens: options.max_tokens.or(model.max_tokens),
-        temperature: options.temperature.or(model.temperature),
+        sampling,
     }
 }
 
@@ -146,6 +176,9 @@ pub async fn run(
         let response = complete(&model.provider, req.clone()).await.map_err(|error| TurnFailure { error, usage })?;
         model_calls += 1;
         add(&mut usage, usage_of(&req, &response));
+        if let Some(turn) = client_turn(&response, options, usage, calls_made, model_calls) {
+            return Ok(turn);
+        }
         // A model offered no tools that calls one anyway gets no tool round: its text is the answer.
         if response.tool_calls.is_empty() || during == ToolMode::None {
             return Ok(Turn {
@@ -153,6 +186,7 @@ pub async fn run(
                 usage,
                 finish_reason: response.finish_reason,
                 tool_calls: calls_made,
+                client_calls: Vec::new(),
                 model_calls,
             });
         }
@@ -170,7 +204,29 @@ pub async fn run(
         usage,
         finish_reason: response.finish_reason,
         tool_calls: calls_made,
+        client_calls: Vec::new(),
         model_calls: model_calls + 1,
+    })
+}
+
+/// The turn that ends because the model called the client's tools: those calls go back to the
+/// client (any server-tool calls beside them are dropped; the model may repeat them next time).
+fn client_turn(
+    response: &ChatResponse,
+    options: &TurnOptions,
+    usage: Usage,
+    tool_calls: usize,
+    model_calls: u32,
+) -> Option<Turn> {
+    let client_calls: Vec<ToolCall> =
+        response.tool_calls.iter().filter(|c| options.is_client_tool(&c.name)).cloned().collect();
+    (!client_calls.is_empty()).then(|| Turn {
+        content: response.content.clone(),
+        usage,
+        finish_reason: FinishReason::ToolCalls,
+        tool_calls,
+        client_calls,
+        model_calls,
     })
 }
 
@@ -217,18 +273,23 @@ async fn stream_loop(
             messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
         }
         let req = request(model, &messages, tools, options, if last { final_mode } else { during });
-        let streamed =
-            stream_one(&model.provider, req.clone(), out).await.map_err(|error| TurnFailure { error, usage })?;
+        let streamed = stream_one(&model.provider, req.clone(), options, out)
+            .await
+            .map_err(|error| TurnFailure { error, usage })?;
         let Some(response) = streamed else {
             return Ok(None);
         };
         add(&mut usage, usage_of(&req, &response));
+        if let Some(turn) = client_turn(&response, options, usage, calls_made, round + 1) {
+            return Ok(Some(turn));
+        }
         if response.tool_calls.is_empty() || last || during == ToolMode::None {
             return Ok(Some(Turn {
                 content: response.content,
                 usage,
                 finish_reason: response.finish_reason,
                 tool_calls: calls_made,
+                client_calls: Vec::new(),
                 model_calls: round + 1,
             }));
         }
@@ -240,23 +301,37 @@ async fn stream_loop(
     Ok(None)
 }
 
-/// Stream one model call, forwarding its text; `Ok(None)` if the client went away.
+/// Stream one model call, forwarding its text and its calls of the client's tools (renumbered
+/// among themselves); `Ok(None)` if the client went away.
 async fn stream_one(
     provider: &Arc<Provider>,
     request: ChatRequest,
+    options: &TurnOptions,
     out: &mpsc::Sender<TurnEvent>,
 ) -> Result<Option<ChatResponse>, LlmError> {
     let (events, mut incoming) = stream_channel();
     let reader = provider.clone();
     tokio::task::spawn_blocking(move || reader.stream_blocking(&request, &events));
+    // Provider call index → the client's index, for calls of the client's tools.
+    let mut forwarded: Vec<usize> = Vec::new();
     while let Some(event) = incoming.recv().await {
-        match event? {
-            StreamEvent::Delta(text) => {
-                if out.send(TurnEvent::Delta(text)).await.is_err() {
-                    return Ok(None);
+        let turn_event = match event? {
+            StreamEvent::Delta(text) => TurnEvent::Delta(text),
+            StreamEvent::ToolCallStart { index, id, name } => {
+                if !options.is_client_tool(&name) {
+                    continue;
                 }
+                forwarded.push(index);
+                TurnEvent::ToolCallStart { index: forwarded.len() - 1, id, name }
+            }
+            StreamEvent::ToolCallArguments { index, fragment } => {
+                let Some(client_index) = forwarded.iter().position(|i| *i == index) else { continue };
+                TurnEvent::ToolCallArguments { index: client_index, fragment }
             }
             StreamEvent::Done(response) => return Ok(Some(response)),
+        };
+        if out.send(turn_event).await.is_err() {
+            return Ok(None);
         }
     }
     Err(LlmError::Protocol { provider: provider.name.clone(), message: "the stream ended without an answer".into() })

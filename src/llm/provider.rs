@@ -165,11 +165,11 @@ impl Provider {
                     self.protocol(format!("stream interrupted: {e}"))
                 }
             })?;
-            if let Some(text) = decoder.line(&line).map_err(|m| self.protocol(m))?
-                && events.blocking_send(Ok(StreamEvent::Delta(text))).is_err()
-            {
-                // The client went away: dropping the reader closes the upstream connection.
-                return Ok(());
+            for event in decoder.line(&line).map_err(|m| self.protocol(m))? {
+                if events.blocking_send(Ok(event)).is_err() {
+                    // The client went away: dropping the reader closes the upstream connection.
+                    return Ok(());
+                }
             }
             if decoder.is_done() && self.kind == ProviderKind::Ollama {
                 break;

@@ -77,6 +77,43 @@ pub struct ToolSpec {
     pub parameters: Value,
 }
 
+/// Which tools the model may call (OpenAI's and Anthropic's `tool_choice`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    /// Some tool must be called (OpenAI `required`, Anthropic `any`).
+    Required,
+    /// This tool must be called.
+    Named(String),
+}
+
+/// The shape the answer must take (OpenAI's `response_format`), for providers that can
+/// enforce it: OpenAI-compatible servers take it as is, Ollama as `format`; Anthropic has no
+/// equivalent and is sent none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    JsonObject,
+    JsonSchema { name: String, schema: Value, strict: Option<bool> },
+}
+
+/// How to sample an answer: what a client or an agent may set on a model call. `None` and
+/// empty mean "the provider's default" and are not sent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sampling {
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub stop: Vec<String>,
+    pub seed: Option<i64>,
+    /// The end user, as the client names them (OpenAI `user`, Anthropic `metadata.user_id`).
+    pub user: Option<String>,
+    pub response_format: Option<ResponseFormat>,
+    pub tool_choice: Option<ToolChoice>,
+    /// `Some(false)`: at most one tool call per answer.
+    pub parallel_tool_calls: Option<bool>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
     /// Provider-side model id.
@@ -86,8 +123,7 @@ pub struct ChatRequest {
     /// `tools` are listed (the history refers to them) but the model must not call one: the
     /// forced final answer. Anthropic rejects tool blocks in a history without tool definitions.
     pub tools_disabled: bool,
-    pub max_tokens: Option<u32>,
-    pub temperature: Option<f32>,
+    pub sampling: Sampling,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -127,6 +163,11 @@ pub struct ChatResponse {
 pub enum StreamEvent {
     /// Text to forward to the client as it arrives.
     Delta(String),
+    /// A tool call began: its position among this answer's calls (0, 1, … whatever index the
+    /// provider used), id and tool name.
+    ToolCallStart { index: usize, id: String, name: String },
+    /// More of the arguments (JSON text) of the call at `index`.
+    ToolCallArguments { index: usize, fragment: String },
     /// The stream ended; the whole answer, tool calls and usage included.
     Done(ChatResponse),
 }

@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::types::{ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage};
+use super::types::{
+    ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, StreamEvent, ToolCall, ToolChoice, Usage,
+};
 use crate::config::ProviderKind;
 
 /// Anthropic requires `max_tokens`; this is used when the agent sets none.
@@ -83,18 +85,52 @@ fn openai_request(request: &ChatRequest, stream: bool) -> Value {
         })
         .collect();
     let mut body = json!({ "model": request.model, "messages": messages, "stream": stream });
+    let sampling = &request.sampling;
     if !request.tools.is_empty() {
         body["tools"] = function_tools(request);
-        if request.tools_disabled {
-            body["tool_choice"] = "none".into();
+        let choice = if request.tools_disabled { Some(&ToolChoice::None) } else { sampling.tool_choice.as_ref() };
+        if let Some(choice) = choice {
+            body["tool_choice"] = match choice {
+                ToolChoice::Auto => "auto".into(),
+                ToolChoice::None => "none".into(),
+                ToolChoice::Required => "required".into(),
+                ToolChoice::Named(name) => json!({ "type": "function", "function": { "name": name } }),
+            };
+        }
+        if let Some(parallel) = sampling.parallel_tool_calls {
+            body["parallel_tool_calls"] = parallel.into();
         }
     }
-    if let Some(max) = request.max_tokens {
+    if let Some(max) = sampling.max_tokens {
         body["max_tokens"] = max.into();
     }
-    if let Some(t) = request.temperature {
+    if let Some(t) = sampling.temperature {
         body["temperature"] = t.into();
     }
+    if let Some(p) = sampling.top_p {
+        body["top_p"] = p.into();
+    }
+    if !sampling.stop.is_empty() {
+        body["stop"] = sampling.stop.clone().into();
+    }
+    if let Some(seed) = sampling.seed {
+        body["seed"] = seed.into();
+    }
+    if let Some(user) = &sampling.user {
+        body["user"] = user.clone().into();
+    }
+    match &sampling.response_format {
+        Some(ResponseFormat::JsonObject) => body["response_format"] = json!({ "type": "json_object" }),
+        Some(ResponseFormat::JsonSchema { name, schema, strict }) => {
+            let mut spec = json!({ "name": name, "schema": schema });
+            if let Some(strict) = strict {
+                spec["strict"] = (*strict).into();
+            }
+            body["response_format"] = json!({ "type": "json_schema", "json_schema": spec });
+        }
+        None => {}
+    }
+    // Real usage for streamed answers too (vLLM, llama.cpp and OpenAI honour it).
     if stream {
         body["stream_options"] = json!({ "include_usage": true });
     }
@@ -167,10 +203,11 @@ fn anthropic_request(request: &ChatRequest, stream: bool) -> Value {
         }
         messages.push(json!({ "role": role, "content": content }));
     }
+    let sampling = &request.sampling;
     let mut body = json!({
         "model": request.model,
         "messages": messages,
-        "max_tokens": request.max_tokens.unwrap_or(ANTHROPIC_DEFAULT_MAX_TOKENS),
+        "max_tokens": sampling.max_tokens.unwrap_or(ANTHROPIC_DEFAULT_MAX_TOKENS),
         "stream": stream,
     });
     if !system.is_empty() {
@@ -182,12 +219,33 @@ fn anthropic_request(request: &ChatRequest, stream: bool) -> Value {
             .iter()
             .map(|t| json!({ "name": t.name, "description": t.description, "input_schema": t.parameters }))
             .collect();
-        if request.tools_disabled {
-            body["tool_choice"] = json!({ "type": "none" });
+        let choice = if request.tools_disabled { Some(&ToolChoice::None) } else { sampling.tool_choice.as_ref() };
+        let mut tool_choice = match choice {
+            Some(ToolChoice::None) => Some(json!({ "type": "none" })),
+            Some(ToolChoice::Required) => Some(json!({ "type": "any" })),
+            Some(ToolChoice::Named(name)) => Some(json!({ "type": "tool", "name": name })),
+            Some(ToolChoice::Auto) => Some(json!({ "type": "auto" })),
+            None => None,
+        };
+        if sampling.parallel_tool_calls == Some(false) && choice != Some(&ToolChoice::None) {
+            let choice = tool_choice.get_or_insert_with(|| json!({ "type": "auto" }));
+            choice["disable_parallel_tool_use"] = true.into();
+        }
+        if let Some(tool_choice) = tool_choice {
+            body["tool_choice"] = tool_choice;
         }
     }
-    if let Some(t) = request.temperature {
+    if let Some(t) = sampling.temperature {
         body["temperature"] = t.into();
+    }
+    if let Some(p) = sampling.top_p {
+        body["top_p"] = p.into();
+    }
+    if !sampling.stop.is_empty() {
+        body["stop_sequences"] = sampling.stop.clone().into();
+    }
+    if let Some(user) = &sampling.user {
+        body["metadata"] = json!({ "user_id": user });
     }
     body
 }
@@ -251,19 +309,34 @@ fn ollama_request(request: &ChatRequest, stream: bool) -> Value {
         })
         .collect();
     let mut body = json!({ "model": request.model, "messages": messages, "stream": stream });
-    // Ollama has no tool_choice: a forced final answer simply lists no tools.
-    if !request.tools.is_empty() && !request.tools_disabled {
+    let sampling = &request.sampling;
+    // Ollama has no tool_choice: a forced final answer (or `none`) simply lists no tools.
+    if !request.tools.is_empty() && !request.tools_disabled && sampling.tool_choice != Some(ToolChoice::None) {
         body["tools"] = function_tools(request);
     }
     let mut options = serde_json::Map::new();
-    if let Some(max) = request.max_tokens {
+    if let Some(max) = sampling.max_tokens {
         options.insert("num_predict".into(), max.into());
     }
-    if let Some(t) = request.temperature {
+    if let Some(t) = sampling.temperature {
         options.insert("temperature".into(), t.into());
+    }
+    if let Some(p) = sampling.top_p {
+        options.insert("top_p".into(), p.into());
+    }
+    if !sampling.stop.is_empty() {
+        options.insert("stop".into(), sampling.stop.clone().into());
+    }
+    if let Some(seed) = sampling.seed {
+        options.insert("seed".into(), seed.into());
     }
     if !options.is_empty() {
         body["options"] = Value::Object(options);
+    }
+    match &sampling.response_format {
+        Some(ResponseFormat::JsonObject) => body["format"] = "json".into(),
+        Some(ResponseFormat::JsonSchema { schema, .. }) => body["format"] = schema.clone(),
+        None => {}
     }
     body
 }
@@ -317,12 +390,26 @@ fn ollama_response(body: &Value) -> Result<ChatResponse, String> {
 
 // ---------------------------------------------------------------- streams
 
-/// Turns a provider's stream, line by line, into text deltas and a final response.
+/// A tool call being assembled from a stream.
+#[derive(Default)]
+struct PendingCall {
+    /// The provider's index for it (OpenAI-style streams); Anthropic and Ollama need none.
+    upstream_index: Option<u64>,
+    id: String,
+    name: String,
+    /// Argument text received so far (OpenAI, Anthropic).
+    arguments: String,
+    /// Arguments received whole, as an object (Ollama).
+    object: Option<Value>,
+    /// Whether `ToolCallStart` has been emitted (it waits until the name is known).
+    announced: bool,
+}
+
+/// Turns a provider's stream, line by line, into text and tool-call deltas and a final response.
 pub struct StreamDecoder {
     kind: ProviderKind,
     content: String,
-    /// Tool calls being assembled: (id, name, argument text or object).
-    calls: Vec<(String, String, String, Option<Value>)>,
+    calls: Vec<PendingCall>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
     done: bool,
@@ -333,61 +420,107 @@ impl StreamDecoder {
         StreamDecoder { kind, content: String::new(), calls: Vec::new(), usage: None, finish: None, done: false }
     }
 
-    /// Feed one line (without its newline); returns the text it adds, if any.
-    pub fn line(&mut self, line: &str) -> Result<Option<String>, String> {
+    /// Feed one line (without its newline); returns the deltas it carries, in order (never
+    /// `Done`: see [`StreamDecoder::finish`]).
+    pub fn line(&mut self, line: &str) -> Result<Vec<StreamEvent>, String> {
         let line = line.trim_end_matches('\r');
+        let mut events = Vec::new();
         if line.is_empty() || line.starts_with(':') || line.starts_with("event:") {
-            return Ok(None);
+            return Ok(events);
         }
         match self.kind {
             ProviderKind::Openai | ProviderKind::Anthropic => {
-                let Some(data) = line.strip_prefix("data:") else { return Ok(None) };
+                let Some(data) = line.strip_prefix("data:") else { return Ok(events) };
                 let data = data.trim_start();
                 if data == "[DONE]" {
                     self.done = true;
-                    return Ok(None);
+                    return Ok(events);
                 }
                 let value: Value = serde_json::from_str(data).map_err(|e| format!("malformed stream chunk: {e}"))?;
-                if self.kind == ProviderKind::Openai { self.openai_chunk(&value) } else { self.anthropic_event(&value) }
+                if self.kind == ProviderKind::Openai {
+                    self.openai_chunk(&value, &mut events)?
+                } else {
+                    self.anthropic_event(&value, &mut events)?
+                }
             }
             ProviderKind::Ollama => {
                 let value: Value = serde_json::from_str(line).map_err(|e| format!("malformed stream chunk: {e}"))?;
-                self.ollama_chunk(&value)
+                self.ollama_chunk(&value, &mut events)?;
+            }
+        }
+        Ok(events)
+    }
+
+    fn push_text(&mut self, text: &str, events: &mut Vec<StreamEvent>) {
+        if !text.is_empty() {
+            self.content.push_str(text);
+            events.push(StreamEvent::Delta(text.to_string()));
+        }
+    }
+
+    /// Announce the call at `index` once its name is known, with the arguments buffered so far.
+    fn announce(&mut self, index: usize, events: &mut Vec<StreamEvent>) {
+        let call = &mut self.calls[index];
+        if call.announced || call.name.is_empty() {
+            return;
+        }
+        call.announced = true;
+        if call.id.is_empty() {
+            call.id = call_id(index);
+        }
+        events.push(StreamEvent::ToolCallStart { index, id: call.id.clone(), name: call.name.clone() });
+        if !call.arguments.is_empty() {
+            events.push(StreamEvent::ToolCallArguments { index, fragment: call.arguments.clone() });
+        }
+    }
+
+    /// The slot an OpenAI-style tool-call delta belongs to. Some Ollama-compatible servers give
+    /// every parallel call index 0, so a delta carrying a new id starts a new call whatever
+    /// its index.
+    fn openai_slot(&mut self, upstream: u64, id: Option<&str>) -> usize {
+        let existing = self.calls.iter().rposition(|c| c.upstream_index == Some(upstream));
+        match existing {
+            Some(pos) if id.is_none_or(|id| self.calls[pos].id.is_empty() || self.calls[pos].id == id) => pos,
+            _ => {
+                self.calls.push(PendingCall { upstream_index: Some(upstream), ..PendingCall::default() });
+                self.calls.len() - 1
             }
         }
     }
 
-    fn push_text(&mut self, text: &str) -> Option<String> {
-        if text.is_empty() {
-            return None;
-        }
-        self.content.push_str(text);
-        Some(text.to_string())
-    }
-
-    fn openai_chunk(&mut self, value: &Value) -> Result<Option<String>, String> {
+    fn openai_chunk(&mut self, value: &Value, events: &mut Vec<StreamEvent>) -> Result<(), String> {
         if let Some(message) = value.pointer("/error/message").and_then(Value::as_str) {
             return Err(message.to_string());
         }
         if let Some(usage) = openai_usage(value) {
             self.usage = Some(usage);
         }
-        let Some(choice) = value.pointer("/choices/0") else { return Ok(None) };
+        // vLLM sends `choices: null` in its usage chunk; `pointer` reads that as no choice.
+        let Some(choice) = value.pointer("/choices/0") else { return Ok(()) };
+        let text = choice.pointer("/delta/content").and_then(Value::as_str).unwrap_or_default().to_string();
+        self.push_text(&text, events);
         if let Some(calls) = choice.pointer("/delta/tool_calls").and_then(Value::as_array) {
             for call in calls {
-                let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
-                while self.calls.len() <= index {
-                    self.calls.push((String::new(), String::new(), String::new(), None));
-                }
+                let upstream = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let id = call.get("id").and_then(Value::as_str).filter(|id| !id.is_empty());
+                let index = self.openai_slot(upstream, id);
                 let slot = &mut self.calls[index];
-                if let Some(id) = call.get("id").and_then(Value::as_str) {
-                    slot.0 = id.to_string();
+                if let Some(id) = id
+                    && slot.id.is_empty()
+                {
+                    slot.id = id.to_string();
                 }
                 if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
-                    slot.1.push_str(name);
+                    slot.name.push_str(name);
                 }
-                if let Some(arguments) = call.pointer("/function/arguments").and_then(Value::as_str) {
-                    slot.2.push_str(arguments);
+                let fragment = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or_default();
+                slot.arguments.push_str(fragment);
+                if slot.announced {
+                    if !fragment.is_empty() {
+                        events.push(StreamEvent::ToolCallArguments { index, fragment: fragment.to_string() });
+                    }
+                } else {
+                    self.announce(index, events);
                 }
             }
         }
@@ -395,39 +528,38 @@ impl StreamDecoder {
             self.finish = Some(openai_finish(Some(reason), !self.calls.is_empty()));
             self.done = true;
         }
-        let text = choice.pointer("/delta/content").and_then(Value::as_str).unwrap_or_default().to_string();
-        Ok(self.push_text(&text))
+        Ok(())
     }
 
-    fn anthropic_event(&mut self, value: &Value) -> Result<Option<String>, String> {
+    fn anthropic_event(&mut self, value: &Value, events: &mut Vec<StreamEvent>) -> Result<(), String> {
         match value.get("type").and_then(Value::as_str) {
             Some("message_start") => {
                 let input = value.pointer("/message/usage/input_tokens").and_then(Value::as_u64).unwrap_or(0);
                 self.usage = Some(Usage { input_tokens: input, output_tokens: 0 });
-                Ok(None)
             }
-            Some("content_block_start") => {
-                if value.pointer("/content_block/type").and_then(Value::as_str) == Some("tool_use") {
-                    let id = value.pointer("/content_block/id").and_then(Value::as_str).unwrap_or_default();
-                    let name = value.pointer("/content_block/name").and_then(Value::as_str).unwrap_or_default();
-                    self.calls.push((id.to_string(), name.to_string(), String::new(), None));
-                }
-                Ok(None)
+            Some("content_block_start")
+                if value.pointer("/content_block/type").and_then(Value::as_str) == Some("tool_use") =>
+            {
+                let id = value.pointer("/content_block/id").and_then(Value::as_str).unwrap_or_default();
+                let name = value.pointer("/content_block/name").and_then(Value::as_str).unwrap_or_default();
+                self.calls.push(PendingCall { id: id.to_string(), name: name.to_string(), ..PendingCall::default() });
+                self.announce(self.calls.len() - 1, events);
             }
             Some("content_block_delta") => match value.pointer("/delta/type").and_then(Value::as_str) {
                 Some("text_delta") => {
                     let text = value.pointer("/delta/text").and_then(Value::as_str).unwrap_or_default().to_string();
-                    Ok(self.push_text(&text))
+                    self.push_text(&text, events);
                 }
                 Some("input_json_delta") => {
-                    if let (Some(slot), Some(part)) =
-                        (self.calls.last_mut(), value.pointer("/delta/partial_json").and_then(Value::as_str))
+                    let fragment = value.pointer("/delta/partial_json").and_then(Value::as_str).unwrap_or_default();
+                    if let Some(index) = self.calls.len().checked_sub(1)
+                        && !fragment.is_empty()
                     {
-                        slot.2.push_str(part);
+                        self.calls[index].arguments.push_str(fragment);
+                        events.push(StreamEvent::ToolCallArguments { index, fragment: fragment.to_string() });
                     }
-                    Ok(None)
                 }
-                _ => Ok(None),
+                _ => {}
             },
             Some("message_delta") => {
                 if let Some(reason) = value.pointer("/delta/stop_reason").and_then(Value::as_str) {
@@ -437,38 +569,46 @@ impl StreamDecoder {
                     let usage = self.usage.get_or_insert_with(Usage::default);
                     usage.output_tokens = output;
                 }
-                Ok(None)
             }
-            Some("message_stop") => {
-                self.done = true;
-                Ok(None)
+            Some("message_stop") => self.done = true,
+            Some("error") => {
+                return Err(value
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("provider reported a stream error")
+                    .to_string());
             }
-            Some("error") => Err(value
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("provider reported a stream error")
-                .to_string()),
-            _ => Ok(None),
+            _ => {}
         }
+        Ok(())
     }
 
-    fn ollama_chunk(&mut self, value: &Value) -> Result<Option<String>, String> {
+    fn ollama_chunk(&mut self, value: &Value, events: &mut Vec<StreamEvent>) -> Result<(), String> {
         if let Some(error) = value.get("error").and_then(Value::as_str) {
             return Err(error.to_string());
         }
-        let mut text = String::new();
         if let Some(message) = value.get("message") {
+            let text = message.get("content").and_then(Value::as_str).unwrap_or_default().to_string();
+            self.push_text(&text, events);
             for call in function_calls(message) {
-                self.calls.push((call.id, call.name, String::new(), Some(call.arguments)));
+                let arguments = call.arguments.to_string();
+                self.calls.push(PendingCall {
+                    id: call.id,
+                    name: call.name,
+                    object: Some(call.arguments),
+                    ..PendingCall::default()
+                });
+                let index = self.calls.len() - 1;
+                self.announce(index, events);
+                events.push(StreamEvent::ToolCallArguments { index, fragment: arguments });
             }
-            text = message.get("content").and_then(Value::as_str).unwrap_or_default().to_string();
         }
         if value.get("done").and_then(Value::as_bool) == Some(true) {
             self.usage = ollama_usage(value);
             self.finish = Some(ollama_finish(value, !self.calls.is_empty()));
             self.done = true;
         }
-        Ok(self.push_text(&text))
+        Ok(())
     }
 
     /// Whether the provider signalled the end of its answer.
@@ -485,10 +625,10 @@ impl StreamDecoder {
             .calls
             .into_iter()
             .enumerate()
-            .map(|(i, (id, name, text, object))| ToolCall {
-                id: if id.is_empty() { call_id(i) } else { id },
-                name,
-                arguments: object.unwrap_or_else(|| arguments_from_text(&text)),
+            .map(|(i, call)| ToolCall {
+                id: if call.id.is_empty() { call_id(i) } else { call.id },
+                name: call.name,
+                arguments: call.object.unwrap_or_else(|| arguments_from_text(&call.arguments)),
             })
             .collect();
         let finish_reason = match self.finish {

@@ -54,8 +54,8 @@ pub async fn run_agent(
         tools: if budget >= 2 { agent.tools.clone() } else { Vec::new() },
         max_iterations: if budget >= 2 { agent.max_iterations.clamp(1, budget - 1) } else { 1 },
         parallel_tools: agent.parallel_tools,
-        max_tokens: agent.max_tokens,
-        temperature: agent.temperature,
+        sampling: agent.sampling(),
+        client_tools: Vec::new(),
     };
     match coordinator::run(&model, messages, app.tools(), &options).await {
         Ok(turn) => {

@@ -48,8 +48,8 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
         tools: spec.tools.clone(),
         max_iterations: spec.max_iterations,
         parallel_tools: spec.parallel_tools,
-        max_tokens: spec.max_tokens,
-        temperature: spec.temperature,
+        sampling: spec.sampling(),
+        client_tools: Vec::new(),
     };
 
     let started_at = clock::now_unix();

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::llm::types::{Message, ToolSpec};
+use crate::llm::types::{Message, Sampling, StreamEvent, ToolSpec};
 
 fn request(messages: Vec<Message>) -> ChatRequest {
     ChatRequest {
@@ -15,8 +15,7 @@ fn request(messages: Vec<Message>) -> ChatRequest {
             parameters: json!({"type": "object"}),
         }],
         tools_disabled: false,
-        max_tokens: Some(100),
-        temperature: None,
+        sampling: Sampling { max_tokens: Some(100), ..Sampling::default() },
     }
 }
 
@@ -101,11 +100,129 @@ fn decode(kind: ProviderKind, lines: &[&str]) -> (Vec<String>, Result<ChatRespon
     let mut decoder = StreamDecoder::new(kind);
     let mut deltas = Vec::new();
     for line in lines {
-        if let Some(text) = decoder.line(line).unwrap() {
-            deltas.push(text);
+        for event in decoder.line(line).unwrap() {
+            if let StreamEvent::Delta(text) = event {
+                deltas.push(text);
+            }
         }
     }
     (deltas, decoder.finish())
+}
+
+/// Every event of a stream, `Done` excluded.
+fn events(kind: ProviderKind, lines: &[&str]) -> (Vec<StreamEvent>, ChatResponse) {
+    let mut decoder = StreamDecoder::new(kind);
+    let events = lines.iter().flat_map(|line| decoder.line(line).unwrap()).collect();
+    (events, decoder.finish().unwrap())
+}
+
+#[test]
+fn tool_call_deltas_are_streamed_in_every_format() {
+    let (openai, done) = events(
+        ProviderKind::Openai,
+        &[
+            r#"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+            r#"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}"#,
+            r#"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Oslo\"}"}}]}}]}"#,
+            r#"data: {"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
+            "data: [DONE]",
+        ],
+    );
+    assert_eq!(
+        openai,
+        vec![
+            StreamEvent::ToolCallStart { index: 0, id: "c1".into(), name: "get_weather".into() },
+            StreamEvent::ToolCallArguments { index: 0, fragment: "{\"city\":".into() },
+            StreamEvent::ToolCallArguments { index: 0, fragment: "\"Oslo\"}".into() },
+        ]
+    );
+    assert_eq!(done.tool_calls[0].arguments, json!({"city": "Oslo"}));
+
+    let (anthropic, _) = events(
+        ProviderKind::Anthropic,
+        &[
+            r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"tu1","name":"get_weather","input":{}}}"#,
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"city\": \"Oslo\"}"}}"#,
+            r#"data: {"type":"message_stop"}"#,
+        ],
+    );
+    assert_eq!(anthropic[0], StreamEvent::ToolCallStart { index: 0, id: "tu1".into(), name: "get_weather".into() });
+    assert_eq!(anthropic.len(), 2);
+
+    let (ollama, done) = events(
+        ProviderKind::Ollama,
+        &[
+            r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"get_weather","arguments":{"city":"Oslo"}}}]},"done":true}"#,
+        ],
+    );
+    assert!(matches!(&ollama[0], StreamEvent::ToolCallStart { index: 0, name, .. } if name == "get_weather"));
+    assert_eq!(ollama[1], StreamEvent::ToolCallArguments { index: 0, fragment: r#"{"city":"Oslo"}"#.into() });
+    assert_eq!(done.finish_reason, FinishReason::ToolCalls);
+}
+
+#[test]
+fn parallel_calls_that_reuse_index_zero_stay_apart() {
+    // Some Ollama-compatible servers number every parallel call 0; a new id means a new call.
+    let (events, done) = events(
+        ProviderKind::Openai,
+        &[
+            r#"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"one","arguments":"{}"}}]}}]}"#,
+            r#"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"b","function":{"name":"two","arguments":"{\"x\":1}"}}]}}]}"#,
+            r#"data: {"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
+        ],
+    );
+    let names: Vec<&str> = done.tool_calls.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["one", "two"]);
+    assert_eq!(done.tool_calls[1].arguments, json!({"x": 1}));
+    assert!(events.contains(&StreamEvent::ToolCallStart { index: 1, id: "b".into(), name: "two".into() }));
+}
+
+#[test]
+fn a_usage_chunk_with_null_choices_is_read() {
+    // vLLM's final usage chunk carries `choices: null`.
+    let (_, done) = events(
+        ProviderKind::Openai,
+        &[
+            r#"data: {"choices":[{"delta":{"content":"hi"},"finish_reason":"stop"}]}"#,
+            r#"data: {"choices":null,"usage":{"prompt_tokens":3,"completion_tokens":1}}"#,
+            "data: [DONE]",
+        ],
+    );
+    assert_eq!(done.usage, Some(Usage { input_tokens: 3, output_tokens: 1 }));
+}
+
+#[test]
+fn sampling_reaches_each_provider_in_its_own_terms() {
+    let mut req = request(vec![Message::new(Role::User, "hi")]);
+    req.sampling = Sampling {
+        max_tokens: Some(50),
+        temperature: Some(0.5),
+        top_p: Some(0.9),
+        stop: vec!["END".into()],
+        seed: Some(7),
+        user: Some("u1".into()),
+        response_format: Some(ResponseFormat::JsonObject),
+        tool_choice: Some(ToolChoice::Named("calculator".into())),
+        parallel_tool_calls: Some(false),
+    };
+    let openai = request_body(ProviderKind::Openai, &req, true);
+    assert_eq!(openai["stop"], json!(["END"]));
+    assert_eq!((openai["seed"].as_i64(), openai["user"].as_str()), (Some(7), Some("u1")));
+    assert_eq!(openai["tool_choice"]["function"]["name"], "calculator");
+    assert_eq!(openai["parallel_tool_calls"], false);
+    assert_eq!(openai["response_format"]["type"], "json_object");
+    assert_eq!(openai["stream_options"]["include_usage"], true);
+    let anthropic = request_body(ProviderKind::Anthropic, &req, false);
+    assert_eq!(anthropic["stop_sequences"], json!(["END"]));
+    assert_eq!(
+        anthropic["tool_choice"],
+        json!({"type": "tool", "name": "calculator", "disable_parallel_tool_use": true})
+    );
+    assert_eq!(anthropic["metadata"]["user_id"], "u1");
+    assert!(anthropic.get("response_format").is_none());
+    let ollama = request_body(ProviderKind::Ollama, &req, false);
+    assert_eq!(ollama["options"]["stop"], json!(["END"]));
+    assert_eq!((ollama["options"]["seed"].as_i64(), ollama["format"].as_str()), (Some(7), Some("json")));
 }
 
 #[test]
