@@ -53,12 +53,23 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The venv's interpreter; panics with the set-up command when the venv is not ready.
+/// The venv's interpreter; panics with the set-up command when the venv is missing or was made
+/// from another `requirements.txt`.
 fn venv_python() -> PathBuf {
     let venv = repo_root().join("target/sdk-venv");
     let python = venv.join("bin/python");
-    let ready = python.exists() && venv.join(".requirements.sha256").exists();
-    assert!(ready, "no Python SDK environment at {}: run `{SETUP}` first (README's test command does)", venv.display());
+    let installed = std::fs::read(venv.join("requirements.txt")).ok();
+    let wanted = std::fs::read(repo_root().join("tests/sdk/requirements.txt")).expect("tests/sdk/requirements.txt");
+    assert!(
+        python.exists() && installed.is_some(),
+        "no Python SDK environment at {}: run `{SETUP}` first (the README's test command does)",
+        venv.display()
+    );
+    assert!(
+        installed.as_ref() == Some(&wanted),
+        "the Python SDK environment at {} is out of date with tests/sdk/requirements.txt: run `{SETUP}`",
+        venv.display()
+    );
     python
 }
 

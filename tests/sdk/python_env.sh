@@ -29,6 +29,7 @@ requirements_hash() {
 
 up_to_date() {
     [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$1" ] \
+        && cmp -s "$REQUIREMENTS" "$VENV/requirements.txt" \
         && "$VENV/bin/python" -c 'import importlib.util as u, sys
 sys.exit(not all(u.find_spec(m) for m in ("openai", "anthropic", "numpy")))' >/dev/null 2>&1
 }
@@ -69,6 +70,8 @@ ensure() {
         rm -rf "$VENV"
         die "pip install -r $REQUIREMENTS failed (is PyPI reachable?)"
     fi
+    # The tests compare this copy with requirements.txt to tell a stale venv from a current one.
+    cp "$REQUIREMENTS" "$VENV/requirements.txt"
     echo "$want" >"$STAMP"
     local versions
     versions="$("$VENV/bin/python" -c 'import openai, anthropic, numpy; print(f"openai {openai.__version__}, anthropic {anthropic.__version__}, numpy {numpy.__version__}")')"
