@@ -205,6 +205,30 @@ fn mock_reply() -> Script {
     Script::reply(REPLY).usage(PROMPT_TOKENS, COMPLETION_TOKENS)
 }
 
+/// The sampling a scenario sent (max tokens, temperature, top_p, stop, seed), as it reached the
+/// provider in its own wire format (Anthropic has no seed).
+fn assert_sampling(request: &RecordedRequest, wire: Wire, max_tokens: u64, seed: Option<u64>) {
+    let body = &request.body;
+    let (sampling, max_key, stop_key) = match wire {
+        Wire::OpenAi => (body, "max_tokens", "stop"),
+        Wire::Anthropic => (body, "max_tokens", "stop_sequences"),
+        Wire::Ollama => (&body["options"], "num_predict", "stop"),
+    };
+    let max_sent = sampling[max_key].as_u64().or_else(|| sampling["max_completion_tokens"].as_u64());
+    let seed_sent = if wire == Wire::Anthropic { None } else { seed };
+    assert_eq!(
+        (
+            max_sent,
+            sampling["temperature"].as_f64(),
+            sampling["top_p"].as_f64(),
+            &sampling[stop_key],
+            sampling["seed"].as_u64()
+        ),
+        (Some(max_tokens), Some(0.5), Some(0.75), &json!(["END"]), seed_sent),
+        "{wire:?}: the client's sampling reaches the provider: {body}"
+    );
+}
+
 fn has_turn(request: &RecordedRequest, role: &str, text: &str) -> bool {
     request.transcript().iter().any(|(r, t)| r == role && t == text)
 }
@@ -269,11 +293,15 @@ async fn openai_sdk_chat_through_every_upstream_wire() {
         Sdk::new(&gw.server, &key).run("openai_chat", wire.kind()).await;
 
         let requests = gw.mock.chat_requests();
-        assert_eq!(requests.len(), 1, "{wire:?}");
-        assert!(!requests[0].is_stream(), "{wire:?}");
-        assert!(has_turn(&requests[0], "system", "Be brief."), "{wire:?}: {:?}", requests[0].transcript());
-        assert!(has_turn(&requests[0], "user", "Say hello."), "{wire:?}: {:?}", requests[0].transcript());
-        assert_tokens_metered(&gw, &key, u64::from(PROMPT_TOKENS + COMPLETION_TOKENS), wire.kind()).await;
+        assert_eq!(requests.len(), 2, "plain, then with_raw_response ({wire:?})");
+        for request in &requests {
+            assert!(!request.is_stream(), "{wire:?}");
+            assert!(has_turn(request, "system", "Be brief."), "{wire:?}: {:?}", request.transcript());
+            assert!(has_turn(request, "user", "Say hello."), "{wire:?}: {:?}", request.transcript());
+            assert_sampling(request, wire, 50, Some(7));
+        }
+        let total = 2 * u64::from(PROMPT_TOKENS + COMPLETION_TOKENS);
+        assert_tokens_metered(&gw, &key, total, wire.kind()).await;
     }
 }
 
@@ -432,6 +460,7 @@ async fn anthropic_sdk_messages_through_every_upstream_wire() {
             assert!(!request.is_stream(), "{wire:?}");
             assert!(has_turn(request, "system", "Be brief."), "{wire:?}: {:?}", request.transcript());
             assert!(has_turn(request, "user", "Say hello."), "{wire:?}: {:?}", request.transcript());
+            assert_sampling(request, wire, 100, None);
         }
         let total = 2 * u64::from(PROMPT_TOKENS + COMPLETION_TOKENS);
         assert_tokens_metered(&gw, &key, total, wire.kind()).await;

@@ -161,16 +161,33 @@ def openai_models():
 
 @scenario
 def openai_chat():
+    """Sends temperature 0.5, top_p 0.75, max_tokens 50, stop ["END"], seed 7, user: the Rust
+    side checks what reached the provider. Twice: plain, then through with_raw_response to read
+    the rate-limit headers."""
     client = openai_client()
-    completion = client.chat.completions.create(
+    request = dict(
         model=model(),
         messages=[
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Say hello."},
         ],
-        temperature=0.2,
+        temperature=0.5,
+        top_p=0.75,
         max_tokens=50,
+        stop=["END"],
+        seed=7,
+        user="sdk-user",
+        n=1,
     )
+    check_completion(client.chat.completions.create(**request))
+
+    raw = client.chat.completions.with_raw_response.create(**request)
+    for header in ("x-ratelimit-limit", "x-ratelimit-remaining"):
+        check(raw.headers.get(header, "").isdigit(), f"the {header} header: {raw.headers.get(header)!r}")
+    check_completion(raw.parse())
+
+
+def check_completion(completion):
     eq(completion.object, "chat.completion", "object")
     check(completion.id, f"an id: {completion.id!r}")
     check(isinstance(completion.model, str) and completion.model, f"a model: {completion.model!r}")
@@ -458,16 +475,24 @@ def openai_isolation():
 
 @scenario
 def anthropic_messages():
+    """Sends max_tokens 100, temperature 0.5, top_p 0.75, stop_sequences ["END"]: the Rust side
+    checks what reached the provider. Twice: system as a string, then as blocks through
+    with_raw_response to read the rate-limit headers."""
     client = anthropic_client()
     reply = env("ARES_REPLY")
-    for system in ("Be brief.", [{"type": "text", "text": "Be brief."}]):
-        message = client.messages.create(
-            model=model(),
-            max_tokens=100,
-            system=system,
-            messages=[{"role": "user", "content": "Say hello."}],
-        )
-        what = f"system={system!r}"
+    request = dict(
+        model=model(),
+        max_tokens=100,
+        temperature=0.5,
+        top_p=0.75,
+        stop_sequences=["END"],
+        messages=[{"role": "user", "content": "Say hello."}],
+    )
+    plain = client.messages.create(system="Be brief.", **request)
+    raw = client.messages.with_raw_response.create(system=[{"type": "text", "text": "Be brief."}], **request)
+    for header in ("x-ratelimit-limit", "x-ratelimit-remaining"):
+        check(raw.headers.get(header, "").isdigit(), f"the {header} header: {raw.headers.get(header)!r}")
+    for what, message in (("system as a string", plain), ("system as blocks", raw.parse())):
         eq(message.type, "message", f"{what}: type")
         eq(message.role, "assistant", f"{what}: role")
         check(message.id, f"{what}: an id")
