@@ -205,26 +205,36 @@ fn mock_reply() -> Script {
     Script::reply(REPLY).usage(PROMPT_TOKENS, COMPLETION_TOKENS)
 }
 
-/// The sampling a scenario sent (max tokens, temperature, top_p, stop, seed), as it reached the
-/// provider in its own wire format (Anthropic has no seed).
-fn assert_sampling(request: &RecordedRequest, wire: Wire, max_tokens: u64, seed: Option<u64>) {
+/// Sampling parameters a scenario sends, to find in the provider's wire format.
+struct Sampling {
+    max_tokens: u64,
+    /// Temperature and top_p (the Anthropic SDK has neither).
+    temperature_top_p: Option<(f64, f64)>,
+    stop: &'static str,
+    seed: Option<u64>,
+}
+
+/// What clients.py's `openai_chat` sends.
+const OPENAI_SAMPLING: Sampling =
+    Sampling { max_tokens: 50, temperature_top_p: Some((0.5, 0.75)), stop: "END", seed: Some(7) };
+/// What clients.py's `anthropic_messages` sends.
+const ANTHROPIC_SAMPLING: Sampling = Sampling { max_tokens: 100, temperature_top_p: None, stop: "END", seed: None };
+
+/// The client's sampling as it reached the provider in its own wire format (Anthropic's has no
+/// seed).
+fn assert_sampling(request: &RecordedRequest, wire: Wire, sent: &Sampling) {
     let body = &request.body;
     let (sampling, max_key, stop_key) = match wire {
         Wire::OpenAi => (body, "max_tokens", "stop"),
         Wire::Anthropic => (body, "max_tokens", "stop_sequences"),
         Wire::Ollama => (&body["options"], "num_predict", "stop"),
     };
-    let max_sent = sampling[max_key].as_u64().or_else(|| sampling["max_completion_tokens"].as_u64());
-    let seed_sent = if wire == Wire::Anthropic { None } else { seed };
+    let max_tokens = sampling[max_key].as_u64().or_else(|| sampling["max_completion_tokens"].as_u64());
+    let temperature_top_p = sampling["temperature"].as_f64().zip(sampling["top_p"].as_f64());
+    let seed = if wire == Wire::Anthropic { None } else { sent.seed };
     assert_eq!(
-        (
-            max_sent,
-            sampling["temperature"].as_f64(),
-            sampling["top_p"].as_f64(),
-            &sampling[stop_key],
-            sampling["seed"].as_u64()
-        ),
-        (Some(max_tokens), Some(0.5), Some(0.75), &json!(["END"]), seed_sent),
+        (max_tokens, temperature_top_p, &sampling[stop_key], sampling["seed"].as_u64()),
+        (Some(sent.max_tokens), sent.temperature_top_p, &json!([sent.stop]), seed),
         "{wire:?}: the client's sampling reaches the provider: {body}"
     );
 }
@@ -298,7 +308,7 @@ async fn openai_sdk_chat_through_every_upstream_wire() {
             assert!(!request.is_stream(), "{wire:?}");
             assert!(has_turn(request, "system", "Be brief."), "{wire:?}: {:?}", request.transcript());
             assert!(has_turn(request, "user", "Say hello."), "{wire:?}: {:?}", request.transcript());
-            assert_sampling(request, wire, 50, Some(7));
+            assert_sampling(request, wire, &OPENAI_SAMPLING);
         }
         let total = 2 * u64::from(PROMPT_TOKENS + COMPLETION_TOKENS);
         assert_tokens_metered(&gw, &key, total, wire.kind()).await;
@@ -460,7 +470,7 @@ async fn anthropic_sdk_messages_through_every_upstream_wire() {
             assert!(!request.is_stream(), "{wire:?}");
             assert!(has_turn(request, "system", "Be brief."), "{wire:?}: {:?}", request.transcript());
             assert!(has_turn(request, "user", "Say hello."), "{wire:?}: {:?}", request.transcript());
-            assert_sampling(request, wire, 100, None);
+            assert_sampling(request, wire, &ANTHROPIC_SAMPLING);
         }
         let total = 2 * u64::from(PROMPT_TOKENS + COMPLETION_TOKENS);
         assert_tokens_metered(&gw, &key, total, wire.kind()).await;

@@ -475,16 +475,14 @@ def openai_isolation():
 
 @scenario
 def anthropic_messages():
-    """Sends max_tokens 100, temperature 0.5, top_p 0.75, stop_sequences ["END"]: the Rust side
-    checks what reached the provider. Twice: system as a string, then as blocks through
-    with_raw_response to read the rate-limit headers."""
+    """Sends max_tokens 100 and stop_sequences ["END"] (this SDK has no temperature or top_p):
+    the Rust side checks what reached the provider. Twice: system as a string, then as blocks
+    through with_raw_response to read the rate-limit headers."""
     client = anthropic_client()
     reply = env("ARES_REPLY")
     request = dict(
         model=model(),
         max_tokens=100,
-        temperature=0.5,
-        top_p=0.75,
         stop_sequences=["END"],
         messages=[{"role": "user", "content": "Say hello."}],
     )
