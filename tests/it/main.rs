@@ -29,6 +29,7 @@ mod isolation;
 mod memory;
 mod migrations;
 mod mock_provider_tests;
+mod openai_chat;
 mod postgres_compat;
 mod quotas;
 mod rag;
