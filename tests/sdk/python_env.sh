@@ -7,8 +7,8 @@
 #                             Prints one line saying what it did.
 #   python_env.sh python      print the venv's python path (exit 1 if the venv is not ready)
 #
-# Needs python3 (3.9+) with the venv module (Debian: python3-venv; installed with apt-get when
-# missing and running as root) and access to PyPI (or pip's configured index).
+# Needs python3 (3.11+, for numpy 2.3) with the venv module (Debian: python3-venv, installed
+# with apt-get when missing and running as root) and access to PyPI (or pip's configured index).
 # Override the interpreter with ARES_SDK_PYTHON=/path/to/python3.
 set -euo pipefail
 
@@ -83,7 +83,7 @@ cmd_python() {
     echo "$VENV/bin/python"
 }
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 case "${1:-}" in
     ensure) ensure ;;
