@@ -39,6 +39,7 @@ mod rag_durability;
 mod rate_limit;
 mod research;
 mod runs;
+mod sdk_clients;
 mod streaming;
 mod tenancy;
 mod tools;
