@@ -406,6 +406,12 @@ async fn upstream_failures_are_api_errors_before_the_stream_and_error_events_aft
         let status = response.status().as_u16();
         expect_anthropic_error(response, status, "api_error").await;
 
+        // Streamed, the 200 and `message_start` are out before the provider answers.
+        let streamed = json!({ "model": MODEL, "max_tokens": 16, "stream": true, "messages": [user("hi")] });
+        let events = sse_events(post(&gw, "/v1/messages", &key, &streamed).await).await;
+        assert_eq!(names(&events), ["message_start", "ping", "error"], "{wire:?}");
+        assert_eq!(events[2].json()["error"]["type"], "api_error");
+
         for script in [
             Script::reply("This answer is cut off half way").truncated(),
             Script::reply("Broken JSON here").malformed(),
