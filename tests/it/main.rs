@@ -11,6 +11,7 @@ mod harness;
 mod mock_provider;
 
 mod admin;
+mod anthropic_messages;
 mod auth;
 mod backup;
 mod chat;

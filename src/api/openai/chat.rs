@@ -44,22 +44,22 @@ pub fn model_error(model: &str, error: ApiError) -> ApiError {
     }
 }
 
-fn required<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a Value, ApiError> {
+pub fn required<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a Value, ApiError> {
     body.get(field).filter(|v| !v.is_null()).ok_or_else(|| ApiError::MissingField(field.into()))
 }
 
-fn invalid(field: impl Into<String>) -> ApiError {
+pub fn invalid(field: impl Into<String>) -> ApiError {
     ApiError::InvalidField(field.into())
 }
 
-fn opt_f32(body: &Map<String, Value>, field: &str) -> Result<Option<f32>, ApiError> {
+pub fn opt_f32(body: &Map<String, Value>, field: &str) -> Result<Option<f32>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_f64().map(|f| Some(f as f32)).ok_or_else(|| invalid(field)),
     }
 }
 
-fn opt_u32(body: &Map<String, Value>, field: &str) -> Result<Option<u32>, ApiError> {
+pub fn opt_u32(body: &Map<String, Value>, field: &str) -> Result<Option<u32>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()).map(Some).ok_or_else(|| invalid(field)),
