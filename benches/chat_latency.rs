@@ -1,12 +1,17 @@
-//! What the gateway adds to an LLM call: `POST /v1/chat` through the server against calling the
-//! same mock provider directly, in the same run.
+//! What the gateway adds to an LLM call: `POST /v1/chat` and the OpenAI-compatible
+//! `POST /v1/chat/completions` through the server against calling the same mock provider
+//! directly, in the same run.
 //!
 //! The mock is an in-process hyper server speaking the OpenAI wire format with a fixed reply
 //! (and, streamed, eight chunks). Through the server a request also pays for key
 //! authentication, the quota reservation, agent resolution, building the prompt from the
-//! conversation, the conversation and run writes (one group commit) and metering. Measured at
-//! concurrency 1 and 32: full-response latency for plain calls, time to first byte for streams;
-//! medians and p99 of per-request latencies, and the through/direct ratio of the medians.
+//! conversation, the conversation and run writes (one group commit) and metering; through
+//! `/v1/chat/completions` (a bare model, stateless) there is no agent and no conversation, but
+//! the run is still written. Measured at concurrency 1 and 32: full-response latency for plain
+//! calls; for `/v1/chat/stream` the time to first byte, and for streamed chat completions the
+//! time to the end of the stream (its first chunk, the role, leaves before the upstream answers,
+//! so a first-byte time would flatter it); medians and p99 of per-request latencies, and the
+//! through/direct ratio of the medians.
 //!
 //! `cargo bench --bench chat_latency` runs it (3 samples of 2 s per cell); without `--bench` or
 //! with `--test` it does a smoke run. `ARES_BENCH_SAMPLES` / `ARES_BENCH_SECS` override.
@@ -198,17 +203,31 @@ daily_requests = "unlimited"
                 {"role": "system", "content": "You are a helpful, general-purpose assistant."},
                 {"role": "user", "content": "Say something short."}] })
         };
-        let gateway_body = json!({ "message": "Say something short.", "agent_type": "assistant" });
+        let ares_body = json!({ "message": "Say something short.", "agent_type": "assistant" });
+        let completions_body = |stream: bool| {
+            json!({ "model": "fast", "stream": stream, "messages": [
+                {"role": "system", "content": "You are a helpful, general-purpose assistant."},
+                {"role": "user", "content": "Say something short."}] })
+        };
+        // (label, path through the server, its body, streamed, measure to the first byte)
+        let cases = [
+            ("/v1/chat", "/v1/chat", ares_body.clone(), false, false),
+            ("/v1/chat/stream TTFB", "/v1/chat/stream", ares_body.clone(), true, true),
+            ("completions", "/v1/chat/completions", completions_body(false), false, false),
+            ("completions stream", "/v1/chat/completions", completions_body(true), true, false),
+        ];
 
-        println!("chat_latency: POST /v1/chat through the server vs the mock provider directly");
+        println!("chat_latency: through the server vs the mock provider directly");
         println!(
             "  {samples} sample(s) of {:.1} s per cell; client, server and mock in one process; 2 cores",
             duration.as_secs_f64()
         );
         println!();
-        println!("mode         conc | direct p50    p99    | via server p50    p99    | p50 ratio | added p50");
-        println!("{}", "-".repeat(92));
-        for (label, stream) in [("plain", false), ("stream TTFB", true)] {
+        println!(
+            "mode                  conc | direct p50    p99    | via server p50    p99    | p50 ratio | added p50"
+        );
+        println!("{}", "-".repeat(101));
+        for (label, path, body, stream, first_byte) in cases {
             for concurrency in [1usize, 32] {
                 let (mut direct, mut gateway) = (Vec::new(), Vec::new());
                 for _ in 0..samples {
@@ -218,20 +237,19 @@ daily_requests = "unlimited"
                             &format!("{mock_url}/v1/chat/completions"),
                             None,
                             direct_body(stream),
-                            stream,
+                            first_byte,
                             concurrency,
                             duration,
                         )
                         .await,
                     );
-                    let path = if stream { "/v1/chat/stream" } else { "/v1/chat" };
                     gateway.extend(
                         load(
                             &client,
                             &format!("{base}{path}"),
                             Some(&key),
-                            gateway_body.clone(),
-                            stream,
+                            body.clone(),
+                            first_byte,
                             concurrency,
                             duration,
                         )
@@ -242,7 +260,7 @@ daily_requests = "unlimited"
                 gateway.sort();
                 let (d50, g50) = (pct(&direct, 0.5), pct(&gateway, 0.5));
                 println!(
-                    "{label:<12} {concurrency:>4} | {:>10.2?} {:>8.2?} | {:>14.2?} {:>8.2?} | {:>9.2} | {:>9.2?}",
+                    "{label:<21} {concurrency:>4} | {:>10.2?} {:>8.2?} | {:>14.2?} {:>8.2?} | {:>9.2} | {:>9.2?}",
                     d50,
                     pct(&direct, 0.99),
                     g50,

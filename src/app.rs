@@ -60,6 +60,9 @@ pub struct App {
     /// `None` when `[server].rate_limit_per_second = 0`.
     rate_limiter: Option<IpRateLimiter>,
     started_at: Instant,
+    /// Unix seconds at start: a stable `created` for things that exist since start-up (the
+    /// configured models of `GET /v1/models`), where now minus uptime would wobble by a second.
+    started_unix: i64,
     /// The address actually bound (the configured port may be 0 or overridden by `PORT`).
     bound_addr: OnceLock<SocketAddr>,
 }
@@ -96,6 +99,7 @@ impl App {
             cors,
             rate_limiter,
             started_at: Instant::now(),
+            started_unix: crate::clock::now_unix(),
             bound_addr: OnceLock::new(),
             config,
         }
@@ -204,6 +208,11 @@ impl App {
 
     pub(crate) fn set_bound_addr(&self, addr: SocketAddr) {
         let _ = self.bound_addr.set(addr);
+    }
+
+    /// Unix seconds when the app was built.
+    pub fn started_unix(&self) -> i64 {
+        self.started_unix
     }
 
     pub fn uptime_secs(&self) -> u64 {

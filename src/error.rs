@@ -228,6 +228,26 @@ impl From<store::Error> for ApiError {
     }
 }
 
+/// An embedding call of `POST /v1/embeddings` (RAG maps its own, through `RagError`). An
+/// upstream refusal of the input itself (400, 413, 422) is the client's 400, so SDKs do not
+/// retry it; the upstream's rate limit is a 429; anything else is the gateway's upstream failing.
+impl From<crate::rag::embedder::EmbedError> for ApiError {
+    fn from(e: crate::rag::embedder::EmbedError) -> Self {
+        use crate::rag::embedder::EmbedError;
+        let message = e.to_string();
+        match e {
+            EmbedError::Unavailable { .. } => ApiError::ServiceUnavailable(message),
+            EmbedError::Status { status: 400 | 413 | 422, .. } => ApiError::BadRequest(message),
+            EmbedError::Status { status: 429, .. } => {
+                ApiError::ProviderRateLimited { message, retry_after_secs: crate::llm::error::DEFAULT_RETRY_AFTER_SECS }
+            }
+            EmbedError::Status { .. } | EmbedError::Protocol { .. } | EmbedError::Dimension { .. } => {
+                ApiError::BadGateway(message)
+            }
+        }
+    }
+}
+
 impl From<crate::rag::RagError> for ApiError {
     fn from(e: crate::rag::RagError) -> Self {
         use crate::rag::RagError;

@@ -191,7 +191,7 @@ where
             }
         })
     };
-    let result = http::serve(listener, app.clone(), shutdown).await;
+    let result = http::serve(listener, app.clone(), api::handle, shutdown).await;
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
     // Usage of the last requests goes in before the writer stops.

@@ -11,17 +11,7 @@ use percent_encoding::percent_decode_str;
 use crate::config::{Config, EmbedderKind};
 use crate::error::Dialect;
 
-/// What a route demands of the caller before its handler runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthRequirement {
-    None,
-    /// `Authorization: Bearer <access JWT>`: a user.
-    Jwt,
-    /// `Authorization: Bearer ares_…`: a tenant.
-    ApiKey,
-    /// `X-Admin-Secret`: the operator.
-    Admin,
-}
+pub use crate::auth::AuthRequirement;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {

@@ -76,8 +76,10 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A model name, provider model id or tier. A tier no model declares is accepted too: it runs
+/// on the default model, as in `[[agents]]` (templates and TOON files name tiers).
 fn validate_model(app: &App, model: &str) -> Result<(), ApiError> {
-    if app.llm().lookup(model).is_some() {
+    if app.llm().lookup(model).is_some() || crate::config::Tier::parse(model).is_some() {
         return Ok(());
     }
     let available: Vec<&str> = app.llm().models().iter().map(|m| m.name.as_str()).collect();

@@ -10,11 +10,23 @@ pub mod sessions;
 
 use http::HeaderMap;
 
-use crate::api::routes::AuthRequirement;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::metering::TenantTier;
 use crate::store::api_keys as key_store;
+
+/// What a route demands of the caller before its handler runs (`api::routes::Route::auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRequirement {
+    None,
+    /// `Authorization: Bearer <access JWT>`: a user.
+    Jwt,
+    /// `Authorization: Bearer ares_…` (or `x-api-key: ares_…`, as Anthropic clients send it): a
+    /// tenant.
+    ApiKey,
+    /// `X-Admin-Secret`: the operator.
+    Admin,
+}
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,17 +19,34 @@ use tokio::task::JoinSet;
 
 use super::body::{BodyClock, TimedBody};
 use super::watchdog::{ActivityIo, Timeouts, TrackedBody, Watch};
+use super::{Request, Response};
 use crate::app::App;
 use crate::config::ServerConfig;
 
-/// Serve `app` on an already-bound `listener` until `shutdown` resolves, then drain.
+/// What answers each request (`api::handle`): passed in by the caller, so the transport knows
+/// nothing of the API above it.
+pub trait Handler: Fn(Arc<App>, Request, IpAddr) -> Self::Answer + Clone + Send + Sync + 'static {
+    type Answer: Future<Output = Response> + Send + 'static;
+}
+
+impl<F, A> Handler for F
+where
+    F: Fn(Arc<App>, Request, IpAddr) -> A + Clone + Send + Sync + 'static,
+    A: Future<Output = Response> + Send + 'static,
+{
+    type Answer = A;
+}
+
+/// Serve `app` on an already-bound `listener` with `handler` until `shutdown` resolves, then
+/// drain.
 ///
 /// Taking a bound listener lets tests bind port 0 and read the port before serving. Returns
 /// once every connection has finished or been closed at the end of the grace period
 /// (`[server].shutdown_grace_secs`); the caller then closes the store.
-pub async fn serve<F>(listener: TcpListener, app: Arc<App>, shutdown: F) -> std::io::Result<()>
+pub async fn serve<F, H>(listener: TcpListener, app: Arc<App>, handler: H, shutdown: F) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send,
+    H: Handler,
 {
     let config = &app.config().server;
     let timeouts = timeouts(config);
@@ -75,6 +92,7 @@ where
         };
         let connection = Connection {
             app: app.clone(),
+            handler: handler.clone(),
             builder: builder.clone(),
             timeouts,
             crowded: crowded.subscribe(),
@@ -120,21 +138,23 @@ fn builder(timeouts: Timeouts) -> auto::Builder<TokioExecutor> {
 }
 
 /// What one connection task needs.
-struct Connection {
+struct Connection<H> {
     app: Arc<App>,
+    handler: H,
     builder: auto::Builder<TokioExecutor>,
     timeouts: Timeouts,
     crowded: watch::Receiver<bool>,
     stopping: watch::Receiver<bool>,
 }
 
-impl Connection {
+impl<H: Handler> Connection<H> {
     /// Serve one connection until the client closes it, it misses a deadline, or the server
     /// stops (graceful: in-flight requests finish, then the connection closes).
     async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let watch = Watch::new(self.timeouts);
         let app = self.app.clone();
+        let handler = self.handler.clone();
         let timeouts = self.timeouts;
         let crowded = self.crowded.clone();
         let requests = watch.clone();
@@ -147,9 +167,9 @@ impl Connection {
                 crowded: crowded.clone(),
             };
             let request = request.map(|body| TimedBody::new(body, clock));
-            let app = app.clone();
+            let answer = handler(app.clone(), request, peer.ip());
             async move {
-                let response = crate::api::handle(app, request, peer.ip()).await;
+                let response = answer.await;
                 Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
             }
         });

@@ -21,3 +21,6 @@ pub enum LlmError {
     #[error("The client disconnected before the answer was complete")]
     ClientGone,
 }
+
+/// Seconds a provider's 429 asks for when it names none.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 60;

@@ -61,6 +61,22 @@ impl Provider {
         self.disabled.as_deref()
     }
 
+    /// The configured base URL (or the kind's default); other endpoints of the same server
+    /// (embeddings) are found from it.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The key sent upstream, for other calls to the same server (embeddings). Never log it.
+    pub(crate) fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
+    /// The keep-alive HTTP agent with this provider's timeouts.
+    pub(crate) fn http_agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
     fn endpoint(&self) -> String {
         let base = self.base_url.trim_end_matches('/');
         match self.kind {
@@ -106,7 +122,7 @@ impl Provider {
         if status == 429 {
             return Err(LlmError::RateLimited {
                 provider: self.name.clone(),
-                retry_after_secs: retry_after.unwrap_or(60),
+                retry_after_secs: retry_after.unwrap_or(super::error::DEFAULT_RETRY_AFTER_SECS),
             });
         }
         let message = wire::error_message(&text).unwrap_or_else(|| text.chars().take(300).collect());

@@ -10,7 +10,9 @@
 //!   collections instead of silently searching them with different vectors.
 //! - `ollama` (`POST /api/embed`) and `openai` (`POST {base_url}/embeddings`, any
 //!   OpenAI-compatible server) call a model over HTTP with ureq. Those calls block: run them on
-//!   the blocking pool.
+//!   the blocking pool. Built from `[rag.embedder]` ([`Embedder::from_config`]) for RAG, or
+//!   from a configured chat provider and a model id ([`Embedder::for_provider`]) for
+//!   `POST /v1/embeddings`.
 
 use std::hash::Hasher as _;
 use std::time::Duration;
@@ -18,7 +20,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::{EmbedderConfig, EmbedderKind, EnvLookup};
+use crate::config::{EmbedderConfig, EmbedderKind, EnvLookup, ProviderKind};
+use crate::llm::LlmError;
+use crate::llm::provider::Provider;
 
 /// Part of the hash descriptor: bump it whenever the hash features or their weights change.
 const HASH_VERSION: &str = "hash-v1";
@@ -44,6 +48,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
 /// Characters of a non-JSON error body quoted in an error.
 const ERROR_BODY_CHARS: usize = 300;
+/// Texts per call to a provider's embeddings endpoint: OpenAI's own per-request input limit,
+/// so a client's batch (already within it) goes upstream as one call.
+const PROVIDER_BATCH_SIZE: usize = 2048;
 
 /// The configured embedder. Build with [`Embedder::from_config`]; nothing is contacted until
 /// [`Embedder::embed_blocking`].
@@ -84,12 +91,25 @@ impl std::fmt::Debug for RemoteEmbedder {
     }
 }
 
+/// What one embedding call produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// One vector per text, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// The tokens the server says it read (OpenAI `usage.prompt_tokens`, Ollama
+    /// `prompt_eval_count`), summed over batches; `None` when any batch did not say.
+    pub prompt_tokens: Option<u64>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
     /// The server could not be reached or did not answer in time.
     #[error("embedder {embedder} is unavailable: {message}")]
     Unavailable { embedder: String, message: String },
-    /// The server answered, but with an error status or an unusable body.
+    /// The server answered with an error status (`status`, its message quoted in `message`).
+    #[error("embedder {embedder} failed: {message}")]
+    Status { embedder: String, status: u16, message: String },
+    /// The server answered, but with an unusable body.
     #[error("embedder {embedder} failed: {message}")]
     Protocol { embedder: String, message: String },
     /// Vectors of different lengths (within one call).
@@ -136,6 +156,30 @@ impl Embedder {
         }
     }
 
+    /// The embedder of model `model_id` on a configured chat provider: its base URL, key,
+    /// HTTP agent (timeouts, keep-alive) and, for Ollama, `POST {base}/api/embed`, for
+    /// OpenAI-compatible servers `POST {base}/embeddings`. `Ok(None)` for a provider kind with
+    /// no embeddings API (Anthropic); [`LlmError::Disabled`] when the provider's key is unset.
+    /// Nothing is contacted.
+    pub fn for_provider(provider: &Provider, model_id: &str) -> Result<Option<Embedder>, LlmError> {
+        if let Some(reason) = provider.disabled_reason() {
+            return Err(LlmError::Disabled { provider: provider.name.clone(), reason: reason.to_string() });
+        }
+        let remote = RemoteEmbedder {
+            base_url: provider.base_url().trim_end_matches('/').to_string(),
+            model: model_id.to_string(),
+            api_key: provider.api_key().map(str::to_string),
+            missing_key_env: None,
+            batch_size: PROVIDER_BATCH_SIZE,
+            agent: provider.http_agent().clone(),
+        };
+        Ok(match provider.kind {
+            ProviderKind::Ollama => Some(Embedder::Ollama(remote)),
+            ProviderKind::Openai => Some(Embedder::OpenAi(remote)),
+            ProviderKind::Anthropic => None,
+        })
+    }
+
     /// Stable identity stored with each collection: `hash-v1:384`, `ollama:nomic-embed-text`,
     /// `openai:text-embedding-3-small`. A collection embedded under another descriptor cannot be
     /// searched with this embedder. The server URL is not part of it: the same model elsewhere
@@ -145,6 +189,14 @@ impl Embedder {
             Embedder::Hash { dimensions } => format!("{HASH_VERSION}:{dimensions}"),
             Embedder::Ollama(remote) => format!("ollama:{}", remote.model),
             Embedder::OpenAi(remote) => format!("openai:{}", remote.model),
+        }
+    }
+
+    /// The remote model's id (`nomic-embed-text`); `None` for `hash`.
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            Embedder::Hash { .. } => None,
+            Embedder::Ollama(remote) | Embedder::OpenAi(remote) => Some(&remote.model),
         }
     }
 
@@ -164,27 +216,47 @@ impl Embedder {
     /// nothing to hash gives the zero vector, whose cosine with anything is taken as 0.
     /// Blocking for remote embedders: call from the blocking pool.
     pub fn embed_blocking(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut vectors = self.embed_raw_blocking(texts, None)?.vectors;
+        // Hash vectors are normalised already (and persisted: not a bit may change).
+        if !matches!(self, Embedder::Hash { .. }) {
+            vectors.iter_mut().for_each(|vector| l2_normalise(vector));
+        }
+        Ok(vectors)
+    }
+
+    /// Embed `texts` as the model returns them (not re-normalised: a gateway hands clients the
+    /// model's own vectors), with the server's token count. `dimensions`, when given, is the
+    /// `hash` embedder's width and is passed on to remote servers as their `dimensions`
+    /// parameter (whether they honour it is theirs to decide; the caller checks). Vectors are
+    /// non-empty, finite and of one length, else an error. Blocking for remote embedders: call
+    /// from the blocking pool.
+    pub fn embed_raw_blocking(&self, texts: &[&str], dimensions: Option<usize>) -> Result<Embeddings, EmbedError> {
         let mut vectors = Vec::with_capacity(texts.len());
+        let mut prompt_tokens = Some(0u64);
         match self {
-            Embedder::Hash { dimensions } => vectors.extend(texts.iter().map(|text| hash_embed(text, *dimensions))),
+            Embedder::Hash { dimensions: configured } => {
+                let width = dimensions.unwrap_or(*configured);
+                vectors.extend(texts.iter().map(|text| hash_embed(text, width)));
+                prompt_tokens = None;
+            }
             Embedder::Ollama(remote) | Embedder::OpenAi(remote) => {
                 let embedder = self.descriptor();
                 let openai = matches!(self, Embedder::OpenAi(_));
                 for batch in texts.chunks(remote.batch_size.max(1)) {
-                    let mut batch_vectors = if openai {
-                        remote.openai_batch(&embedder, batch)?
+                    let (batch_vectors, batch_tokens) = if openai {
+                        remote.openai_batch(&embedder, batch, dimensions)?
                     } else {
-                        remote.ollama_batch(&embedder, batch)?
+                        remote.ollama_batch(&embedder, batch, dimensions)?
                     };
-                    for vector in &mut batch_vectors {
+                    for vector in &batch_vectors {
                         if vector.is_empty() {
                             return Err(protocol(&embedder, "the server returned an empty embedding"));
                         }
                         if vector.iter().any(|x| !x.is_finite()) {
                             return Err(protocol(&embedder, "the server returned a non-finite value"));
                         }
-                        l2_normalise(vector);
                     }
+                    prompt_tokens = prompt_tokens.zip(batch_tokens).map(|(sum, tokens)| sum + tokens);
                     vectors.extend(batch_vectors);
                 }
             }
@@ -194,7 +266,7 @@ impl Embedder {
         {
             return Err(EmbedError::Dimension { expected, got: other.len() });
         }
-        Ok(vectors)
+        Ok(Embeddings { vectors, prompt_tokens })
     }
 }
 
@@ -278,11 +350,21 @@ fn l2_normalise(vector: &mut [f32]) {
 #[derive(Deserialize)]
 struct OllamaEmbedResponse {
     embeddings: Vec<Vec<f32>>,
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct OpenAiEmbedResponse {
     data: Vec<OpenAiEmbedding>,
+    #[serde(default)]
+    usage: Option<OpenAiEmbedUsage>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiEmbedUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -297,22 +379,35 @@ fn protocol(embedder: &str, message: impl Into<String>) -> EmbedError {
     EmbedError::Protocol { embedder: embedder.to_string(), message: message.into() }
 }
 
+/// Vectors of one batch and the tokens the server counted for it, if it said.
+type Batch = (Vec<Vec<f32>>, Option<u64>);
+
 impl RemoteEmbedder {
-    fn ollama_batch(&self, embedder: &str, batch: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// `{"model", "input", "dimensions"?}`: the request body of both wire formats.
+    fn payload(&self, batch: &[&str], dimensions: Option<usize>) -> Value {
+        let mut payload = json!({"model": self.model, "input": batch});
+        if let Some(dimensions) = dimensions {
+            payload["dimensions"] = dimensions.into();
+        }
+        payload
+    }
+
+    fn ollama_batch(&self, embedder: &str, batch: &[&str], dimensions: Option<usize>) -> Result<Batch, EmbedError> {
         let url = format!("{}/api/embed", self.base_url);
-        let body = self.post(embedder, &url, &json!({"model": self.model, "input": batch}))?;
+        let body = self.post(embedder, &url, &self.payload(batch, dimensions))?;
         let response: OllamaEmbedResponse = serde_json::from_slice(&body)
             .map_err(|e| protocol(embedder, format!("malformed response from {url}: {e}")))?;
         check_count(embedder, &url, batch.len(), response.embeddings.len())?;
-        Ok(response.embeddings)
+        Ok((response.embeddings, response.prompt_eval_count))
     }
 
-    fn openai_batch(&self, embedder: &str, batch: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn openai_batch(&self, embedder: &str, batch: &[&str], dimensions: Option<usize>) -> Result<Batch, EmbedError> {
         let url = format!("{}/embeddings", self.base_url);
-        let body = self.post(embedder, &url, &json!({"model": self.model, "input": batch}))?;
+        let body = self.post(embedder, &url, &self.payload(batch, dimensions))?;
         let response: OpenAiEmbedResponse = serde_json::from_slice(&body)
             .map_err(|e| protocol(embedder, format!("malformed response from {url}: {e}")))?;
         check_count(embedder, &url, batch.len(), response.data.len())?;
+        let tokens = response.usage.and_then(|usage| usage.prompt_tokens);
         let mut items: Vec<(usize, Vec<f32>)> = response
             .data
             .into_iter()
@@ -327,7 +422,7 @@ impl RemoteEmbedder {
                 format!("response from {url} has no embedding for input {position} (found index {index})"),
             ));
         }
-        Ok(items.into_iter().map(|(_, embedding)| embedding).collect())
+        Ok((items.into_iter().map(|(_, embedding)| embedding).collect(), tokens))
     }
 
     /// POST `payload` as JSON; the response body once the status is a success.
@@ -351,7 +446,7 @@ impl RemoteEmbedder {
             if let (401 | 403, Some(var)) = (status, &self.missing_key_env) {
                 message.push_str(&format!(" (environment variable {var} is not set, so no API key was sent)"));
             }
-            return Err(protocol(embedder, message));
+            return Err(EmbedError::Status { embedder: embedder.to_string(), status, message });
         }
         body.with_config().limit(MAX_RESPONSE_BYTES).read_to_vec().map_err(|e| transport_error(embedder, url, e))
     }
@@ -678,11 +773,34 @@ mod tests {
     }
 
     #[test]
+    fn raw_embeddings_pass_dimensions_keep_the_models_vectors_and_count_tokens() {
+        let (url, seen) = serve(vec![
+            (200, r#"{"model":"test-model","embeddings":[[3.0,4.0]],"prompt_eval_count":7}"#.to_string()),
+            (
+                200,
+                r#"{"data":[{"index":0,"embedding":[0.0,2.0]}],"usage":{"prompt_tokens":5,"total_tokens":5}}"#
+                    .to_string(),
+            ),
+            (200, r#"{"data":[{"index":0,"embedding":[0.0,2.0]}]}"#.to_string()),
+        ]);
+        let ollama = remote(EmbedderKind::Ollama, &url, 8, &no_env).embed_raw_blocking(&["one"], Some(2)).unwrap();
+        assert_eq!(ollama, Embeddings { vectors: vec![vec![3.0, 4.0]], prompt_tokens: Some(7) });
+        assert_eq!(seen.recv().unwrap().body, json!({"model": "test-model", "input": ["one"], "dimensions": 2}));
+        let openai = remote(EmbedderKind::Openai, &url, 8, &no_env);
+        assert_eq!(openai.embed_raw_blocking(&["two"], None).unwrap().prompt_tokens, Some(5));
+        assert_eq!(seen.recv().unwrap().body, json!({"model": "test-model", "input": ["two"]}));
+        assert_eq!(openai.embed_raw_blocking(&["three"], None).unwrap().prompt_tokens, None, "no usage given");
+        let hashed = hash(384).embed_raw_blocking(&["Hello world"], Some(64)).unwrap();
+        assert_eq!(hashed.vectors, [hash_embed("Hello world", 64)]);
+        assert_eq!(hashed.prompt_tokens, None);
+    }
+
+    #[test]
     fn an_error_status_carries_the_servers_message() {
         let (url, _seen) =
             serve(vec![(404, r#"{"error":"model \"test-model\" not found, try pulling it first"}"#.into())]);
         let err = remote(EmbedderKind::Ollama, &url, 8, &no_env).embed_blocking(&["x"]).unwrap_err();
-        let EmbedError::Protocol { embedder, message } = &err else { panic!("{err:?}") };
+        let EmbedError::Status { embedder, status: 404, message } = &err else { panic!("{err:?}") };
         assert_eq!(embedder, "ollama:test-model");
         assert!(message.contains("HTTP 404") && message.contains("not found, try pulling it first"), "{message}");
 

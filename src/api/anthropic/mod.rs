@@ -2,4 +2,5 @@
 //! onto the provider-neutral chat service (`crate::chat`). The key arrives as `x-api-key` or a
 //! bearer token; `anthropic-version` and `anthropic-beta` are accepted and not required.
 
+pub mod events;
 pub mod messages;

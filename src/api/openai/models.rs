@@ -23,7 +23,7 @@ fn entry(id: &str, created: i64, owned_by: &str) -> Value {
 fn catalog(ctx: &Context) -> Result<Vec<Value>, ApiError> {
     let tenant_id = ctx.tenant()?.tenant_id.clone();
     // Configured models and tiers exist since the process started with this config.
-    let created = crate::clock::now_unix() - ctx.app.uptime_secs() as i64;
+    let created = ctx.app.started_unix();
     let registry = ctx.app.llm();
     let mut out: Vec<Value> = registry.models().iter().map(|m| entry(&m.name, created, &m.provider.name)).collect();
     for tier in registry.tiers() {
@@ -55,10 +55,7 @@ pub async fn get(ctx: &Context, id: &str) -> Result<Response, ApiError> {
         Some(model) => Ok(response::json(StatusCode::OK, &model)),
         // A provider-side id or any other name `lookup` accepts is usable too.
         None => match ctx.app.llm().lookup(id) {
-            Some(model) => Ok(response::json(
-                StatusCode::OK,
-                &entry(id, crate::clock::now_unix() - ctx.app.uptime_secs() as i64, &model.provider.name),
-            )),
+            Some(model) => Ok(response::json(StatusCode::OK, &entry(id, ctx.app.started_unix(), &model.provider.name))),
             None => Err(ApiError::ModelNotFound(id.to_string())),
         },
     }
