@@ -57,7 +57,11 @@ pub struct AgentSpec {
 impl AgentSpec {
     /// The agent's own sampling settings; a request's may override them.
     pub fn sampling(&self) -> crate::llm::types::Sampling {
-        crate::llm::types::Sampling { max_tokens: self.max_tokens, temperature: self.temperature, ..Default::default() }
+        crate::llm::types::Sampling {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature.map(crate::llm::types::decimal),
+            ..Default::default()
+        }
     }
 
     /// An `[[agents]]` entry; an `[agents.toon]` table is assembled into the system prompt.

@@ -188,9 +188,10 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
         .filter_map(|m| Role::parse(&m.role).map(|role| Message::new(role, m.content.clone())))
         .chain(client_messages)
         .collect();
-    // A bare model gets the client's conversation as sent: cutting it could separate a tool
-    // call from its result, which providers reject. Agents' prompts make room by trimming.
-    if input.persona != Persona::Model {
+    // A stateless client's conversation goes as sent: it manages its own context, and cutting
+    // it could drop its system message or separate a tool call from its result, which
+    // providers reject. A stored conversation (plain text turns) is trimmed to the model.
+    if stored {
         let budget =
             model.context_length.map_or(DEFAULT_CONTEXT_TOKENS, u64::from).saturating_sub(ANSWER_RESERVE_TOKENS);
         let fixed = estimate_tokens(&agent.system_prompt) + estimate_tokens(&last.content);

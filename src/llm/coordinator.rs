@@ -115,7 +115,7 @@ fn request(
     specs.extend(options.client_tools.iter().cloned());
     let mut sampling = options.sampling.clone();
     sampling.max_tokens = sampling.max_tokens.or(model.max_tokens);
-    sampling.temperature = sampling.temperature.or(model.temperature);
+    sampling.temperature = sampling.temperature.or(model.temperature.map(super::types::decimal));
     ChatRequest {
         model: model.model_id.clone(),
         messages: messages.to_vec(),
@@ -267,13 +267,16 @@ async fn stream_loop(
     let mut calls_made = 0;
     let (during, final_mode) = modes(offers_tools(model, options));
     let rounds = options.max_iterations.max(1);
+    // Whether an earlier round streamed text: the next round's text starts a new paragraph
+    // rather than running on ("Let me compute." + "6*7 is 42.").
+    let mut said_something = false;
     for round in 0..=rounds {
         let last = round == rounds;
         if last {
             messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
         }
         let req = request(model, &messages, tools, options, if last { final_mode } else { during });
-        let streamed = stream_one(&model.provider, req.clone(), options, out)
+        let streamed = stream_one(&model.provider, req.clone(), options, &mut said_something, out)
             .await
             .map_err(|error| TurnFailure { error, usage })?;
         let Some(response) = streamed else {
@@ -307,8 +310,11 @@ async fn stream_one(
     provider: &Arc<Provider>,
     request: ChatRequest,
     options: &TurnOptions,
+    said_something: &mut bool,
     out: &mpsc::Sender<TurnEvent>,
 ) -> Result<Option<ChatResponse>, LlmError> {
+    let separate = *said_something;
+    let mut first_text = true;
     let (events, mut incoming) = stream_channel();
     let reader = provider.clone();
     tokio::task::spawn_blocking(move || reader.stream_blocking(&request, &events));
@@ -316,7 +322,16 @@ async fn stream_one(
     let mut forwarded: Vec<usize> = Vec::new();
     while let Some(event) = incoming.recv().await {
         let turn_event = match event? {
-            StreamEvent::Delta(text) => TurnEvent::Delta(text),
+            StreamEvent::Delta(text) => {
+                *said_something = true;
+                if std::mem::take(&mut first_text)
+                    && separate
+                    && out.send(TurnEvent::Delta("\n\n".into())).await.is_err()
+                {
+                    return Ok(None);
+                }
+                TurnEvent::Delta(text)
+            }
             StreamEvent::ToolCallStart { index, id, name } => {
                 if !options.is_client_tool(&name) {
                     continue;

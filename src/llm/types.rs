@@ -102,8 +102,9 @@ pub enum ResponseFormat {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sampling {
     pub max_tokens: Option<u32>,
-    pub temperature: Option<f32>,
-    pub top_p: Option<f32>,
+    /// f64, as clients send them: `0.9` reaches the provider as `0.9`, not `0.8999999761581421`.
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
     pub stop: Vec<String>,
     pub seed: Option<i64>,
     /// The end user, as the client names them (OpenAI `user`, Anthropic `metadata.user_id`).
@@ -170,6 +171,11 @@ pub enum StreamEvent {
     ToolCallArguments { index: usize, fragment: String },
     /// The stream ended; the whole answer, tool calls and usage included.
     Done(ChatResponse),
+}
+
+/// A configured `f32` setting as the decimal it was written as (`0.7`, not `0.699999988079071`).
+pub fn decimal(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
 }
 
 /// The documented estimate when a provider reports no usage: ceil(UTF-8 bytes / 4).

@@ -76,7 +76,7 @@ async fn a_completion_answers_in_openai_shape_from_every_upstream_format() {
         );
         match wire {
             Wire::OpenAi => {
-                assert_eq!((sent.body["top_p"].as_f64(), sent.body["seed"].as_i64()), (Some(0.9_f32 as f64), Some(7)));
+                assert_eq!((sent.body["top_p"].as_f64(), sent.body["seed"].as_i64()), (Some(0.9), Some(7)));
                 assert_eq!((sent.body["max_tokens"].as_u64(), sent.body["stop"].clone()), (Some(64), json!(["\n\n"])));
                 assert_eq!(sent.body["user"], "u-1");
             }

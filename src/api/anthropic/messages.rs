@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::events::{MessageEvents, stop_reason};
 use crate::api::Context;
 use crate::api::chat::{caller, payer};
-use crate::api::openai::chat::{invalid, model_error, opt_f32, opt_u32, persona_for, required, stop_sequences};
+use crate::api::openai::chat::{invalid, model_error, opt_f64, opt_u32, persona_for, required, stop_sequences};
 use crate::api::streaming;
 use crate::chat::{self, ChatInput, History, Persona};
 use crate::error::ApiError;
@@ -256,8 +256,8 @@ fn parse(ctx: &Context, body: Value, purpose: Purpose) -> Result<Parsed, ApiErro
     };
     let sampling = Sampling {
         max_tokens,
-        temperature: opt_f32(&body, "temperature")?,
-        top_p: opt_f32(&body, "top_p")?,
+        temperature: opt_f64(&body, "temperature")?,
+        top_p: opt_f64(&body, "top_p")?,
         stop: stop_sequences(body.get("stop_sequences"), "stop_sequences")?,
         seed: None,
         user,

@@ -52,10 +52,10 @@ pub fn invalid(field: impl Into<String>) -> ApiError {
     ApiError::InvalidField(field.into())
 }
 
-pub fn opt_f32(body: &Map<String, Value>, field: &str) -> Result<Option<f32>, ApiError> {
+pub fn opt_f64(body: &Map<String, Value>, field: &str) -> Result<Option<f64>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_f64().map(|f| Some(f as f32)).ok_or_else(|| invalid(field)),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| invalid(field)),
     }
 }
 
@@ -220,25 +220,26 @@ pub fn tool_choice(value: Option<&Value>) -> Result<Option<ToolChoice>, ApiError
 }
 
 /// `response_format`: `{type: "text" | "json_object" | "json_schema", json_schema: {name, schema, strict}}`.
-pub fn response_format(value: Option<&Value>) -> Result<Option<ResponseFormat>, ApiError> {
+/// `field` names the object in error messages (`response_format`, or Responses' `text.format`).
+pub fn response_format(value: Option<&Value>, field: &str) -> Result<Option<ResponseFormat>, ApiError> {
     let Some(format) = value.filter(|v| !v.is_null()) else { return Ok(None) };
     match format.get("type").and_then(Value::as_str) {
         Some("text") => Ok(None),
         Some("json_object") => Ok(Some(ResponseFormat::JsonObject)),
         Some("json_schema") => {
             // Chat Completions nests the schema under `json_schema`; Responses' `text.format` does not.
-            let spec = format.get("json_schema").unwrap_or(format);
-            let schema = spec
-                .get("schema")
-                .cloned()
-                .ok_or_else(|| ApiError::MissingField("response_format.json_schema.schema".into()))?;
+            let (spec, at) = match format.get("json_schema") {
+                Some(nested) => (nested, format!("{field}.json_schema.schema")),
+                None => (format, format!("{field}.schema")),
+            };
+            let schema = spec.get("schema").cloned().ok_or(ApiError::MissingField(at))?;
             Ok(Some(ResponseFormat::JsonSchema {
                 name: spec.get("name").and_then(Value::as_str).unwrap_or("response").into(),
                 schema,
                 strict: spec.get("strict").and_then(Value::as_bool),
             }))
         }
-        _ => Err(invalid("response_format.type")),
+        _ => Err(invalid(format!("{field}.type"))),
     }
 }
 
@@ -261,15 +262,15 @@ pub fn parse(ctx: &Context, body: Value) -> Result<Parsed, ApiError> {
         body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     let sampling = Sampling {
         max_tokens: opt_u32(&body, "max_completion_tokens")?.or(opt_u32(&body, "max_tokens")?),
-        temperature: opt_f32(&body, "temperature")?,
-        top_p: opt_f32(&body, "top_p")?,
+        temperature: opt_f64(&body, "temperature")?,
+        top_p: opt_f64(&body, "top_p")?,
         stop: stop_sequences(body.get("stop"), "stop")?,
         seed: match body.get("seed") {
             None | Some(Value::Null) => None,
             Some(v) => Some(v.as_i64().ok_or_else(|| invalid("seed"))?),
         },
         user: body.get("user").and_then(Value::as_str).map(str::to_string),
-        response_format: response_format(body.get("response_format"))?,
+        response_format: response_format(body.get("response_format"), "response_format")?,
         tool_choice: tool_choice(body.get("tool_choice"))?,
         parallel_tool_calls: body.get("parallel_tool_calls").and_then(Value::as_bool),
     };

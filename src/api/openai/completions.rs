@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::chat::{invalid, model_error, opt_f32, opt_u32, persona_for, required, stop_sequences};
+use super::chat::{invalid, model_error, opt_f64, opt_u32, persona_for, required, stop_sequences};
 use crate::api::Context;
 use crate::api::chat::{caller, payer};
 use crate::api::streaming::{self, Framing};
@@ -98,8 +98,8 @@ fn parse(ctx: &Context, body: Value) -> Result<Parsed, ApiError> {
     let default_max_tokens = (persona == Persona::Model).then_some(DEFAULT_MAX_TOKENS);
     let sampling = Sampling {
         max_tokens: opt_u32(&body, "max_tokens")?.or(default_max_tokens),
-        temperature: opt_f32(&body, "temperature")?,
-        top_p: opt_f32(&body, "top_p")?,
+        temperature: opt_f64(&body, "temperature")?,
+        top_p: opt_f64(&body, "top_p")?,
         stop: stop_sequences(body.get("stop"), "stop")?,
         seed: match body.get("seed") {
             None | Some(Value::Null) => None,

@@ -10,7 +10,7 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::chat::{
-    call_arguments, content_text, invalid, model_error, opt_f32, opt_u32, persona_for, required, response_format,
+    call_arguments, content_text, invalid, model_error, opt_f64, opt_u32, persona_for, required, response_format,
     tool_choice, tools,
 };
 use crate::api::Context;
@@ -75,10 +75,10 @@ fn parse(ctx: &Context, body: Value) -> Result<Parsed, ApiError> {
     let text_format = body.get("text").and_then(|t| t.get("format"));
     let sampling = Sampling {
         max_tokens: opt_u32(&body, "max_output_tokens")?,
-        temperature: opt_f32(&body, "temperature")?,
-        top_p: opt_f32(&body, "top_p")?,
+        temperature: opt_f64(&body, "temperature")?,
+        top_p: opt_f64(&body, "top_p")?,
         user: body.get("user").and_then(Value::as_str).map(str::to_string),
-        response_format: response_format(text_format)?,
+        response_format: response_format(text_format, "text.format")?,
         tool_choice: tool_choice(body.get("tool_choice"))?,
         parallel_tool_calls: body.get("parallel_tool_calls").and_then(Value::as_bool),
         ..Sampling::default()
