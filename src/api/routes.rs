@@ -310,6 +310,11 @@ impl Route {
     pub fn body_limit(&self, config: &Config) -> usize {
         match self {
             Route::RagIngest => config.rag.max_ingest_bytes,
+            Route::OpenAiChatCompletions
+            | Route::OpenAiCompletions
+            | Route::OpenAiResponses
+            | Route::AnthropicMessages
+            | Route::AnthropicCountTokens => config.server.max_chat_body_bytes,
             _ => config.server.max_body_bytes,
         }
     }

@@ -200,6 +200,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Default request-body limit; routes that take documents have their own, larger one.
     pub max_body_bytes: usize,
+    /// Body limit of the OpenAI- and Anthropic-compatible chat routes, whose clients resend the
+    /// whole conversation (a long coding-agent session with tool output runs to megabytes).
+    pub max_chat_body_bytes: usize,
     /// How long graceful shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace_secs: u64,
     /// Connections served at once; further accepts wait, so memory stays bounded under a flood.
@@ -223,6 +226,7 @@ impl Default for ServerConfig {
             rate_limit_burst: 200,
             trusted_proxies: Vec::new(),
             max_body_bytes: 2 * 1024 * 1024,
+            max_chat_body_bytes: 16 * 1024 * 1024,
             shutdown_grace_secs: 10,
             max_connections: 1024,
             request_head_timeout_secs: 10,

@@ -14,6 +14,9 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
     if config.server.max_body_bytes == 0 {
         errors.push("server.max_body_bytes must be greater than 0".to_string());
     }
+    if config.server.max_chat_body_bytes == 0 {
+        errors.push("server.max_chat_body_bytes must be greater than 0".to_string());
+    }
     if config.server.max_connections == 0 {
         errors.push("server.max_connections must be greater than 0".to_string());
     }

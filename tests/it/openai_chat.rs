@@ -352,3 +352,26 @@ async fn tier_names_work_wherever_a_model_is_named() {
     let body = json!({ "name": "broken", "model": "no-such-model", "system_prompt": "x", "tools": [] });
     assert_eq!(gateway.post("/api/user/agents", &token, &body).await.status(), 422);
 }
+
+#[tokio::test]
+async fn chat_routes_take_long_conversations_up_to_their_own_limit() {
+    let gateway = Gateway::builder(Wire::OpenAi).config("[server]\nmax_chat_body_bytes = 4194304").start();
+    let (_, key) = gateway.tenant("acme").await;
+    // 3 MB of history: over the 2 MB default body limit, within the chat routes' 4 MB.
+    let long = "tool output ".repeat(3 * 1024 * 1024 / 12);
+    let messages = json!([{ "role": "user", "content": long }, { "role": "assistant", "content": "ok" },
+                          { "role": "user", "content": "summarise" }]);
+    let body = expect_json(
+        gateway.post("/v1/chat/completions", &key, &json!({ "model": MODEL, "messages": messages })).await,
+        200,
+    )
+    .await;
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    let anthropic = json!({ "model": MODEL, "max_tokens": 10, "messages": messages });
+    assert_eq!(gateway.post("/v1/messages", &key, &anthropic).await.status(), 200);
+    // The ARES route keeps the default limit, and the chat routes refuse beyond theirs.
+    assert_eq!(gateway.post("/v1/chat", &key, &json!({ "message": long })).await.status(), 413);
+    let huge = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "x".repeat(5 * 1024 * 1024) }] });
+    let body = error_body(gateway.post("/v1/chat/completions", &key, &huge).await, 413).await;
+    assert_eq!(body["error"]["code"], "request_too_large");
+}
