@@ -48,6 +48,20 @@ impl Message {
         Message { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None, tool_name: None }
     }
 
+    /// A client's result for the call `call_id`, named after that call in `history` (Ollama
+    /// wants the tool's name; the client's formats carry only the id).
+    pub fn answering(history: &[Message], call_id: &str, content: impl Into<String>) -> Message {
+        let name =
+            history.iter().rev().flat_map(|m| m.tool_calls.iter()).find(|c| c.id == call_id).map(|c| c.name.clone());
+        Message {
+            role: Role::Tool,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(call_id.to_string()),
+            tool_name: Some(name.unwrap_or_default()),
+        }
+    }
+
     pub fn tool_result(call: &ToolCall, content: impl Into<String>) -> Message {
         Message {
             role: Role::Tool,

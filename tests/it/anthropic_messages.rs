@@ -7,18 +7,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::gateway::{Gateway, MODEL, SseEvent, sse_events};
+use crate::gateway::{Gateway, MODEL, SseEvent, calc_agent, sse_events};
 use crate::harness::header;
 use crate::mock_provider::{Script, SentToolCall, Wire};
-
-const AGENTS: &str = r#"
-[[agents]]
-name = "calc"
-model = "mock-model"
-system_prompt = "You compute things."
-tools = ["calculator"]
-max_iterations = 3
-"#;
 
 /// `POST path` the way Anthropic's SDKs send it: the key as `x-api-key`, with the version and
 /// a beta header.
@@ -313,7 +304,7 @@ async fn a_streamed_client_tool_call_arrives_as_a_tool_use_block_in_each_wire_fo
 
 #[tokio::test]
 async fn an_agent_model_runs_its_server_side_tool_and_answers_in_one_text_block() {
-    let gw = Gateway::builder(Wire::OpenAi).config(AGENTS).start();
+    let gw = Gateway::builder(Wire::OpenAi).config(&calc_agent("calc")).start();
     let (_, key) = gw.tenant("anthropic-agent").await;
     gw.mock.enqueue(Script::tool_call("calculator", json!({ "expression": "6*7" })).usage(10, 3));
     gw.mock.enqueue(Script::reply("6*7 is 42.").usage(30, 6));
@@ -433,7 +424,7 @@ async fn upstream_failures_are_api_errors_before_the_stream_and_error_events_aft
 
 #[tokio::test]
 async fn count_tokens_estimates_the_prompt_without_calling_upstream() {
-    let gw = Gateway::builder(Wire::OpenAi).config(AGENTS).start();
+    let gw = Gateway::builder(Wire::OpenAi).config(&calc_agent("calc")).start();
     let (_, key) = gw.tenant("anthropic-count").await;
     let short = json!({ "model": MODEL, "messages": [user("Hello, world")] });
     let counted = json_of(post(&gw, "/v1/messages/count_tokens", &key, &short).await, 200).await;

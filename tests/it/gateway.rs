@@ -18,6 +18,21 @@ pub const PROVIDER_KEY: &str = "sk-mock-key";
 pub const MODEL: &str = "mock-model";
 pub const PASSWORD: &str = "correct-horse-battery";
 
+/// An `[[agents]]` entry for an agent `name` on [`MODEL`] with the server-side calculator: what
+/// `agent:<name>` models run in the dialect tests.
+pub fn calc_agent(name: &str) -> String {
+    format!(
+        r#"
+[[agents]]
+name = "{name}"
+model = "{MODEL}"
+system_prompt = "You compute things."
+tools = ["calculator"]
+max_iterations = 3
+"#
+    )
+}
+
 /// The configured provider's name for `wire` (error messages name it).
 pub fn provider_name(wire: Wire) -> String {
     format!("mock-{}", wire.kind())

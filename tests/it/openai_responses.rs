@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::gateway::{Gateway, MODEL, SseEvent, sse_events};
+use crate::gateway::{Gateway, MODEL, SseEvent, calc_agent, sse_events};
 use crate::harness::{expect_json, header};
 use crate::mock_provider::{Script, SentToolResult, Wire};
 
@@ -297,19 +297,10 @@ async fn a_streamed_function_call_has_its_own_item_and_argument_deltas() {
     }
 }
 
-const CALC_AGENT: &str = r#"
-[[agents]]
-name = "calc"
-model = "mock-model"
-system_prompt = "You compute things."
-tools = ["calculator"]
-max_iterations = 3
-"#;
-
 #[tokio::test]
 async fn an_agent_model_runs_the_agent_with_its_server_side_tools() {
     for wire in Wire::ALL {
-        let gw = Gateway::builder(wire).config(CALC_AGENT).start();
+        let gw = Gateway::builder(wire).config(&calc_agent("calc")).start();
         let (_, key) = gw.tenant("agents").await;
         gw.mock.enqueue(Script::tool_call("calculator", json!({ "expression": "6*7" })).usage(10, 3));
         gw.mock.set_script(Script::reply("6*7 is 42.").usage(30, 6));

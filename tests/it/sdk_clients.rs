@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ares::rag::embedder::Embedder;
 use serde_json::{Value, json};
 
-use crate::gateway::{Gateway, MODEL};
+use crate::gateway::{Gateway, MODEL, calc_agent};
 use crate::harness::{TestServer, expect_json};
 use crate::mock_provider::{RecordedRequest, Script, Wire};
 
@@ -353,18 +353,9 @@ async fn openai_sdk_client_tools_round_trip_through_every_upstream_wire() {
     }
 }
 
-const CALC_AGENT: &str = r#"
-[[agents]]
-name = "sdk-calc"
-model = "mock-model"
-system_prompt = "You compute things."
-tools = ["calculator"]
-max_iterations = 3
-"#;
-
 #[tokio::test]
 async fn openai_sdk_agent_model_runs_server_side_tools() {
-    let gw = Gateway::builder(Wire::OpenAi).config(CALC_AGENT).start();
+    let gw = Gateway::builder(Wire::OpenAi).config(&calc_agent("sdk-calc")).start();
     let (tenant, key) = gw.tenant("sdk-agent").await;
     let reply = "2+3*4 is 14.";
     for _ in 0..2 {

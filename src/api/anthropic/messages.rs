@@ -8,10 +8,10 @@ use serde_json::{Map, Value, json};
 
 use super::events::{MessageEvents, stop_reason};
 use crate::api::Context;
-use crate::api::chat::{caller, payer};
-use crate::api::openai::chat::{invalid, model_error, opt_f64, opt_u32, persona_for, required, stop_sequences};
+use crate::api::chat::payer;
+use crate::api::openai::chat::{invalid, model_error, opt_f64, opt_u32, required, stateless, stop_sequences};
 use crate::api::streaming;
-use crate::chat::{self, ChatInput, History, Persona};
+use crate::chat::{self, ChatInput, Persona};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::llm::types::{Message, Role, Sampling, ToolCall, ToolChoice, ToolSpec, Usage, estimate_tokens};
@@ -94,18 +94,7 @@ fn user_turn(out: &mut Vec<Message>, blocks: &[Value], field: &str) -> Result<()
                 if block.get("is_error").and_then(Value::as_bool) == Some(true) {
                     content = format!("Error: {content}");
                 }
-                let name = out
-                    .iter()
-                    .rev()
-                    .flat_map(|m| m.tool_calls.iter())
-                    .find(|c| c.id == id)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default();
-                results.push(Message {
-                    tool_call_id: Some(id.into()),
-                    tool_name: Some(name),
-                    ..Message::new(Role::Tool, content)
-                });
+                results.push(Message::answering(out, id, content));
             }
             other => return Err(unsupported_block(other, &at)),
         }
@@ -270,16 +259,7 @@ fn parse(ctx: &Context, body: Value, purpose: Purpose) -> Result<Parsed, ApiErro
         Some(Value::Bool(stream)) => *stream,
         Some(_) => return Err(invalid("stream")),
     };
-    let (persona, model_name) = persona_for(&model);
-    let input = ChatInput {
-        caller: caller(&ctx.principal)?,
-        persona,
-        model: model_name,
-        messages,
-        history: History::Stateless,
-        client_tools: tools(body.get("tools"))?,
-        sampling,
-    };
+    let input = stateless(ctx, &model, messages, tools(body.get("tools"))?, sampling)?;
     Ok(Parsed { model, input, stream })
 }
 

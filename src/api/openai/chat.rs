@@ -34,6 +34,43 @@ pub fn persona_for(model: &str) -> (Persona, Option<String>) {
     }
 }
 
+/// The chat-service input of a stateless dialect request for `model` (a model name, a tier or
+/// `agent:<name>`): the whole conversation as the client sent it, nothing stored but the run.
+pub fn stateless(
+    ctx: &Context,
+    model: &str,
+    messages: Vec<Message>,
+    client_tools: Vec<ToolSpec>,
+    sampling: Sampling,
+) -> Result<ChatInput, ApiError> {
+    let (persona, model) = persona_for(model);
+    Ok(ChatInput {
+        caller: caller(&ctx.principal)?,
+        persona,
+        model,
+        messages,
+        history: History::Stateless,
+        client_tools,
+        sampling,
+    })
+}
+
+/// `temperature`, `top_p`, `stop`, `seed` and `user`, as Chat Completions and the legacy
+/// completions take them.
+pub fn common_sampling(body: &Map<String, Value>) -> Result<Sampling, ApiError> {
+    Ok(Sampling {
+        temperature: opt_f64(body, "temperature")?,
+        top_p: opt_f64(body, "top_p")?,
+        stop: stop_sequences(body.get("stop"), "stop")?,
+        seed: match body.get("seed") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| invalid("seed"))?),
+        },
+        user: body.get("user").and_then(Value::as_str).map(str::to_string),
+        ..Sampling::default()
+    })
+}
+
 /// Errors of the chat service in OpenAI's and Anthropic's terms: an agent named as a model
 /// that the key cannot run is an unknown model.
 pub fn model_error(model: &str, error: ApiError) -> ApiError {
@@ -156,14 +193,7 @@ pub fn messages(value: &Value) -> Result<Vec<Message>, ApiError> {
                     .get("tool_call_id")
                     .and_then(Value::as_str)
                     .ok_or_else(|| ApiError::MissingField(format!("{field}.tool_call_id")))?;
-                let name = out
-                    .iter()
-                    .rev()
-                    .flat_map(|m| m.tool_calls.iter())
-                    .find(|c| c.id == id)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default();
-                Message { tool_call_id: Some(id.into()), tool_name: Some(name), ..Message::new(Role::Tool, content) }
+                Message::answering(&out, id, content)
             }
             _ => return Err(invalid(format!("{field}.role"))),
         };
@@ -262,28 +292,12 @@ pub fn parse(ctx: &Context, body: Value) -> Result<Parsed, ApiError> {
         body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     let sampling = Sampling {
         max_tokens: opt_u32(&body, "max_completion_tokens")?.or(opt_u32(&body, "max_tokens")?),
-        temperature: opt_f64(&body, "temperature")?,
-        top_p: opt_f64(&body, "top_p")?,
-        stop: stop_sequences(body.get("stop"), "stop")?,
-        seed: match body.get("seed") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| invalid("seed"))?),
-        },
-        user: body.get("user").and_then(Value::as_str).map(str::to_string),
         response_format: response_format(body.get("response_format"), "response_format")?,
         tool_choice: tool_choice(body.get("tool_choice"))?,
         parallel_tool_calls: body.get("parallel_tool_calls").and_then(Value::as_bool),
+        ..common_sampling(&body)?
     };
-    let (persona, model_name) = persona_for(&model);
-    let input = ChatInput {
-        caller: caller(&ctx.principal)?,
-        persona,
-        model: model_name,
-        messages,
-        history: History::Stateless,
-        client_tools: tools(body.get("tools"))?,
-        sampling,
-    };
+    let input = stateless(ctx, &model, messages, tools(body.get("tools"))?, sampling)?;
     Ok(Parsed { model, input, stream, include_usage })
 }
 

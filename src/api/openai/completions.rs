@@ -7,11 +7,11 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::chat::{invalid, model_error, opt_f64, opt_u32, persona_for, required, stop_sequences};
+use super::chat::{common_sampling, invalid, model_error, opt_u32, persona_for, required, stateless};
 use crate::api::Context;
-use crate::api::chat::{caller, payer};
+use crate::api::chat::payer;
 use crate::api::streaming::{self, Framing};
-use crate::chat::{self, ChatInput, History, Persona};
+use crate::chat::{self, ChatInput, Persona};
 use crate::error::{ApiError, Dialect};
 use crate::http::{Request, Response, response, sse};
 use crate::llm::coordinator::Turn;
@@ -94,29 +94,11 @@ fn parse(ctx: &Context, body: Value) -> Result<Parsed, ApiError> {
     } else {
         vec![Message::new(Role::System, FILL_IN_THE_MIDDLE), Message::new(Role::User, format!("{prompt}{GAP}{suffix}"))]
     };
-    let (persona, model_name) = persona_for(&model);
+    let (persona, _model_name) = persona_for(&model);
     let default_max_tokens = (persona == Persona::Model).then_some(DEFAULT_MAX_TOKENS);
-    let sampling = Sampling {
-        max_tokens: opt_u32(&body, "max_tokens")?.or(default_max_tokens),
-        temperature: opt_f64(&body, "temperature")?,
-        top_p: opt_f64(&body, "top_p")?,
-        stop: stop_sequences(body.get("stop"), "stop")?,
-        seed: match body.get("seed") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| invalid("seed"))?),
-        },
-        user: body.get("user").and_then(Value::as_str).map(str::to_string),
-        ..Sampling::default()
-    };
-    let input = ChatInput {
-        caller: caller(&ctx.principal)?,
-        persona,
-        model: model_name,
-        messages,
-        history: History::Stateless,
-        client_tools: Vec::new(),
-        sampling,
-    };
+    let sampling =
+        Sampling { max_tokens: opt_u32(&body, "max_tokens")?.or(default_max_tokens), ..common_sampling(&body)? };
+    let input = stateless(ctx, &model, messages, Vec::new(), sampling)?;
     let echo = flag(&body, "echo").then_some(prompt);
     let include_usage = body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool);
     Ok(Parsed { model, input, echo, stream: flag(&body, "stream"), include_usage: include_usage.unwrap_or(false) })

@@ -10,13 +10,13 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::chat::{
-    call_arguments, content_text, invalid, model_error, opt_f64, opt_u32, persona_for, required, response_format,
+    call_arguments, content_text, invalid, model_error, opt_f64, opt_u32, required, response_format, stateless,
     tool_choice, tools,
 };
 use crate::api::Context;
-use crate::api::chat::{caller, payer};
+use crate::api::chat::payer;
 use crate::api::streaming::{self, Framing};
-use crate::chat::{self, ChatInput, History};
+use crate::chat::{self, ChatInput};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response, sse};
 use crate::llm::coordinator::Turn;
@@ -83,17 +83,7 @@ fn parse(ctx: &Context, body: Value) -> Result<Parsed, ApiError> {
         parallel_tool_calls: body.get("parallel_tool_calls").and_then(Value::as_bool),
         ..Sampling::default()
     };
-    let client_tools = function_tools(body.get("tools"))?;
-    let (persona, model_name) = persona_for(&model);
-    let input = ChatInput {
-        caller: caller(&ctx.principal)?,
-        persona,
-        model: model_name,
-        messages,
-        history: History::Stateless,
-        client_tools,
-        sampling,
-    };
+    let input = stateless(ctx, &model, messages, function_tools(body.get("tools"))?, sampling)?;
     let envelope = Envelope::new(model, &body);
     Ok(Parsed { input, stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false), envelope })
 }
@@ -162,15 +152,7 @@ fn input_messages(value: &Value) -> Result<Vec<Message>, ApiError> {
             "function_call_output" => {
                 let id = text_of("call_id")?;
                 let output = content_text(item.get("output"), &format!("{field}.output"))?;
-                // Ollama wants the tool's name: the call this answers says it.
-                let name = out
-                    .iter()
-                    .rev()
-                    .flat_map(|m| m.tool_calls.iter())
-                    .find(|c| c.id == id)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default();
-                out.push(Message { tool_call_id: Some(id), tool_name: Some(name), ..Message::new(Role::Tool, output) });
+                out.push(Message::answering(&out, &id, output));
             }
             other => {
                 return Err(ApiError::BadRequest(format!(
