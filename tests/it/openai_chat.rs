@@ -355,10 +355,13 @@ async fn tier_names_work_wherever_a_model_is_named() {
 
 #[tokio::test]
 async fn chat_routes_take_long_conversations_up_to_their_own_limit() {
-    let gateway = Gateway::builder(Wire::OpenAi).config("[server]\nmax_chat_body_bytes = 4194304").start();
+    // Small limits, so a refused body still fits the socket buffers (a client still writing
+    // when the server answers 413 and closes would see a reset instead of the answer).
+    let limits = "[server]\nmax_body_bytes = 32768\nmax_chat_body_bytes = 65536";
+    let gateway = Gateway::builder(Wire::OpenAi).config(limits).start();
     let (_, key) = gateway.tenant("acme").await;
-    // 3 MB of history: over the 2 MB default body limit, within the chat routes' 4 MB.
-    let long = "tool output ".repeat(3 * 1024 * 1024 / 12);
+    // 48 KiB of history: over the general body limit, within the chat routes' own.
+    let long = "tool output ".repeat(48 * 1024 / 12);
     let messages = json!([{ "role": "user", "content": long }, { "role": "assistant", "content": "ok" },
                           { "role": "user", "content": "summarise" }]);
     let body = expect_json(
@@ -371,7 +374,7 @@ async fn chat_routes_take_long_conversations_up_to_their_own_limit() {
     assert_eq!(gateway.post("/v1/messages", &key, &anthropic).await.status(), 200);
     // The ARES route keeps the default limit, and the chat routes refuse beyond theirs.
     assert_eq!(gateway.post("/v1/chat", &key, &json!({ "message": long })).await.status(), 413);
-    let huge = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "x".repeat(5 * 1024 * 1024) }] });
+    let huge = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "x".repeat(66 * 1024) }] });
     let body = error_body(gateway.post("/v1/chat/completions", &key, &huge).await, 413).await;
     assert_eq!(body["error"]["code"], "request_too_large");
 }

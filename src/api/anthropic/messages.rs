@@ -9,7 +9,9 @@ use serde_json::{Map, Value, json};
 use super::events::{MessageEvents, stop_reason};
 use crate::api::Context;
 use crate::api::chat::payer;
-use crate::api::openai::chat::{invalid, model_error, opt_f64, opt_u32, required, stateless, stop_sequences};
+use crate::api::openai::chat::{
+    invalid, model_error, opt_f64, opt_u32, required, required_str, stateless, stop_sequences,
+};
 use crate::api::streaming;
 use crate::chat::{self, ChatInput, Persona};
 use crate::error::ApiError;
@@ -85,10 +87,7 @@ fn user_turn(out: &mut Vec<Message>, blocks: &[Value], field: &str) -> Result<()
         match block_type(block, &at)? {
             "text" => texts.push(text_of(block, &at)?),
             "tool_result" => {
-                let id = block
-                    .get("tool_use_id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| ApiError::MissingField(format!("{at}.tool_use_id")))?;
+                let id = required_str(block, "/tool_use_id", &at)?;
                 let mut content = plain_text(block.get("content"), &format!("{at}.content"))?;
                 // Only Anthropic's own format has `is_error`; the others learn it from the text.
                 if block.get("is_error").and_then(Value::as_bool) == Some(true) {
@@ -117,14 +116,8 @@ fn assistant_turn(blocks: &[Value], field: &str) -> Result<Message, ApiError> {
         match block_type(block, &at)? {
             "text" => texts.push(text_of(block, &at)?),
             "tool_use" => {
-                let id = block
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| ApiError::MissingField(format!("{at}.id")))?;
-                let name = block
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| ApiError::MissingField(format!("{at}.name")))?;
+                let id = required_str(block, "/id", &at)?;
+                let name = required_str(block, "/name", &at)?;
                 let arguments = block.get("input").filter(|v| !v.is_null()).cloned().unwrap_or_else(|| json!({}));
                 calls.push(ToolCall { id: id.into(), name: name.into(), arguments });
             }

@@ -103,6 +103,15 @@ pub fn opt_u32(body: &Map<String, Value>, field: &str) -> Result<Option<u32>, Ap
     }
 }
 
+/// The string at `pointer` (e.g. `/function/name`) in `value`; else 400 naming the field
+/// (`{at}.function.name`).
+pub fn required_str<'a>(value: &'a Value, pointer: &str, at: &str) -> Result<&'a str, ApiError> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::MissingField(format!("{at}{}", pointer.replace('/', "."))))
+}
+
 /// `stop`: a string or an array of strings (OpenAI allows up to 4).
 pub fn stop_sequences(value: Option<&Value>, field: &str) -> Result<Vec<String>, ApiError> {
     match value {
@@ -174,14 +183,8 @@ pub fn messages(value: &Value) -> Result<Vec<Message>, ApiError> {
                     let calls = calls.as_array().ok_or_else(|| invalid(format!("{field}.tool_calls")))?;
                     for (j, call) in calls.iter().enumerate() {
                         let at = format!("{field}.tool_calls[{j}]");
-                        let id = call
-                            .get("id")
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| ApiError::MissingField(format!("{at}.id")))?;
-                        let name = call
-                            .pointer("/function/name")
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| ApiError::MissingField(format!("{at}.function.name")))?;
+                        let id = required_str(call, "/id", &at)?;
+                        let name = required_str(call, "/function/name", &at)?;
                         let arguments = call_arguments(call.pointer("/function/arguments"));
                         message.tool_calls.push(ToolCall { id: id.into(), name: name.into(), arguments });
                     }
