@@ -449,3 +449,55 @@ async fn count_tokens_estimates_the_prompt_without_calling_upstream() {
     expect_anthropic_error(response, 401, "authentication_error").await;
     assert!(gw.mock.chat_requests().is_empty(), "nothing is called upstream");
 }
+
+/// What Claude Code (2.1) sends, as captured from it: `?beta=true`, `system` turns inside
+/// `messages`, `cache_control` on blocks, a JSON string as `metadata.user_id`, and fields no
+/// provider here has (`thinking`, `context_management`, `output_config`).
+#[tokio::test]
+async fn a_request_shaped_like_claude_codes_is_answered() {
+    for wire in Wire::ALL {
+        let gw = Gateway::start(wire);
+        gw.mock.set_script(Script::reply("Hello from ARES."));
+        let (_, key) = gw.tenant("coder").await;
+        let body = json!({
+            "model": MODEL,
+            "max_tokens": 32000,
+            "stream": true,
+            "system": [{ "type": "text", "text": "You are a coding agent.", "cache_control": { "type": "ephemeral" } }],
+            "messages": [
+                { "role": "user", "content": [
+                    { "type": "text", "text": "<system-reminder>context</system-reminder>" },
+                    { "type": "text", "text": "say hello", "cache_control": { "type": "ephemeral" } } ] },
+                { "role": "system", "content": "Available agent types: claude." }
+            ],
+            "tools": [weather_tool()],
+            "metadata": { "user_id": "{\"device_id\":\"d1\",\"session_id\":\"s1\"}" },
+            "thinking": { "type": "adaptive" },
+            "context_management": { "edits": [{ "type": "clear_thinking_20251015", "keep": "all" }] },
+            "output_config": { "effort": "high" }
+        });
+        let response = gw
+            .server
+            .client()
+            .post(gw.server.url("/v1/messages?beta=true"))
+            .bearer_auth(&key)
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let events = sse_events(response).await;
+        let text: String = events
+            .iter()
+            .filter(|e| e.name.as_deref() == Some("content_block_delta"))
+            .map(|e| e.json()["delta"]["text"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(text, "Hello from ARES.", "{wire:?}: {events:?}");
+        assert_eq!(events.last().unwrap().name.as_deref(), Some("message_stop"));
+        let sent = gw.mock.chat_requests().pop().unwrap();
+        let transcript = sent.transcript();
+        assert!(transcript.iter().any(|(_, text)| text.contains("Available agent types")), "{wire:?}: {transcript:?}");
+        assert!(transcript.iter().any(|(role, text)| role == "user" && text.contains("say hello")));
+    }
+}

@@ -148,6 +148,8 @@ fn messages(system: Option<&Value>, value: &Value) -> Result<Vec<Message>, ApiEr
         match role {
             "user" => user_turn(&mut out, &blocks, &content)?,
             "assistant" => out.push(assistant_turn(&blocks, &content)?),
+            // Claude Code sends instructions mid-conversation as `system` turns.
+            "system" => out.push(Message::new(Role::System, plain_text(item.get("content"), &content)?)),
             _ => return Err(invalid(format!("{field}.role"))),
         }
     }
