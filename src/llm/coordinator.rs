@@ -51,6 +51,8 @@ pub struct Turn {
     pub tool_calls: usize,
     /// Calls of the client's tools that ended the turn (`finish_reason` is then `ToolCalls`).
     pub client_calls: Vec<ToolCall>,
+    /// The stop sequence that ended the answer, when the provider named it.
+    pub stop_sequence: Option<String>,
     /// Model calls made (one per tool round, plus the answer): what iteration caps count.
     pub model_calls: u32,
 }
@@ -187,6 +189,7 @@ pub async fn run(
                 finish_reason: response.finish_reason,
                 tool_calls: calls_made,
                 client_calls: Vec::new(),
+                stop_sequence: response.stop_sequence,
                 model_calls,
             });
         }
@@ -205,6 +208,7 @@ pub async fn run(
         finish_reason: response.finish_reason,
         tool_calls: calls_made,
         client_calls: Vec::new(),
+        stop_sequence: response.stop_sequence,
         model_calls: model_calls + 1,
     })
 }
@@ -226,6 +230,7 @@ fn client_turn(
         finish_reason: FinishReason::ToolCalls,
         tool_calls,
         client_calls,
+        stop_sequence: None,
         model_calls,
     })
 }
@@ -293,6 +298,7 @@ async fn stream_loop(
                 finish_reason: response.finish_reason,
                 tool_calls: calls_made,
                 client_calls: Vec::new(),
+                stop_sequence: response.stop_sequence,
                 model_calls: round + 1,
             }));
         }

@@ -171,6 +171,9 @@ pub struct ChatResponse {
     /// As reported by the provider; `None` when it reported nothing (then we estimate).
     pub usage: Option<Usage>,
     pub finish_reason: FinishReason,
+    /// The stop sequence that ended the answer, when the provider names it (Anthropic does;
+    /// OpenAI-compatible servers and Ollama only say `stop`).
+    pub stop_sequence: Option<String>,
 }
 
 /// One step of a streamed answer.

@@ -163,6 +163,7 @@ fn openai_response(body: &Value) -> Result<ChatResponse, String> {
         finish_reason: openai_finish(choice.get("finish_reason").and_then(Value::as_str), !tool_calls.is_empty()),
         tool_calls,
         usage: openai_usage(body),
+        stop_sequence: None,
     })
 }
 
@@ -282,6 +283,7 @@ fn anthropic_response(body: &Value) -> Result<ChatResponse, String> {
         finish_reason: anthropic_finish(body.get("stop_reason").and_then(Value::as_str)),
         tool_calls,
         usage,
+        stop_sequence: body.get("stop_sequence").and_then(Value::as_str).map(str::to_string),
     })
 }
 
@@ -385,6 +387,7 @@ fn ollama_response(body: &Value) -> Result<ChatResponse, String> {
         finish_reason: ollama_finish(body, !tool_calls.is_empty()),
         tool_calls,
         usage: ollama_usage(body),
+        stop_sequence: None,
     })
 }
 
@@ -412,12 +415,21 @@ pub struct StreamDecoder {
     calls: Vec<PendingCall>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
+    stop_sequence: Option<String>,
     done: bool,
 }
 
 impl StreamDecoder {
     pub fn new(kind: ProviderKind) -> Self {
-        StreamDecoder { kind, content: String::new(), calls: Vec::new(), usage: None, finish: None, done: false }
+        StreamDecoder {
+            kind,
+            content: String::new(),
+            calls: Vec::new(),
+            usage: None,
+            finish: None,
+            stop_sequence: None,
+            done: false,
+        }
     }
 
     /// Feed one line (without its newline); returns the deltas it carries, in order (never
@@ -565,6 +577,9 @@ impl StreamDecoder {
                 if let Some(reason) = value.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.finish = Some(anthropic_finish(Some(reason)));
                 }
+                if let Some(sequence) = value.pointer("/delta/stop_sequence").and_then(Value::as_str) {
+                    self.stop_sequence = Some(sequence.to_string());
+                }
                 if let Some(output) = value.pointer("/usage/output_tokens").and_then(Value::as_u64) {
                     let usage = self.usage.get_or_insert_with(Usage::default);
                     usage.output_tokens = output;
@@ -636,7 +651,13 @@ impl StreamDecoder {
             None if !tool_calls.is_empty() => FinishReason::ToolCalls,
             None => FinishReason::Stop,
         };
-        Ok(ChatResponse { content: self.content, tool_calls, usage: self.usage, finish_reason })
+        Ok(ChatResponse {
+            content: self.content,
+            tool_calls,
+            usage: self.usage,
+            finish_reason,
+            stop_sequence: self.stop_sequence,
+        })
     }
 }
 

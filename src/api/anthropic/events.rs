@@ -13,9 +13,17 @@ use crate::http::{response, sse};
 use crate::llm::coordinator::Turn;
 use crate::llm::types::{FinishReason, Usage};
 
-/// Anthropic's `stop_reason`. A provider's stop on a stop sequence is reported as `end_turn`:
-/// the provider-neutral finish reason does not tell the two apart.
-pub fn stop_reason(reason: FinishReason) -> &'static str {
+/// Anthropic's `stop_reason` and `stop_sequence`. A stop sequence is known only when the
+/// provider names it (Anthropic upstreams do); others report it as a plain stop, `end_turn`.
+pub fn stop_fields(turn: &Turn) -> Value {
+    let reason = match (&turn.stop_sequence, turn.finish_reason) {
+        (Some(_), FinishReason::Stop) => "stop_sequence",
+        (_, reason) => stop_reason(reason),
+    };
+    json!({ "stop_reason": reason, "stop_sequence": turn.stop_sequence })
+}
+
+fn stop_reason(reason: FinishReason) -> &'static str {
     match reason {
         FinishReason::Stop => "end_turn",
         FinishReason::Length => "max_tokens",
@@ -118,7 +126,7 @@ impl Framing for MessageEvents {
 
     fn done(&mut self, turn: &Turn, tokens: Usage) -> Vec<Bytes> {
         let mut frames = self.close_block();
-        let delta = json!({ "stop_reason": stop_reason(turn.finish_reason), "stop_sequence": null });
+        let delta = stop_fields(turn);
         let usage = json!({ "input_tokens": tokens.input_tokens, "output_tokens": tokens.output_tokens });
         frames.push(event("message_delta", json!({ "delta": delta, "usage": usage })));
         frames.push(event("message_stop", json!({})));
@@ -169,6 +177,7 @@ mod tests {
             finish_reason: FinishReason::ToolCalls,
             tool_calls: 0,
             client_calls: Vec::new(),
+            stop_sequence: None,
             model_calls: 1,
         };
         frames.extend(events.done(&turn, Usage { input_tokens: 5, output_tokens: 2 }));
@@ -192,5 +201,23 @@ mod tests {
                 "message_stop:null",
             ]
         );
+    }
+
+    #[test]
+    fn a_named_stop_sequence_is_reported_as_such() {
+        let mut turn = Turn {
+            content: "done".into(),
+            usage: Usage::default(),
+            finish_reason: FinishReason::Stop,
+            tool_calls: 0,
+            client_calls: Vec::new(),
+            stop_sequence: None,
+            model_calls: 1,
+        };
+        assert_eq!(stop_fields(&turn), json!({ "stop_reason": "end_turn", "stop_sequence": null }));
+        turn.stop_sequence = Some("END".into());
+        assert_eq!(stop_fields(&turn), json!({ "stop_reason": "stop_sequence", "stop_sequence": "END" }));
+        turn.finish_reason = FinishReason::Length;
+        assert_eq!(stop_fields(&turn)["stop_reason"], "max_tokens");
     }
 }

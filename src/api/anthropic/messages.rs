@@ -6,7 +6,7 @@
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::events::{MessageEvents, stop_reason};
+use super::events::{MessageEvents, stop_fields};
 use crate::api::Context;
 use crate::api::chat::payer;
 use crate::api::openai::chat::{
@@ -315,16 +315,17 @@ pub async fn create(ctx: &Context, request: Request) -> Result<Response, ApiErro
             json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": tool_input(&call.arguments) }),
         );
     }
-    let body = json!({
+    let mut body = json!({
         "id": id,
         "type": "message",
         "role": "assistant",
         "model": parsed.model,
         "content": content,
-        "stop_reason": stop_reason(turn.finish_reason),
-        "stop_sequence": null,
         "usage": usage_json(tokens),
     });
+    if let (Some(body), Value::Object(stop)) = (body.as_object_mut(), stop_fields(&turn)) {
+        body.extend(stop);
+    }
     Ok(response::json(StatusCode::OK, &body))
 }
 

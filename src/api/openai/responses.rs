@@ -504,6 +504,7 @@ mod tests {
             finish_reason,
             tool_calls: 0,
             client_calls: Vec::new(),
+            stop_sequence: None,
             model_calls: 1,
         }
     }

@@ -283,3 +283,19 @@ fn provider_error_bodies_yield_their_message() {
     assert_eq!(error_message(r#"{"error":"model not found"}"#).as_deref(), Some("model not found"));
     assert_eq!(error_message("<html>"), None);
 }
+
+#[test]
+fn anthropic_names_the_stop_sequence_that_ended_the_answer() {
+    let body = json!({ "content": [{ "type": "text", "text": "one two" }], "stop_reason": "stop_sequence",
+                       "stop_sequence": "three", "usage": { "input_tokens": 1, "output_tokens": 2 } });
+    let r = parse_response(ProviderKind::Anthropic, &body).unwrap();
+    assert_eq!((r.finish_reason, r.stop_sequence.as_deref()), (FinishReason::Stop, Some("three")));
+    let (_, done) = events(
+        ProviderKind::Anthropic,
+        &[
+            r#"data: {"type":"message_delta","delta":{"stop_reason":"stop_sequence","stop_sequence":"three"},"usage":{"output_tokens":2}}"#,
+            r#"data: {"type":"message_stop"}"#,
+        ],
+    );
+    assert_eq!(done.stop_sequence.as_deref(), Some("three"));
+}
