@@ -14,7 +14,9 @@
 //! through/direct ratio of the medians.
 //!
 //! `cargo bench --bench chat_latency` runs it (3 samples of 2 s per cell); without `--bench` or
-//! with `--test` it does a smoke run. `ARES_BENCH_SAMPLES` / `ARES_BENCH_SECS` override.
+//! with `--test` it does a smoke run. `ARES_BENCH_SAMPLES` / `ARES_BENCH_SECS` override;
+//! `ARES_BENCH_SYNC_INTERVAL_MS` sets `[storage].sync_interval_ms` (default: the config's, 50;
+//! `0` makes the chat records wait for their fsync as every write did before).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -144,6 +146,7 @@ fn main() {
     let env_or = |name: &str, default: f64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let samples = if full { env_or("ARES_BENCH_SAMPLES", 3.0) as usize } else { 1 };
     let duration = Duration::from_secs_f64(if full { env_or("ARES_BENCH_SECS", 2.0) } else { 0.2 });
+    let sync_interval_ms = std::env::var("ARES_BENCH_SYNC_INTERVAL_MS").ok().and_then(|v| v.parse::<u64>().ok());
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
@@ -169,7 +172,8 @@ tier = "fast"
 monthly_requests = "unlimited"
 monthly_tokens = "unlimited"
 daily_requests = "unlimited"
-"#
+{storage}"#,
+            storage = sync_interval_ms.map(|ms| format!("\n[storage]\nsync_interval_ms = {ms}\n")).unwrap_or_default(),
         );
         let dir = tempfile::tempdir().unwrap();
         let env = |name: &str| match name {
@@ -218,6 +222,10 @@ daily_requests = "unlimited"
         ];
 
         println!("chat_latency: through the server vs the mock provider directly");
+        println!(
+            "  [storage].sync_interval_ms = {}",
+            sync_interval_ms.map_or("50 (default)".into(), |ms| ms.to_string())
+        );
         println!(
             "  {samples} sample(s) of {:.1} s per cell; client, server and mock in one process; 2 cores",
             duration.as_secs_f64()

@@ -64,6 +64,7 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
     }
     let secrets: Secrets = secrets::resolve(&config.auth, data_dir, env)?;
     let store = Store::open(&data_dir.join(store::DB_FILE), MigrationPolicy::Apply)?;
+    store.set_sync_interval(std::time::Duration::from_millis(config.storage.sync_interval_ms));
     prepare_store(&store, &config)?;
     let rag = rag::Rag::open(&config.rag, data_dir, &store, env)?;
     let report = rag.open_report();

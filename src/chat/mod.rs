@@ -446,8 +446,10 @@ pub async fn finish(
         return Ok(Finished { message_id, tokens, duration_ms });
     }
     let (owner, id, day) = (prepared.owner.clone(), prepared.context_id.clone(), day_start(now));
+    // Chat records: acknowledged once committed (visible to the next turn at once), durable
+    // within `[storage].sync_interval_ms`.
     app.store()
-        .write(move |txn| {
+        .write_relaxed(move |txn| {
             if !messages.is_empty() {
                 conversations::append(txn, &owner, &id, &messages, now)?;
             }

@@ -281,11 +281,21 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct StorageConfig {
     /// Where backups go; relative paths are under the data dir. Default `<data>/backups`.
     pub backups_dir: Option<PathBuf>,
+    /// Chat records (conversation turns, runs, usage, learned memory) are acknowledged before
+    /// their fsync and made durable within this many milliseconds; 0 = after every commit, like
+    /// everything else. A crash can lose at most this window of chat history.
+    pub sync_interval_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { backups_dir: None, sync_interval_ms: 50 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -199,7 +199,25 @@ impl Store {
         F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
-        self.writer.submit(f).await
+        self.writer.submit(f, false).await
+    }
+
+    /// [`Store::write`] for chat records (conversation turns, runs, learned memory): answered
+    /// once committed and visible to every later read, but made durable up to the sync
+    /// interval later ([`Store::set_sync_interval`]), so a chat does not wait for an fsync. A
+    /// crash can lose at most that window of these writes.
+    pub async fn write_relaxed<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.writer.submit(f, true).await
+    }
+
+    /// How long relaxed writes may stay unsynced (`[storage].sync_interval_ms`); zero (the
+    /// default) makes them as durable as any other.
+    pub fn set_sync_interval(&self, interval: std::time::Duration) {
+        self.writer.set_sync_interval(interval);
     }
 
     /// [`Store::write`] for work already on the blocking pool (RAG ingest writes a large

@@ -250,6 +250,41 @@ fn acknowledged_writes_survive_reopen() {
 }
 
 #[test]
+fn relaxed_writes_are_read_at_once_synced_within_the_interval_and_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.set_sync_interval(std::time::Duration::from_millis(100));
+    let count = |store: &Store| store.database().begin_read().unwrap().open_table(TENANTS).unwrap().len().unwrap();
+    runtime().block_on(async {
+        let before = store.writer_stats().syncs;
+        let record = tenant("relaxed");
+        store.write_relaxed(move |txn| tenants::insert(txn, &record)).await.unwrap();
+        // Visible to the next read before any fsync.
+        assert_eq!(count(&store), 1);
+        assert_eq!(store.writer_stats().syncs, before, "a relaxed commit does not wait for a sync");
+        // The writer syncs on its own once the interval has passed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while store.writer_stats().syncs == before {
+            assert!(std::time::Instant::now() < deadline, "no sync within 5 s");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // A durable write is synced by its own commit, whatever relaxed writes came before.
+        let record = tenant("strict");
+        let syncs = store.writer_stats().syncs;
+        store.write(move |txn| tenants::insert(txn, &record)).await.unwrap();
+        assert_eq!(store.writer_stats().syncs, syncs + 1);
+        let record = tenant("last");
+        store.write_relaxed(move |txn| tenants::insert(txn, &record)).await.unwrap();
+    });
+    // Closing syncs what is left.
+    let syncs = store.writer_stats().syncs;
+    store.close();
+    assert_eq!(store.writer_stats().syncs, syncs + 1);
+    drop(store);
+    assert_eq!(count(&open(&dir)), 3);
+}
+
+#[test]
 fn writes_after_close_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

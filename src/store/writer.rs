@@ -6,6 +6,14 @@
 //! transaction and commits once. While that fsync runs, new jobs pile up and form the next
 //! batch, so throughput grows with concurrency instead of staying at one fsync per write.
 //!
+//! Durability fits the record. Most writes are acknowledged only after their batch's fsync.
+//! Chat records (conversation turns, runs, usage, learned memory) may instead be *relaxed*:
+//! committed without the fsync (redb `Durability::None`), so visible to every later read at
+//! once, and made durable by the next durable commit — at most `sync_interval` after the first
+//! unsynced one, when the thread syncs on its own if nothing else did. A crash can lose at
+//! most that window of relaxed writes, never a durable one (a durable commit persists every
+//! earlier relaxed commit with it). An interval of zero makes every write durable.
+//!
 //! A job that returns an error must not take its batch down, and redb has no per-job rollback
 //! inside a dirty transaction, so the batch is aborted and replayed without the failed jobs —
 //! all of a pass's failures at once, so any mix of failing and succeeding writes costs about
@@ -18,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redb::{Database, WriteTransaction};
+use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::Error;
@@ -35,6 +43,8 @@ const LINGER: Duration = Duration::from_micros(200);
 
 /// A type-erased job: runs inside the batch transaction, answers its caller after the commit.
 trait Job: Send {
+    /// Whether the job may be acknowledged before its commit is durable.
+    fn relaxed(&self) -> bool;
     /// Run against `txn`; `false` means the job failed and its writes must be discarded.
     fn run(&mut self, txn: &WriteTransaction) -> bool;
     /// Answer the caller of a failed job with its own error.
@@ -45,6 +55,7 @@ trait Job: Send {
 
 struct TypedJob<F, R> {
     f: F,
+    relaxed: bool,
     outcome: Option<Result<R, Error>>,
     reply: Option<oneshot::Sender<Result<R, Error>>>,
 }
@@ -54,6 +65,10 @@ where
     F: FnMut(&WriteTransaction) -> Result<R, Error> + Send,
     R: Send,
 {
+    fn relaxed(&self) -> bool {
+        self.relaxed
+    }
+
     fn run(&mut self, txn: &WriteTransaction) -> bool {
         let outcome = catch_unwind(AssertUnwindSafe(|| (self.f)(txn)))
             .unwrap_or_else(|_| Err(Error::Internal("a write job panicked".into())));
@@ -105,12 +120,18 @@ pub struct WriterStats {
     pub batches: u64,
     /// Jobs committed (successful ones).
     pub jobs: u64,
+    /// Commits that waited for an fsync (batches with a durable job, and the writer's own syncs
+    /// of relaxed commits).
+    pub syncs: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     batches: AtomicU64,
     jobs: AtomicU64,
+    syncs: AtomicU64,
+    /// Milliseconds a relaxed commit may stay unsynced; 0 = every commit is durable.
+    sync_interval_ms: AtomicU64,
 }
 
 pub(super) struct Writer {
@@ -131,13 +152,21 @@ impl Writer {
         Ok(Writer { sender: Mutex::new(Some(sender)), thread: Mutex::new(Some(thread)), counters })
     }
 
-    pub(super) async fn submit<R, F>(&self, f: F) -> Result<R, Error>
+    /// Let relaxed jobs stay unsynced for up to `interval` (zero: every commit is durable).
+    pub(super) fn set_sync_interval(&self, interval: Duration) {
+        let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self.counters.sync_interval_ms.store(millis, Ordering::Relaxed);
+    }
+
+    /// Run `f` in the next batch; answered after its commit (`relaxed`: after a commit that
+    /// may not be durable yet).
+    pub(super) async fn submit<R, F>(&self, f: F, relaxed: bool) -> Result<R, Error>
     where
         F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.enqueue(Box::new(TypedJob { f, outcome: None, reply: Some(reply) }))?;
+        self.enqueue(Box::new(TypedJob { f, relaxed, outcome: None, reply: Some(reply) }))?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
@@ -149,17 +178,18 @@ impl Writer {
         R: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.enqueue(Box::new(TypedJob { f, outcome: None, reply: Some(reply) }))?;
+        self.enqueue(Box::new(TypedJob { f, relaxed: false, outcome: None, reply: Some(reply) }))?;
         answer.blocking_recv().map_err(|_| Error::Closed)?
     }
 
-    /// Queue `f` without waiting for its commit; a failure is logged.
+    /// Queue `f` without waiting for its commit; a failure is logged. Relaxed: nobody waits
+    /// for it, so nobody was promised its durability.
     pub(super) fn submit_detached<R, F>(&self, f: F) -> Result<(), Error>
     where
         F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
-        self.enqueue(Box::new(TypedJob { f, outcome: None, reply: None }))
+        self.enqueue(Box::new(TypedJob { f, relaxed: true, outcome: None, reply: None }))
     }
 
     fn enqueue(&self, job: Box<dyn Job>) -> Result<(), Error> {
@@ -172,6 +202,7 @@ impl Writer {
         WriterStats {
             batches: self.counters.batches.load(Ordering::Relaxed),
             jobs: self.counters.jobs.load(Ordering::Relaxed),
+            syncs: self.counters.syncs.load(Ordering::Relaxed),
         }
     }
 
@@ -198,17 +229,56 @@ impl Drop for Writer {
 
 fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters) {
     let mut previous_batch = 1;
+    // When the oldest commit not yet synced was made; `None` while everything is durable.
+    let mut unsynced_since: Option<Instant> = None;
     loop {
-        let first = match receiver.recv() {
+        let interval = Duration::from_millis(counters.sync_interval_ms.load(Ordering::Relaxed));
+        let next = match unsynced_since {
+            None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(since) => receiver.recv_timeout((since + interval).saturating_duration_since(Instant::now())),
+        };
+        let first = match next {
             Ok(Message::Job(job)) => job,
-            Ok(Message::Shutdown) | Err(_) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                sync(db, counters);
+                unsynced_since = None;
+                continue;
+            }
+            Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
         };
         let (batch, stop) = collect_batch(receiver, first, previous_batch);
         previous_batch = batch.len();
-        commit_batch(db, batch, counters);
-        if stop {
-            return;
+        // Relaxed only while every job allows it and the oldest unsynced commit is still
+        // within the interval; a durable commit also makes every earlier relaxed one durable.
+        let overdue = unsynced_since.is_some_and(|since| since.elapsed() >= interval);
+        let relaxed = !interval.is_zero() && !overdue && batch.iter().all(|job| job.relaxed());
+        commit_batch(db, batch, counters, if relaxed { Durability::None } else { Durability::Immediate });
+        if relaxed {
+            unsynced_since.get_or_insert_with(Instant::now);
+        } else {
+            unsynced_since = None;
         }
+        if stop {
+            break;
+        }
+    }
+    if unsynced_since.is_some() {
+        sync(db, counters);
+    }
+}
+
+/// An empty durable commit: makes every earlier relaxed commit durable.
+fn sync(db: &Database, counters: &Counters) {
+    let outcome = db.begin_write().map_err(|e| e.to_string()).and_then(|mut txn| {
+        txn.set_durability(Durability::Immediate).map_err(|e| e.to_string())?;
+        txn.commit().map_err(|e| e.to_string())
+    });
+    match outcome {
+        Ok(()) => {
+            counters.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        // The relaxed commits stay visible and the next durable commit retries their sync.
+        Err(e) => tracing::error!(error = %e, "syncing relaxed commits failed"),
     }
 }
 
@@ -260,12 +330,15 @@ fn collect_batch(receiver: &Receiver<Message>, first: Box<dyn Job>, expected: us
 /// So a batch with any number of failures costs about two passes plus one cheap solo try per
 /// further failure, instead of one full replay per failure (which made a mix of failing and
 /// succeeding writes quadratic in the batch size and halved the throughput of the good ones).
-fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters) {
+fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters, durability: Durability) {
     loop {
-        let txn = match db.begin_write() {
+        let mut txn = match db.begin_write() {
             Ok(txn) => txn,
             Err(e) => return fail_all(batch, &e.to_string()),
         };
+        if let Err(e) = txn.set_durability(durability) {
+            return fail_all(batch, &e.to_string());
+        }
         let succeeded: Vec<bool> = batch.iter_mut().map(|job| job.run(&txn)).collect();
         if succeeded.iter().all(|ok| *ok) {
             let jobs = batch.len() as u64;
@@ -273,6 +346,9 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
                 Ok(()) => {
                     counters.batches.fetch_add(1, Ordering::Relaxed);
                     counters.jobs.fetch_add(jobs, Ordering::Relaxed);
+                    if matches!(durability, Durability::Immediate) {
+                        counters.syncs.fetch_add(1, Ordering::Relaxed);
+                    }
                     batch.into_iter().for_each(|job| job.finish(Ok(())));
                 }
                 Err(e) => {

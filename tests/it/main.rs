@@ -15,6 +15,7 @@ mod anthropic_messages;
 mod auth;
 mod backup;
 mod chat;
+mod chat_durability;
 mod cli;
 mod config_dirs;
 mod conversations;

@@ -75,7 +75,7 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
         created_at: started_at,
     };
     let stored = run.clone();
-    ctx.app.store().write(move |txn| runs::record(txn, &stored, day_start(stored.created_at))).await?;
+    ctx.app.store().write_relaxed(move |txn| runs::record(txn, &stored, day_start(stored.created_at))).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({
