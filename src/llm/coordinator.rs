@@ -128,11 +128,7 @@ fn request(
 }
 
 async fn complete(provider: &Arc<Provider>, request: ChatRequest) -> Result<ChatResponse, LlmError> {
-    let provider = provider.clone();
-    let name = provider.name.clone();
-    tokio::task::spawn_blocking(move || provider.complete_blocking(&request))
-        .await
-        .map_err(|e| LlmError::Protocol { provider: name, message: format!("call task failed: {e}") })?
+    provider.complete(&request).await
 }
 
 async fn run_tools(calls: &[ToolCall], tools: &ToolBox, options: &TurnOptions) -> Vec<Message> {
@@ -323,7 +319,7 @@ async fn stream_one(
     let mut first_text = true;
     let (events, mut incoming) = stream_channel();
     let reader = provider.clone();
-    tokio::task::spawn_blocking(move || reader.stream_blocking(&request, &events));
+    tokio::spawn(async move { reader.stream(&request, &events).await });
     // Provider call index → the client's index, for calls of the client's tools.
     let mut forwarded: Vec<usize> = Vec::new();
     while let Some(event) = incoming.recv().await {

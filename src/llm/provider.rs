@@ -1,14 +1,20 @@
-//! One configured provider: its endpoint, key and keep-alive HTTP agent. Calls run on the
-//! blocking pool (ureq is synchronous); a stream is read line by line there and forwarded over a
-//! channel, so the client sees each token as soon as the provider sends it.
+//! One configured provider: its endpoint, key and keep-alive HTTP clients. Chat calls are
+//! async (reqwest, a connection pool per provider): a call in flight holds no thread, so
+//! concurrent streams are bounded by the upstream, not by the blocking pool (with ureq each
+//! stream held a blocking thread for its whole length, and beyond the pool's 512 the rest
+//! queued behind whole generations). A stream is read as it arrives, split into lines for the
+//! decoder, and forwarded over a channel, so the client sees each token as soon as the
+//! provider sends it. Embeddings (the RAG ingest path, already on the blocking pool) keep the
+//! blocking ureq agent.
 
-use std::io::BufRead as _;
 use std::time::Duration;
+
+use futures_util::StreamExt as _;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::error::LlmError;
+use super::error::{DEFAULT_RETRY_AFTER_SECS, LlmError};
 use super::types::{ChatRequest, ChatResponse, StreamEvent};
 use super::wire::{self, StreamDecoder};
 use crate::config::{ProviderConfig, ProviderKind};
@@ -24,7 +30,10 @@ pub struct Provider {
     api_key: Option<String>,
     /// Why the provider cannot be used, if it cannot.
     disabled: Option<String>,
+    /// Blocking agent for embeddings.
     agent: ureq::Agent,
+    /// Async client for chat calls.
+    client: reqwest::Client,
 }
 
 impl std::fmt::Debug for Provider {
@@ -54,7 +63,19 @@ impl Provider {
             .user_agent(concat!("ares/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Provider { name: config.name.clone(), kind: config.kind, base_url, api_key, disabled, agent }
+        let built = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
+            // Per read, headers included: a stream may run longer than the read timeout as
+            // long as the provider never goes silent for that long.
+            .read_timeout(Duration::from_secs(config.read_timeout_secs))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("ares/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let (client, disabled) = match built {
+            Ok(client) => (client, disabled),
+            Err(e) => (reqwest::Client::new(), disabled.or(Some(format!("cannot build its HTTP client: {e}")))),
+        };
+        Provider { name: config.name.clone(), kind: config.kind, base_url, api_key, disabled, agent, client }
     }
 
     pub fn disabled_reason(&self) -> Option<&str> {
@@ -95,8 +116,9 @@ impl Provider {
     }
 
     /// POST the request; returns the response once its status is known to be a success.
-    fn send(&self, body: &Value) -> Result<ureq::http::Response<ureq::Body>, LlmError> {
-        let mut request = self.agent.post(&self.endpoint()).header("content-type", "application/json");
+    async fn send(&self, body: &Value) -> Result<reqwest::Response, LlmError> {
+        let payload = serde_json::to_vec(body).map_err(|e| self.protocol(format!("cannot encode the request: {e}")))?;
+        let mut request = self.client.post(self.endpoint()).header("content-type", "application/json").body(payload);
         match (self.kind, &self.api_key) {
             (ProviderKind::Anthropic, key) => {
                 request = request.header("anthropic-version", "2023-06-01");
@@ -104,11 +126,10 @@ impl Provider {
                     request = request.header("x-api-key", key);
                 }
             }
-            (_, Some(key)) => request = request.header("authorization", &format!("Bearer {key}")),
+            (_, Some(key)) => request = request.bearer_auth(key),
             (_, None) => {}
         }
-        let payload = body.to_string();
-        let response = request.send(payload.as_bytes()).map_err(|e| self.transport_error(e))?;
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
         if status < 400 {
             return Ok(response);
@@ -118,24 +139,30 @@ impl Provider {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let text = response.into_body().read_to_string().unwrap_or_default();
+        let text = response.text().await.unwrap_or_default();
         if status == 429 {
             return Err(LlmError::RateLimited {
                 provider: self.name.clone(),
-                retry_after_secs: retry_after.unwrap_or(super::error::DEFAULT_RETRY_AFTER_SECS),
+                retry_after_secs: retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS),
             });
         }
         let message = wire::error_message(&text).unwrap_or_else(|| text.chars().take(300).collect());
         Err(LlmError::Upstream { provider: self.name.clone(), status, message })
     }
 
-    fn transport_error(&self, e: ureq::Error) -> LlmError {
-        match e {
-            ureq::Error::Timeout(_) => LlmError::Timeout { provider: self.name.clone() },
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                LlmError::Timeout { provider: self.name.clone() }
+    fn transport_error(&self, e: &reqwest::Error) -> LlmError {
+        if e.is_timeout() {
+            LlmError::Timeout { provider: self.name.clone() }
+        } else {
+            // The chain names the cause (connection refused, reset, DNS).
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
             }
-            other => LlmError::Unreachable { provider: self.name.clone(), message: other.to_string() },
+            LlmError::Unreachable { provider: self.name.clone(), message }
         }
     }
 
@@ -143,56 +170,74 @@ impl Provider {
         LlmError::Protocol { provider: self.name.clone(), message: message.into() }
     }
 
-    /// A complete answer. Blocking: call from the blocking pool.
-    pub fn complete_blocking(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+    /// A complete answer.
+    pub async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         self.check_enabled()?;
         let body = wire::request_body(self.kind, request, false);
-        let response = self.send(&body)?;
-        let text = response.into_body().read_to_string().map_err(|e| self.transport_error(e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| self.protocol(e.to_string()))?;
+        let response = self.send(&body).await?;
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| self.protocol(e.to_string()))?;
         wire::parse_response(self.kind, &value).map_err(|m| self.protocol(m))
     }
 
-    /// Stream an answer into `events`. Blocking: run on the blocking pool. Stops reading (which
-    /// closes the upstream connection) as soon as the receiver is gone.
-    pub fn stream_blocking(&self, request: &ChatRequest, events: &EventSender) {
-        let outcome = self.stream_inner(request, events);
+    /// Stream an answer into `events`. Stops reading (which closes the upstream connection) as
+    /// soon as the receiver is gone, also while waiting for the provider.
+    pub async fn stream(&self, request: &ChatRequest, events: &EventSender) {
+        let outcome = tokio::select! {
+            outcome = self.stream_inner(request, events) => outcome,
+            () = events.closed() => Ok(()),
+        };
         if let Err(e) = outcome {
-            let _ = events.blocking_send(Err(e));
+            let _ = events.send(Err(e)).await;
         }
     }
 
-    fn stream_inner(&self, request: &ChatRequest, events: &EventSender) -> Result<(), LlmError> {
+    async fn stream_inner(&self, request: &ChatRequest, events: &EventSender) -> Result<(), LlmError> {
         self.check_enabled()?;
         let body = wire::request_body(self.kind, request, true);
-        let response = self.send(&body)?;
-        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        let response = self.send(&body).await?;
+        let mut chunks = response.bytes_stream();
         let mut decoder = StreamDecoder::new(self.kind);
-        for line in reader.lines() {
-            let line = line.map_err(|e| {
-                // ureq's own timeouts reach a body reader as `Other` errors wrapping them.
-                let wrapped_timeout = e
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-                    .is_some_and(|inner| matches!(inner, ureq::Error::Timeout(_)));
-                if e.kind() == std::io::ErrorKind::TimedOut || wrapped_timeout {
-                    LlmError::Timeout { provider: self.name.clone() }
-                } else {
-                    self.protocol(format!("stream interrupted: {e}"))
-                }
+        // Bytes of the line being received (lines may span chunks, chunks hold many lines).
+        let mut partial: Vec<u8> = Vec::new();
+        'read: while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| match self.transport_error(&e) {
+                timeout @ LlmError::Timeout { .. } => timeout,
+                _ => self.protocol(format!("stream interrupted: {e}")),
             })?;
-            for event in decoder.line(&line).map_err(|m| self.protocol(m))? {
-                if events.blocking_send(Ok(event)).is_err() {
-                    // The client went away: dropping the reader closes the upstream connection.
+            let mut rest: &[u8] = &chunk;
+            while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+                let line = if partial.is_empty() {
+                    &rest[..end]
+                } else {
+                    partial.extend_from_slice(&rest[..end]);
+                    &partial[..]
+                };
+                let text = std::str::from_utf8(line).map_err(|e| self.protocol(format!("stream is not UTF-8: {e}")))?;
+                for event in decoder.line(text).map_err(|m| self.protocol(m))? {
+                    if events.send(Ok(event)).await.is_err() {
+                        // The client went away: dropping the body closes the upstream connection.
+                        return Ok(());
+                    }
+                }
+                partial.clear();
+                rest = &rest[end + 1..];
+                if decoder.is_done() && self.kind == ProviderKind::Ollama {
+                    break 'read;
+                }
+            }
+            partial.extend_from_slice(rest);
+        }
+        if !partial.is_empty() {
+            let text = std::str::from_utf8(&partial).map_err(|e| self.protocol(format!("stream is not UTF-8: {e}")))?;
+            for event in decoder.line(text).map_err(|m| self.protocol(m))? {
+                if events.send(Ok(event)).await.is_err() {
                     return Ok(());
                 }
             }
-            if decoder.is_done() && self.kind == ProviderKind::Ollama {
-                break;
-            }
         }
         let done = decoder.finish().map_err(|m| self.protocol(m))?;
-        let _ = events.blocking_send(Ok(StreamEvent::Done(done)));
+        let _ = events.send(Ok(StreamEvent::Done(done))).await;
         Ok(())
     }
 }
