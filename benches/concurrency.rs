@@ -1,0 +1,230 @@
+//! Concurrency bounded by the upstream, not by a thread pool: N concurrent `/v1/chat/stream`
+//! requests against an upstream that waits 1 s and then streams 50 chunks over 1 s. Every
+//! stream must complete with every chunk in order; the bench reports how long the slowest took,
+//! time to first byte p50/p99 under that load, and the server's RSS before, at peak and after.
+//!
+//! The server is the real `ares` binary (so its RSS is its own), the mock upstream and the
+//! clients run in this process. `cargo bench --bench concurrency` runs 2,000 streams; without
+//! `--bench` or with `--test` a smoke run of 50. `ARES_BENCH_STREAMS` overrides the count.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::convert::Infallible;
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+
+const CHUNKS: usize = 50;
+const FIRST_TOKEN_AFTER: Duration = Duration::from_secs(1);
+const CHUNK_EVERY: Duration = Duration::from_millis(20);
+
+type MockBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// An OpenAI-format stream: silence, then `CHUNKS` deltas `w0 `, `w1 `, … and usage.
+async fn mock(request: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<MockBody>, Infallible> {
+    let _ = request.into_body().collect().await;
+    let frames = futures_util::stream::unfold(0usize, |i| async move {
+        if i > CHUNKS {
+            return None;
+        }
+        tokio::time::sleep(if i == 0 { FIRST_TOKEN_AFTER } else { CHUNK_EVERY }).await;
+        let data = if i < CHUNKS {
+            format!("data: {}\n\n", json!({"choices": [{"delta": {"content": format!("w{i} ")}}]}))
+        } else {
+            format!(
+                "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+                json!({"choices": [{"delta": {}, "finish_reason": "stop"}]}),
+                json!({"choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": CHUNKS}})
+            )
+        };
+        Some((Ok::<_, Infallible>(Frame::data(Bytes::from(data))), i + 1))
+    });
+    let body = StreamBody::new(frames).boxed();
+    Ok(hyper::Response::builder().header("content-type", "text/event-stream").body(body).unwrap())
+}
+
+async fn start_mock() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service_fn(mock))
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One stream: (time to first byte, time to the end, the text it carried).
+async fn stream(client: &reqwest::Client, url: &str, key: &str) -> (Duration, Duration, String) {
+    let started = Instant::now();
+    let mut response = client
+        .post(url)
+        .bearer_auth(key)
+        .json(&json!({ "message": "Count.", "agent_type": "assistant" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut first = None;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        first.get_or_insert_with(|| started.elapsed());
+        body.extend_from_slice(&chunk);
+    }
+    let text: String = String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| v["delta"].as_str().map(str::to_string))
+        .collect();
+    (first.unwrap_or_default(), started.elapsed(), text)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or_default()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    let streams: usize =
+        std::env::var("ARES_BENCH_STREAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(if full { 2000 } else { 50 });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let mock_url = start_mock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ares.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[server]
+rate_limit_per_second = 0
+max_connections = 8192
+log_level = "warn"
+
+[[providers]]
+name = "mock"
+type = "openai"
+base_url = "{mock_url}/v1"
+read_timeout_secs = 30
+
+[[models]]
+name = "fast"
+provider = "mock"
+model_id = "mock-model"
+tier = "fast"
+
+[quotas.pro]
+monthly_requests = "unlimited"
+monthly_tokens = "unlimited"
+daily_requests = "unlimited"
+"#
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ares"))
+            .args(["serve", "--port", "0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("ADMIN_API_KEY", "bench-admin-secret-0123456789")
+            .env("JWT_SECRET", "bench-jwt-secret-bench-jwt-secret-0123")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let base = stdout
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| line.split("listening on ").nth(1).map(str::to_string))
+            .expect("the server's listening line");
+        let client = reqwest::Client::builder().pool_max_idle_per_host(streams).build().unwrap();
+        let provisioned: serde_json::Value = client
+            .post(format!("{base}/api/admin/provision-client"))
+            .header("x-admin-secret", "bench-admin-secret-0123456789")
+            .json(&json!({ "name": "bench", "tier": "pro", "product_type": "generic", "api_key_name": "bench" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = provisioned["raw_api_key"].as_str().unwrap().to_string();
+        let idle_rss = rss_kib(pid);
+
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(idle_rss));
+        let sampler = {
+            let peak = peak.clone();
+            tokio::spawn(async move {
+                loop {
+                    peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        let url = format!("{base}/v1/chat/stream");
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..streams)
+            .map(|_| {
+                let (client, url, key) = (client.clone(), url.clone(), key.clone());
+                tokio::spawn(async move { stream(&client, &url, &key).await })
+            })
+            .collect();
+        let mut ttfb = Vec::with_capacity(streams);
+        let mut slowest = Duration::ZERO;
+        let expected: String = (0..CHUNKS).map(|i| format!("w{i} ")).collect();
+        let mut complete = 0;
+        for task in tasks {
+            let (first, total, text) = task.await.unwrap();
+            ttfb.push(first);
+            slowest = slowest.max(total);
+            complete += usize::from(text == expected);
+        }
+        let wall = started.elapsed();
+        sampler.abort();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after_rss = rss_kib(pid);
+        ttfb.sort();
+        println!(
+            "concurrency: {streams} concurrent /v1/chat/stream; upstream: 1 s silence, then {CHUNKS} chunks over 1 s"
+        );
+        println!("  complete with every chunk in order: {complete}/{streams}");
+        println!("  all done after {:.2?} (slowest stream {:.2?})", wall, slowest);
+        println!("  time to first byte p50 {:.2?}, p99 {:.2?}", pct(&ttfb, 0.5), pct(&ttfb, 0.99));
+        println!(
+            "  server RSS: {:.1} MiB idle, {:.1} MiB peak, {:.1} MiB 2 s after",
+            idle_rss as f64 / 1024.0,
+            peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
+            after_rss as f64 / 1024.0
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(complete, streams, "every stream completes with every chunk");
+    });
+}
