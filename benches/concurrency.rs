@@ -51,7 +51,10 @@ async fn mock(request: hyper::Request<hyper::body::Incoming>) -> Result<hyper::R
 }
 
 async fn start_mock() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A backlog for the whole burst (tokio's default of 1,024 would delay the rest by a second).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(4096).unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {

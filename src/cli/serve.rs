@@ -29,7 +29,8 @@ pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::runtime(format!("start-up task failed: {e}")))??;
 
-        let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        let backlog = built.app.config().server.max_connections;
+        let listener = bind(&host, port, backlog)
             .await
             .map_err(|e| Failure::runtime(format!("cannot bind {host}:{port}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| Failure::runtime(format!("cannot read bound address: {e}")))?;
@@ -54,6 +55,22 @@ pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
         tracing::info!("stopped cleanly");
         Ok(())
     })
+}
+
+/// Bind with an accept backlog of `max_connections` (the kernel caps it at `somaxconn`):
+/// tokio's default of 1,024 drops the SYNs of a larger burst of clients, which then retry
+/// only a second later.
+async fn bind(host: &str, port: u16, backlog: usize) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(u32::try_from(backlog.max(1024)).unwrap_or(u32::MAX)),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to bind")))
 }
 
 fn write_server_file(path: &Path, addr: SocketAddr) {
