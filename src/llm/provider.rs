@@ -34,6 +34,8 @@ pub struct Provider {
     agent: ureq::Agent,
     /// Async client for chat calls.
     client: reqwest::Client,
+    /// The chat endpoint, parsed once (not per call).
+    chat_url: Option<reqwest::Url>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -75,7 +77,24 @@ impl Provider {
             Ok(client) => (client, disabled),
             Err(e) => (reqwest::Client::new(), disabled.or(Some(format!("cannot build its HTTP client: {e}")))),
         };
-        Provider { name: config.name.clone(), kind: config.kind, base_url, api_key, disabled, agent, client }
+        let mut provider = Provider {
+            name: config.name.clone(),
+            kind: config.kind,
+            base_url,
+            api_key,
+            disabled,
+            agent,
+            client,
+            chat_url: None,
+        };
+        match reqwest::Url::parse(&provider.endpoint()) {
+            Ok(url) => provider.chat_url = Some(url),
+            Err(e) => {
+                let reason = format!("its base_url is not a valid URL: {e}");
+                provider.disabled = provider.disabled.take().or(Some(reason));
+            }
+        }
+        provider
     }
 
     pub fn disabled_reason(&self) -> Option<&str> {
@@ -118,7 +137,8 @@ impl Provider {
     /// POST the request; returns the response once its status is known to be a success.
     async fn send(&self, body: &Value) -> Result<reqwest::Response, LlmError> {
         let payload = serde_json::to_vec(body).map_err(|e| self.protocol(format!("cannot encode the request: {e}")))?;
-        let mut request = self.client.post(self.endpoint()).header("content-type", "application/json").body(payload);
+        let url = self.chat_url.clone().ok_or_else(|| self.protocol("the provider has no valid endpoint"))?;
+        let mut request = self.client.post(url).header("content-type", "application/json").body(payload);
         match (self.kind, &self.api_key) {
             (ProviderKind::Anthropic, key) => {
                 request = request.header("anthropic-version", "2023-06-01");
@@ -255,5 +275,33 @@ fn default_base_url(kind: ProviderKind) -> &'static str {
         ProviderKind::Openai => "https://api.openai.com/v1",
         ProviderKind::Anthropic => "https://api.anthropic.com",
         ProviderKind::Ollama => "http://127.0.0.1:11434",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(base_url: &str) -> ProviderConfig {
+        ProviderConfig {
+            name: "p".into(),
+            kind: ProviderKind::Ollama,
+            base_url: Some(base_url.into()),
+            api_key_env: None,
+            default_model: None,
+            models: Vec::new(),
+            connect_timeout_secs: 1,
+            read_timeout_secs: 1,
+        }
+    }
+
+    #[test]
+    fn the_chat_endpoint_is_parsed_once_and_a_bad_base_url_disables_the_provider() {
+        let no_env = |_: &str| None;
+        let good = Provider::new(&config("http://127.0.0.1:11434/"), &no_env);
+        assert_eq!(good.chat_url.as_ref().map(reqwest::Url::as_str), Some("http://127.0.0.1:11434/api/chat"));
+        assert!(good.disabled_reason().is_none());
+        let bad = Provider::new(&config("not a url"), &no_env);
+        assert!(bad.disabled_reason().is_some_and(|r| r.contains("base_url")), "{:?}", bad.disabled_reason());
     }
 }
