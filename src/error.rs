@@ -35,6 +35,11 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// An agent the caller named that it cannot run (ARES: a plain 404; the OpenAI and
+    /// Anthropic dialects, where agents are `agent:<name>` models, turn it into
+    /// [`ApiError::ModelNotFound`]).
+    #[error("Agent not found: {0}")]
+    AgentNotFound(String),
     /// A model name that is neither a configured model, a tier nor `agent:<name>` the caller may
     /// run (OpenAI's `model_not_found`).
     #[error("The model '{0}' does not exist or you do not have access to it")]
@@ -88,7 +93,9 @@ impl ApiError {
                 (StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED")
             }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
-            ApiError::NotFound(_) | ApiError::ModelNotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::NotFound(_) | ApiError::AgentNotFound(_) | ApiError::ModelNotFound(_) => {
+                (StatusCode::NOT_FOUND, "NOT_FOUND")
+            }
             ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
@@ -128,7 +135,7 @@ impl ApiError {
             ApiError::InvalidJson | ApiError::BadRequest(_) | ApiError::Unprocessable(_) => (INVALID, None, None),
             ApiError::MissingField(field) | ApiError::InvalidField(field) => (INVALID, None, Some(field.clone())),
             ApiError::ModelNotFound(_) => (INVALID, Some("model_not_found"), Some("model".into())),
-            ApiError::NotFound(_) => (INVALID, Some("not_found"), None),
+            ApiError::NotFound(_) | ApiError::AgentNotFound(_) => (INVALID, Some("not_found"), None),
             ApiError::MethodNotAllowed { .. } => (INVALID, Some("method_not_allowed"), None),
             ApiError::PayloadTooLarge => (INVALID, Some("request_too_large"), None),
             ApiError::RequestTimeout => (INVALID, Some("request_timeout"), None),

@@ -56,7 +56,8 @@ pub fn payer(principal: &Principal) -> Option<Payer> {
 /// `message`, or the last user turn of `messages[]` with the turns before it as history.
 async fn input(ctx: &Context, request: Request) -> Result<ChatInput, ApiError> {
     let body: ChatBody = ctx.json(request).await?;
-    let mut messages = match (body.message, body.messages) {
+    // An empty final message is refused by `chat::prepare` (Missing required field: message).
+    let messages = match (body.message, body.messages) {
         (Some(message), turns) => {
             let mut history = convert(turns.unwrap_or_default())?;
             history.push(Message::new(Role::User, message));
@@ -73,20 +74,14 @@ async fn input(ctx: &Context, request: Request) -> Result<ChatInput, ApiError> {
         }
         (None, None) => return Err(ApiError::MissingField("message".into())),
     };
-    if messages.last().is_none_or(|m| m.content.trim().is_empty()) {
-        messages.clear();
-    }
     // `model: "agent:<name>"` names an agent, as on the OpenAI-compatible routes.
-    let (persona, model) = match (body.agent_type.as_deref().map(str::trim).filter(|a| !a.is_empty()), body.model) {
-        (Some(agent), model) => (Persona::Agent(agent.to_string()), model),
-        (None, Some(model)) if model.starts_with(super::openai::models::AGENT_PREFIX) => {
-            (Persona::Agent(model[super::openai::models::AGENT_PREFIX.len()..].to_string()), None)
-        }
-        (None, model) => (Persona::Routed, model),
+    let agent_type = body.agent_type.as_deref().map(str::trim).filter(|a| !a.is_empty());
+    let named_agent = body.model.as_deref().and_then(|m| m.strip_prefix(super::openai::models::AGENT_PREFIX));
+    let (persona, model) = match (agent_type, named_agent) {
+        (Some(agent), _) => (Persona::Agent(agent.to_string()), body.model),
+        (None, Some(agent)) => (Persona::Agent(agent.to_string()), None),
+        (None, None) => (Persona::Routed, body.model),
     };
-    if messages.is_empty() {
-        return Err(ApiError::MissingField("message".into()));
-    }
     Ok(ChatInput {
         caller: caller(&ctx.principal)?,
         persona,

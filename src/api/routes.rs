@@ -292,20 +292,6 @@ impl Route {
         }
     }
 
-    /// The dialect its responses (errors and streams included) are written in.
-    pub fn dialect(&self) -> Dialect {
-        match self {
-            Route::OpenAiChatCompletions
-            | Route::OpenAiCompletions
-            | Route::OpenAiResponses
-            | Route::OpenAiEmbeddings
-            | Route::OpenAiListModels
-            | Route::OpenAiGetModel { .. } => Dialect::OpenAi,
-            Route::AnthropicMessages | Route::AnthropicCountTokens => Dialect::Anthropic,
-            _ => Dialect::Ares,
-        }
-    }
-
     /// Largest request body the route accepts: documents for RAG ingest, else the default.
     pub fn body_limit(&self, config: &Config) -> usize {
         match self {
@@ -320,8 +306,9 @@ impl Route {
     }
 }
 
-/// The dialect of a path's responses, known before (and whether or not) a route matches, so
-/// that 401s, 404s and rate-limit 429s reach OpenAI and Anthropic clients in their own shape.
+/// The dialect of a path's responses (errors included), known before (and whether or not) a
+/// route matches, so that 401s, 404s and rate-limit 429s reach OpenAI and Anthropic clients in
+/// their own shape. The one place a route's dialect is decided.
 pub fn dialect_of_path(path: &str) -> Dialect {
     let path = path.strip_prefix("/api").filter(|rest| rest.starts_with("/v1/")).unwrap_or(path);
     let Some(rest) = path.strip_prefix("/v1/") else { return Dialect::Ares };
@@ -544,13 +531,15 @@ mod tests {
         );
         check(Method::GET, "/v1/models/", Resolution::NotFound);
         check(Method::POST, "/v1/messages/count_tokens", Resolution::Found(Route::AnthropicCountTokens));
-        assert_eq!(dialect_of_path("/v1/chat/completions"), Dialect::OpenAi);
+        for path in ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings", "/v1/models"] {
+            assert_eq!(dialect_of_path(path), Dialect::OpenAi, "{path}");
+        }
+        assert_eq!(dialect_of_path("/v1/messages/count_tokens"), Dialect::Anthropic);
         assert_eq!(dialect_of_path("/api/v1/models/x"), Dialect::OpenAi);
         assert_eq!(dialect_of_path("/v1/messages"), Dialect::Anthropic);
         assert_eq!(dialect_of_path("/v1/chat"), Dialect::Ares);
         assert_eq!(dialect_of_path("/v1/chat/stream"), Dialect::Ares);
         assert_eq!(dialect_of_path("/api/chat"), Dialect::Ares);
-        assert_eq!(Route::AnthropicMessages.dialect(), Dialect::Anthropic);
     }
 
     #[test]

@@ -366,7 +366,7 @@ pub async fn lookup_agent(app: &Arc<App>, caller: &Caller, name: &str, choice: C
 }
 
 pub fn agent_not_found(name: &str) -> ApiError {
-    ApiError::NotFound(format!("Agent not found: {name}"))
+    ApiError::AgentNotFound(name.to_string())
 }
 
 /// Ask the router agent which specialist should answer.

@@ -127,10 +127,6 @@ fn request(
     }
 }
 
-async fn complete(provider: &Arc<Provider>, request: ChatRequest) -> Result<ChatResponse, LlmError> {
-    provider.complete(&request).await
-}
-
 async fn run_tools(calls: &[ToolCall], tools: &ToolBox, options: &TurnOptions) -> Vec<Message> {
     if options.parallel_tools {
         let results = join_all(calls.iter().map(|call| tools.execute(call, &options.tools))).await;
@@ -171,7 +167,7 @@ pub async fn run(
     let (during, last) = modes(offers_tools(model, options));
     for _ in 0..options.max_iterations.max(1) {
         let req = request(model, &messages, tools, options, during);
-        let response = complete(&model.provider, req.clone()).await.map_err(|error| TurnFailure { error, usage })?;
+        let response = model.provider.complete(&req).await.map_err(|error| TurnFailure { error, usage })?;
         model_calls += 1;
         add(&mut usage, usage_of(&req, &response));
         if let Some(turn) = client_turn(&response, options, usage, calls_made, model_calls) {
@@ -196,7 +192,7 @@ pub async fn run(
     }
     messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
     let req = request(model, &messages, tools, options, last);
-    let response = complete(&model.provider, req.clone()).await.map_err(|error| TurnFailure { error, usage })?;
+    let response = model.provider.complete(&req).await.map_err(|error| TurnFailure { error, usage })?;
     add(&mut usage, usage_of(&req, &response));
     Ok(Turn {
         content: response.content,

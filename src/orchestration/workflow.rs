@@ -247,7 +247,7 @@ fn is_router(agent: &AgentSpec) -> bool {
 async fn resolve(app: &Arc<App>, caller: &Caller, name: &str, fallback: Option<&str>) -> Result<AgentSpec, ApiError> {
     match lookup_agent(app, caller, name, Choice::Picked).await {
         Ok(agent) => Ok(agent),
-        Err(ApiError::NotFound(_)) if fallback.is_some_and(|f| f != name) => {
+        Err(ApiError::AgentNotFound(_)) if fallback.is_some_and(|f| f != name) => {
             lookup_agent(app, caller, fallback.unwrap_or_default(), Choice::Picked).await
         }
         Err(e) => Err(e),

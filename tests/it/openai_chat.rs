@@ -274,6 +274,15 @@ async fn errors_come_in_openai_shape_with_the_sdk_statuses() {
     )
     .await;
     assert_eq!(body["error"]["code"], "model_not_found");
+    // The router is not a model either, in any case.
+    for router in ["agent:router", "agent:Router"] {
+        let body = error_body(
+            gateway.post("/v1/chat/completions", &key, &json!({ "model": router, "messages": hi })).await,
+            404,
+        )
+        .await;
+        assert_eq!(body["error"]["code"], "model_not_found", "{router}");
+    }
 
     let body = error_body(gateway.post("/v1/chat/completions", &key, &json!({ "model": MODEL })).await, 400).await;
     assert_eq!(

@@ -15,7 +15,7 @@ use crate::chat::{self, ChatInput, History, Persona};
 use crate::error::{ApiError, Dialect};
 use crate::http::{Request, Response, response, sse};
 use crate::llm::coordinator::Turn;
-use crate::llm::types::{FinishReason, Message, ResponseFormat, Role, Sampling, ToolCall, ToolChoice, ToolSpec, Usage};
+use crate::llm::types::{Message, ResponseFormat, Role, Sampling, ToolCall, ToolChoice, ToolSpec, Usage};
 
 /// The parts of a Chat Completions request the gateway acts on.
 pub struct Parsed {
@@ -43,7 +43,12 @@ pub fn stateless(
     client_tools: Vec<ToolSpec>,
     sampling: Sampling,
 ) -> Result<ChatInput, ApiError> {
-    let (persona, model) = persona_for(model);
+    let (persona, model_name) = persona_for(model);
+    // The router only ever names another agent; it is not a model (`/v1/models` omits it).
+    if matches!(&persona, Persona::Agent(agent) if agent.eq_ignore_ascii_case("router")) {
+        return Err(ApiError::ModelNotFound(model.into()));
+    }
+    let model = model_name;
     Ok(ChatInput {
         caller: caller(&ctx.principal)?,
         persona,
@@ -75,8 +80,7 @@ pub fn common_sampling(body: &Map<String, Value>) -> Result<Sampling, ApiError> 
 /// that the key cannot run is an unknown model.
 pub fn model_error(model: &str, error: ApiError) -> ApiError {
     match error {
-        ApiError::NotFound(message) if message.starts_with("Agent not found") => ApiError::ModelNotFound(model.into()),
-        ApiError::BadRequest(message) if message.starts_with("Router agent") => ApiError::ModelNotFound(model.into()),
+        ApiError::AgentNotFound(_) => ApiError::ModelNotFound(model.into()),
         other => other,
     }
 }
@@ -304,10 +308,6 @@ pub fn parse(ctx: &Context, body: Value) -> Result<Parsed, ApiError> {
     Ok(Parsed { model, input, stream, include_usage })
 }
 
-pub fn finish_reason(reason: FinishReason) -> &'static str {
-    reason.as_str()
-}
-
 pub fn usage_json(tokens: Usage) -> Value {
     json!({
         "prompt_tokens": tokens.input_tokens,
@@ -350,7 +350,7 @@ pub async fn completions(ctx: &Context, request: Request) -> Result<Response, Ap
         "object": "chat.completion",
         "created": created,
         "model": parsed.model,
-        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason(turn.finish_reason) }],
+        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": turn.finish_reason.as_str() }],
         "usage": usage_json(tokens),
         "system_fingerprint": null,
     });
@@ -402,7 +402,7 @@ impl Framing for ChunkFraming {
     }
 
     fn done(&mut self, turn: &Turn, tokens: Usage) -> Vec<Bytes> {
-        let mut frames = vec![self.chunk(json!({}), Some(finish_reason(turn.finish_reason)))];
+        let mut frames = vec![self.chunk(json!({}), Some(turn.finish_reason.as_str()))];
         if self.include_usage {
             let last = json!({
                 "id": self.id,
