@@ -2,15 +2,16 @@
 //! `POST /v1/chat/completions` through the server against calling the same mock provider
 //! directly, in the same run.
 //!
-//! The mock is an in-process hyper server speaking the OpenAI wire format with a fixed reply
-//! (and, streamed, eight chunks). Through the server a request also pays for key
-//! authentication, the quota reservation, agent resolution, building the prompt from the
-//! conversation, the conversation and run writes (one group commit) and metering; through
-//! `/v1/chat/completions` (a bare model, stateless) there is no agent and no conversation, but
-//! the run is still written. Measured at concurrency 1 and 32: full-response latency for plain
-//! calls; for `/v1/chat/stream` the time to first byte, and for streamed chat completions the
-//! time to the end of the stream (its first chunk, the role, leaves before the upstream answers,
-//! so a first-byte time would flatter it); medians and p99 of per-request latencies, and the
+//! The mock (`benches/support/mock_upstream.rs`) is an in-process hyper server speaking the
+//! OpenAI wire format with a fixed reply (and, streamed, eight chunks). Through the server a
+//! request also pays for key authentication, the quota reservation, agent resolution, building
+//! the prompt from the conversation, queueing the conversation and run writes for the writer
+//! (the answer does not wait for their commit) and metering; through `/v1/chat/completions` (a
+//! bare model, stateless) there is no agent and no conversation, but the run is still written.
+//! Measured at concurrency 1 and 32: full-response latency for plain calls; for
+//! `/v1/chat/stream` the time to first byte, and for streamed chat completions the time to the
+//! end of the stream (its first chunk, the role, leaves before the upstream answers, so a
+//! first-byte time would flatter it); medians and p99 of per-request latencies, and the
 //! through/direct ratio of the medians.
 //!
 //! `cargo bench --bench chat_latency` runs it (3 samples of 2 s per cell); without `--bench` or
@@ -20,62 +21,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, StreamBody};
-use hyper::body::Frame;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
-const REPLY_WORDS: [&str; 8] = ["The ", "quick ", "brown ", "fox ", "jumps ", "over ", "the ", "dog."];
-
-type MockBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
-
-async fn mock(request: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<MockBody>, Infallible> {
-    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let stream =
-        serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["stream"].as_bool()).unwrap_or(false);
-    if !stream {
-        let answer = json!({
-            "choices": [{"message": {"role": "assistant", "content": REPLY_WORDS.concat()}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 20, "completion_tokens": 8}
-        });
-        let response = hyper::Response::builder()
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(answer.to_string())).boxed())
-            .unwrap();
-        return Ok(response);
-    }
-    let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = REPLY_WORDS
-        .iter()
-        .map(|w| Ok(Frame::data(Bytes::from(format!("data: {}\n\n", json!({"choices": [{"delta": {"content": w}}]}))))))
-        .collect();
-    frames.push(Ok(Frame::data(Bytes::from(format!(
-        "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
-        json!({"choices": [{"delta": {}, "finish_reason": "stop"}]}),
-        json!({"choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 8}})
-    )))));
-    let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
-    Ok(hyper::Response::builder().header("content-type", "text/event-stream").body(body).unwrap())
-}
+#[path = "support/mock_upstream.rs"]
+mod mock_upstream;
 
 async fn start_mock() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service_fn(mock))
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(mock_upstream::serve(listener));
     format!("http://{addr}")
 }
 
@@ -152,27 +109,13 @@ fn main() {
     runtime.block_on(async move {
         let mock_url = start_mock().await;
         let config = format!(
-            r#"
-[server]
-rate_limit_per_second = 0
-log_level = "warn"
-
-[[providers]]
-name = "mock"
-type = "openai"
-base_url = "{mock_url}/v1"
-
-[[models]]
-name = "fast"
-provider = "mock"
-model_id = "mock-model"
-tier = "fast"
-
+            r#"{base}
 [quotas.pro]
 monthly_requests = "unlimited"
 monthly_tokens = "unlimited"
 daily_requests = "unlimited"
 {storage}"#,
+            base = include_str!("support/gateway.toml").replace("MOCK_URL", &mock_url),
             storage = sync_interval_ms.map(|ms| format!("\n[storage]\nsync_interval_ms = {ms}\n")).unwrap_or_default(),
         );
         let dir = tempfile::tempdir().unwrap();

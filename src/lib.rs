@@ -63,7 +63,8 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
         tracing::warn!(data_dir = %data_dir.display(), error = %e, "could not make everything in the data dir private");
     }
     let secrets: Secrets = secrets::resolve(&config.auth, data_dir, env)?;
-    let store = Store::open(&data_dir.join(store::DB_FILE), MigrationPolicy::Apply)?;
+    let cache_bytes = usize::try_from(config.storage.cache_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+    let store = Store::open_cached(&data_dir.join(store::DB_FILE), MigrationPolicy::Apply, cache_bytes)?;
     store.set_sync_interval(std::time::Duration::from_millis(config.storage.sync_interval_ms));
     prepare_store(&store, &config)?;
     let rag = rag::Rag::open(&config.rag, data_dir, &store, env)?;

@@ -168,7 +168,13 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
         History::Stored { context_id } => context_id.clone().filter(|c| !c.trim().is_empty()),
         History::Stateless => None,
     };
+    let continues = requested_context.is_some();
     let context_id = requested_context.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let remembers = matches!(input.caller, Caller::User { .. }) && app.config().memory.inject;
+    if continues || (remembers && input.persona != Persona::Model) {
+        // The previous turn's exchange and lessons may still be queued (see `finish`).
+        app.store().settle().await;
+    }
     let stored_turns = if stored {
         // Bounded (at most MAX_HISTORY_MESSAGES), so read inline rather than hop threads.
         app.store()
@@ -200,7 +206,7 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
 
     let mut system_prompt = agent.system_prompt.clone();
     if let Caller::User { user_id } = &input.caller
-        && app.config().memory.inject
+        && remembers
         && input.persona != Persona::Model
         && let Some(section) = memory_section(app, user_id)?
     {
@@ -446,10 +452,11 @@ pub async fn finish(
         return Ok(Finished { message_id, tokens, duration_ms });
     }
     let (owner, id, day) = (prepared.owner.clone(), prepared.context_id.clone(), day_start(now));
-    // Chat records: acknowledged once committed (visible to the next turn at once), durable
-    // within `[storage].sync_interval_ms`.
+    // Chat records: the client is answered once they are queued. Every later read sees them
+    // (readers settle the queue first: the next turn waits for this one's commit if it has not
+    // happened yet), and they are durable within `[storage].sync_interval_ms` of the commit.
     app.store()
-        .write_relaxed(move |txn| {
+        .write_chat(move |txn| {
             if !messages.is_empty() {
                 conversations::append(txn, &owner, &id, &messages, now)?;
             }

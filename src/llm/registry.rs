@@ -1,8 +1,8 @@
 //! Providers → models → tiers, from the config. An agent names a model or a tier; this is where
 //! that name becomes a provider and a provider-side model id.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use super::error::LlmError;
 use super::provider::Provider;
@@ -26,6 +26,9 @@ pub struct ModelEntry {
 pub struct Registry {
     models: Vec<ModelEntry>,
     by_name: HashMap<String, usize>,
+    /// Names already warned about falling back to the default model: an agent naming a tier
+    /// this site has no model for would otherwise log a line on every chat.
+    warned: Mutex<HashSet<String>>,
 }
 
 impl Registry {
@@ -83,7 +86,7 @@ impl Registry {
             }
         }
         let by_name = models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
-        Registry { models, by_name }
+        Registry { models, by_name, warned: Mutex::default() }
     }
 
     pub fn models(&self) -> &[ModelEntry] {
@@ -117,11 +120,21 @@ impl Registry {
         if let Some(model) = self.lookup(wanted) {
             return Ok(model);
         }
-        if Tier::parse(wanted).is_some() {
-            tracing::warn!(tier = wanted, fallback = %default.name, "no model serves this tier; using the default model");
-            return Ok(default);
+        if self.first_fallback(wanted) {
+            if Tier::parse(wanted).is_some() {
+                tracing::warn!(tier = wanted, fallback = %default.name, "no model serves this tier; using the default model");
+            } else {
+                tracing::warn!(model = wanted, fallback = %default.name, "unknown model; using the default model");
+            }
         }
-        tracing::warn!(model = wanted, fallback = %default.name, "unknown model; using the default model");
         Ok(default)
+    }
+
+    /// Whether `wanted` falls back to the default model for the first time in this process.
+    fn first_fallback(&self, wanted: &str) -> bool {
+        match self.warned.lock() {
+            Ok(mut warned) => !warned.contains(wanted) && warned.insert(wanted.to_string()),
+            Err(_) => false,
+        }
     }
 }

@@ -69,6 +69,16 @@ fn snapshot_before_migrating(db: &Database, path: &Path, migrations: &[Migration
     Ok(())
 }
 
+/// Most writes that may wait for the writer while their chats are already answered (see
+/// [`Store::write_chat`]).
+pub const MAX_UNCOMMITTED_CHAT: u64 = 256;
+
+/// redb's page cache unless configured (`[storage].cache_mib`). redb's own default is 1 GiB,
+/// and the cache keeps every page written until it is full: under chat load the server's
+/// memory grew with every conversation stored. Reads that miss it are served by the kernel's
+/// page cache, which is not the process's memory.
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "ares.redb";
 
@@ -99,8 +109,23 @@ impl Store {
         Self::open_with(path, migrations::MIGRATIONS, policy)
     }
 
+    /// [`Store::open`] with a page cache of `cache_bytes` instead of [`DEFAULT_CACHE_BYTES`]
+    /// (`[storage].cache_mib`).
+    pub fn open_cached(path: &Path, policy: MigrationPolicy, cache_bytes: usize) -> Result<Store, Error> {
+        Self::open_inner(path, migrations::MIGRATIONS, policy, cache_bytes)
+    }
+
     /// [`Store::open`] with an explicit migration list (tests exercise upgrade paths with it).
     pub fn open_with(path: &Path, migrations: &[Migration], policy: MigrationPolicy) -> Result<Store, Error> {
+        Self::open_inner(path, migrations, policy, DEFAULT_CACHE_BYTES)
+    }
+
+    fn open_inner(
+        path: &Path,
+        migrations: &[Migration],
+        policy: MigrationPolicy,
+        cache_bytes: usize,
+    ) -> Result<Store, Error> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
         }
@@ -116,7 +141,7 @@ impl Store {
             }
         }
         let existed = path.exists();
-        let db = Database::create(path).map_err(|e| open_error(path, e))?;
+        let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(|e| open_error(path, e))?;
         migrations::check_history(&db, migrations)?;
         if policy == MigrationPolicy::Apply {
             if existed {
@@ -159,12 +184,14 @@ impl Store {
         migrations::status(self.db.as_ref(), migrations::MIGRATIONS)
     }
 
-    /// Run `f` in a read transaction on the blocking pool (a consistent MVCC snapshot).
+    /// Run `f` in a read transaction on the blocking pool (a consistent MVCC snapshot) that
+    /// sees every write queued before the call, detached ones included ([`Store::settle`]).
     pub async fn read<R, F>(&self, f: F) -> Result<R, Error>
     where
         F: FnOnce(&ReadTransaction) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
+        self.settle().await;
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read()?;
@@ -174,7 +201,17 @@ impl Store {
         .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
     }
 
-    /// Run `f` in a read transaction on the calling (async worker) thread.
+    /// Wait until every write queued so far (detached ones included) is committed, so that a
+    /// read begun afterwards sees it: read-your-writes for records whose writers do not wait
+    /// for their commit (chat turns, runs, learned memory). [`Store::read`] does it itself;
+    /// [`Store::read_now`] callers that read those records call it first. Nearly free when the
+    /// writer has caught up; otherwise it waits for the batch in progress, never for an fsync.
+    pub async fn settle(&self) {
+        self.writer.settle().await;
+    }
+
+    /// Run `f` in a read transaction on the calling (async worker) thread. It sees what is
+    /// committed, not what is still queued: see [`Store::settle`].
     ///
     /// For small, bounded reads on the hot request path (API-key lookup, quota seeds, a
     /// tenant's agent or key list): they are served from redb's page cache in microseconds,
@@ -214,6 +251,29 @@ impl Store {
         self.writer.submit(f, true).await
     }
 
+    /// Write chat records (conversation turns, runs, learned memory). With a sync interval the
+    /// job is queued and this returns at once, like [`Store::write_detached`]: the chat is
+    /// answered without waiting for the writer, every later read still sees the records
+    /// ([`Store::settle`]), and they are durable within the interval of their commit. With an
+    /// interval of zero it waits until they are durable, like any other write.
+    ///
+    /// While more than [`MAX_UNCOMMITTED_CHAT`] jobs wait for the writer it waits for this
+    /// one's commit instead: chats then go at the writer's pace, so the queue (memory, and
+    /// what a crash could lose) stays bounded when clients outrun the disk.
+    pub async fn write_chat<F>(&self, f: F) -> Result<(), Error>
+    where
+        F: FnMut(&WriteTransaction) -> Result<(), Error> + Send + 'static,
+    {
+        if self.writer.sync_interval().is_zero() {
+            return self.write(f).await;
+        }
+        if self.writer.backlog() > MAX_UNCOMMITTED_CHAT {
+            return self.write_relaxed(f).await;
+        }
+        self.write_detached(f);
+        Ok(())
+    }
+
     /// How long relaxed writes may stay unsynced (`[storage].sync_interval_ms`); zero (the
     /// default) makes them as durable as any other.
     pub fn set_sync_interval(&self, interval: std::time::Duration) {
@@ -232,10 +292,11 @@ impl Store {
         self.writer.submit_blocking(f)
     }
 
-    /// Queue `f` for the writer and return at once. For bookkeeping whose loss in a crash is
-    /// acceptable and whose latency must not reach the client (usage events, `last_used`,
-    /// system alerts); the commit is still shared with everything else queued. Failures are
-    /// logged.
+    /// Queue `f` for the writer and return at once. For records whose loss in a crash is
+    /// acceptable and whose latency must not reach the client: bookkeeping (usage events,
+    /// `last_used`, system alerts) and chat records (a chat is answered as soon as its exchange
+    /// is queued). Relaxed: durable within the sync interval of its commit. Readers that must
+    /// see it call [`Store::settle`] (or use [`Store::read`]). Failures are logged.
     pub fn write_detached<R, F>(&self, f: F)
     where
         F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,

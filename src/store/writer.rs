@@ -14,6 +14,11 @@
 //! most that window of relaxed writes, never a durable one (a durable commit persists every
 //! earlier relaxed commit with it). An interval of zero makes every write durable.
 //!
+//! Chat turns go further: the chat answers once its job is queued, not committed. Jobs are
+//! numbered as they are queued and the thread publishes the number of the last one it has
+//! finished, so a reader that must see them ([`Writer::settle`]) waits only while the thread
+//! is behind — for the batch in progress, never for an fsync.
+//!
 //! A job that returns an error must not take its batch down, and redb has no per-job rollback
 //! inside a dirty transaction, so the batch is aborted and replayed without the failed jobs —
 //! all of a pass's failures at once, so any mix of failing and succeeding writes costs about
@@ -27,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, WriteTransaction};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::Error;
 
@@ -109,7 +114,8 @@ impl<F, R> TypedJob<F, R> {
 }
 
 enum Message {
-    Job(Box<dyn Job>),
+    /// A job and its place in the queue (see [`Writer::settle`]).
+    Job(Box<dyn Job>, u64),
     Shutdown,
 }
 
@@ -136,8 +142,14 @@ struct Counters {
 
 pub(super) struct Writer {
     sender: Mutex<Option<Sender<Message>>>,
+    /// How many jobs were ever sent. Numbered and sent under the `sender` lock, so jobs reach
+    /// the thread in the order of their numbers.
+    queued: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
+    /// The number of the last job the thread has finished with (committed, or answered with its
+    /// failure): every job up to it is visible to new read transactions.
+    done: watch::Receiver<u64>,
 }
 
 impl Writer {
@@ -145,17 +157,33 @@ impl Writer {
         let (sender, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
+        let (done_sender, done) = watch::channel(0);
         let thread = std::thread::Builder::new()
             .name("ares-store-writer".into())
-            .spawn(move || run(&db, &receiver, &thread_counters))
+            .spawn(move || run(&db, &receiver, &thread_counters, &done_sender))
             .map_err(|e| Error::Internal(format!("cannot start the store writer thread: {e}")))?;
-        Ok(Writer { sender: Mutex::new(Some(sender)), thread: Mutex::new(Some(thread)), counters })
+        Ok(Writer {
+            sender: Mutex::new(Some(sender)),
+            queued: AtomicU64::new(0),
+            thread: Mutex::new(Some(thread)),
+            counters,
+            done,
+        })
     }
 
     /// Let relaxed jobs stay unsynced for up to `interval` (zero: every commit is durable).
     pub(super) fn set_sync_interval(&self, interval: Duration) {
         let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
         self.counters.sync_interval_ms.store(millis, Ordering::Relaxed);
+    }
+
+    /// Jobs queued and not yet finished with.
+    pub(super) fn backlog(&self) -> u64 {
+        self.queued.load(Ordering::Acquire).saturating_sub(*self.done.borrow())
+    }
+
+    pub(super) fn sync_interval(&self) -> Duration {
+        Duration::from_millis(self.counters.sync_interval_ms.load(Ordering::Relaxed))
     }
 
     /// Run `f` in the next batch; answered after its commit (`relaxed`: after a commit that
@@ -195,7 +223,23 @@ impl Writer {
     fn enqueue(&self, job: Box<dyn Job>) -> Result<(), Error> {
         let sender = self.sender.lock().map_err(|_| Error::Closed)?;
         let sender = sender.as_ref().ok_or(Error::Closed)?;
-        sender.send(Message::Job(job)).map_err(|_| Error::Closed)
+        let number = self.queued.load(Ordering::Relaxed) + 1;
+        sender.send(Message::Job(job, number)).map_err(|_| Error::Closed)?;
+        self.queued.store(number, Ordering::Release);
+        Ok(())
+    }
+
+    /// Wait until every job queued before this call has been committed (or has failed), so a
+    /// read transaction begun afterwards sees it. Costs two atomic loads when the thread has
+    /// caught up, which is almost always; otherwise at most the batch in progress.
+    pub(super) async fn settle(&self) {
+        let target = self.queued.load(Ordering::Acquire);
+        if *self.done.borrow() >= target {
+            return;
+        }
+        let mut done = self.done.clone();
+        // An error means the thread has stopped, after committing everything queued.
+        let _ = done.wait_for(|finished| *finished >= target).await;
     }
 
     pub(super) fn stats(&self) -> WriterStats {
@@ -227,7 +271,7 @@ impl Drop for Writer {
     }
 }
 
-fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters) {
+fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters, done: &watch::Sender<u64>) {
     let mut previous_batch = 1;
     // When the oldest commit not yet synced was made; `None` while everything is durable.
     let mut unsynced_since: Option<Instant> = None;
@@ -238,7 +282,7 @@ fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters) {
             Some(since) => receiver.recv_timeout((since + interval).saturating_duration_since(Instant::now())),
         };
         let first = match next {
-            Ok(Message::Job(job)) => job,
+            Ok(Message::Job(job, number)) => (job, number),
             Err(RecvTimeoutError::Timeout) => {
                 sync(db, counters);
                 unsynced_since = None;
@@ -246,13 +290,14 @@ fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters) {
             }
             Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
         };
-        let (batch, stop) = collect_batch(receiver, first, previous_batch);
+        let (batch, last, stop) = collect_batch(receiver, first, previous_batch);
         previous_batch = batch.len();
         // Relaxed only while every job allows it and the oldest unsynced commit is still
         // within the interval; a durable commit also makes every earlier relaxed one durable.
         let overdue = unsynced_since.is_some_and(|since| since.elapsed() >= interval);
         let relaxed = !interval.is_zero() && !overdue && batch.iter().all(|job| job.relaxed());
         commit_batch(db, batch, counters, if relaxed { Durability::None } else { Durability::Immediate });
+        done.send_replace(last);
         if relaxed {
             unsynced_since.get_or_insert_with(Instant::now);
         } else {
@@ -283,8 +328,13 @@ fn sync(db: &Database, counters: &Counters) {
 }
 
 /// Take what is queued behind `first`; while fewer jobs than the previous batch have arrived,
-/// wait up to [`LINGER`] for the rest. Returns the batch and whether shutdown was requested.
-fn collect_batch(receiver: &Receiver<Message>, first: Box<dyn Job>, expected: usize) -> (Vec<Box<dyn Job>>, bool) {
+/// wait up to [`LINGER`] for the rest. Returns the batch, the number of its last job and
+/// whether shutdown was requested.
+fn collect_batch(
+    receiver: &Receiver<Message>,
+    (first, mut last): (Box<dyn Job>, u64),
+    expected: usize,
+) -> (Vec<Box<dyn Job>>, u64, bool) {
     let mut batch = vec![first];
     let deadline = Instant::now() + LINGER;
     while batch.len() < MAX_BATCH {
@@ -303,12 +353,15 @@ fn collect_batch(receiver: &Receiver<Message>, first: Box<dyn Job>, expected: us
             }
         };
         match next {
-            Ok(Message::Job(job)) => batch.push(job),
-            Ok(Message::Shutdown) => return (batch, true),
+            Ok(Message::Job(job, number)) => {
+                batch.push(job);
+                last = number;
+            }
+            Ok(Message::Shutdown) => return (batch, last, true),
             Err(()) => break,
         }
     }
-    (batch, false)
+    (batch, last, false)
 }
 
 /// Run `batch` in one transaction and commit it. Jobs that fail are answered with their own

@@ -239,3 +239,68 @@ async fn sigkill_under_chat_load_loses_at_most_the_sync_interval_of_chat_and_not
         SYNC_INTERVAL_MS + SLACK_MS
     );
 }
+
+/// Consecutive turns under concurrent load, with no read in between: the server answers a turn
+/// once its exchange is queued for the writer, so it is the next turn's own history read that
+/// must wait for that commit. Every upstream request must carry every earlier turn of its
+/// conversation, and a fact a user stated in one turn must be in the next turn's prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_turn_sees_the_turns_answered_before_it_under_concurrent_load() {
+    const CONVERSATIONS: usize = 8;
+    const TURNS: usize = 12;
+    let gateway = Arc::new(crate::gateway::Gateway::start(Wire::OpenAi));
+    let mut tokens = Vec::new();
+    for i in 0..CONVERSATIONS {
+        tokens.push(if i % 2 == 0 { gateway.user().await } else { gateway.tenant(&format!("ryw-{i}")).await.1 });
+    }
+    let mut tasks = Vec::new();
+    for (i, token) in tokens.into_iter().enumerate() {
+        let gateway = gateway.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut context: Option<String> = None;
+            for turn in 1..=TURNS {
+                let message = if turn == 1 { format!("My name is Conv{i}") } else { format!("conv {i} turn {turn}") };
+                // Users chat with a built-in agent; a `generic` tenant has `assistant`.
+                let agent = if i % 2 == 0 { "product" } else { "assistant" };
+                let mut body = json!({ "message": message, "agent_type": agent });
+                if let Some(id) = &context {
+                    body["context_id"] = id.clone().into();
+                }
+                let path = if i % 2 == 0 { "/api/chat" } else { "/v1/chat" };
+                let answer = crate::harness::expect_json(gateway.post(path, &token, &body).await, 200).await;
+                context = answer["context_id"].as_str().map(str::to_string);
+                assert!(context.is_some(), "no context_id: {answer}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let requests = gateway.mock.chat_requests();
+    let mut checked = 0;
+    for request in &requests {
+        let turns = request.text_turns();
+        let Some((_, last)) = turns.iter().rev().find(|(role, _)| role == "user") else { continue };
+        let Some((i, turn)) = last
+            .strip_prefix("conv ")
+            .and_then(|rest| rest.split_once(" turn "))
+            .and_then(|(i, turn)| Some((i.parse::<usize>().ok()?, turn.parse::<usize>().ok()?)))
+        else {
+            continue;
+        };
+        let users: Vec<&str> = turns.iter().filter(|(role, _)| role == "user").map(|(_, text)| text.as_str()).collect();
+        let mut expected = vec![format!("My name is Conv{i}")];
+        expected.extend((2..=turn).map(|t| format!("conv {i} turn {t}")));
+        assert_eq!(users, expected, "conversation {i}, turn {turn}: the history misses an answered turn");
+        if i % 2 == 0 && turn == 2 {
+            let system = turns.iter().find(|(role, _)| role == "system").map(|(_, text)| text.as_str());
+            assert!(
+                system.is_some_and(|s| s.contains(&format!("Conv{i}"))),
+                "user {i}: the fact stated in turn 1 is not in turn 2's prompt: {system:?}"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, CONVERSATIONS * (TURNS - 1), "every later turn reached the provider once");
+}

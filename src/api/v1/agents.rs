@@ -18,6 +18,8 @@ fn agent_not_found(name: &str) -> ApiError {
 pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let (page, per_page) = query::<PageQuery>(request)?.resolve(20)?;
     let tenant = ctx.tenant()?.tenant_id.clone();
+    // Run records are written without waiting for their commit (chat::finish).
+    ctx.app.store().settle().await;
     let (items, total) = ctx.app.store().read_now(|txn| {
         let all = agents::list(txn, &tenant)?;
         let total = all.len() as u64;
@@ -39,6 +41,8 @@ pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError
 
 pub async fn get(ctx: &Context, name: &str) -> Result<Response, ApiError> {
     let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
+    // Run records are written without waiting for their commit (chat::finish).
+    ctx.app.store().settle().await;
     let found = ctx.app.store().read_now(|txn| match agents::get(txn, &tenant, &agent_name)? {
         Some(agent) => Ok(Some(views::v1_agent(&agent, &runs::stats(txn, &tenant, &agent_name)?))),
         None => Ok(None),
@@ -49,6 +53,8 @@ pub async fn get(ctx: &Context, name: &str) -> Result<Response, ApiError> {
 pub async fn runs(ctx: &Context, name: &str, request: &Request) -> Result<Response, ApiError> {
     let (page, per_page) = query::<PageQuery>(request)?.resolve(20)?;
     let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
+    // Run records are written without waiting for their commit (chat::finish).
+    ctx.app.store().settle().await;
     let found = ctx.app.store().read_now(|txn| {
         if agents::get(txn, &tenant, &agent_name)?.is_none() {
             return Ok(None);
