@@ -109,7 +109,7 @@ def perf(pid, secs, label, workdir):
     """Profile the server while a wrk cell runs; returns the `perf report` head."""
     data = os.path.join(workdir, f"perf-{label}.data")
     recorder = subprocess.Popen(
-        ["perf", "record", "-F", "999", "-g", "-p", str(pid), "-o", data, "--", "sleep", str(secs)],
+        ["perf", "record", "-F", "999", "--call-graph", "dwarf,32768", "-p", str(pid), "-o", data, "--", "sleep", str(secs)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -117,13 +117,16 @@ def perf(pid, secs, label, workdir):
 
 
 def perf_report(data):
-    report = subprocess.run(
-        ["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol", "--stdio", "-g", "none"],
-        capture_output=True,
-        text=True,
-    ).stdout
-    lines = [l for l in report.splitlines() if l.strip() and not l.startswith("#")]
-    return "\n".join(lines[:40])
+    """Inclusive time of the server's own functions (`ares::`), then the top self times."""
+    def report(*args):
+        out = subprocess.run(
+            ["perf", "report", "-i", data, "--stdio", "-g", "none", *args], capture_output=True, text=True
+        ).stdout
+        return [l.rstrip()[:140] for l in out.splitlines() if l.strip() and not l.startswith("#")]
+
+    inclusive = [l for l in report("--children", "--sort", "symbol") if "ares::" in l][:45]
+    own = report("--no-children", "--sort", "dso,symbol")[:25]
+    return "inclusive (children), ares:: frames:\n" + "\n".join(inclusive) + "\nself:\n" + "\n".join(own)
 
 
 def main():
@@ -176,16 +179,18 @@ def main():
             "/health c=32": (f"{base}/health", 32, None, None),
             "/v1/agents c=32": (f"{base}/v1/agents", 32, None, key),
         }
-        results = {name: [] for name in cells}
-        for round_ in range(ROUNDS):
+        if PERF:
+            # A pass of its own: the profiler slows the server, so these runs are not counted.
             for name, (url, concurrency, body, auth) in cells.items():
-                recorder = None
-                if PERF and round_ == 0 and name.startswith("/v1/chat"):
-                    recorder, data = perf(server.pid, SECS, name.split()[1], work)
-                results[name].append(wrk(url, concurrency, SECS, body, auth, work))
-                if recorder is not None:
+                if name.startswith("/v1/"):
+                    recorder, data = perf(server.pid, SECS, name.replace("/", "_").replace(" ", ""), work)
+                    wrk(url, concurrency, SECS, body, auth, work)
                     recorder.wait()
-                    print(f"\nperf, server only, {name} (self time by symbol):\n{perf_report(data)}\n")
+                    print(f"\nperf, server only, {name}:\n{perf_report(data)}\n")
+        results = {name: [] for name in cells}
+        for _ in range(ROUNDS):
+            for name, (url, concurrency, body, auth) in cells.items():
+                results[name].append(wrk(url, concurrency, SECS, body, auth, work))
 
         med = {name: tuple(statistics.median(r[i] for r in runs) for i in range(3)) for name, runs in results.items()}
         print()

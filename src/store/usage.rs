@@ -1,6 +1,8 @@
 //! Metering: an append-only usage log plus the per-month and per-day counters that quota checks
 //! read, all written in one transaction so a counter never disagrees with the log.
 
+use std::collections::BTreeMap;
+
 use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -49,30 +51,42 @@ impl Record for DailyUsageRecord {
     const VERSION: u8 = 1;
 }
 
-/// Append a usage event and add it to the tenant's month and day counters.
-pub fn record(txn: &WriteTransaction, event: &UsageEventRecord, month_start: i64, day_start: i64) -> Result<(), Error> {
-    let tenant = event.tenant_id.as_str();
-    txn.open_table(USAGE_EVENTS)?.insert((tenant, event.created_at, event.id.as_str()), encode(event)?.as_slice())?;
-
-    let mut monthly_table = txn.open_table(USAGE_MONTHLY)?;
-    let mut monthly: UsageCounterRecord =
-        monthly_table.get((tenant, month_start))?.map(|v| decode(v.value())).transpose()?.unwrap_or_default();
-    monthly.requests += event.request_count;
-    monthly.tokens += event.token_count;
-    monthly_table.insert((tenant, month_start), encode(&monthly)?.as_slice())?;
-
-    update_daily(txn, tenant, day_start, |d| {
-        d.requests += event.request_count;
-        d.tokens += event.token_count;
-    })
-}
-
-/// Record a batch of events, each in its own UTC month and day.
+/// Append a batch of usage events and add them to their tenants' month and day counters (and
+/// the platform's day), each in its own UTC month and day.
+///
+/// The recorder hands over every event of its flush interval at once, so the counters are
+/// summed first and each touched counter is read and written once per batch, not once per
+/// event: at a few thousand requests a second that was a third of the writer's work.
 pub fn record_all(txn: &WriteTransaction, events: &[UsageEventRecord]) -> Result<(), Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut months: BTreeMap<(&str, i64), UsageCounterRecord> = BTreeMap::new();
+    let mut days: BTreeMap<(&str, i64), (u64, u64)> = BTreeMap::new();
+    let mut log = txn.open_table(USAGE_EVENTS)?;
     for event in events {
-        let month = crate::metering::periods::month_start(event.created_at);
-        let day = crate::metering::periods::day_start(event.created_at);
-        record(txn, event, month, day)?;
+        let tenant = event.tenant_id.as_str();
+        log.insert((tenant, event.created_at, event.id.as_str()), encode(event)?.as_slice())?;
+        let month = months.entry((tenant, crate::metering::periods::month_start(event.created_at))).or_default();
+        month.requests += event.request_count;
+        month.tokens += event.token_count;
+        let day = days.entry((tenant, crate::metering::periods::day_start(event.created_at))).or_default();
+        day.0 += event.request_count;
+        day.1 += event.token_count;
+    }
+    let mut monthly_table = txn.open_table(USAGE_MONTHLY)?;
+    for ((tenant, month_start), added) in months {
+        let mut monthly: UsageCounterRecord =
+            monthly_table.get((tenant, month_start))?.map(|v| decode(v.value())).transpose()?.unwrap_or_default();
+        monthly.requests += added.requests;
+        monthly.tokens += added.tokens;
+        monthly_table.insert((tenant, month_start), encode(&monthly)?.as_slice())?;
+    }
+    for ((tenant, day_start), (requests, tokens)) in days {
+        update_daily(txn, tenant, day_start, |d| {
+            d.requests += requests;
+            d.tokens += tokens;
+        })?;
     }
     Ok(())
 }

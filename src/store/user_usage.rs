@@ -1,6 +1,8 @@
 //! A JWT user's metered requests and tokens per UTC month and day (`[quotas.users]`): what the
 //! in-memory user meter is seeded from on a user's first metered request after a start.
 
+use std::collections::BTreeMap;
+
 use redb::{ReadTransaction, ReadableTable as _, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -28,29 +30,42 @@ pub struct UserUsageDelta {
     pub created_at: i64,
 }
 
-fn add(
+/// Add the summed deltas of each `(user, period start)` to the counters of `table`: one read
+/// and one write per counter touched, however many deltas the batch holds.
+fn add_all(
     txn: &WriteTransaction,
     table: TableDefinition<(&str, i64), &[u8]>,
-    user_id: &str,
-    period_start: i64,
-    delta: &UserUsageDelta,
+    sums: BTreeMap<(&str, i64), UserUsageRecord>,
 ) -> Result<(), Error> {
     let mut table = txn.open_table(table)?;
-    let mut record: UserUsageRecord =
-        table.get((user_id, period_start))?.map(|v| decode(v.value())).transpose()?.unwrap_or_default();
-    record.requests += delta.requests;
-    record.tokens += delta.tokens;
-    table.insert((user_id, period_start), encode(&record)?.as_slice())?;
+    for ((user_id, period_start), added) in sums {
+        let mut record: UserUsageRecord =
+            table.get((user_id, period_start))?.map(|v| decode(v.value())).transpose()?.unwrap_or_default();
+        record.requests += added.requests;
+        record.tokens += added.tokens;
+        table.insert((user_id, period_start), encode(&record)?.as_slice())?;
+    }
     Ok(())
 }
 
 /// Add each delta to its user's month and day.
 pub fn record_all(txn: &WriteTransaction, deltas: &[UserUsageDelta]) -> Result<(), Error> {
+    let mut months: BTreeMap<(&str, i64), UserUsageRecord> = BTreeMap::new();
+    let mut days: BTreeMap<(&str, i64), UserUsageRecord> = BTreeMap::new();
     for delta in deltas {
-        let month = crate::metering::periods::month_start(delta.created_at);
-        let day = crate::metering::periods::day_start(delta.created_at);
-        add(txn, USER_USAGE_MONTHLY, &delta.user_id, month, delta)?;
-        add(txn, USER_USAGE_DAILY, &delta.user_id, day, delta)?;
+        let periods = [
+            (&mut months, crate::metering::periods::month_start(delta.created_at)),
+            (&mut days, crate::metering::periods::day_start(delta.created_at)),
+        ];
+        for (sums, start) in periods {
+            let sum = sums.entry((delta.user_id.as_str(), start)).or_default();
+            sum.requests += delta.requests;
+            sum.tokens += delta.tokens;
+        }
+    }
+    if !months.is_empty() {
+        add_all(txn, USER_USAGE_MONTHLY, months)?;
+        add_all(txn, USER_USAGE_DAILY, days)?;
     }
     Ok(())
 }
