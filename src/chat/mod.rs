@@ -175,7 +175,8 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
         // The previous turn's exchange and lessons may still be queued (see `finish`).
         app.store().settle().await;
     }
-    let stored_turns = if stored {
+    // A new conversation (its id was just made) has no turns to load.
+    let stored_turns = if continues {
         // Bounded (at most MAX_HISTORY_MESSAGES), so read inline rather than hop threads.
         app.store()
             .read_now(|txn| {
