@@ -135,8 +135,9 @@ impl Provider {
     }
 
     /// POST the request; returns the response once its status is known to be a success.
-    async fn send(&self, body: &Value) -> Result<reqwest::Response, LlmError> {
-        let payload = serde_json::to_vec(body).map_err(|e| self.protocol(format!("cannot encode the request: {e}")))?;
+    async fn send(&self, request: &ChatRequest, stream: bool) -> Result<reqwest::Response, LlmError> {
+        let payload = wire::encode_request(self.kind, request, stream)
+            .map_err(|e| self.protocol(format!("cannot encode the request: {e}")))?;
         let url = self.chat_url.clone().ok_or_else(|| self.protocol("the provider has no valid endpoint"))?;
         let mut request = self.client.post(url).header("content-type", "application/json").body(payload);
         match (self.kind, &self.api_key) {
@@ -193,8 +194,7 @@ impl Provider {
     /// A complete answer.
     pub async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         self.check_enabled()?;
-        let body = wire::request_body(self.kind, request, false);
-        let response = self.send(&body).await?;
+        let response = self.send(request, false).await?;
         let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| self.protocol(e.to_string()))?;
         wire::parse_response(self.kind, &value).map_err(|m| self.protocol(m))
@@ -214,8 +214,7 @@ impl Provider {
 
     async fn stream_inner(&self, request: &ChatRequest, events: &EventSender) -> Result<(), LlmError> {
         self.check_enabled()?;
-        let body = wire::request_body(self.kind, request, true);
-        let response = self.send(&body).await?;
+        let response = self.send(request, true).await?;
         let mut chunks = response.bytes_stream();
         let mut decoder = StreamDecoder::new(self.kind);
         // Bytes of the line being received (lines may span chunks, chunks hold many lines).

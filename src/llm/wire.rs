@@ -1,6 +1,7 @@
 //! Provider wire formats as pure functions: request bodies out, responses and stream lines in.
 //! No I/O here, so every conversion is unit-tested without a network.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::types::{
@@ -11,12 +12,21 @@ use crate::config::ProviderKind;
 /// Anthropic requires `max_tokens`; this is used when the agent sets none.
 const ANTHROPIC_DEFAULT_MAX_TOKENS: u32 = 4096;
 
-/// Request body for `kind`.
+/// Request body for `kind`, as JSON (what the tests inspect; [`encode_request`] is what is sent).
 pub fn request_body(kind: ProviderKind, request: &ChatRequest, stream: bool) -> Value {
     match kind {
-        ProviderKind::Openai => openai_request(request, stream),
+        ProviderKind::Openai => serde_json::to_value(OpenAiBody::new(request, stream)).unwrap_or(Value::Null),
         ProviderKind::Anthropic => anthropic_request(request, stream),
         ProviderKind::Ollama => ollama_request(request, stream),
+    }
+}
+
+/// The request body for `kind`, encoded for sending: the same JSON as [`request_body`]. The
+/// OpenAI-compatible wire, which most upstreams speak, is serialized by reference.
+pub fn encode_request(kind: ProviderKind, request: &ChatRequest, stream: bool) -> serde_json::Result<Vec<u8>> {
+    match kind {
+        ProviderKind::Openai => serde_json::to_vec(&OpenAiBody::new(request, stream)),
+        ProviderKind::Anthropic | ProviderKind::Ollama => serde_json::to_vec(&request_body(kind, request, stream)),
     }
 }
 
@@ -62,79 +72,111 @@ fn function_tools(request: &ChatRequest) -> Value {
         .collect()
 }
 
-fn openai_request(request: &ChatRequest, stream: bool) -> Value {
-    let messages: Vec<Value> = request
-        .messages
-        .iter()
-        .map(|m| {
-            let mut out = json!({ "role": m.role.as_str(), "content": m.content });
-            if !m.tool_calls.is_empty() {
-                out["tool_calls"] = m
-                    .tool_calls
-                    .iter()
-                    .map(|c| {
-                        json!({ "id": c.id, "type": "function",
-                                "function": { "name": c.name, "arguments": c.arguments.to_string() } })
-                    })
-                    .collect();
-            }
-            if let Some(id) = &m.tool_call_id {
-                out["tool_call_id"] = id.clone().into();
-            }
-            out
-        })
-        .collect();
-    let mut body = json!({ "model": request.model, "messages": messages, "stream": stream });
-    let sampling = &request.sampling;
-    if !request.tools.is_empty() {
-        body["tools"] = function_tools(request);
+/// An OpenAI-compatible chat request, borrowing from the [`ChatRequest`]: serialized straight
+/// to the request bytes, so the history (which grows with every turn) is written once instead of
+/// being copied into a JSON tree first. The rare parts (tools, response formats) stay JSON values.
+#[derive(Serialize)]
+struct OpenAiBody<'a> {
+    model: &'a str,
+    messages: Vec<OpenAiMessage<'a>>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
+    /// Real usage for streamed answers too (vLLM, llama.cpp and OpenAI honour it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct OpenAiMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+impl<'a> OpenAiBody<'a> {
+    fn new(request: &'a ChatRequest, stream: bool) -> OpenAiBody<'a> {
+        let messages = request
+            .messages
+            .iter()
+            .map(|m| OpenAiMessage {
+                role: m.role.as_str(),
+                content: &m.content,
+                tool_calls: (!m.tool_calls.is_empty()).then(|| {
+                    m.tool_calls
+                        .iter()
+                        .map(|c| {
+                            json!({ "id": c.id, "type": "function",
+                                    "function": { "name": c.name, "arguments": c.arguments.to_string() } })
+                        })
+                        .collect()
+                }),
+                tool_call_id: m.tool_call_id.as_deref(),
+            })
+            .collect();
+        let sampling = &request.sampling;
+        let offers_tools = !request.tools.is_empty();
         let choice = if request.tools_disabled { Some(&ToolChoice::None) } else { sampling.tool_choice.as_ref() };
-        if let Some(choice) = choice {
-            body["tool_choice"] = match choice {
-                ToolChoice::Auto => "auto".into(),
-                ToolChoice::None => "none".into(),
-                ToolChoice::Required => "required".into(),
-                ToolChoice::Named(name) => json!({ "type": "function", "function": { "name": name } }),
-            };
+        OpenAiBody {
+            model: &request.model,
+            messages,
+            stream,
+            tools: offers_tools.then(|| function_tools(request)),
+            tool_choice: choice.filter(|_| offers_tools).map(openai_tool_choice),
+            parallel_tool_calls: sampling.parallel_tool_calls.filter(|_| offers_tools),
+            max_tokens: sampling.max_tokens,
+            temperature: sampling.temperature,
+            top_p: sampling.top_p,
+            stop: &sampling.stop,
+            seed: sampling.seed,
+            user: sampling.user.as_deref(),
+            response_format: sampling.response_format.as_ref().map(openai_response_format),
+            stream_options: stream.then(|| json!({ "include_usage": true })),
         }
-        if let Some(parallel) = sampling.parallel_tool_calls {
-            body["parallel_tool_calls"] = parallel.into();
-        }
     }
-    if let Some(max) = sampling.max_tokens {
-        body["max_tokens"] = max.into();
+}
+
+fn openai_tool_choice(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::Auto => "auto".into(),
+        ToolChoice::None => "none".into(),
+        ToolChoice::Required => "required".into(),
+        ToolChoice::Named(name) => json!({ "type": "function", "function": { "name": name } }),
     }
-    if let Some(t) = sampling.temperature {
-        body["temperature"] = t.into();
-    }
-    if let Some(p) = sampling.top_p {
-        body["top_p"] = p.into();
-    }
-    if !sampling.stop.is_empty() {
-        body["stop"] = sampling.stop.clone().into();
-    }
-    if let Some(seed) = sampling.seed {
-        body["seed"] = seed.into();
-    }
-    if let Some(user) = &sampling.user {
-        body["user"] = user.clone().into();
-    }
-    match &sampling.response_format {
-        Some(ResponseFormat::JsonObject) => body["response_format"] = json!({ "type": "json_object" }),
-        Some(ResponseFormat::JsonSchema { name, schema, strict }) => {
+}
+
+fn openai_response_format(format: &ResponseFormat) -> Value {
+    match format {
+        ResponseFormat::JsonObject => json!({ "type": "json_object" }),
+        ResponseFormat::JsonSchema { name, schema, strict } => {
             let mut spec = json!({ "name": name, "schema": schema });
             if let Some(strict) = strict {
                 spec["strict"] = (*strict).into();
             }
-            body["response_format"] = json!({ "type": "json_schema", "json_schema": spec });
+            json!({ "type": "json_schema", "json_schema": spec })
         }
-        None => {}
     }
-    // Real usage for streamed answers too (vLLM, llama.cpp and OpenAI honour it).
-    if stream {
-        body["stream_options"] = json!({ "include_usage": true });
-    }
-    body
 }
 
 fn openai_finish(reason: Option<&str>, has_calls: bool) -> FinishReason {

@@ -299,3 +299,71 @@ fn anthropic_names_the_stop_sequence_that_ended_the_answer() {
     );
     assert_eq!(done.stop_sequence.as_deref(), Some("three"));
 }
+
+/// Every sampling field set, a named tool choice and a JSON schema: the OpenAI body in full.
+fn everything() -> ChatRequest {
+    let mut everything = request(history_with_tool_turn());
+    everything.sampling = Sampling {
+        max_tokens: Some(64),
+        temperature: Some(0.9),
+        top_p: Some(0.5),
+        stop: vec!["END".into()],
+        seed: Some(7),
+        user: Some("u-1".into()),
+        response_format: Some(ResponseFormat::JsonSchema {
+            name: "answer".into(),
+            schema: json!({"type": "object"}),
+            strict: Some(true),
+        }),
+        tool_choice: Some(ToolChoice::Named("calculator".into())),
+        parallel_tool_calls: Some(false),
+    };
+    everything
+}
+
+#[test]
+fn the_openai_body_is_exactly_the_documented_request() {
+    let body = request_body(ProviderKind::Openai, &everything(), true);
+    let expected = json!({
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "what is 2+2?"},
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "calculator", "arguments": "{\"expression\":\"2+2\"}"}}]},
+            {"role": "tool", "content": "4", "tool_call_id": "c1"},
+        ],
+        "stream": true,
+        "tools": [{"type": "function", "function": {"name": "calculator", "description": "math",
+            "parameters": {"type": "object"}}}],
+        "tool_choice": {"type": "function", "function": {"name": "calculator"}},
+        "parallel_tool_calls": false,
+        "max_tokens": 64,
+        "temperature": 0.9,
+        "top_p": 0.5,
+        "stop": ["END"],
+        "seed": 7,
+        "user": "u-1",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": true}},
+        "stream_options": {"include_usage": true},
+    });
+    assert_eq!(body, expected);
+    // Without tools there is no tool choice or parallel flag, and unset settings are left out.
+    let mut plain = everything();
+    plain.tools.clear();
+    plain.sampling = Sampling::default();
+    let body = request_body(ProviderKind::Openai, &plain, false);
+    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["messages", "model", "stream"]);
+}
+
+#[test]
+fn the_bytes_sent_are_the_request_body_in_every_wire() {
+    for kind in [ProviderKind::Openai, ProviderKind::Anthropic, ProviderKind::Ollama] {
+        for stream in [false, true] {
+            let request = everything();
+            let sent: Value = serde_json::from_slice(&encode_request(kind, &request, stream).unwrap()).unwrap();
+            assert_eq!(sent, request_body(kind, &request, stream), "{kind:?}, stream {stream}");
+        }
+    }
+}
