@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::agents::Catalog;
 use crate::auth::admin::AdminSecret;
@@ -14,6 +14,7 @@ use crate::auth::jwt::TokenKeys;
 use crate::auth::passwords::Hasher;
 use crate::auth::secrets::Secrets;
 use crate::auth::sessions::SessionCache;
+use crate::chat::journal::Journal;
 use crate::config::Config;
 use crate::deploy::Deployer;
 use crate::http::cors::CorsPolicy;
@@ -44,6 +45,8 @@ pub struct App {
     user_meter: Meter,
     /// Usage events waiting for the next batched commit.
     usage: UsageRecorder,
+    /// Finished chats' records on their way to the writer.
+    journal: Arc<Journal>,
     /// Providers, models and tiers.
     llm: Registry,
     /// Platform agents (built-in and from ares.toml).
@@ -89,6 +92,7 @@ impl App {
             meter: Meter::new(config.quotas),
             user_meter: Meter::new(config.quotas),
             usage: UsageRecorder::default(),
+            journal: Arc::default(),
             llm: Registry::new(&config, env),
             agents: Catalog::new(&config),
             workflows: Workflows::new(&config),
@@ -167,6 +171,10 @@ impl App {
 
     pub fn usage(&self) -> &UsageRecorder {
         &self.usage
+    }
+
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
     }
 
     /// Commit buffered usage, so that usage reports include every finished request.

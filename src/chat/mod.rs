@@ -5,9 +5,12 @@
 //! conversation's stored turns, or the whole history a stateless client sends — and, once the
 //! model has answered, records the run (and, for ARES conversations, the exchange).
 
+pub mod journal;
+
 use std::sync::Arc;
 use std::time::Instant;
 
+use self::journal::ChatRecord;
 use crate::agents::resolve::{self, Choice};
 use crate::agents::{AgentSource, AgentSpec};
 use crate::app::App;
@@ -17,7 +20,6 @@ use crate::llm::ModelEntry;
 use crate::llm::coordinator::{self, Turn, TurnFailure, TurnOptions};
 use crate::llm::types::{Message, Role, Sampling, ToolSpec, Usage, estimate_tokens};
 use crate::memory;
-use crate::metering::periods::day_start;
 use crate::rag::{Hit, RagError, SearchRequest, SearchStrategy};
 use crate::store::conversations::{self, MessageRecord};
 use crate::store::memory as memory_store;
@@ -452,24 +454,18 @@ pub async fn finish(
     if messages.is_empty() && learner.is_none() && run.is_none() {
         return Ok(Finished { message_id, tokens, duration_ms });
     }
-    let (owner, id, day) = (prepared.owner.clone(), prepared.context_id.clone(), day_start(now));
-    // Chat records: the client is answered once they are queued. Every later read sees them
-    // (readers settle the queue first: the next turn waits for this one's commit if it has not
-    // happened yet), and they are durable within `[storage].sync_interval_ms` of the commit.
-    app.store()
-        .write_chat(move |txn| {
-            if !messages.is_empty() {
-                conversations::append(txn, &owner, &id, &messages, now)?;
-            }
-            if let Some((user_id, lessons)) = &learner {
-                memory::apply(txn, user_id, lessons, now)?;
-            }
-            if let Some(run) = &run {
-                runs::record(txn, run, day)?;
-            }
-            Ok(())
-        })
-        .await?;
+    // Chat records: the client is answered once they are queued (see `journal`). Every later
+    // read sees them (readers settle the queue first: the next turn waits for this one's commit
+    // if it has not happened yet), and they are durable within `[storage].sync_interval_ms`.
+    let record = ChatRecord {
+        owner: prepared.owner.clone(),
+        context_id: prepared.context_id.clone(),
+        messages,
+        lessons: learner,
+        run,
+        now,
+    };
+    app.journal().record(app.store(), record).await?;
     Ok(Finished { message_id, tokens, duration_ms })
 }
 

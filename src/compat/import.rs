@@ -315,7 +315,7 @@ fn write_one(txn: &redb::WriteTransaction, record: Record) -> Result<bool, store
         Record::Day(tenant, day, requests) => usage::set_daily_requests(txn, &tenant, day, requests)?,
         Record::Template(r) => templates::put(txn, &r)?,
         Record::TenantAgent(r) => return agents::insert(txn, &r).map(|()| true).or_else(orphan),
-        Record::Run(r) => runs::record(txn, &r, day_start(r.created_at))?,
+        Record::Run(r) => runs::record(txn, &r)?,
         Record::Alert(r) => {
             alerts::raise_once(txn, &format!("import:{}", r.id), &r)?;
         }

@@ -66,8 +66,16 @@ pub fn recent_messages(txn: &ReadTransaction, id: &str, limit: usize) -> Result<
     Ok(out)
 }
 
-/// Append messages, creating the conversation for `owner` if the id is new. Another owner's id
-/// is "not found", so nobody can write into someone else's conversation.
+/// Messages to append to one conversation (created for `owner` if the id is new).
+pub struct Exchange<'a> {
+    pub owner: &'a str,
+    pub id: &'a str,
+    pub messages: &'a [MessageRecord],
+    pub now: i64,
+}
+
+/// Append `messages` to conversation `id`, creating it for `owner` if it does not exist.
+/// Another owner's conversation is [`Error::NotFound`].
 pub fn append(
     txn: &WriteTransaction,
     owner: &str,
@@ -75,31 +83,48 @@ pub fn append(
     messages: &[MessageRecord],
     now: i64,
 ) -> Result<(), Error> {
-    let mut conversations = txn.open_table(CONVERSATIONS)?;
-    let existing: Option<ConversationRecord> = conversations.get(id)?.map(|v| decode(v.value())).transpose()?;
-    let mut conversation = match existing {
-        Some(c) if c.owner != owner => return Err(not_found()),
-        Some(c) => c,
-        None => {
-            txn.open_table(OWNER_CONVERSATIONS)?.insert((owner, id), ())?;
-            ConversationRecord {
-                id: id.to_string(),
-                owner: owner.to_string(),
-                title: None,
-                created_at: now,
-                updated_at: now,
-                message_count: 0,
-            }
-        }
-    };
-    let mut table = txn.open_table(MESSAGES)?;
-    for message in messages {
-        table.insert((id, conversation.message_count), encode(message)?.as_slice())?;
-        conversation.message_count += 1;
+    let refused = append_all(txn, &[Exchange { owner, id, messages, now }])?;
+    if refused.is_empty() { Ok(()) } else { Err(not_found()) }
+}
+
+/// [`append`] for a batch, with each table opened once. Returns the ids of the exchanges that
+/// were refused because the conversation belongs to another owner (the others are written).
+pub fn append_all<'a>(txn: &WriteTransaction, exchanges: &[Exchange<'a>]) -> Result<Vec<&'a str>, Error> {
+    let mut refused = Vec::new();
+    if exchanges.is_empty() {
+        return Ok(refused);
     }
-    conversation.updated_at = now;
-    conversations.insert(id, encode(&conversation)?.as_slice())?;
-    Ok(())
+    let mut conversations = txn.open_table(CONVERSATIONS)?;
+    let mut owners = txn.open_table(OWNER_CONVERSATIONS)?;
+    let mut table = txn.open_table(MESSAGES)?;
+    for &Exchange { owner, id, messages, now } in exchanges {
+        let existing: Option<ConversationRecord> = conversations.get(id)?.map(|v| decode(v.value())).transpose()?;
+        let mut conversation = match existing {
+            Some(c) if c.owner != owner => {
+                refused.push(id);
+                continue;
+            }
+            Some(c) => c,
+            None => {
+                owners.insert((owner, id), ())?;
+                ConversationRecord {
+                    id: id.to_string(),
+                    owner: owner.to_string(),
+                    title: None,
+                    created_at: now,
+                    updated_at: now,
+                    message_count: 0,
+                }
+            }
+        };
+        for message in messages {
+            table.insert((id, conversation.message_count), encode(message)?.as_slice())?;
+            conversation.message_count += 1;
+        }
+        conversation.updated_at = now;
+        conversations.insert(id, encode(&conversation)?.as_slice())?;
+    }
+    Ok(refused)
 }
 
 /// An owner's conversations, most recently updated first.

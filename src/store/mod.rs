@@ -69,10 +69,6 @@ fn snapshot_before_migrating(db: &Database, path: &Path, migrations: &[Migration
     Ok(())
 }
 
-/// Most writes that may wait for the writer while their chats are already answered (see
-/// [`Store::write_chat`]).
-pub const MAX_UNCOMMITTED_CHAT: u64 = 256;
-
 /// redb's page cache unless configured (`[storage].cache_mib`). redb's own default is 1 GiB,
 /// and the cache keeps every page written until it is full: under chat load the server's
 /// memory grew with every conversation stored. Reads that miss it are served by the kernel's
@@ -251,27 +247,9 @@ impl Store {
         self.writer.submit(f, true).await
     }
 
-    /// Write chat records (conversation turns, runs, learned memory). With a sync interval the
-    /// job is queued and this returns at once, like [`Store::write_detached`]: the chat is
-    /// answered without waiting for the writer, every later read still sees the records
-    /// ([`Store::settle`]), and they are durable within the interval of their commit. With an
-    /// interval of zero it waits until they are durable, like any other write.
-    ///
-    /// While more than [`MAX_UNCOMMITTED_CHAT`] jobs wait for the writer it waits for this
-    /// one's commit instead: chats then go at the writer's pace, so the queue (memory, and
-    /// what a crash could lose) stays bounded when clients outrun the disk.
-    pub async fn write_chat<F>(&self, f: F) -> Result<(), Error>
-    where
-        F: FnMut(&WriteTransaction) -> Result<(), Error> + Send + 'static,
-    {
-        if self.writer.sync_interval().is_zero() {
-            return self.write(f).await;
-        }
-        if self.writer.backlog() > MAX_UNCOMMITTED_CHAT {
-            return self.write_relaxed(f).await;
-        }
-        self.write_detached(f);
-        Ok(())
+    /// How long relaxed writes may stay unsynced ([`Store::set_sync_interval`]).
+    pub fn sync_interval(&self) -> std::time::Duration {
+        self.writer.sync_interval()
     }
 
     /// How long relaxed writes may stay unsynced (`[storage].sync_interval_ms`); zero (the

@@ -1,6 +1,8 @@
 //! Agent runs and their rollups (per agent, per tenant, per day), kept in the same transaction
 //! as the run so analytics never scan the run log.
 
+use std::collections::BTreeMap;
+
 use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -56,39 +58,77 @@ impl Record for TenantTotalsRecord {
 }
 
 /// Store a finished run and fold it into every rollup.
-pub fn record(txn: &WriteTransaction, run: &AgentRunRecord, day_start: i64) -> Result<(), Error> {
-    let tenant = run.tenant_id.as_str();
-    let agent = run.agent_name.as_str();
-    let tokens = run.input_tokens + run.output_tokens;
-    txn.open_table(AGENT_RUNS)?.insert((tenant, run.created_at, run.id.as_str()), encode(run)?.as_slice())?;
-    txn.open_table(AGENT_RUNS_BY_AGENT)?.insert((tenant, agent, run.created_at, run.id.as_str()), ())?;
+pub fn record(txn: &WriteTransaction, run: &AgentRunRecord) -> Result<(), Error> {
+    record_all(txn, [run])
+}
+
+/// [`record`] for a batch: each run is logged, and each rollup touched (an agent's stats, a
+/// tenant's totals, a day) is read and written once however many of the batch's runs it counts.
+pub fn record_all<'a>(txn: &WriteTransaction, runs: impl IntoIterator<Item = &'a AgentRunRecord>) -> Result<(), Error> {
+    let mut runs = runs.into_iter().peekable();
+    if runs.peek().is_none() {
+        return Ok(());
+    }
+    let mut agents: BTreeMap<(&str, &str), AgentRunStatsRecord> = BTreeMap::new();
+    let mut tenants: BTreeMap<&str, TenantTotalsRecord> = BTreeMap::new();
+    let mut days: BTreeMap<(&str, i64), TenantTotalsRecord> = BTreeMap::new();
+    let mut log = txn.open_table(AGENT_RUNS)?;
+    let mut by_agent = txn.open_table(AGENT_RUNS_BY_AGENT)?;
+    for run in runs {
+        let (tenant, agent) = (run.tenant_id.as_str(), run.agent_name.as_str());
+        let tokens = run.input_tokens + run.output_tokens;
+        log.insert((tenant, run.created_at, run.id.as_str()), encode(run)?.as_slice())?;
+        by_agent.insert((tenant, agent, run.created_at, run.id.as_str()), ())?;
+        let stats = agents.entry((tenant, agent)).or_default();
+        stats.total += 1;
+        match run.status.as_str() {
+            "completed" => stats.completed += 1,
+            "failed" => stats.failed += 1,
+            _ => {}
+        }
+        stats.duration_ms_sum += run.duration_ms;
+        stats.input_tokens += run.input_tokens;
+        stats.output_tokens += run.output_tokens;
+        stats.last_run = stats.last_run.max(Some(run.created_at));
+        for totals in [
+            tenants.entry(tenant).or_default(),
+            days.entry((tenant, crate::metering::periods::day_start(run.created_at))).or_default(),
+        ] {
+            totals.runs += 1;
+            totals.tokens += tokens;
+        }
+    }
 
     let mut stats_table = txn.open_table(AGENT_RUN_STATS)?;
-    let mut stats: AgentRunStatsRecord =
-        stats_table.get((tenant, agent))?.map(|v| decode(v.value())).transpose()?.unwrap_or_default();
-    stats.total += 1;
-    match run.status.as_str() {
-        "completed" => stats.completed += 1,
-        "failed" => stats.failed += 1,
-        _ => {}
+    for (key, added) in agents {
+        let mut stats: AgentRunStatsRecord =
+            stats_table.get(key)?.map(|v| decode(v.value())).transpose()?.unwrap_or_default();
+        stats.total += added.total;
+        stats.completed += added.completed;
+        stats.failed += added.failed;
+        stats.duration_ms_sum += added.duration_ms_sum;
+        stats.input_tokens += added.input_tokens;
+        stats.output_tokens += added.output_tokens;
+        stats.last_run = stats.last_run.max(added.last_run);
+        stats_table.insert(key, encode(&stats)?.as_slice())?;
     }
-    stats.duration_ms_sum += run.duration_ms;
-    stats.input_tokens += run.input_tokens;
-    stats.output_tokens += run.output_tokens;
-    stats.last_run = Some(stats.last_run.map_or(run.created_at, |last| last.max(run.created_at)));
-    stats_table.insert((tenant, agent), encode(&stats)?.as_slice())?;
 
     let mut totals_table = txn.open_table(TENANT_TOTALS)?;
-    let mut totals: TenantTotalsRecord =
-        totals_table.get(tenant)?.map(|v| decode(v.value())).transpose()?.unwrap_or_default();
-    totals.runs += 1;
-    totals.tokens += tokens;
-    totals_table.insert(tenant, encode(&totals)?.as_slice())?;
+    for (tenant, added) in tenants {
+        let mut totals: TenantTotalsRecord =
+            totals_table.get(tenant)?.map(|v| decode(v.value())).transpose()?.unwrap_or_default();
+        totals.runs += added.runs;
+        totals.tokens += added.tokens;
+        totals_table.insert(tenant, encode(&totals)?.as_slice())?;
+    }
 
-    update_daily(txn, tenant, day_start, |d| {
-        d.runs += 1;
-        d.run_tokens += tokens;
-    })
+    for ((tenant, day_start), added) in days {
+        update_daily(txn, tenant, day_start, |d| {
+            d.runs += added.runs;
+            d.run_tokens += added.tokens;
+        })?;
+    }
+    Ok(())
 }
 
 pub fn stats(txn: &ReadTransaction, tenant: &str, agent: &str) -> Result<AgentRunStatsRecord, Error> {

@@ -177,11 +177,6 @@ impl Writer {
         self.counters.sync_interval_ms.store(millis, Ordering::Relaxed);
     }
 
-    /// Jobs queued and not yet finished with.
-    pub(super) fn backlog(&self) -> u64 {
-        self.queued.load(Ordering::Acquire).saturating_sub(*self.done.borrow())
-    }
-
     pub(super) fn sync_interval(&self) -> Duration {
         Duration::from_millis(self.counters.sync_interval_ms.load(Ordering::Relaxed))
     }

@@ -13,7 +13,6 @@ use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::llm::coordinator::{self, TurnOptions};
 use crate::llm::types::{Message, Role};
-use crate::metering::periods::day_start;
 use crate::store::{agents, runs};
 
 pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response, ApiError> {
@@ -75,7 +74,7 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
         created_at: started_at,
     };
     let stored = run.clone();
-    ctx.app.store().write_relaxed(move |txn| runs::record(txn, &stored, day_start(stored.created_at))).await?;
+    ctx.app.store().write_relaxed(move |txn| runs::record(txn, &stored)).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({
