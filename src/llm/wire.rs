@@ -1,7 +1,9 @@
 //! Provider wire formats as pure functions: request bodies out, responses and stream lines in.
 //! No I/O here, so every conversion is unit-tested without a network.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::types::{
@@ -177,6 +179,43 @@ fn openai_response_format(format: &ResponseFormat) -> Value {
             json!({ "type": "json_schema", "json_schema": spec })
         }
     }
+}
+
+/// What [`StreamDecoder::openai_text_chunk`] reads of a chunk; any other field is ignored, and
+/// a field of another type fails the parse (and sends the chunk down the general path).
+#[derive(Deserialize)]
+struct OpenAiTextChunk<'a> {
+    /// `null` in vLLM's usage chunk.
+    #[serde(default, borrow)]
+    choices: Option<Vec<OpenAiTextChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<OpenAiUsageCounts>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiTextChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<OpenAiTextDelta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiTextDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiUsageCounts {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
 }
 
 fn openai_finish(reason: Option<&str>, has_calls: bool) -> FinishReason {
@@ -490,6 +529,9 @@ impl StreamDecoder {
                     self.done = true;
                     return Ok(events);
                 }
+                if self.kind == ProviderKind::Openai && self.openai_text_chunk(data, &mut events) {
+                    return Ok(events);
+                }
                 let value: Value = serde_json::from_str(data).map_err(|e| format!("malformed stream chunk: {e}"))?;
                 if self.kind == ProviderKind::Openai {
                     self.openai_chunk(&value, &mut events)?
@@ -503,6 +545,30 @@ impl StreamDecoder {
             }
         }
         Ok(events)
+    }
+
+    /// The common OpenAI-compatible chunk — a text delta, a finish reason, usage — decoded
+    /// without building a JSON tree (once per token, for every open stream). `false`, having
+    /// changed nothing, for anything else (tool calls, an error, an unexpected shape): the
+    /// general path [`StreamDecoder::openai_chunk`] decides those.
+    fn openai_text_chunk(&mut self, data: &str, events: &mut Vec<StreamEvent>) -> bool {
+        let Ok(chunk) = serde_json::from_str::<OpenAiTextChunk<'_>>(data) else { return false };
+        let choice = chunk.choices.as_deref().and_then(<[_]>::first);
+        if chunk.error.is_some() || choice.and_then(|c| c.delta.as_ref()).is_some_and(|d| d.tool_calls.is_some()) {
+            return false;
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(Usage { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens });
+        }
+        let Some(choice) = choice else { return true };
+        if let Some(text) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
+            self.push_text(text, events);
+        }
+        if let Some(reason) = choice.finish_reason.as_deref() {
+            self.finish = Some(openai_finish(Some(reason), !self.calls.is_empty()));
+            self.done = true;
+        }
+        true
     }
 
     fn push_text(&mut self, text: &str, events: &mut Vec<StreamEvent>) {

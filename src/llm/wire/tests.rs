@@ -367,3 +367,30 @@ fn the_bytes_sent_are_the_request_body_in_every_wire() {
         }
     }
 }
+
+#[test]
+fn openai_chunks_off_the_text_path_decode_as_before() {
+    // Text, then a tool call in the middle, escapes, vLLM's `choices: null` usage chunk and a
+    // finish reason: the text fast path and the general path must agree on all of it.
+    let (events, done) = events(
+        ProviderKind::Openai,
+        &[
+            r#"data: {"choices":[{"delta":{"role":"assistant","content":null},"finish_reason":null}]}"#,
+            r#"data: {"choices":[{"delta":{"content":"Say \"hi\"\n"},"finish_reason":null}]}"#,
+            r#"data: {"choices":[{"delta":{"content":7}}]}"#,
+            r#"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"calculator","arguments":"{}"}}]}}]}"#,
+            r#"data: {"choices":[{"delta":{},"finish_reason":"tool_calls"}],"usage":null}"#,
+            r#"data: {"choices":null,"usage":{"prompt_tokens":12,"completion_tokens":5}}"#,
+            "data: [DONE]",
+        ],
+    );
+    assert_eq!(events[0], StreamEvent::Delta("Say \"hi\"\n".into()));
+    assert!(matches!(&events[1], StreamEvent::ToolCallStart { name, .. } if name == "calculator"));
+    assert_eq!(events[2], StreamEvent::ToolCallArguments { index: 0, fragment: "{}".into() });
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(done.content, "Say \"hi\"\n");
+    assert_eq!(done.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(done.usage, Some(Usage { input_tokens: 12, output_tokens: 5 }));
+    let mut decoder = StreamDecoder::new(ProviderKind::Openai);
+    assert_eq!(decoder.line(r#"data: {"error":{"message":"overloaded"}}"#), Err("overloaded".to_string()));
+}
