@@ -162,7 +162,12 @@ impl Framing for AresFraming {
     fn text(&mut self, delta: &str) -> Vec<bytes::Bytes> {
         vec![match self {
             AresFraming::Text => sse::data(delta),
-            AresFraming::JsonDeltas { .. } => sse::data(&json!({ "delta": delta, "finish_reason": null }).to_string()),
+            // Written directly (once per token): the same JSON as `{"delta": …, "finish_reason":
+            // null}` without building a map for it.
+            AresFraming::JsonDeltas { .. } => bytes::Bytes::from(format!(
+                "data: {{\"delta\":{},\"finish_reason\":null}}\n\n",
+                serde_json::Value::from(delta)
+            )),
         }]
     }
 
