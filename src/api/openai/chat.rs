@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use http::StatusCode;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::models::AGENT_PREFIX;
@@ -365,20 +366,50 @@ struct ChunkFraming {
     include_usage: bool,
 }
 
+/// One `chat.completion.chunk`, serialized from borrowed parts: one is written per token of
+/// every open stream, so no JSON tree is built for it.
+#[derive(Serialize)]
+struct Chunk<'a, D> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    system_fingerprint: Null,
+    choices: [ChunkChoice<'a, D>; 1],
+    /// `null` on every chunk but the last when the client asked for usage; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Null>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a, D> {
+    index: u32,
+    delta: D,
+    logprobs: Null,
+    finish_reason: Option<&'a str>,
+}
+
+/// A JSON `null`.
+#[derive(Serialize)]
+struct Null;
+
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    content: &'a str,
+}
+
 impl ChunkFraming {
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Bytes {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": null,
-            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason }],
-        });
-        if self.include_usage {
-            chunk["usage"] = Value::Null;
-        }
-        sse::data(&chunk.to_string())
+    fn chunk(&self, delta: impl Serialize, finish_reason: Option<&str>) -> Bytes {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            system_fingerprint: Null,
+            choices: [ChunkChoice { index: 0, delta, logprobs: Null, finish_reason }],
+            usage: self.include_usage.then_some(Null),
+        };
+        sse::data(&serde_json::to_string(&chunk).unwrap_or_default())
     }
 }
 
@@ -388,7 +419,7 @@ impl Framing for ChunkFraming {
     }
 
     fn text(&mut self, delta: &str) -> Vec<Bytes> {
-        vec![self.chunk(json!({ "content": delta }), None)]
+        vec![self.chunk(TextDelta { content: delta }, None)]
     }
 
     fn tool_call_start(&mut self, index: usize, id: &str, name: &str) -> Vec<Bytes> {
