@@ -265,3 +265,13 @@ fn explicit_missing_file_is_an_error_but_default_path_is_not() {
     let missing = dir.path().join("nope.toml");
     assert!(matches!(load(Some(&missing), &no_env), Err(ConfigError::Io { .. })));
 }
+
+#[test]
+fn storage_cache_is_bounded_and_defaults_to_32_mib() {
+    assert_eq!(load_ok("").config.storage.cache_mib, 32);
+    assert_eq!(load_ok("[storage]\ncache_mib = 256\n").config.storage.cache_mib, 256);
+    for bad in ["0", "65537"] {
+        let error = load_err(&format!("[storage]\ncache_mib = {bad}\n"));
+        assert!(error.contains("storage.cache_mib must be between 1 and 65536"), "{error}");
+    }
+}

@@ -188,6 +188,16 @@ impl Store {
         R: Send + 'static,
     {
         self.settle().await;
+        self.read_committed(f).await
+    }
+
+    /// [`Store::read`] of what is committed now, without waiting for the writer: for reads that
+    /// only need the file (the health probe must not queue behind a large write batch).
+    async fn read_committed<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        F: FnOnce(&ReadTransaction) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read()?;
@@ -313,7 +323,7 @@ impl Store {
 
     /// A cheap liveness probe: a read transaction that opens the migrations table.
     pub async fn ping(&self) -> Result<(), Error> {
-        self.read(|txn| {
+        self.read_committed(|txn| {
             txn.open_table(tables::SCHEMA_MIGRATIONS)?;
             Ok(())
         })

@@ -412,3 +412,40 @@ fn codec_refuses_unknown_versions_and_empty_values() {
     assert!(matches!(decode::<TenantRecord>(&[]), Err(Error::Codec { .. })));
     assert!(matches!(decode::<TenantRecord>(&bytes[..3]), Err(Error::Codec { .. })));
 }
+
+#[test]
+fn a_usage_batch_sums_into_each_tenant_month_day_and_the_platform_day() {
+    use super::usage::{self, UsageEventRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    const DAY: i64 = 86_400;
+    // 2026-01-31 and 2026-02-01 (UTC): two days in two months, two tenants, one batch.
+    let (jan_31, feb_1) = (1_769_817_600, 1_769_817_600 + DAY);
+    let event = |i: usize, tenant: &str, at: i64, tokens: u64| UsageEventRecord {
+        id: format!("e{i}"),
+        tenant_id: tenant.into(),
+        source: "http".into(),
+        request_count: 1,
+        token_count: tokens,
+        created_at: at,
+    };
+    let events = vec![
+        event(1, "a", jan_31, 10),
+        event(2, "a", jan_31 + 60, 5),
+        event(3, "a", feb_1, 7),
+        event(4, "b", jan_31 + 120, 1),
+    ];
+    // Counters that already exist are added to, not replaced.
+    store.write_blocking(|txn| usage::record_all(txn, &[event(0, "a", jan_31, 100)])).unwrap();
+    store.write_blocking(|txn| usage::record_all(txn, &events)).unwrap();
+    let txn = store.database().begin_read().unwrap();
+    let month = |tenant, at| usage::monthly(&txn, tenant, crate::metering::periods::month_start(at)).unwrap();
+    let day = |tenant, at| usage::daily(&txn, tenant, crate::metering::periods::day_start(at)).unwrap();
+    assert_eq!((month("a", jan_31).requests, month("a", jan_31).tokens), (3, 115));
+    assert_eq!((month("a", feb_1).requests, month("a", feb_1).tokens), (1, 7));
+    assert_eq!((month("b", jan_31).requests, month("b", jan_31).tokens), (1, 1));
+    assert_eq!((day("a", jan_31).requests, day("a", jan_31).tokens), (3, 115));
+    assert_eq!((day("a", feb_1).requests, day("a", feb_1).tokens), (1, 7));
+    let platform = usage::platform_day(&txn, crate::metering::periods::day_start(jan_31)).unwrap();
+    assert_eq!((platform.requests, platform.tokens), (4, 116));
+}

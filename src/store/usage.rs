@@ -62,17 +62,18 @@ pub fn record_all(txn: &WriteTransaction, events: &[UsageEventRecord]) -> Result
         return Ok(());
     }
     let mut months: BTreeMap<(&str, i64), UsageCounterRecord> = BTreeMap::new();
-    let mut days: BTreeMap<(&str, i64), (u64, u64)> = BTreeMap::new();
+    let mut days: BTreeMap<(&str, i64), UsageCounterRecord> = BTreeMap::new();
     let mut log = txn.open_table(USAGE_EVENTS)?;
     for event in events {
         let tenant = event.tenant_id.as_str();
         log.insert((tenant, event.created_at, event.id.as_str()), encode(event)?.as_slice())?;
-        let month = months.entry((tenant, crate::metering::periods::month_start(event.created_at))).or_default();
-        month.requests += event.request_count;
-        month.tokens += event.token_count;
-        let day = days.entry((tenant, crate::metering::periods::day_start(event.created_at))).or_default();
-        day.0 += event.request_count;
-        day.1 += event.token_count;
+        for sum in [
+            months.entry((tenant, crate::metering::periods::month_start(event.created_at))).or_default(),
+            days.entry((tenant, crate::metering::periods::day_start(event.created_at))).or_default(),
+        ] {
+            sum.requests += event.request_count;
+            sum.tokens += event.token_count;
+        }
     }
     let mut monthly_table = txn.open_table(USAGE_MONTHLY)?;
     for ((tenant, month_start), added) in months {
@@ -82,10 +83,10 @@ pub fn record_all(txn: &WriteTransaction, events: &[UsageEventRecord]) -> Result
         monthly.tokens += added.tokens;
         monthly_table.insert((tenant, month_start), encode(&monthly)?.as_slice())?;
     }
-    for ((tenant, day_start), (requests, tokens)) in days {
+    for ((tenant, day_start), added) in days {
         update_daily(txn, tenant, day_start, |d| {
-            d.requests += requests;
-            d.tokens += tokens;
+            d.requests += added.requests;
+            d.tokens += added.tokens;
         })?;
     }
     Ok(())

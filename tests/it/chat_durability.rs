@@ -271,6 +271,11 @@ async fn every_turn_sees_the_turns_answered_before_it_under_concurrent_load() {
                 context = answer["context_id"].as_str().map(str::to_string);
                 assert!(context.is_some(), "no context_id: {answer}");
             }
+            if i % 2 == 1 {
+                // A tenant's runs are counted the moment its last chat is answered.
+                let agent = crate::harness::expect_json(gateway.get("/v1/agents/assistant", &token).await, 200).await;
+                assert_eq!(agent["total_runs"], TURNS, "tenant {i}: {agent}");
+            }
         }));
     }
     for task in tasks {
