@@ -11,9 +11,10 @@ Needs `wrk` (Debian: `apt-get install wrk`) and, for PERF=1, `perf`. Builds what
 
 Each round measures, in this order: the mock directly and `POST /v1/chat` through ARES (a
 tenant key on the enterprise tier, the IP limiter off, `agent_type: "product"`: one upstream
-call per request) at c=1 and c=32, then `GET /health` and `GET /v1/agents` at c=32. It reports
-the medians over rounds of p50, p99 and requests/s, the added latency (through minus direct)
-and the ratios the issue sets targets for. Then it loads `/v1/chat` at c=32 for LOAD_SECS and
+call per request) at c=1 and c=32, a bare forwarding proxy on the same HTTP stack
+(`examples/bare_proxy.rs`, the ceiling for any gateway here) at c=32, then `GET /health` and
+`GET /v1/agents` at c=32. It reports the medians over rounds of p50, p99 and requests/s, the
+added latency (through minus direct) and the ratios the issue sets targets for. Then it loads `/v1/chat` at c=32 for LOAD_SECS and
 reports the server's RSS after warm-up, at the end of the load, and 5 s after it stopped.
 """
 
@@ -131,13 +132,19 @@ def perf_report(data):
 
 def main():
     subprocess.run(
-        ["cargo", "build", "--release", "--bin", "ares", "--example", "mock_upstream"], cwd=ROOT, check=True
+        ["cargo", "build", "--release", "--bin", "ares", "--example", "mock_upstream", "--example", "bare_proxy"],
+        cwd=ROOT,
+        check=True,
     )
     work = tempfile.mkdtemp(prefix="ares-wrk-")
     mock = subprocess.Popen(
         [os.path.join(ROOT, "target/release/examples/mock_upstream")], stdout=subprocess.PIPE, text=True
     )
     mock_url = mock.stdout.readline().strip()
+    proxy = subprocess.Popen(
+        [os.path.join(ROOT, "target/release/examples/bare_proxy"), mock_url], stdout=subprocess.PIPE, text=True
+    )
+    proxy_url = proxy.stdout.readline().strip()
     port = free_port()
     config = os.path.join(work, "ares.toml")
     with open(os.path.join(ROOT, "benches/support/gateway.toml")) as f:
@@ -175,6 +182,7 @@ def main():
             "direct c=1": (f"{mock_url}/v1/chat/completions", 1, DIRECT, None),
             "/v1/chat c=1": (f"{base}/v1/chat", 1, CHAT, key),
             "direct c=32": (f"{mock_url}/v1/chat/completions", 32, DIRECT, None),
+            "bare proxy c=32": (f"{proxy_url}/v1/chat/completions", 32, DIRECT, None),
             "/v1/chat c=32": (f"{base}/v1/chat", 32, CHAT, key),
             "/health c=32": (f"{base}/health", 32, None, None),
             "/v1/agents c=32": (f"{base}/v1/agents", 32, None, key),
@@ -203,6 +211,11 @@ def main():
         added_p99 = med["/v1/chat c=1"][1] - med["direct c=1"][1]
         print(f"/v1/chat added at c=1: p50 {added_p50:.0f} µs (target ≤ 150), p99 {added_p99:.0f} µs (target ≤ 1000)")
         print(f"c=32 throughput through/direct: {med['/v1/chat c=32'][2] / med['direct c=32'][2]:.3f} (target ≥ 0.25)")
+        print(
+            f"  ceiling, a bare forwarding proxy on the same stack (examples/bare_proxy.rs): "
+            f"{med['bare proxy c=32'][2] / med['direct c=32'][2]:.3f} of direct; "
+            f"/v1/chat is {med['/v1/chat c=32'][2] / med['bare proxy c=32'][2]:.3f} of it"
+        )
         print(f"/v1/agents vs /health at c=32: {med['/v1/agents c=32'][2] / med['/health c=32'][2]:.3f} (target ≥ 0.7)")
 
         wrk(f"{base}/v1/chat", 32, 5, CHAT, key, work)
@@ -218,6 +231,7 @@ def main():
     finally:
         server.terminate()
         server.wait()
+        proxy.terminate()
         mock.terminate()
 
 

@@ -1,5 +1,5 @@
 //! The benchmarks' instant OpenAI-wire upstream as a process of its own, for load tools outside
-//! Rust (`benches/wrk_gateway.sh`): `cargo run --release --example mock_upstream [ADDR]`
+//! Rust (`benches/wrk_gateway.py`): `cargo run --release --example mock_upstream [ADDR]`
 //! (default `127.0.0.1:0`) prints `http://<addr>` once it listens.
 
 #![allow(clippy::print_stdout, clippy::expect_used)]
