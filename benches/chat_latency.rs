@@ -21,7 +21,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::sync::Arc;
+#[path = "support/in_process.rs"]
+mod in_process;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -118,33 +120,10 @@ daily_requests = "unlimited"
             base = include_str!("support/gateway.toml").replace("MOCK_URL", &mock_url),
             storage = sync_interval_ms.map(|ms| format!("\n[storage]\nsync_interval_ms = {ms}\n")).unwrap_or_default(),
         );
-        let dir = tempfile::tempdir().unwrap();
-        let env = |name: &str| match name {
-            "ADMIN_API_KEY" => Some("bench-admin".to_string()),
-            "JWT_SECRET" => Some("bench-jwt-secret-bench-jwt-secret-0123".to_string()),
-            _ => None,
-        };
-        let loaded = ares::config::load_str(&config, "bench.toml", &env).unwrap();
-        let built = ares::build_app(loaded.config, dir.path(), &env).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(ares::run(listener, Arc::new(built.app), async {
-            let _ = stopped.await;
-        }));
-
+        let server = in_process::Server::start(&config).await;
+        let base = server.base.clone();
         let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-        let provisioned: serde_json::Value = client
-            .post(format!("{base}/api/admin/provision-client"))
-            .header("x-admin-secret", "bench-admin")
-            .json(&json!({ "name": "bench", "tier": "pro", "product_type": "generic", "api_key_name": "bench" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let key = provisioned["raw_api_key"].as_str().unwrap().to_string();
+        let key = server.provision(&client, "pro", "generic").await;
         let direct_body = |stream: bool| {
             json!({ "model": "mock-model", "stream": stream, "messages": [
                 {"role": "system", "content": "You are a helpful, general-purpose assistant."},
@@ -221,7 +200,6 @@ daily_requests = "unlimited"
                 );
             }
         }
-        let _ = stop.send(());
-        server.await.unwrap().unwrap();
+        server.stop().await;
     });
 }

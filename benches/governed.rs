@@ -15,7 +15,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::sync::Arc;
+#[path = "support/in_process.rs"]
+mod in_process;
+
 use std::time::{Duration, Instant};
 
 const LEVELS: [usize; 2] = [1, 32];
@@ -89,36 +91,16 @@ fn main() {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
-        let env = |name: &str| match name {
-            "ADMIN_API_KEY" => Some("bench-admin".to_string()),
-            "JWT_SECRET" => Some("bench-jwt-secret-bench-jwt-secret-0123".to_string()),
-            _ => None,
-        };
-        let loaded = ares::config::load_str(CONFIG, "bench.toml", &env).unwrap();
-        let built = ares::build_app(loaded.config, dir.path(), &env).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(ares::run(listener, Arc::new(built.app), async {
-            let _ = stopped.await;
-        }));
-
+        let server = in_process::Server::start(CONFIG).await;
+        let base = server.base.clone();
         let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-        let provisioned: serde_json::Value = client
-            .post(format!("{base}/api/admin/provision-client"))
-            .header("x-admin-secret", "bench-admin")
-            .json(&serde_json::json!({ "name": "bench", "tier": "pro", "product_type": "kasino", "api_key_name": "bench" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let key = provisioned["raw_api_key"].as_str().unwrap().to_string();
+        let key = server.provision(&client, "pro", "kasino").await;
 
         println!("governed: GET /v1/agents (key auth + quota + metering + headers, 4 agents) vs GET /health");
-        println!("  {samples} sample(s) of {:.1} s per cell; client in the same process; 2 cores", duration.as_secs_f64());
+        println!(
+            "  {samples} sample(s) of {:.1} s per cell; client in the same process; 2 cores",
+            duration.as_secs_f64()
+        );
         println!();
         println!("conc | /health req/s   p50     p99    | /v1/agents req/s   p50     p99    | ratio");
         println!("{}", "-".repeat(86));
@@ -127,7 +109,14 @@ fn main() {
             let (mut health_lat, mut governed_lat) = (Vec::new(), Vec::new());
             for _ in 0..samples {
                 let health = load(&client, &format!("{base}/health"), None, concurrency, duration).await;
-                let governed = load(&client, &format!("{base}{}", std::env::var("ARES_BENCH_PATH").unwrap_or("/v1/agents".into())), Some(&key), concurrency, duration).await;
+                let governed = load(
+                    &client,
+                    &format!("{base}{}", std::env::var("ARES_BENCH_PATH").unwrap_or("/v1/agents".into())),
+                    Some(&key),
+                    concurrency,
+                    duration,
+                )
+                .await;
                 health_rates.push(health.requests as f64 / health.elapsed.as_secs_f64());
                 governed_rates.push(governed.requests as f64 / governed.elapsed.as_secs_f64());
                 health_lat.extend(health.latencies);
@@ -147,7 +136,6 @@ fn main() {
         }
         println!();
         println!("ratio = median governed req/s / median /health req/s (p50/p99 over all samples)");
-        let _ = stop.send(());
-        server.await.unwrap().unwrap();
+        server.stop().await;
     });
 }

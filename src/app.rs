@@ -30,7 +30,7 @@ use crate::tools::toolbox::ToolBox;
 pub struct App {
     config: Config,
     data_dir: PathBuf,
-    store: Store,
+    store: Arc<Store>,
     admin_secret: AdminSecret,
     /// Signs and verifies access and refresh tokens.
     token_keys: TokenKeys,
@@ -82,6 +82,8 @@ impl App {
     ) -> App {
         let cors = CorsPolicy::new(&config.server.cors_origins);
         let rate_limiter = IpRateLimiter::new(config.server.rate_limit_per_second, config.server.rate_limit_burst);
+        let store = Arc::new(store);
+        let llm = Registry::new(&config, env, Some(audit_circuit_changes(&store)));
         App {
             data_dir: data_dir.to_path_buf(),
             store,
@@ -93,7 +95,7 @@ impl App {
             user_meter: Meter::new(config.quotas),
             usage: UsageRecorder::default(),
             journal: Arc::default(),
-            llm: Registry::new(&config, env),
+            llm,
             agents: Catalog::new(&config),
             workflows: Workflows::new(&config),
             tools: ToolBox::new(&config),
@@ -226,4 +228,29 @@ impl App {
     pub fn uptime_secs(&self) -> u64 {
         self.started_at.elapsed().as_secs()
     }
+}
+
+/// Circuits that open or close are written to the audit log (queued: the request that tipped
+/// the circuit does not wait for it).
+fn audit_circuit_changes(store: &Arc<Store>) -> crate::llm::health::CircuitChanges {
+    let store = store.clone();
+    Arc::new(move |change: crate::llm::health::CircuitChange| {
+        let details = serde_json::json!({
+            "actor": "system",
+            "provider": change.provider,
+            "model_id": change.model_id,
+            "consecutive_failures": change.consecutive_failures,
+            "last_error": change.last_error,
+        });
+        let entry = crate::store::audit::AuditRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            action: if change.opened { "open_circuit" } else { "close_circuit" }.to_string(),
+            resource_type: "provider".to_string(),
+            resource_id: Some(format!("{}/{}", change.provider, change.model_id)),
+            details: Some(details.to_string()),
+            admin_ip: None,
+            created_at: crate::clock::now_unix(),
+        };
+        store.write_detached(move |txn| crate::store::audit::append(txn, &entry));
+    })
 }

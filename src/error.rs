@@ -197,7 +197,9 @@ impl From<crate::llm::LlmError> for ApiError {
         use crate::llm::LlmError;
         let message = e.to_string();
         match e {
-            LlmError::Disabled { .. } | LlmError::NothingConfigured => ApiError::ServiceUnavailable(message),
+            LlmError::Disabled { .. } | LlmError::NothingConfigured | LlmError::CircuitOpen { .. } => {
+                ApiError::ServiceUnavailable(message)
+            }
             LlmError::RateLimited { retry_after_secs, .. } => {
                 ApiError::ProviderRateLimited { message, retry_after_secs }
             }

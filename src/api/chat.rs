@@ -118,6 +118,7 @@ pub async fn chat(ctx: &Context, request: Request) -> Result<Response, ApiError>
     let done = chat::complete(&ctx.app, input).await.map_err(ares_model_error)?;
     let (prepared, finished) = (&done.prepared, &done.finished);
     ctx.add_tokens(finished.tokens.input_tokens + finished.tokens.output_tokens);
+    ctx.note_served(done.outcome.as_ref().ok());
     let turn = done.outcome.map_err(|f| ApiError::from(f.error))?;
     let sources = prepared
         .sources
@@ -206,5 +207,5 @@ pub async fn stream(ctx: &Context, request: Request) -> Result<Response, ApiErro
         AresFraming::Text
     };
     let headers = [("x-context-id", prepared.context_id.clone()), ("x-agent", prepared.agent.name.clone())];
-    Ok(streaming::respond(&ctx.app, prepared, framing, payer(&ctx.principal), &headers))
+    Ok(streaming::respond(&ctx.app, prepared, framing, payer(&ctx.principal), &headers).await)
 }

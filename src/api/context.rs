@@ -10,6 +10,8 @@ use crate::app::App;
 use crate::auth::{Principal, TenantPrincipal, UserPrincipal};
 use crate::error::ApiError;
 use crate::http::{Request, body};
+use crate::llm::coordinator::Turn;
+use crate::llm::router::Served;
 
 pub struct Context {
     pub app: Arc<App>,
@@ -19,6 +21,8 @@ pub struct Context {
     body_limit: usize,
     /// LLM tokens this request consumed, reported by handlers for metering.
     tokens: AtomicU64,
+    /// Who answered the request's model call, for `X-Ares-Served-By` / `X-Ares-Attempts`.
+    served: std::sync::Mutex<Option<Served>>,
 }
 
 impl Context {
@@ -29,7 +33,15 @@ impl Context {
         request_id: &str,
         body_limit: usize,
     ) -> Self {
-        Context { app, principal, client_ip, request_id: request_id.to_string(), body_limit, tokens: AtomicU64::new(0) }
+        Context {
+            app,
+            principal,
+            client_ip,
+            request_id: request_id.to_string(),
+            body_limit,
+            tokens: AtomicU64::new(0),
+            served: Default::default(),
+        }
     }
 
     /// Read the body (within the route's limit) and parse it as JSON into `T`.
@@ -66,6 +78,19 @@ impl Context {
 
     pub fn tokens_used(&self) -> u64 {
         self.tokens.load(Ordering::Relaxed)
+    }
+
+    /// Note who answered the request's model call (the last noted wins).
+    pub fn note_served(&self, turn: Option<&Turn>) {
+        if let Some(served) = turn.and_then(|t| t.served.clone())
+            && let Ok(mut slot) = self.served.lock()
+        {
+            *slot = Some(served);
+        }
+    }
+
+    pub fn served(&self) -> Option<Served> {
+        self.served.lock().ok().and_then(|slot| slot.clone())
     }
 }
 

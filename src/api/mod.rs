@@ -118,13 +118,17 @@ async fn pipeline(
     };
     let principal = auth::authenticate(app, route.auth(), request.headers()).await?;
     let context = Context::new(app.clone(), principal, client_ip, request_id, route.body_limit(app.config()));
-    match &context.principal {
+    let outcome = match &context.principal {
         auth::Principal::Tenant(_) => metered::run(&context, route, request, extra_headers).await,
         auth::Principal::User(_) if route.metered_for_users(app.config()) => {
             metered::run_user(&context, route, request, extra_headers).await
         }
         _ => dispatch(&context, route, request).await,
+    };
+    if let Some(served) = context.served() {
+        extra_headers.extend(streaming::served_headers(&served));
     }
+    outcome
 }
 
 /// The one match from route to handler.
@@ -181,6 +185,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         }
         Route::AdminListAgentTemplates => admin::catalog::templates(ctx, &request).await,
         Route::AdminListModels => Ok(admin::catalog::models(ctx)),
+        Route::AdminListProviders => Ok(admin::catalog::providers(ctx)),
         Route::AdminTenantUsage { tenant_id } => admin::usage::tenant_usage(ctx, &tenant_id, &request).await,
         Route::AdminTenantDailyUsage { tenant_id } => admin::usage::daily(ctx, &tenant_id, &request).await,
         Route::AdminAgentRuns { tenant_id, agent_name } => {

@@ -88,6 +88,7 @@ pub enum Route {
     AdminDeleteTenantAgent { tenant_id: String, agent_name: String },
     AdminListAgentTemplates,
     AdminListModels,
+    AdminListProviders,
     AdminTenantUsage { tenant_id: String },
     AdminTenantDailyUsage { tenant_id: String },
     AdminAgentRuns { tenant_id: String, agent_name: String },
@@ -176,6 +177,7 @@ impl Route {
             | Route::AdminDeleteTenantAgent { .. }
             | Route::AdminListAgentTemplates
             | Route::AdminListModels
+            | Route::AdminListProviders
             | Route::AdminTenantUsage { .. }
             | Route::AdminTenantDailyUsage { .. }
             | Route::AdminAgentRuns { .. }
@@ -271,6 +273,7 @@ impl Route {
             | Route::AdminDeleteTenantAgent { .. }
             | Route::AdminListAgentTemplates
             | Route::AdminListModels
+            | Route::AdminListProviders
             | Route::AdminTenantUsage { .. }
             | Route::AdminTenantDailyUsage { .. }
             | Route::AdminAgentRuns { .. }
@@ -471,6 +474,7 @@ fn admin_candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         ["provision-client"] => vec![(M::POST, Route::AdminProvisionClient)],
         ["agent-templates"] => vec![(M::GET, Route::AdminListAgentTemplates)],
         ["models"] => vec![(M::GET, Route::AdminListModels)],
+        ["providers"] => vec![(M::GET, Route::AdminListProviders)],
         ["agents"] => vec![(M::GET, Route::AdminListAllAgents)],
         ["stats"] => vec![(M::GET, Route::AdminStats)],
         ["alerts"] => vec![(M::GET, Route::AdminListAlerts)],

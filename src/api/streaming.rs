@@ -49,16 +49,33 @@ pub enum Payer {
 }
 
 /// Start streaming `prepared` into a `200 text/event-stream` response with `headers`.
-pub fn respond(
+///
+/// The response starts once the turn's first content has arrived (or after a keep-alive
+/// period of silence): until then the router may still fail over to another deployment, and
+/// waiting lets `X-Ares-Served-By` / `X-Ares-Attempts` name the one that answers.
+pub async fn respond(
     app: &Arc<App>,
     prepared: Prepared,
     framing: impl Framing,
     payer: Option<Payer>,
     headers: &[(&'static str, String)],
 ) -> crate::http::Response {
-    let (events, response) = sse::response(headers);
-    tokio::spawn(produce(app.clone(), prepared, Box::new(framing), events, payer));
+    let mut turn_events = chat::stream(app, &prepared);
+    let mut headers = headers.to_vec();
+    let mut first = None;
+    match tokio::time::timeout(Duration::from_secs(sse::KEEP_ALIVE_SECS), turn_events.recv()).await {
+        Ok(Some(TurnEvent::Started(served))) => headers.extend(served_headers(&served)),
+        Ok(other) => first = Some(other),
+        Err(_) => {}
+    }
+    let (events, response) = sse::response(&headers);
+    tokio::spawn(produce(app.clone(), prepared, Box::new(framing), events, payer, turn_events, first));
     response
+}
+
+/// `X-Ares-Served-By: provider/model_id` and `X-Ares-Attempts: n` for an answer.
+pub fn served_headers(served: &crate::llm::router::Served) -> [(&'static str, String); 2] {
+    [("x-ares-served-by", served.by.clone()), ("x-ares-attempts", served.attempts.to_string())]
 }
 
 async fn send_all(events: &tokio::sync::mpsc::Sender<Bytes>, frames: Vec<Bytes>) -> bool {
@@ -70,15 +87,17 @@ async fn send_all(events: &tokio::sync::mpsc::Sender<Bytes>, frames: Vec<Bytes>)
     true
 }
 
-/// Forward the turn as it arrives, then finish the request — also when the client left.
+/// Forward the turn as it arrives (`first`: an event [`respond`] already took), then finish
+/// the request — also when the client left.
 async fn produce(
     app: Arc<App>,
     prepared: Prepared,
     mut framing: Box<dyn Framing>,
     events: tokio::sync::mpsc::Sender<Bytes>,
     payer: Option<Payer>,
+    mut turn_events: tokio::sync::mpsc::Receiver<TurnEvent>,
+    mut first: Option<Option<TurnEvent>>,
 ) {
-    let mut turn_events = chat::stream(&app, &prepared);
     let mut text = String::new();
     let mut outcome: Result<Turn, TurnFailure>;
     let mut client_gone = !send_all(&events, framing.open()).await;
@@ -87,9 +106,14 @@ async fn produce(
         outcome = gone();
     } else {
         loop {
-            let next = tokio::time::timeout(Duration::from_secs(sse::KEEP_ALIVE_SECS), turn_events.recv()).await;
+            let next = match first.take() {
+                Some(event) => Ok(event),
+                None => tokio::time::timeout(Duration::from_secs(sse::KEEP_ALIVE_SECS), turn_events.recv()).await,
+            };
             let frames = match next {
                 Err(_) => vec![framing.keep_alive()],
+                // Came after the response started (a slow first token): too late for headers.
+                Ok(Some(TurnEvent::Started(_))) => Vec::new(),
                 Ok(Some(TurnEvent::Delta(delta))) => {
                     text.push_str(&delta);
                     framing.text(&delta)

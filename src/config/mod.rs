@@ -311,6 +311,17 @@ pub enum ProviderKind {
     Ollama,
 }
 
+impl ProviderKind {
+    /// The `type` a config names it by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Ollama => "ollama",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProviderConfig {
     /// Required in `[[providers]]`; taken from the table key in `[providers.<name>]`.
@@ -331,6 +342,29 @@ pub struct ProviderConfig {
     pub connect_timeout_secs: u64,
     #[serde(default = "default_read_timeout")]
     pub read_timeout_secs: u64,
+    /// Retries of a failed call (connection failure, timeout, 408/429/5xx) before the model's
+    /// fallbacks are tried; a retry on another healthy deployment does not wait.
+    #[serde(default = "defaults::max_retries")]
+    pub max_retries: u32,
+    /// First backoff; doubles per retry with full jitter, capped by `retry_max_ms`. An
+    /// upstream's `Retry-After` / `retry-after-ms` is honoured up to `retry_max_ms`.
+    #[serde(default = "defaults::retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    #[serde(default = "defaults::retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// The whole call, retries and fallbacks included (for a stream: until its first content;
+    /// after that `read_timeout_secs` bounds each silence).
+    #[serde(default = "defaults::timeout_secs")]
+    pub timeout_secs: u64,
+    /// A stream that sends no content for this long fails and is retried elsewhere.
+    #[serde(default = "defaults::first_token_timeout_secs")]
+    pub first_token_timeout_secs: u64,
+    /// Consecutive failures that open a deployment's circuit.
+    #[serde(default = "defaults::breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open circuit stays open before one trial request may half-open it.
+    #[serde(default = "defaults::breaker_cooldown_secs")]
+    pub breaker_cooldown_secs: u64,
 }
 
 fn default_connect_timeout() -> u64 {
@@ -338,6 +372,31 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_read_timeout() -> u64 {
     120
+}
+
+/// The documented defaults of a provider's retry, timeout and circuit-breaker keys.
+mod defaults {
+    pub fn max_retries() -> u32 {
+        2
+    }
+    pub fn retry_initial_ms() -> u64 {
+        250
+    }
+    pub fn retry_max_ms() -> u64 {
+        4000
+    }
+    pub fn timeout_secs() -> u64 {
+        120
+    }
+    pub fn first_token_timeout_secs() -> u64 {
+        30
+    }
+    pub fn breaker_failures() -> u32 {
+        5
+    }
+    pub fn breaker_cooldown_secs() -> u64 {
+        30
+    }
 }
 
 /// `[[providers.models]]`: a model served by the enclosing provider.
@@ -385,14 +444,23 @@ impl Tier {
     }
 }
 
-/// Top-level `[[models]]` (or `[models.<name>]`): a named model bound to a provider.
+/// Top-level `[[models]]` (or `[models.<name>]`): a named model bound to a provider — or, with
+/// `deployments`, to several upstreams serving it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModelConfig {
     #[serde(default)]
     pub name: String,
+    /// Empty when the model is defined by `deployments`.
+    #[serde(default)]
     pub provider: String,
-    #[serde(alias = "model")]
+    #[serde(default, alias = "model")]
     pub model_id: String,
+    /// Several upstreams serving this model, instead of `provider` + `model_id`.
+    #[serde(default)]
+    pub deployments: Vec<DeploymentConfig>,
+    /// Model or tier names tried in order once this model's retries are spent.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
     #[serde(default)]
     pub tier: Option<Tier>,
     #[serde(default)]
@@ -404,6 +472,31 @@ pub struct ModelConfig {
     /// `false` for models that cannot call tools: agents on them are offered none.
     #[serde(default)]
     pub supports_tools: Option<bool>,
+}
+
+/// One upstream serving a model: chosen by weight among those whose circuit is not open.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DeploymentConfig {
+    pub provider: String,
+    #[serde(alias = "model")]
+    pub model_id: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl ModelConfig {
+    /// Where the model is served: its `deployments`, or the one `provider` + `model_id`.
+    pub fn deployments(&self) -> Vec<DeploymentConfig> {
+        if self.deployments.is_empty() {
+            vec![DeploymentConfig { provider: self.provider.clone(), model_id: self.model_id.clone(), weight: 1 }]
+        } else {
+            self.deployments.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -106,6 +106,8 @@ pub(super) fn merge(config: &mut Config, base: &Path, warnings: &mut Vec<String>
             name: file.name,
             provider: file.provider,
             model_id: file.model,
+            deployments: Vec::new(),
+            fallbacks: Vec::new(),
             tier: None,
             context_length: file.context_length,
             temperature: Some(file.temperature.unwrap_or(0.7)),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Config, EmbedderKind, EnvLookup, ProviderKind, Tier};
+use super::{Config, EmbedderKind, EnvLookup, ModelConfig, ProviderConfig, ProviderKind, Tier};
 
 pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<String>) -> Result<(), String> {
     let mut errors = Vec::new();
@@ -63,6 +63,7 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
                 errors.push(format!("providers.{}.models: a model has an empty id", provider.name));
             }
         }
+        validate_resilience(provider, &mut errors);
     }
 
     let mut model_names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
@@ -71,9 +72,16 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
     }
     unique_names("models", config.models.iter().map(|m| m.name.as_str()), &mut errors);
     for model in &config.models {
-        if !providers.contains(model.provider.as_str()) {
-            errors
-                .push(format!("models.{}: provider '{}' is not defined in [[providers]]", model.name, model.provider));
+        validate_serving(model, &providers, &mut errors);
+        for fallback in &model.fallbacks {
+            if fallback == &model.name {
+                errors.push(format!("models.{}: fallbacks names the model itself", model.name));
+            } else if Tier::parse(fallback).is_none() && !model_names.iter().any(|m| m == fallback) {
+                errors.push(format!(
+                    "models.{}: fallback '{fallback}' is neither a configured model nor a tier",
+                    model.name
+                ));
+            }
         }
     }
 
@@ -170,4 +178,55 @@ fn unique_names<'a>(
         }
     }
     seen
+}
+
+/// A model is served by `provider` + `model_id` or by `deployments`, never both, and every
+/// provider it names exists.
+fn validate_serving(model: &ModelConfig, providers: &BTreeSet<&str>, errors: &mut Vec<String>) {
+    let name = &model.name;
+    if model.deployments.is_empty() {
+        if model.provider.is_empty() || model.model_id.is_empty() {
+            errors.push(format!("models.{name}: needs provider and model_id, or deployments"));
+        } else if !providers.contains(model.provider.as_str()) {
+            errors.push(format!("models.{name}: provider '{}' is not defined in [[providers]]", model.provider));
+        }
+        return;
+    }
+    if !model.provider.is_empty() || !model.model_id.is_empty() {
+        errors.push(format!("models.{name}: set either provider and model_id, or deployments, not both"));
+    }
+    for (i, deployment) in model.deployments.iter().enumerate() {
+        if !providers.contains(deployment.provider.as_str()) {
+            errors.push(format!(
+                "models.{name}.deployments[{i}]: provider '{}' is not defined in [[providers]]",
+                deployment.provider
+            ));
+        }
+        if deployment.model_id.trim().is_empty() {
+            errors.push(format!("models.{name}.deployments[{i}]: model_id must not be empty"));
+        }
+        if deployment.weight == 0 {
+            errors.push(format!("models.{name}.deployments[{i}]: weight must be at least 1"));
+        }
+    }
+}
+
+fn validate_resilience(provider: &ProviderConfig, errors: &mut Vec<String>) {
+    let name = &provider.name;
+    let mut at_least_one = |key: &str, value: u64| {
+        if value == 0 {
+            errors.push(format!("providers.{name}.{key} must be at least 1"));
+        }
+    };
+    at_least_one("retry_initial_ms", provider.retry_initial_ms);
+    at_least_one("timeout_secs", provider.timeout_secs);
+    at_least_one("first_token_timeout_secs", provider.first_token_timeout_secs);
+    at_least_one("breaker_failures", u64::from(provider.breaker_failures));
+    at_least_one("breaker_cooldown_secs", provider.breaker_cooldown_secs);
+    if provider.retry_max_ms < provider.retry_initial_ms {
+        errors.push(format!("providers.{name}.retry_max_ms must not be less than retry_initial_ms"));
+    }
+    if provider.max_retries > 10 {
+        errors.push(format!("providers.{name}.max_retries must be at most 10"));
+    }
 }

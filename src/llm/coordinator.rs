@@ -8,14 +8,12 @@
 //! ends the turn and the calls go back to the client, which runs them and asks again — the
 //! server never executes a client's tool.
 
-use std::sync::Arc;
-
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::error::LlmError;
-use super::provider::{Provider, stream_channel};
 use super::registry::ModelEntry;
+use super::router::{self, Served};
 use super::types::{
     ChatRequest, ChatResponse, FinishReason, Message, Role, Sampling, StreamEvent, ToolCall, ToolSpec, Usage,
     estimate_tokens,
@@ -55,6 +53,8 @@ pub struct Turn {
     pub stop_sequence: Option<String>,
     /// Model calls made (one per tool round, plus the answer): what iteration caps count.
     pub model_calls: u32,
+    /// Who produced the answer (the last model call), after how many upstream requests.
+    pub served: Option<Served>,
 }
 
 /// A turn that failed, with the tokens it had already spent (earlier tool rounds).
@@ -73,6 +73,9 @@ impl std::fmt::Display for TurnFailure {
 /// What a streamed turn produces.
 #[derive(Debug)]
 pub enum TurnEvent {
+    /// The first model call's first content arrived from this deployment (before any other
+    /// event; not repeated for later tool rounds).
+    Started(Served),
     Delta(String),
     /// A call of one of the client's tools began (indexes count the client's calls only).
     ToolCallStart {
@@ -166,11 +169,12 @@ pub async fn run(
     let mut model_calls = 0;
     let (during, last) = modes(offers_tools(model, options));
     for _ in 0..options.max_iterations.max(1) {
-        let req = request(model, &messages, tools, options, during);
-        let response = model.provider.complete(&req).await.map_err(|error| TurnFailure { error, usage })?;
+        let mut req = request(model, &messages, tools, options, during);
+        let (response, served) =
+            router::complete(&model.route, &mut req).await.map_err(|error| TurnFailure { error, usage })?;
         model_calls += 1;
         add(&mut usage, usage_of(&req, &response));
-        if let Some(turn) = client_turn(&response, options, usage, calls_made, model_calls) {
+        if let Some(turn) = client_turn(&response, options, usage, calls_made, model_calls, &served) {
             return Ok(turn);
         }
         // A model offered no tools that calls one anyway gets no tool round: its text is the answer.
@@ -183,6 +187,7 @@ pub async fn run(
                 client_calls: Vec::new(),
                 stop_sequence: response.stop_sequence,
                 model_calls,
+                served: Some(served),
             });
         }
         calls_made += response.tool_calls.len();
@@ -191,8 +196,9 @@ pub async fn run(
         messages.extend(results);
     }
     messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
-    let req = request(model, &messages, tools, options, last);
-    let response = model.provider.complete(&req).await.map_err(|error| TurnFailure { error, usage })?;
+    let mut req = request(model, &messages, tools, options, last);
+    let (response, served) =
+        router::complete(&model.route, &mut req).await.map_err(|error| TurnFailure { error, usage })?;
     add(&mut usage, usage_of(&req, &response));
     Ok(Turn {
         content: response.content,
@@ -202,6 +208,7 @@ pub async fn run(
         client_calls: Vec::new(),
         stop_sequence: response.stop_sequence,
         model_calls: model_calls + 1,
+        served: Some(served),
     })
 }
 
@@ -213,6 +220,7 @@ fn client_turn(
     usage: Usage,
     tool_calls: usize,
     model_calls: u32,
+    served: &Served,
 ) -> Option<Turn> {
     let client_calls: Vec<ToolCall> =
         response.tool_calls.iter().filter(|c| options.is_client_tool(&c.name)).cloned().collect();
@@ -224,6 +232,7 @@ fn client_turn(
         client_calls,
         stop_sequence: None,
         model_calls,
+        served: Some(served.clone()),
     })
 }
 
@@ -273,14 +282,14 @@ async fn stream_loop(
             messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
         }
         let req = request(model, &messages, tools, options, if last { final_mode } else { during });
-        let streamed = stream_one(&model.provider, req.clone(), options, &mut said_something, out)
+        let streamed = stream_one(model, &req, options, round == 0, &mut said_something, out)
             .await
             .map_err(|error| TurnFailure { error, usage })?;
-        let Some(response) = streamed else {
+        let Some((response, served)) = streamed else {
             return Ok(None);
         };
         add(&mut usage, usage_of(&req, &response));
-        if let Some(turn) = client_turn(&response, options, usage, calls_made, round + 1) {
+        if let Some(turn) = client_turn(&response, options, usage, calls_made, round + 1, &served) {
             return Ok(Some(turn));
         }
         if response.tool_calls.is_empty() || last || during == ToolMode::None {
@@ -292,6 +301,7 @@ async fn stream_loop(
                 client_calls: Vec::new(),
                 stop_sequence: response.stop_sequence,
                 model_calls: round + 1,
+                served: Some(served),
             }));
         }
         calls_made += response.tool_calls.len();
@@ -303,49 +313,101 @@ async fn stream_loop(
 }
 
 /// Stream one model call, forwarding its text and its calls of the client's tools (renumbered
-/// among themselves); `Ok(None)` if the client went away.
+/// among themselves); `Ok(None)` if the client went away. The router fails over until the
+/// call's first content; `first_call` announces who serves it ([`TurnEvent::Started`]).
 async fn stream_one(
-    provider: &Arc<Provider>,
-    request: ChatRequest,
+    model: &ModelEntry,
+    request: &ChatRequest,
     options: &TurnOptions,
+    first_call: bool,
     said_something: &mut bool,
     out: &mpsc::Sender<TurnEvent>,
-) -> Result<Option<ChatResponse>, LlmError> {
-    let separate = *said_something;
-    let mut first_text = true;
-    let (events, mut incoming) = stream_channel();
-    let reader = provider.clone();
-    tokio::spawn(async move { reader.stream(&request, &events).await });
-    // Provider call index → the client's index, for calls of the client's tools.
-    let mut forwarded: Vec<usize> = Vec::new();
-    while let Some(event) = incoming.recv().await {
-        let turn_event = match event? {
+) -> Result<Option<(ChatResponse, Served)>, LlmError> {
+    let router::OpenStream { first, events: mut incoming, end } = router::open_stream(&model.route, request).await?;
+    if first_call && out.send(TurnEvent::Started(end.served.clone())).await.is_err() {
+        end.finish(Err(&LlmError::ClientGone));
+        return Ok(None);
+    }
+    let mut forwarding = Forwarding { separate: *said_something, first_text: true, forwarded: Vec::new() };
+    let mut next = Some(Ok(first));
+    let outcome = loop {
+        let Some(event) = next.take() else {
+            break Err(LlmError::Protocol {
+                provider: model.provider.name.clone(),
+                message: "the stream ended without an answer".into(),
+            });
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => break Err(error),
+        };
+        match forwarding.step(event, options, said_something, out).await {
+            Step::Continue => next = incoming.recv().await,
+            Step::Done(response) => break Ok(Some(response)),
+            Step::ClientGone => break Ok(None),
+        }
+    };
+    // Dropping the receiver stops the provider's reader (and closes its connection).
+    drop(incoming);
+    let served = end.served.clone();
+    match &outcome {
+        Ok(Some(_)) => end.finish(Ok(())),
+        Ok(None) => end.finish(Err(&LlmError::ClientGone)),
+        Err(error) => end.finish(Err(error)),
+    }
+    outcome.map(|done| done.map(|response| (response, served)))
+}
+
+/// What happened to one provider event.
+enum Step {
+    Continue,
+    Done(ChatResponse),
+    ClientGone,
+}
+
+/// Forwarding state of one streamed model call.
+struct Forwarding {
+    /// An earlier round said something: this round's text starts a new paragraph.
+    separate: bool,
+    first_text: bool,
+    /// Provider call index → the client's index, for calls of the client's tools.
+    forwarded: Vec<usize>,
+}
+
+impl Forwarding {
+    async fn step(
+        &mut self,
+        event: StreamEvent,
+        options: &TurnOptions,
+        said_something: &mut bool,
+        out: &mpsc::Sender<TurnEvent>,
+    ) -> Step {
+        let turn_event = match event {
             StreamEvent::Delta(text) => {
                 *said_something = true;
-                if std::mem::take(&mut first_text)
-                    && separate
+                if std::mem::take(&mut self.first_text)
+                    && self.separate
                     && out.send(TurnEvent::Delta("\n\n".into())).await.is_err()
                 {
-                    return Ok(None);
+                    return Step::ClientGone;
                 }
                 TurnEvent::Delta(text)
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 if !options.is_client_tool(&name) {
-                    continue;
+                    return Step::Continue;
                 }
-                forwarded.push(index);
-                TurnEvent::ToolCallStart { index: forwarded.len() - 1, id, name }
+                self.forwarded.push(index);
+                TurnEvent::ToolCallStart { index: self.forwarded.len() - 1, id, name }
             }
             StreamEvent::ToolCallArguments { index, fragment } => {
-                let Some(client_index) = forwarded.iter().position(|i| *i == index) else { continue };
+                let Some(client_index) = self.forwarded.iter().position(|i| *i == index) else {
+                    return Step::Continue;
+                };
                 TurnEvent::ToolCallArguments { index: client_index, fragment }
             }
-            StreamEvent::Done(response) => return Ok(Some(response)),
+            StreamEvent::Done(response) => return Step::Done(response),
         };
-        if out.send(turn_event).await.is_err() {
-            return Ok(None);
-        }
+        if out.send(turn_event).await.is_err() { Step::ClientGone } else { Step::Continue }
     }
-    Err(LlmError::Protocol { provider: provider.name.clone(), message: "the stream ended without an answer".into() })
 }

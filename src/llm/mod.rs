@@ -1,11 +1,13 @@
 //! The LLM gateway: provider-neutral types, each provider's wire format (pure functions), the
-//! HTTP transport (ureq on the blocking pool), the model registry and the tool-call
-//! coordinator. Only this module knows provider wire formats.
+//! HTTP transport, the model registry, the router (deployments, retries, fallbacks, circuit
+//! breakers) and the tool-call coordinator. Only this module knows provider wire formats.
 
 pub mod coordinator;
 pub mod error;
+pub mod health;
 pub mod provider;
 pub mod registry;
+pub mod router;
 pub mod types;
 pub mod wire;
 

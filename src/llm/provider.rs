@@ -23,9 +23,33 @@ use crate::config::{ProviderConfig, ProviderKind};
 /// the reader instead of growing memory.
 const STREAM_BUFFER: usize = 32;
 
+/// How calls to a provider are retried and bounded (its `[[providers]]` keys).
+#[derive(Debug, Clone, Copy)]
+pub struct CallPolicy {
+    pub max_retries: u32,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// The whole call, retries and fallbacks included.
+    pub timeout: Duration,
+    pub first_token_timeout: Duration,
+}
+
+impl CallPolicy {
+    fn from_config(config: &ProviderConfig) -> CallPolicy {
+        CallPolicy {
+            max_retries: config.max_retries,
+            retry_initial: Duration::from_millis(config.retry_initial_ms),
+            retry_max: Duration::from_millis(config.retry_max_ms),
+            timeout: Duration::from_secs(config.timeout_secs),
+            first_token_timeout: Duration::from_secs(config.first_token_timeout_secs),
+        }
+    }
+}
+
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
+    pub policy: CallPolicy,
     base_url: String,
     api_key: Option<String>,
     /// Why the provider cannot be used, if it cannot.
@@ -80,6 +104,7 @@ impl Provider {
         let mut provider = Provider {
             name: config.name.clone(),
             kind: config.kind,
+            policy: CallPolicy::from_config(config),
             base_url,
             api_key,
             disabled,
@@ -155,20 +180,17 @@ impl Provider {
         if status < 400 {
             return Ok(response);
         }
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let retry_after_ms = retry_after_ms(response.headers());
         let text = response.text().await.unwrap_or_default();
         if status == 429 {
             return Err(LlmError::RateLimited {
                 provider: self.name.clone(),
-                retry_after_secs: retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS),
+                retry_after_secs: retry_after_ms.map_or(DEFAULT_RETRY_AFTER_SECS, |ms| ms.div_ceil(1000)),
+                retry_after_ms,
             });
         }
         let message = wire::error_message(&text).unwrap_or_else(|| text.chars().take(300).collect());
-        Err(LlmError::Upstream { provider: self.name.clone(), status, message })
+        Err(LlmError::Upstream { provider: self.name.clone(), status, message, retry_after_ms })
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> LlmError {
@@ -261,6 +283,18 @@ impl Provider {
     }
 }
 
+/// What an error answer asks us to wait: `retry-after-ms` (OpenAI's), else `Retry-After` in
+/// seconds (an HTTP date is not honoured: the backoff applies).
+fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let number = |name: &str| {
+        headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    let millis = number("retry-after-ms").or_else(|| number("retry-after").map(|secs| secs * 1000.0))?;
+    // Finite and non-negative; `as` saturates beyond u64 (no upstream asks for 584 million years).
+    let millis = millis.ceil() as u64;
+    Some(millis)
+}
+
 /// Where a provider's stream events go.
 pub type EventSender = mpsc::Sender<Result<StreamEvent, LlmError>>;
 pub type EventReceiver = mpsc::Receiver<Result<StreamEvent, LlmError>>;
@@ -291,6 +325,13 @@ mod tests {
             models: Vec::new(),
             connect_timeout_secs: 1,
             read_timeout_secs: 1,
+            max_retries: 0,
+            retry_initial_ms: 1,
+            retry_max_ms: 1,
+            timeout_secs: 1,
+            first_token_timeout_secs: 1,
+            breaker_failures: 1,
+            breaker_cooldown_secs: 1,
         }
     }
 

@@ -1,20 +1,27 @@
 //! Providers → models → tiers, from the config. An agent names a model or a tier; this is where
-//! that name becomes a provider and a provider-side model id.
+//! that name becomes the deployments serving it (a provider and a provider-side model id each)
+//! and the fallbacks tried after them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::error::LlmError;
+use super::health::{BreakerPolicy, CircuitChanges, Health};
 use super::provider::Provider;
-use crate::config::{Config, EnvLookup, Tier};
+use super::router::{Candidate, Deployment, Route};
+use crate::config::{Config, DeploymentConfig, EnvLookup, ProviderConfig, Tier};
 
-/// A usable model: which provider serves it under which id.
+/// A usable model: where it is served, and what to try when that fails.
 #[derive(Debug, Clone)]
 pub struct ModelEntry {
     /// The name agents and clients use.
     pub name: String,
+    /// The first deployment's provider and model id (what listings show).
     pub provider: Arc<Provider>,
     pub model_id: String,
+    /// Its deployments, then its fallbacks': what the router tries.
+    pub route: Arc<Route>,
     pub context_length: Option<u32>,
     pub tier: Option<Tier>,
     pub temperature: Option<f32>,
@@ -26,15 +33,63 @@ pub struct ModelEntry {
 pub struct Registry {
     models: Vec<ModelEntry>,
     by_name: HashMap<String, usize>,
+    /// Every provider, in config order, with the deployments on it (for the admin view).
+    providers: Vec<ProviderEntry>,
     /// Names already warned about falling back to the default model: an agent naming a tier
     /// this site has no model for would otherwise log a line on every chat.
     warned: Mutex<HashSet<String>>,
 }
 
+/// A provider and the deployments on it, as `(model name, deployment)`.
+pub struct ProviderEntry {
+    pub provider: Arc<Provider>,
+    pub deployments: Vec<(String, Deployment)>,
+}
+
+/// One model as the config declares it, before its fallbacks are resolved.
+struct Declared {
+    entry: ModelEntry,
+    deployments: Vec<Deployment>,
+    fallbacks: Vec<String>,
+}
+
+/// Builds deployments, sharing one [`Health`] per provider and model id.
+struct Deployments<'a> {
+    providers: &'a HashMap<String, (Arc<Provider>, BreakerPolicy)>,
+    health: HashMap<(String, String), Arc<Health>>,
+    changes: Option<CircuitChanges>,
+}
+
+impl Deployments<'_> {
+    fn build(&mut self, wanted: &DeploymentConfig) -> Option<Deployment> {
+        let (provider, policy) = self.providers.get(&wanted.provider)?;
+        let key = (wanted.provider.clone(), wanted.model_id.clone());
+        let health = self
+            .health
+            .entry(key)
+            .or_insert_with(|| Arc::new(Health::new(&wanted.provider, &wanted.model_id, *policy, self.changes.clone())))
+            .clone();
+        Some(Deployment {
+            provider: provider.clone(),
+            model_id: wanted.model_id.clone(),
+            weight: wanted.weight,
+            health,
+        })
+    }
+}
+
+fn breaker_policy(config: &ProviderConfig) -> BreakerPolicy {
+    BreakerPolicy {
+        failures: config.breaker_failures.max(1),
+        cooldown: Duration::from_secs(config.breaker_cooldown_secs),
+    }
+}
+
 impl Registry {
     /// Build from config, logging a warning for each disabled provider. Contacts nothing.
-    pub fn new(config: &Config, env: &EnvLookup) -> Registry {
-        let providers: HashMap<String, Arc<Provider>> = config
+    /// Circuits that open or close are reported to `changes`.
+    pub fn new(config: &Config, env: &EnvLookup, changes: Option<CircuitChanges>) -> Registry {
+        let providers: HashMap<String, (Arc<Provider>, BreakerPolicy)> = config
             .providers
             .iter()
             .map(|p| {
@@ -42,51 +97,112 @@ impl Registry {
                 if let Some(reason) = provider.disabled_reason() {
                     tracing::warn!(provider = %p.name, "provider disabled: {reason}");
                 }
-                (p.name.clone(), Arc::new(provider))
+                (p.name.clone(), (Arc::new(provider), breaker_policy(p)))
             })
             .collect();
-        let mut models = Vec::new();
+        let mut deployments = Deployments { providers: &providers, health: HashMap::new(), changes };
+        let mut declared: Vec<Declared> = Vec::new();
         for m in &config.models {
-            let Some(provider) = providers.get(&m.provider) else { continue };
-            // What the provider's own model list says about this model id.
+            let built: Vec<Deployment> = m.deployments().iter().filter_map(|d| deployments.build(d)).collect();
+            let Some(first) = built.first() else { continue };
+            // What the first provider's own model list says about this model id.
             let listed = config
                 .providers
                 .iter()
-                .filter(|p| p.name == m.provider)
+                .filter(|p| p.name == first.provider.name)
                 .flat_map(|p| &p.models)
-                .find(|pm| pm.id == m.model_id);
-            models.push(ModelEntry {
-                name: m.name.clone(),
-                provider: provider.clone(),
-                model_id: m.model_id.clone(),
-                context_length: m.context_length.or_else(|| listed.and_then(|pm| pm.context_length)),
-                tier: m.tier.or_else(|| Tier::parse(&m.name)),
-                temperature: m.temperature,
-                max_tokens: m.max_tokens,
-                supports_tools: m.supports_tools.or_else(|| listed.and_then(|pm| pm.supports_tools)),
+                .find(|pm| pm.id == first.model_id);
+            declared.push(Declared {
+                entry: ModelEntry {
+                    name: m.name.clone(),
+                    provider: first.provider.clone(),
+                    model_id: first.model_id.clone(),
+                    route: Arc::new(Route { candidates: Vec::new() }),
+                    context_length: m.context_length.or_else(|| listed.and_then(|pm| pm.context_length)),
+                    tier: m.tier.or_else(|| Tier::parse(&m.name)),
+                    temperature: m.temperature,
+                    max_tokens: m.max_tokens,
+                    supports_tools: m.supports_tools.or_else(|| listed.and_then(|pm| pm.supports_tools)),
+                },
+                deployments: built,
+                fallbacks: m.fallbacks.clone(),
             });
         }
         for p in &config.providers {
-            let Some(provider) = providers.get(&p.name) else { continue };
             for pm in &p.models {
                 let name = pm.name.clone().unwrap_or_else(|| pm.id.clone());
-                if models.iter().any(|m| m.name == name) {
+                if declared.iter().any(|d| d.entry.name == name) {
                     continue;
                 }
-                models.push(ModelEntry {
-                    name,
-                    provider: provider.clone(),
-                    model_id: pm.id.clone(),
-                    context_length: pm.context_length,
-                    tier: pm.tier,
-                    temperature: None,
-                    max_tokens: None,
-                    supports_tools: pm.supports_tools,
+                let wanted = DeploymentConfig { provider: p.name.clone(), model_id: pm.id.clone(), weight: 1 };
+                let Some(deployment) = deployments.build(&wanted) else { continue };
+                declared.push(Declared {
+                    entry: ModelEntry {
+                        name,
+                        provider: deployment.provider.clone(),
+                        model_id: pm.id.clone(),
+                        route: Arc::new(Route { candidates: Vec::new() }),
+                        context_length: pm.context_length,
+                        tier: pm.tier,
+                        temperature: None,
+                        max_tokens: None,
+                        supports_tools: pm.supports_tools,
+                    },
+                    deployments: vec![deployment],
+                    fallbacks: Vec::new(),
                 });
             }
         }
-        let by_name = models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
-        Registry { models, by_name, warned: Mutex::default() }
+        let mut registry = Registry {
+            models: declared.iter().map(|d| d.entry.clone()).collect(),
+            by_name: HashMap::new(),
+            providers: Vec::new(),
+            warned: Mutex::default(),
+        };
+        registry.by_name = registry.models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
+        // Routes: the model's own deployments, then each fallback's (not the fallbacks' own
+        // fallbacks: the chain an operator reads in the config is the chain that runs).
+        let candidate = |d: &Declared| Candidate {
+            name: d.entry.name.clone(),
+            deployments: d.deployments.clone(),
+            context_length: d.entry.context_length,
+        };
+        let routes: Vec<Route> = declared
+            .iter()
+            .map(|d| {
+                let mut candidates = vec![candidate(d)];
+                for name in &d.fallbacks {
+                    let found = registry.lookup(name).and_then(|m| declared.iter().find(|x| x.entry.name == m.name));
+                    match found {
+                        Some(fallback) if fallback.entry.name != d.entry.name => candidates.push(candidate(fallback)),
+                        _ => tracing::warn!(model = %d.entry.name, fallback = %name, "fallback names no other model; skipped"),
+                    }
+                }
+                Route { candidates }
+            })
+            .collect();
+        for (model, route) in registry.models.iter_mut().zip(routes) {
+            model.route = Arc::new(route);
+        }
+        registry.providers = config
+            .providers
+            .iter()
+            .filter_map(|p| providers.get(&p.name))
+            .map(|(provider, _)| ProviderEntry {
+                provider: provider.clone(),
+                deployments: declared
+                    .iter()
+                    .flat_map(|d| d.deployments.iter().map(|dep| (d.entry.name.clone(), dep.clone())))
+                    .filter(|(_, dep)| Arc::ptr_eq(&dep.provider, provider))
+                    .collect(),
+            })
+            .collect();
+        registry
+    }
+
+    /// Every provider with the deployments on it.
+    pub fn providers(&self) -> &[ProviderEntry] {
+        &self.providers
     }
 
     pub fn models(&self) -> &[ModelEntry] {

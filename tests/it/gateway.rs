@@ -104,6 +104,9 @@ base_url = "{base_url}"
 api_key_env = "{key_env}"
 read_timeout_secs = {read_timeout_secs}
 connect_timeout_secs = 2
+# One attempt per call: these tests count upstream requests and map single failures;
+# retries, fallbacks and circuits are resilience.rs's subject.
+max_retries = 0
 
 [[models]]
 name = "{MODEL}"

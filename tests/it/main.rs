@@ -42,6 +42,7 @@ mod rag;
 mod rag_durability;
 mod rate_limit;
 mod research;
+mod resilience;
 mod runs;
 mod sdk_clients;
 mod streaming;

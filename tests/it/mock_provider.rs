@@ -7,9 +7,11 @@
 //! scripts that are used first, in order: e.g. one 503 and then the default success.
 //!
 //! Besides text, a script can answer with tool calls (in each provider's own shape, streamed the
-//! way each provider streams them), fail the ways real providers fail ([`Failure`]), and pause a
-//! stream until the test calls [`MockProvider::resume`]. Every request is recorded with its JSON
-//! body and, for answers, whether the whole answer went out or the client hung up first.
+//! way each provider streams them), fail the ways real providers fail ([`Failure`], a connection
+//! dropped before any answer or mid-stream included), add response headers (a 429's
+//! `Retry-After`), and pause a stream until the test calls [`MockProvider::resume`]. Every
+//! request is recorded with its JSON body and, for answers, whether the whole answer went out or
+//! the client hung up first.
 //!
 //! For RAG it also serves embeddings — Ollama `POST /api/embed` and OpenAI `POST
 //! /v1/embeddings` — with deterministic bag-of-words vectors ([`mock_embedding`]: one coordinate
@@ -20,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -34,10 +37,15 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
-type Body = UnsyncBoxBody<Bytes, Infallible>;
+/// A body that can fail: the error aborts the connection ([`Failure::Cut`]).
+type Body = UnsyncBoxBody<Bytes, io::Error>;
 
 /// Guard against hangs in [`MockProvider::wait_until`], not a performance assertion.
 const WAIT_GUARD: Duration = Duration::from_secs(10);
+
+/// How long a cut stream waits after its last chunk before dropping the connection, so that
+/// chunk is written out (not left in a buffer) when the connection goes.
+const CUT_SETTLE: Duration = Duration::from_millis(30);
 
 /// The three wire formats the mock speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +102,13 @@ pub enum Failure {
     Malformed,
     /// Nothing is ever sent, headers included; the request just waits until the mock stops.
     Hang,
+    /// The request is read, then the connection is closed without any answer (no status, no
+    /// headers): what a client sees as a connection reset or an empty reply.
+    Reset,
+    /// A stream sends this many chunks, then the connection is dropped mid-body: no terminal
+    /// event, no `[DONE]`, and no clean end of the chunked body either (a JSON answer is cut the
+    /// same way after its first half).
+    Cut(usize),
 }
 
 /// How the mock answers one request.
@@ -115,6 +130,8 @@ pub struct Script {
     pub failure: Option<Failure>,
     /// Stop after this many streamed chunks until [`MockProvider::resume`] is called.
     pub pause_after: Option<usize>,
+    /// Extra response headers (on an error answer as on a success), e.g. `Retry-After`.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for Script {
@@ -130,6 +147,7 @@ impl Default for Script {
             chunk_delay: Duration::ZERO,
             failure: None,
             pause_after: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -158,6 +176,11 @@ impl Script {
     /// A script that never answers (until the mock shuts down).
     pub fn hang() -> Script {
         Script { failure: Some(Failure::Hang), ..Script::default() }
+    }
+
+    /// A script that closes the connection without answering ([`Failure::Reset`]).
+    pub fn reset() -> Script {
+        Script { failure: Some(Failure::Reset), ..Script::default() }
     }
 
     /// Replace the text (e.g. text alongside tool calls).
@@ -194,6 +217,18 @@ impl Script {
 
     pub fn pause_after(mut self, chunks: usize) -> Script {
         self.pause_after = Some(chunks);
+        self
+    }
+
+    /// Stream `chunks` chunks, then drop the connection ([`Failure::Cut`]).
+    pub fn cut_after(mut self, chunks: usize) -> Script {
+        self.failure = Some(Failure::Cut(chunks));
+        self
+    }
+
+    /// Add a response header, e.g. `Script::error(429, "slow down").header("retry-after-ms", "300")`.
+    pub fn header(mut self, name: &str, value: &str) -> Script {
+        self.headers.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -721,7 +756,8 @@ async fn serve(listener: std::net::TcpListener, served: Served, mut stopped: tok
     }
 }
 
-async fn respond(served: Served, request: http::Request<Incoming>) -> Result<http::Response<Body>, Infallible> {
+/// Answer one request; `Err` makes hyper drop the connection without an answer.
+async fn respond(served: Served, request: http::Request<Incoming>) -> Result<http::Response<Body>, io::Error> {
     let (parts, incoming) = request.into_parts();
     let bytes = incoming.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -756,12 +792,35 @@ async fn respond(served: Served, request: http::Request<Incoming>) -> Result<htt
         recorder.update(|r| r.finished = true);
         return Ok(json_response(404, &json!({ "error": error })));
     };
+    let headers = script.headers.clone();
+    let mut response = answer_chat(&served, wire, script, &body, sequence, recorder).await?;
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).expect("a valid header name");
+        let value = http::HeaderValue::from_str(&value).expect("a valid header value");
+        response.headers_mut().append(name, value);
+    }
+    Ok(response)
+}
+
+/// A chat call's answer as `script` says (the script's extra headers aside).
+async fn answer_chat(
+    served: &Served,
+    wire: Wire,
+    script: Script,
+    body: &Value,
+    sequence: usize,
+    recorder: Recorder,
+) -> Result<http::Response<Body>, io::Error> {
     if !script.delay.is_zero() {
         tokio::time::sleep(script.delay).await;
     }
     if script.failure == Some(Failure::Hang) {
         // Cancelled when the mock's runtime is dropped.
         std::future::pending::<()>().await;
+    }
+    if script.failure == Some(Failure::Reset) {
+        // Recorded as neither finished nor abandoned: nothing was sent.
+        return Err(io::Error::new(io::ErrorKind::ConnectionReset, "mock provider: connection reset"));
     }
     if script.status != 200 {
         recorder.update(|r| r.finished = true);
@@ -781,16 +840,19 @@ async fn respond(served: Served, request: http::Request<Incoming>) -> Result<htt
             Wire::Anthropic => reply.anthropic_json(),
             Wire::Ollama => reply.ollama_json(),
         };
+        let half = || {
+            let text = value.to_string();
+            Bytes::from(text.chars().take(text.chars().count() / 2).collect::<String>())
+        };
+        if let Some(Failure::Cut(_)) = reply.script.failure {
+            // Headers and half the JSON, then the connection goes.
+            let body = drip(vec![half()], &reply.script, true, served.gate.clone(), recorder);
+            return Ok(raw_response("application/json", body));
+        }
         recorder.update(|r| r.finished = true);
         return Ok(match reply.script.failure {
-            Some(Failure::Truncate) => {
-                let text = value.to_string();
-                let half: String = text.chars().take(text.chars().count() / 2).collect();
-                raw_response("application/json", Full::new(Bytes::from(half)).boxed_unsync())
-            }
-            Some(Failure::Malformed) => {
-                raw_response("application/json", Full::new(Bytes::from_static(b"{not json")).boxed_unsync())
-            }
+            Some(Failure::Truncate) => raw_response("application/json", full(half())),
+            Some(Failure::Malformed) => raw_response("application/json", full(Bytes::from_static(b"{not json"))),
             _ => json_response(200, &value),
         });
     }
@@ -802,16 +864,17 @@ async fn respond(served: Served, request: http::Request<Incoming>) -> Result<htt
         Wire::Anthropic => ("text/event-stream", reply.anthropic_stream(), &b"data: {not json\n\n"[..]),
         Wire::Ollama => ("application/x-ndjson", reply.ollama_stream(), &b"{not json\n"[..]),
     };
-    let chunks = match reply.script.failure {
-        Some(Failure::Truncate) => chunks[..chunks.len() / 2].to_vec(),
+    let (chunks, cut) = match reply.script.failure {
+        Some(Failure::Truncate) => (chunks[..chunks.len() / 2].to_vec(), false),
         Some(Failure::Malformed) => {
             let mut chunks = chunks;
             chunks.insert(chunks.len() / 2, Bytes::from_static(bad_chunk));
-            chunks
+            (chunks, false)
         }
-        _ => chunks,
+        Some(Failure::Cut(after)) => (chunks[..after.min(chunks.len())].to_vec(), true),
+        _ => (chunks, false),
     };
-    let body = drip(chunks, &reply.script, served.gate.clone(), recorder);
+    let body = drip(chunks, &reply.script, cut, served.gate.clone(), recorder);
     let mut response = raw_response(content_type, body);
     if content_type == "text/event-stream" {
         response.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
@@ -1087,8 +1150,13 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// A whole body in one piece.
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never: Infallible| match never {}).boxed_unsync()
+}
+
 fn json_response(status: u16, body: &Value) -> http::Response<Body> {
-    let mut response = raw_response("application/json", Full::new(Bytes::from(body.to_string())).boxed_unsync());
+    let mut response = raw_response("application/json", full(Bytes::from(body.to_string())));
     *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     response
 }
@@ -1101,9 +1169,11 @@ fn raw_response(content_type: &'static str, body: Body) -> http::Response<Body> 
 
 /// A streamed body fed by a task that sends one frame per chunk, `chunk_delay` apart, pausing
 /// where the script says. The task records whether every chunk went out (`finished`) or the
-/// connection dropped the body first (`abandoned`: the client hung up).
-fn drip(chunks: Vec<Bytes>, script: &Script, gate: Arc<Semaphore>, recorder: Recorder) -> Body {
-    let (frames, receiver) = mpsc::channel::<Bytes>(1);
+/// connection dropped the body first (`abandoned`: the client hung up). With `cut`, the body
+/// fails after its last chunk, which makes hyper drop the connection mid-body (recorded as
+/// neither finished nor abandoned).
+fn drip(chunks: Vec<Bytes>, script: &Script, cut: bool, gate: Arc<Semaphore>, recorder: Recorder) -> Body {
+    let (frames, receiver) = mpsc::channel::<io::Result<Bytes>>(1);
     let (delay, pause_after) = (script.chunk_delay, script.pause_after);
     tokio::spawn(async move {
         let mut complete = true;
@@ -1126,10 +1196,21 @@ fn drip(chunks: Vec<Bytes>, script: &Script, gate: Arc<Semaphore>, recorder: Rec
                     }
                 }
             }
-            if frames.send(chunk).await.is_err() {
+            if frames.send(Ok(chunk)).await.is_err() {
                 complete = false;
                 break;
             }
+        }
+        if complete && cut {
+            // Let the connection write out the last chunk before it goes.
+            tokio::time::sleep(CUT_SETTLE).await;
+            let reset = io::Error::new(io::ErrorKind::ConnectionReset, "mock provider: connection cut");
+            let _ = frames.send(Err(reset)).await;
+            recorder.update(|r| {
+                r.finished = false;
+                r.abandoned = false;
+            });
+            return;
         }
         recorder.update(|r| {
             r.finished = complete;
@@ -1137,8 +1218,8 @@ fn drip(chunks: Vec<Bytes>, script: &Script, gate: Arc<Semaphore>, recorder: Rec
         });
     });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let chunk = receiver.recv().await?;
-        Some((Ok::<_, Infallible>(Frame::data(chunk)), receiver))
+        let frame = receiver.recv().await?.map(Frame::data);
+        Some((frame, receiver))
     });
     StreamBody::new(stream).boxed_unsync()
 }

@@ -70,6 +70,8 @@ fn documented_action(stored: &str) -> &str {
         "cancel_deploy" => "deploy.cancelled",
         "delete_deploy" => "deploy.deleted",
         "create_user" => "user.created",
+        "open_circuit" => "provider.circuit_opened",
+        "close_circuit" => "provider.circuit_closed",
         other => other,
     }
 }

@@ -1,4 +1,5 @@
-//! `GET /api/admin/agent-templates` and `GET /api/admin/models` (API.md §1.9.5).
+//! `GET /api/admin/agent-templates`, `GET /api/admin/models` (API.md §1.9.5) and
+//! `GET /api/admin/providers`.
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -56,4 +57,38 @@ pub fn models(ctx: &Context) -> Response {
         })
         .collect();
     response::json(StatusCode::OK, &json!({ "models": items }))
+}
+
+/// Every provider with the deployments on it and their circuits: which upstreams are taking
+/// traffic, which are cooling down and why (issue 15).
+pub fn providers(ctx: &Context) -> Response {
+    let time = |unix: Option<i64>| unix.map(clock::rfc3339);
+    let items: Vec<Value> = ctx
+        .app
+        .llm()
+        .providers()
+        .iter()
+        .map(|entry| {
+            let provider = &entry.provider;
+            let deployments: Vec<Value> = entry
+                .deployments
+                .iter()
+                .map(|(model, deployment)| {
+                    let health = deployment.health.view();
+                    json!({
+                        "model": model, "model_id": deployment.model_id, "weight": deployment.weight,
+                        "circuit": health.circuit.as_str(), "consecutive_failures": health.consecutive_failures,
+                        "in_flight": health.in_flight, "last_error": health.last_error,
+                        "last_failure_at": time(health.last_failure_unix), "retry_at": time(health.retry_at_unix),
+                    })
+                })
+                .collect();
+            json!({
+                "name": provider.name, "type": provider.kind.as_str(), "base_url": provider.base_url(),
+                "available": provider.disabled_reason().is_none(), "disabled_reason": provider.disabled_reason(),
+                "deployments": deployments,
+            })
+        })
+        .collect();
+    response::json(StatusCode::OK, &json!({ "providers": items }))
 }

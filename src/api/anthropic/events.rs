@@ -179,6 +179,7 @@ mod tests {
             client_calls: Vec::new(),
             stop_sequence: None,
             model_calls: 1,
+            served: None,
         };
         frames.extend(events.done(&turn, Usage { input_tokens: 5, output_tokens: 2 }));
         assert_eq!(
@@ -213,6 +214,7 @@ mod tests {
             client_calls: Vec::new(),
             stop_sequence: None,
             model_calls: 1,
+            served: None,
         };
         assert_eq!(stop_fields(&turn), json!({ "stop_reason": "end_turn", "stop_sequence": null }));
         turn.stop_sequence = Some("END".into());

@@ -300,11 +300,12 @@ pub async fn create(ctx: &Context, request: Request) -> Result<Response, ApiErro
         let prepared = chat::prepare(&ctx.app, parsed.input).await.map_err(|e| model_error(&parsed.model, e))?;
         let input_tokens = estimate_prompt(&prepared.messages, &prepared.options.client_tools);
         let events = MessageEvents::new(id, parsed.model, input_tokens);
-        return Ok(streaming::respond(&ctx.app, prepared, events, payer(&ctx.principal), &[]));
+        return Ok(streaming::respond(&ctx.app, prepared, events, payer(&ctx.principal), &[]).await);
     }
     let done = chat::complete(&ctx.app, parsed.input).await.map_err(|e| model_error(&parsed.model, e))?;
     let tokens = done.finished.tokens;
     ctx.add_tokens(tokens.input_tokens + tokens.output_tokens);
+    ctx.note_served(done.outcome.as_ref().ok());
     let turn = done.outcome.map_err(|f| ApiError::from(f.error))?;
     let mut content = Vec::with_capacity(1 + turn.client_calls.len());
     if !turn.content.is_empty() || turn.client_calls.is_empty() {

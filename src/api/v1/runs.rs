@@ -61,6 +61,7 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
     };
     let tokens = usage.input_tokens + usage.output_tokens;
     ctx.add_tokens(tokens);
+    ctx.note_served(outcome.as_ref().ok());
     let run = runs::AgentRunRecord {
         id: uuid::Uuid::now_v7().to_string(),
         tenant_id: tenant.tenant_id.clone(),
