@@ -8,6 +8,8 @@ use std::time::Instant;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
+
 use crate::agents::Catalog;
 use crate::auth::admin::AdminSecret;
 use crate::auth::jwt::TokenKeys;
@@ -20,15 +22,26 @@ use crate::deploy::Deployer;
 use crate::http::cors::CorsPolicy;
 use crate::http::rate_limit::IpRateLimiter;
 use crate::llm::Registry;
+use crate::llm::health::CircuitChanges;
 use crate::metering::Meter;
 use crate::metering::recorder::UsageRecorder;
 use crate::orchestration::workflow::Workflows;
 use crate::rag::Rag;
+use crate::reload::{self, LastReload, Live, Part, ReloadError, Trigger};
 use crate::store::Store;
 use crate::tools::toolbox::ToolBox;
 
 pub struct App {
-    config: Config,
+    /// Providers, models, agents, tools and workflows with the config they came from: swapped
+    /// as one by a reload (see `reload.rs`).
+    live: ArcSwap<Live>,
+    /// What a reload re-reads (set by `ares serve`); `None`: reloads are refused.
+    reload_source: Mutex<Option<reload::Source>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    last_reload: Mutex<Option<LastReload>>,
+    /// Where circuit changes go (the audit log); kept for the registries reloads build.
+    circuit_changes: CircuitChanges,
     data_dir: PathBuf,
     store: Arc<Store>,
     admin_secret: AdminSecret,
@@ -47,13 +60,6 @@ pub struct App {
     usage: UsageRecorder,
     /// Finished chats' records on their way to the writer.
     journal: Arc<Journal>,
-    /// Providers, models and tiers.
-    llm: Registry,
-    /// Platform agents (built-in and from ares.toml).
-    agents: Catalog,
-    /// Built-in and configured workflows.
-    workflows: Workflows,
-    tools: ToolBox,
     /// Collections, chunks and their search indexes.
     rag: Rag,
     deployer: Deployer,
@@ -83,8 +89,13 @@ impl App {
         let cors = CorsPolicy::new(&config.server.cors_origins);
         let rate_limiter = IpRateLimiter::new(config.server.rate_limit_per_second, config.server.rate_limit_burst);
         let store = Arc::new(store);
-        let llm = Registry::new(&config, env, Some(audit_circuit_changes(&store)));
+        let circuit_changes = audit_circuit_changes(&store);
+        let llm = Registry::new(&config, env, Some(circuit_changes.clone()), None);
         App {
+            reload_source: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+            last_reload: Mutex::new(None),
+            circuit_changes,
             data_dir: data_dir.to_path_buf(),
             store,
             admin_secret: AdminSecret::new(&secrets.admin_secret),
@@ -95,10 +106,6 @@ impl App {
             user_meter: Meter::new(config.quotas),
             usage: UsageRecorder::default(),
             journal: Arc::default(),
-            llm,
-            agents: Catalog::new(&config),
-            workflows: Workflows::new(&config),
-            tools: ToolBox::new(&config),
             rag,
             deployer: Deployer::new(config.deploy.targets.clone(), config.deploy.output_cap_bytes),
             key_use: Mutex::new(HashMap::new()),
@@ -107,12 +114,14 @@ impl App {
             started_at: Instant::now(),
             started_unix: crate::clock::now_unix(),
             bound_addr: OnceLock::new(),
-            config,
+            live: ArcSwap::from_pointee(Live::build(config, llm)),
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The running configuration. A request that needs it several times takes it once: a reload
+    /// may swap it between two calls.
+    pub fn config(&self) -> Part<Config> {
+        Part::new(self.live.load_full(), |live| &live.config)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -147,24 +156,81 @@ impl App {
         &self.sessions
     }
 
-    pub fn llm(&self) -> &Registry {
-        &self.llm
+    pub fn llm(&self) -> Part<Registry> {
+        Part::new(self.live.load_full(), |live| &live.llm)
     }
 
-    pub fn agents(&self) -> &Catalog {
-        &self.agents
+    pub fn agents(&self) -> Part<Catalog> {
+        Part::new(self.live.load_full(), |live| &live.agents)
     }
 
     pub fn rag(&self) -> &Rag {
         &self.rag
     }
 
-    pub fn workflows(&self) -> &Workflows {
-        &self.workflows
+    pub fn workflows(&self) -> Part<Workflows> {
+        Part::new(self.live.load_full(), |live| &live.workflows)
     }
 
-    pub fn tools(&self) -> &ToolBox {
-        &self.tools
+    pub fn tools(&self) -> Part<ToolBox> {
+        Part::new(self.live.load_full(), |live| &live.tools)
+    }
+
+    /// Let reloads re-read `source` (what the server started from).
+    pub fn enable_reload(&self, source: reload::Source) {
+        if let Ok(mut slot) = self.reload_source.lock() {
+            *slot = Some(source);
+        }
+    }
+
+    pub fn reload_source(&self) -> Option<reload::Source> {
+        self.reload_source.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    pub fn last_reload(&self) -> Option<LastReload> {
+        self.last_reload.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// Re-read and re-validate the config; on success swap providers, models, agents, tools and
+    /// workflows at once (requests in flight keep what they took). An invalid config changes
+    /// nothing. Circuits of deployments that are still configured keep their state.
+    pub async fn reload(&self, trigger: Trigger) -> Result<reload::Report, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let outcome = self.reload_now().await;
+        let (error, level) = match &outcome {
+            Ok(report) => {
+                tracing::info!(?trigger, changed = %report.changes.summary(), "configuration reloaded");
+                if !report.restart_required.is_empty() {
+                    tracing::warn!(
+                        sections = ?report.restart_required,
+                        "changed in the config but only applied after a restart: the running values are kept"
+                    );
+                }
+                (None, "ok")
+            }
+            Err(e) => {
+                tracing::warn!(?trigger, "configuration reload failed, nothing changed: {e}");
+                (Some(e.to_string()), "error")
+            }
+        };
+        if let Ok(mut slot) = self.last_reload.lock() {
+            *slot = Some(LastReload { at: crate::clock::now_unix(), trigger, outcome: level, error });
+        }
+        outcome
+    }
+
+    async fn reload_now(&self) -> Result<reload::Report, ReloadError> {
+        let source = self.reload_source().ok_or(ReloadError::NoSource)?;
+        let reader = source.clone();
+        let read = tokio::task::spawn_blocking(move || reload::read(&reader))
+            .await
+            .map_err(|e| ReloadError::Internal(e.to_string()))??;
+        let running = self.live.load_full();
+        let (next, restart_required) = reload::merge(&running.config, read);
+        let changes = reload::changes(&running.config, &next);
+        let llm = Registry::new(&next, &*source.env, Some(self.circuit_changes.clone()), Some(&running.llm));
+        self.live.store(Arc::new(Live::build(next, llm)));
+        Ok(reload::Report { changes, restart_required })
     }
 
     pub fn deployer(&self) -> &Deployer {

@@ -22,6 +22,7 @@ pub mod metering;
 pub mod orchestration;
 pub mod private;
 pub mod rag;
+pub mod reload;
 pub mod store;
 pub mod tools;
 pub mod toon;

@@ -34,6 +34,9 @@ pub async fn detailed(ctx: &Context) -> Result<Response, ApiError> {
         "latency_ms": started.elapsed().as_millis() as u64,
         "uptime_secs": ctx.app.uptime_secs(),
         "timestamp": clock::rfc3339_precise_now(),
+        "config_reload": ctx.app.last_reload().map(|last| json!({
+            "at": clock::rfc3339(last.at), "trigger": last.trigger, "outcome": last.outcome, "error": last.error,
+        })),
     });
     Ok(response::json(StatusCode::OK, &body))
 }

@@ -117,10 +117,10 @@ async fn pipeline(
         }
     };
     let principal = auth::authenticate(app, route.auth(), request.headers()).await?;
-    let context = Context::new(app.clone(), principal, client_ip, request_id, route.body_limit(app.config()));
+    let context = Context::new(app.clone(), principal, client_ip, request_id, route.body_limit(&app.config()));
     let outcome = match &context.principal {
         auth::Principal::Tenant(_) => metered::run(&context, route, request, extra_headers).await,
-        auth::Principal::User(_) if route.metered_for_users(app.config()) => {
+        auth::Principal::User(_) if route.metered_for_users(&app.config()) => {
             metered::run_user(&context, route, request, extra_headers).await
         }
         _ => dispatch(&context, route, request).await,
@@ -186,6 +186,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::AdminListAgentTemplates => admin::catalog::templates(ctx, &request).await,
         Route::AdminListModels => Ok(admin::catalog::models(ctx)),
         Route::AdminListProviders => Ok(admin::catalog::providers(ctx)),
+        Route::AdminReloadConfig => admin::catalog::reload(ctx).await,
         Route::AdminTenantUsage { tenant_id } => admin::usage::tenant_usage(ctx, &tenant_id, &request).await,
         Route::AdminTenantDailyUsage { tenant_id } => admin::usage::daily(ctx, &tenant_id, &request).await,
         Route::AdminAgentRuns { tenant_id, agent_name } => {

@@ -41,7 +41,8 @@ pub async fn research(ctx: &Context, request: Request) -> Result<Response, ApiEr
         return Err(ApiError::BadRequest("max_iterations must be between 1 and 50".into()));
     }
 
-    let workflow = ctx.app.workflows().get("research");
+    let workflows = ctx.app.workflows();
+    let workflow = workflows.get("research");
     let agent_name = workflow.map_or(DEFAULT_AGENT, |w| w.entry_agent.as_str());
     // The workflow, not the caller, names this agent: never another user's.
     let agent = lookup_agent(&ctx.app, &Caller::User { user_id }, agent_name, Choice::Picked).await?;

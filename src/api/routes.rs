@@ -106,6 +106,7 @@ pub enum Route {
     AdminCancelDeploy { deploy_id: String },
     AdminDeleteDeploy { deploy_id: String },
     AdminListServices,
+    AdminReloadConfig,
     AdminServiceLogs { service_name: String },
     AdminBackup,
 }
@@ -194,6 +195,7 @@ impl Route {
             | Route::AdminCancelDeploy { .. }
             | Route::AdminDeleteDeploy { .. }
             | Route::AdminListServices
+            | Route::AdminReloadConfig
             | Route::AdminServiceLogs { .. }
             | Route::AdminBackup => Admin,
         }
@@ -290,6 +292,7 @@ impl Route {
             | Route::AdminCancelDeploy { .. }
             | Route::AdminDeleteDeploy { .. }
             | Route::AdminListServices
+            | Route::AdminReloadConfig
             | Route::AdminServiceLogs { .. }
             | Route::AdminBackup => false,
         }
@@ -489,6 +492,7 @@ fn admin_candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         ["deploy", d, "cancel"] if !d.is_empty() => vec![(M::POST, Route::AdminCancelDeploy { deploy_id: s(d) })],
         ["deploys"] => vec![(M::GET, Route::AdminListDeploys)],
         ["services"] => vec![(M::GET, Route::AdminListServices)],
+        ["config", "reload"] => vec![(M::POST, Route::AdminReloadConfig)],
         ["services", n, "logs"] if !n.is_empty() => vec![(M::GET, Route::AdminServiceLogs { service_name: s(n) })],
         ["backup"] => vec![(M::POST, Route::AdminBackup)],
         _ => Vec::new(),

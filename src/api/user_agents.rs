@@ -82,7 +82,8 @@ fn validate_model(app: &App, model: &str) -> Result<(), ApiError> {
     if app.llm().lookup(model).is_some() || crate::config::Tier::parse(model).is_some() {
         return Ok(());
     }
-    let available: Vec<&str> = app.llm().models().iter().map(|m| m.name.as_str()).collect();
+    let llm = app.llm();
+    let available: Vec<&str> = llm.models().iter().map(|m| m.name.as_str()).collect();
     Err(ApiError::Unprocessable(format!("Model '{model}' not found. Available models: {available:?}")))
 }
 
@@ -362,7 +363,7 @@ pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError
 /// What `name` means to `user_id` when read (the rule of `agents::resolve` for a named agent),
 /// platform agents as synthesized records.
 async fn resolve(app: &App, user_id: &str, name: &str) -> Result<Option<(UserAgentRecord, Tier)>, ApiError> {
-    let found = resolve::for_user(app.store(), app.agents(), user_id, name, Choice::Named).await?;
+    let found = resolve::for_user(app.store(), &app.agents(), user_id, name, Choice::Named).await?;
     Ok(found.map(|found| match found {
         Found::Own(agent) => (agent, Tier::User),
         Found::Platform(spec) => (system_record(&spec), Tier::System),

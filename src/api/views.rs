@@ -102,6 +102,8 @@ pub fn admin_run(run: &AgentRunRecord) -> Value {
         "input_tokens": run.input_tokens,
         "output_tokens": run.output_tokens,
         "error": run.error,
+        "served_by": run.served_by,
+        "attempts": run.attempts,
     })
 }
 
@@ -119,6 +121,8 @@ pub fn v1_run(run: &AgentRunRecord) -> Value {
         "finished_at": clock::rfc3339(run.created_at + (run.duration_ms / 1000) as i64),
         "duration_ms": run.duration_ms,
         "tokens_used": run.input_tokens + run.output_tokens,
+        "served_by": run.served_by,
+        "attempts": run.attempts,
     })
 }
 

@@ -20,7 +20,8 @@ struct ListQuery {
 /// Names sorted ([D]); `?detailed=true` gives the reference's objects.
 pub fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let params: ListQuery = query(request)?;
-    let workflows = ctx.app.workflows().all();
+    let live = ctx.app.workflows();
+    let workflows = live.all();
     let body: Vec<Value> = if params.detailed {
         workflows
             .iter()

@@ -156,6 +156,8 @@ mod tests {
                 duration_ms: 10,
                 error: None,
                 created_at: 1_000 + i as i64,
+                served_by: Some("mock/m".into()),
+                attempts: 1,
             }),
             now: 1_000,
         }

@@ -266,7 +266,7 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
 /// inside [`Completed`] (with what it cost), so the caller can meter before reporting it.
 pub async fn complete(app: &Arc<App>, input: ChatInput) -> Result<Completed, ApiError> {
     let prepared = prepare(app, input).await?;
-    let outcome = coordinator::run(&prepared.model, prepared.messages.clone(), app.tools(), &prepared.options).await;
+    let outcome = coordinator::run(&prepared.model, prepared.messages.clone(), &app.tools(), &prepared.options).await;
     let finished = finish(app, &prepared, &outcome).await?;
     Ok(Completed { prepared, finished, outcome })
 }
@@ -365,9 +365,9 @@ pub async fn resolve_agent(app: &Arc<App>, caller: &Caller, name: &str) -> Resul
 /// another user's agent.
 pub async fn lookup_agent(app: &Arc<App>, caller: &Caller, name: &str, choice: Choice) -> Result<AgentSpec, ApiError> {
     let found = match caller {
-        Caller::Tenant { tenant_id } => resolve::for_tenant(app.store(), app.agents(), tenant_id, name)?,
+        Caller::Tenant { tenant_id } => resolve::for_tenant(app.store(), &app.agents(), tenant_id, name)?,
         Caller::User { user_id } => {
-            resolve::for_user(app.store(), app.agents(), user_id, name, choice).await?.map(resolve::Found::into_spec)
+            resolve::for_user(app.store(), &app.agents(), user_id, name, choice).await?.map(resolve::Found::into_spec)
         }
     };
     let agent = found.ok_or_else(|| agent_not_found(name))?;
@@ -388,7 +388,7 @@ async fn route(app: &Arc<App>, caller: &Caller, message: &str) -> Result<(AgentS
         sampling: Sampling { max_tokens: Some(16), temperature: Some(0.0), ..Sampling::default() },
         ..TurnOptions::default()
     };
-    let turn = coordinator::run(&model, messages, app.tools(), &options).await.map_err(|f| ApiError::from(f.error))?;
+    let turn = coordinator::run(&model, messages, &app.tools(), &options).await.map_err(|f| ApiError::from(f.error))?;
     let chosen = app.agents().parse_route(&turn.content);
     let agent = match lookup_agent(app, caller, &chosen, Choice::Picked).await {
         Ok(agent) => agent,
@@ -443,7 +443,8 @@ pub async fn finish(
             },
         ];
     }
-    let run = run_record(prepared, outcome.as_ref().err().map(ToString::to_string), tokens, duration_ms, now);
+    let served = outcome.as_ref().ok().and_then(|turn| turn.served.as_ref());
+    let run = run_record(prepared, outcome.as_ref().err().map(ToString::to_string), served, tokens, duration_ms, now);
     // Users' own statements teach memory, in the same commit as the exchange that made them.
     let learner = match &prepared.caller {
         Caller::User { user_id } if outcome.is_ok() && prepared.stored && app.config().memory.learn => {
@@ -473,6 +474,7 @@ pub async fn finish(
 fn run_record(
     prepared: &Prepared,
     error: Option<String>,
+    served: Option<&crate::llm::router::Served>,
     tokens: Usage,
     duration_ms: u64,
     now: i64,
@@ -492,5 +494,7 @@ fn run_record(
         duration_ms,
         error,
         created_at: now,
+        served_by: served.map(|s| s.by.clone()),
+        attempts: served.map_or(0, |s| s.attempts),
     })
 }

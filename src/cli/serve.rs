@@ -49,7 +49,18 @@ pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
         };
         tracing::info!(registration, "user sign-up; set [auth].registration to choose");
 
-        let result = ares::run(listener, Arc::new(built.app), shutdown_signal()).await;
+        let app = Arc::new(built.app);
+        app.enable_reload(ares::reload::Source {
+            path: global.config.clone(),
+            env: Arc::new(process_env),
+            host: global.host.clone(),
+            port: global.port,
+        });
+        tokio::spawn(reload_on_hangup(app.clone()));
+        if app.config().config.hot_reload {
+            tokio::spawn(reload_on_change(app.clone()));
+        }
+        let result = ares::run(listener, app, shutdown_signal()).await;
         let _ = std::fs::remove_file(&server_file);
         result.map_err(|e| Failure::runtime(format!("server error: {e}")))?;
         tracing::info!("stopped cleanly");
@@ -77,6 +88,45 @@ fn write_server_file(path: &Path, addr: SocketAddr) {
     let body = serde_json::json!({ "pid": std::process::id(), "addr": addr.to_string() });
     if let Err(e) = std::fs::write(path, body.to_string()) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the server file");
+    }
+}
+
+/// `SIGHUP` re-reads the config (a failure is logged and changes nothing).
+async fn reload_on_hangup(app: Arc<ares::app::App>) {
+    #[cfg(unix)]
+    {
+        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /api/admin/config/reload");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            let _ = app.reload(ares::reload::Trigger::Signal).await;
+        }
+    }
+    #[cfg(not(unix))]
+    drop(app);
+}
+
+/// How often `[config].hot_reload` looks at the config file and its directories.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `[config].hot_reload`: reload when the config file or a file in its `config/*` directories
+/// changes. An invalid change is logged and keeps the running configuration; it is not retried
+/// until the files change again.
+async fn reload_on_change(app: Arc<ares::app::App>) {
+    let Some(source) = app.reload_source() else { return };
+    tracing::info!("hot reload: watching the config file and its directories");
+    let mut seen = ares::reload::fingerprint(&source, &app.config());
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let now = ares::reload::fingerprint(&source, &app.config());
+        if now != seen {
+            seen = now;
+            let _ = app.reload(ares::reload::Trigger::Watch).await;
+        }
     }
 }
 

@@ -474,6 +474,9 @@ fn convert(table: &str, row: &RawRow) -> Result<Record, String> {
             duration_ms: count(row, "duration_ms")?,
             error: opt_text(row, "error"),
             created_at: int(row, "created_at")?,
+            // The reference does not record who answered.
+            served_by: None,
+            attempts: 0,
         }),
         "alerts" => Record::Alert(AlertRecord {
             id: text(row, "id")?,

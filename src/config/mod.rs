@@ -9,7 +9,7 @@
 
 mod load;
 mod named;
-mod toon_dirs;
+pub(crate) mod toon_dirs;
 mod validate;
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::{AgentConfig, Config, ModelConfig, ToolConfig, WorkflowConfig};
+use super::{AgentConfig, Config, ConfigDirs, ModelConfig, ToolConfig, WorkflowConfig};
 use crate::toon;
 
 /// Directories used when `[config]` names none, relative to the config file.
@@ -127,10 +127,19 @@ pub(super) fn merge(config: &mut Config, base: &Path, warnings: &mut Vec<String>
             config.workflows.push(file);
         }
     }
+}
 
-    if dirs.hot_reload {
-        warnings.push("config.hot_reload is not supported; restart the server to pick up changed files".to_string());
-    }
+/// The four directories `merge` reads, relative to the config file: what a hot-reloading
+/// server watches.
+pub fn watched(dirs: &ConfigDirs) -> [PathBuf; 4] {
+    let dir =
+        |configured: Option<&PathBuf>, default: &str| configured.cloned().unwrap_or_else(|| PathBuf::from(default));
+    [
+        dir(dirs.agents_dir.as_ref(), DEFAULT_AGENTS_DIR),
+        dir(dirs.models_dir.as_ref(), DEFAULT_MODELS_DIR),
+        dir(dirs.tools_dir.as_ref(), DEFAULT_TOOLS_DIR),
+        dir(dirs.workflows_dir.as_ref(), DEFAULT_WORKFLOWS_DIR),
+    ]
 }
 
 /// Every decodable `*.toon` file of one directory, in file-name order; the first file claiming

@@ -45,7 +45,7 @@ pub struct CircuitChange {
 /// request's task, so it must only queue work.
 pub type CircuitChanges = Arc<dyn Fn(CircuitChange) + Send + Sync>;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerPolicy {
     pub failures: u32,
     pub cooldown: Duration,
@@ -117,6 +117,10 @@ impl Health {
     fn state(&self) -> MutexGuard<'_, State> {
         // The state stays consistent whatever panicked while holding it: every write is whole.
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn policy(&self) -> BreakerPolicy {
+        self.policy
     }
 
     pub fn in_flight(&self) -> u32 {

@@ -87,8 +87,14 @@ fn breaker_policy(config: &ProviderConfig) -> BreakerPolicy {
 
 impl Registry {
     /// Build from config, logging a warning for each disabled provider. Contacts nothing.
-    /// Circuits that open or close are reported to `changes`.
-    pub fn new(config: &Config, env: &EnvLookup, changes: Option<CircuitChanges>) -> Registry {
+    /// Circuits that open or close are reported to `changes`. After a reload, deployments
+    /// still configured with the same breaker policy keep `previous`'s circuit state.
+    pub fn new(
+        config: &Config,
+        env: &EnvLookup,
+        changes: Option<CircuitChanges>,
+        previous: Option<&Registry>,
+    ) -> Registry {
         let providers: HashMap<String, (Arc<Provider>, BreakerPolicy)> = config
             .providers
             .iter()
@@ -100,7 +106,18 @@ impl Registry {
                 (p.name.clone(), (Arc::new(provider), breaker_policy(p)))
             })
             .collect();
-        let mut deployments = Deployments { providers: &providers, health: HashMap::new(), changes };
+        let mut health = HashMap::new();
+        for entry in previous.map(|r| r.providers.as_slice()).unwrap_or_default() {
+            for (_, deployment) in &entry.deployments {
+                let key = (entry.provider.name.clone(), deployment.model_id.clone());
+                let same_policy =
+                    providers.get(&key.0).is_some_and(|(_, policy)| *policy == deployment.health.policy());
+                if same_policy {
+                    health.insert(key, deployment.health.clone());
+                }
+            }
+        }
+        let mut deployments = Deployments { providers: &providers, health, changes };
         let mut declared: Vec<Declared> = Vec::new();
         for m in &config.models {
             let built: Vec<Deployment> = m.deployments().iter().filter_map(|d| deployments.build(d)).collect();

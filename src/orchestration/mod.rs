@@ -57,7 +57,7 @@ pub async fn run_agent(
         sampling: agent.sampling(),
         client_tools: Vec::new(),
     };
-    match coordinator::run(&model, messages, app.tools(), &options).await {
+    match coordinator::run(&model, messages, &app.tools(), &options).await {
         Ok(turn) => {
             spend.add(&turn.usage);
             Ok(turn)

@@ -116,6 +116,12 @@ pub const MIGRATIONS: &[Migration] = &[
                      user_usage_monthly((&str,i64)->UserUsageRecord v1); user_usage_daily((&str,i64)->UserUsageRecord v1)",
         apply: sessions_and_user_usage,
     },
+    Migration {
+        version: 11,
+        description: "runs record which deployment answered and after how many attempts",
+        definition: "rewrite agent_runs AgentRunRecord v1 -> v2 with served_by: None, attempts: 0",
+        apply: super::runs::migrate_runs_to_v2,
+    },
 ];
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {

@@ -23,11 +23,93 @@ pub struct AgentRunRecord {
     pub duration_ms: u64,
     pub error: Option<String>,
     pub created_at: i64,
+    /// `provider/model_id` of the deployment that answered; `None` when nothing answered, and
+    /// for runs recorded before schema 11 or imported.
+    pub served_by: Option<String>,
+    /// Upstream requests made for the answer (retries and failovers included); 0 when unknown.
+    pub attempts: u32,
 }
 
 impl Record for AgentRunRecord {
     const TABLE: &'static str = "agent_runs";
+    const VERSION: u8 = 2;
+}
+
+/// A run as schemas 3 to 10 stored it (before `served_by` and `attempts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct AgentRunRecordV1 {
+    id: String,
+    tenant_id: String,
+    agent_name: String,
+    user_id: Option<String>,
+    status: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    duration_ms: u64,
+    error: Option<String>,
+    created_at: i64,
+}
+
+impl Record for AgentRunRecordV1 {
+    const TABLE: &'static str = "agent_runs";
     const VERSION: u8 = 1;
+}
+
+/// Runs rewritten per step of migration 11 (a range cannot stay open while its table is
+/// written).
+const MIGRATION_BATCH: usize = 1024;
+
+/// Migration 11: rewrite every `AgentRunRecord` v1 as v2 (who answered unknown, 0 attempts).
+pub(super) fn migrate_runs_to_v2(txn: &WriteTransaction) -> Result<(), Error> {
+    let mut after: Option<(String, i64, String)> = None;
+    loop {
+        let batch: Vec<((String, i64, String), Vec<u8>)> = {
+            let table = txn.open_table(AGENT_RUNS)?;
+            let range = match &after {
+                Some((tenant, created_at, id)) => table.range((tenant.as_str(), *created_at, id.as_str())..)?,
+                None => table.iter()?,
+            };
+            let mut out = Vec::with_capacity(MIGRATION_BATCH);
+            for entry in range {
+                let (key, value) = entry?;
+                let (tenant, created_at, id) = key.value();
+                let key = (tenant.to_string(), created_at, id.to_string());
+                if after.as_ref() == Some(&key) {
+                    continue;
+                }
+                out.push((key, value.value().to_vec()));
+                if out.len() == MIGRATION_BATCH {
+                    break;
+                }
+            }
+            out
+        };
+        let Some((last, _)) = batch.last() else { break };
+        after = Some(last.clone());
+        let mut table = txn.open_table(AGENT_RUNS)?;
+        for ((tenant, created_at, id), bytes) in batch {
+            if bytes.first() == Some(&AgentRunRecord::VERSION) {
+                continue;
+            }
+            let old: AgentRunRecordV1 = decode(&bytes)?;
+            let run = AgentRunRecord {
+                id: old.id,
+                tenant_id: old.tenant_id,
+                agent_name: old.agent_name,
+                user_id: old.user_id,
+                status: old.status,
+                input_tokens: old.input_tokens,
+                output_tokens: old.output_tokens,
+                duration_ms: old.duration_ms,
+                error: old.error,
+                created_at: old.created_at,
+                served_by: None,
+                attempts: 0,
+            };
+            table.insert((tenant.as_str(), created_at, id.as_str()), encode(&run)?.as_slice())?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,4 +252,67 @@ pub fn page_for_agent(
 /// Every record (export).
 pub fn all(txn: &ReadTransaction) -> Result<Vec<AgentRunRecord>, Error> {
     super::all_values(txn, AGENT_RUNS)
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{Database, ReadableDatabase as _};
+
+    use super::*;
+
+    #[test]
+    fn migration_11_rewrites_every_v1_run_across_batches_and_keeps_v2_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("runs.redb")).unwrap();
+        let count = MIGRATION_BATCH * 2 + 7;
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(AGENT_RUNS).unwrap();
+            for i in 0..count {
+                let old = AgentRunRecordV1 {
+                    id: format!("run-{i:05}"),
+                    tenant_id: format!("t{}", i % 3),
+                    agent_name: "assistant".into(),
+                    user_id: None,
+                    status: "completed".into(),
+                    input_tokens: i as u64,
+                    output_tokens: 1,
+                    duration_ms: 5,
+                    error: None,
+                    created_at: 1_000 + (i % 10) as i64,
+                };
+                table
+                    .insert((old.tenant_id.as_str(), old.created_at, old.id.as_str()), encode(&old).unwrap().as_slice())
+                    .unwrap();
+            }
+            let current = AgentRunRecord {
+                id: "run-new".into(),
+                tenant_id: "t0".into(),
+                agent_name: "assistant".into(),
+                user_id: None,
+                status: "completed".into(),
+                input_tokens: 1,
+                output_tokens: 1,
+                duration_ms: 1,
+                error: None,
+                created_at: 2_000,
+                served_by: Some("p/m".into()),
+                attempts: 2,
+            };
+            table.insert(("t0", 2_000, "run-new"), encode(&current).unwrap().as_slice()).unwrap();
+        }
+        migrate_runs_to_v2(&txn).unwrap();
+        txn.commit().unwrap();
+
+        let read = db.begin_read().unwrap();
+        let table = read.open_table(AGENT_RUNS).unwrap();
+        let runs: Vec<AgentRunRecord> = table.iter().unwrap().map(|e| decode(e.unwrap().1.value()).unwrap()).collect();
+        assert_eq!(runs.len(), count + 1);
+        let migrated: Vec<&AgentRunRecord> = runs.iter().filter(|r| r.id != "run-new").collect();
+        assert!(migrated.iter().all(|r| r.served_by.is_none() && r.attempts == 0));
+        let tokens: u64 = migrated.iter().map(|r| r.input_tokens).sum();
+        assert_eq!(tokens, (0..count as u64).sum::<u64>(), "every run kept its fields");
+        let kept = runs.iter().find(|r| r.id == "run-new").unwrap();
+        assert_eq!((kept.served_by.as_deref(), kept.attempts), (Some("p/m"), 2));
+    }
 }

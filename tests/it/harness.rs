@@ -392,10 +392,12 @@ impl BinaryServerBuilder {
         let data_dir = self.root.join("data");
         let mut command = ares_command(&self.root);
         command.arg("--data-dir").arg(&data_dir).args(["--port", "0"]);
+        let mut config_path = None;
         if let Some(config) = &self.config {
             let path = self.root.join("ares-test.toml");
             std::fs::write(&path, config).expect("write the test config");
-            command.arg("--config").arg(path);
+            command.arg("--config").arg(&path);
+            config_path = Some(path);
         }
         command.envs(&self.env).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn the ares binary");
@@ -454,7 +456,16 @@ impl BinaryServerBuilder {
             (None, Some(secret)) => secret.clone(),
             (None, None) => read_secret(&data_dir, "admin_secret"),
         };
-        BinaryServer { child, addr, admin_secret, data_dir, stdout: stdout_lines, stderr, client: http_client() }
+        BinaryServer {
+            child,
+            addr,
+            admin_secret,
+            data_dir,
+            config_path,
+            stdout: stdout_lines,
+            stderr,
+            client: http_client(),
+        }
     }
 }
 
@@ -465,6 +476,8 @@ pub struct BinaryServer {
     addr: SocketAddr,
     admin_secret: String,
     data_dir: PathBuf,
+    /// The file passed as `--config`, if any.
+    config_path: Option<PathBuf>,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
     client: reqwest::Client,
@@ -499,6 +512,17 @@ impl BinaryServer {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The config file the server was started with (`<root>/ares-test.toml`); panics when it
+    /// was started without one.
+    pub fn config_path(&self) -> &Path {
+        self.config_path.as_deref().expect("the server was started with --config")
+    }
+
+    /// All of stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
     }
 
     /// Every stdout line so far.

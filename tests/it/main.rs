@@ -41,6 +41,7 @@ mod quotas;
 mod rag;
 mod rag_durability;
 mod rate_limit;
+mod reload;
 mod research;
 mod resilience;
 mod runs;

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::gateway::{Gateway, MODEL, model_id};
+use crate::gateway::{Gateway, MODEL, model_id, provider_name};
 use crate::harness::{expect_error, expect_json, header};
 use crate::mock_provider::{Script, Wire};
 
@@ -91,6 +91,13 @@ async fn runs_execute_record_and_meter() {
     let statuses: Vec<&str> = page["runs"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["failed", "completed", "completed"]);
     assert_eq!(page["runs"][2]["tokens_used"], 15);
+    // Who answered each run, and after how many upstream requests; nobody answered the failed one.
+    let served = format!("{}/{}", provider_name(Wire::Anthropic), model_id(Wire::Anthropic));
+    assert_eq!(
+        (page["runs"][2]["served_by"].as_str(), page["runs"][2]["attempts"].as_u64()),
+        (Some(served.as_str()), Some(1))
+    );
+    assert_eq!((page["runs"][0]["served_by"].clone(), page["runs"][0]["attempts"].as_u64()), (Value::Null, Some(0)));
     let second_page = expect_json(gw.get("/v1/agents/assistant/runs?page=2&per_page=1", key).await, 200).await;
     assert_eq!(ids(&second_page["runs"]), newest_first[1..2]);
     assert_eq!((second_page["total"].as_u64(), second_page["total_pages"].as_u64()), (Some(3), Some(3)));
@@ -98,6 +105,10 @@ async fn runs_execute_record_and_meter() {
     assert_eq!(ids(&admin["runs"]), newest_first);
     assert_eq!(admin["runs"][2]["input_tokens"], 10);
     assert_eq!(admin["runs"][2]["output_tokens"], 5);
+    assert_eq!(
+        (admin["runs"][2]["served_by"].as_str(), admin["runs"][2]["attempts"].as_u64()),
+        (Some(served.as_str()), Some(1))
+    );
     assert_eq!(admin["runs"][0]["error"], third["error"]);
 
     let stats = gw.server.admin_get(&format!("{agent_path}/stats")).await;

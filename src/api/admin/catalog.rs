@@ -1,5 +1,5 @@
-//! `GET /api/admin/agent-templates`, `GET /api/admin/models` (API.md §1.9.5) and
-//! `GET /api/admin/providers`.
+//! `GET /api/admin/agent-templates`, `GET /api/admin/models` (API.md §1.9.5),
+//! `GET /api/admin/providers` and `POST /api/admin/config/reload`.
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use crate::api::{Context, views};
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
+use crate::reload::{ReloadError, Trigger};
 use crate::store::templates;
 
 #[derive(Default, Deserialize)]
@@ -91,4 +92,24 @@ pub fn providers(ctx: &Context) -> Response {
         })
         .collect();
     response::json(StatusCode::OK, &json!({ "providers": items }))
+}
+
+/// Re-read the config and swap providers, models, agents, tools and workflows: 200 with what
+/// changed, or 422 with what is wrong (and nothing changed).
+pub async fn reload(ctx: &Context) -> Result<Response, ApiError> {
+    match ctx.app.reload(Trigger::Api).await {
+        Ok(report) => Ok(response::json(
+            StatusCode::OK,
+            &json!({
+                "reloaded": true, "at": clock::rfc3339(clock::now_unix()),
+                "changes": report.changes, "restart_required": report.restart_required,
+            }),
+        )),
+        Err(ReloadError::Config(e)) => Err(ApiError::Unprocessable(format!("Invalid configuration: {e}"))),
+        Err(ReloadError::NoSource) => Err(ApiError::Conflict(
+            "This server was not started from a config file it can re-read; restart it to change its configuration"
+                .into(),
+        )),
+        Err(e @ ReloadError::Internal(_)) => Err(ApiError::Internal(e.to_string())),
+    }
 }

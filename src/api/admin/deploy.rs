@@ -165,9 +165,8 @@ pub async fn services(ctx: &Context) -> Result<Response, ApiError> {
 }
 
 pub async fn logs(ctx: &Context, name: &str) -> Result<Response, ApiError> {
-    let service = ctx
-        .app
-        .config()
+    let config = ctx.app.config();
+    let service = config
         .services
         .iter()
         .find(|s| s.name == name)

@@ -157,7 +157,8 @@ fn source(app: &App, model: &str, dimensions: Option<usize>) -> Result<Source, A
     if app.config().rag.embedder.kind != EmbedderKind::Hash && app.rag().embedder().model() == Some(model) {
         return Ok(Source::Rag);
     }
-    let entry = app.llm().lookup(model).ok_or_else(|| ApiError::ModelNotFound(model.to_string()))?;
+    let llm = app.llm();
+    let entry = llm.lookup(model).ok_or_else(|| ApiError::ModelNotFound(model.to_string()))?;
     match Embedder::for_provider(&entry.provider, &entry.model_id)? {
         Some(embedder) => Ok(Source::Own(embedder)),
         None => Err(ApiError::BadRequest(format!(

@@ -53,7 +53,7 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
 
     let started_at = clock::now_unix();
     let started = Instant::now();
-    let outcome = coordinator::run(&model, messages, ctx.app.tools(), &options).await;
+    let outcome = coordinator::run(&model, messages, &ctx.app.tools(), &options).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     let (status, output, error, usage) = match &outcome {
         Ok(turn) => ("completed", Some(output_of(&turn.content)), None, turn.usage),
@@ -73,6 +73,8 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
         duration_ms,
         error: error.clone(),
         created_at: started_at,
+        served_by: outcome.as_ref().ok().and_then(|turn| turn.served.as_ref()).map(|s| s.by.clone()),
+        attempts: outcome.as_ref().ok().and_then(|turn| turn.served.as_ref()).map_or(0, |s| s.attempts),
     };
     let stored = run.clone();
     ctx.app.store().write_relaxed(move |txn| runs::record(txn, &stored)).await?;
