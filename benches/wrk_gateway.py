@@ -6,6 +6,7 @@ measured directly in the same run, all three on this machine's cores.
     python3 benches/wrk_gateway.py            # 3 rounds of 5 s per cell, then 60 s of c=32 load
     ROUNDS=5 SECS=10 LOAD_SECS=60 python3 benches/wrk_gateway.py
     PERF=1 python3 benches/wrk_gateway.py     # also a `perf` profile of the server at c=1 and c=32
+    BASELINE_BIN=/tmp/ares-old python3 benches/wrk_gateway.py   # and another build, same rounds
 
 Needs `wrk` (Debian: `apt-get install wrk`) and, for PERF=1, `perf`. Builds what it runs.
 
@@ -16,6 +17,10 @@ call per request) at c=1 and c=32, a bare forwarding proxy on the same HTTP stac
 `GET /v1/agents` at c=32. It reports the medians over rounds of p50, p99 and requests/s, the
 added latency (through minus direct) and the ratios the issue sets targets for. Then it loads `/v1/chat` at c=32 for LOAD_SECS and
 reports the server's RSS after warm-up, at the end of the load, and 5 s after it stopped.
+
+With BASELINE_BIN (another build of `ares`, e.g. the previous commit's), a second server runs
+from it beside the first and its `/v1/chat` cells are measured in the same rounds, so a change's
+cost is read against a baseline measured under the same noise.
 """
 
 import json
@@ -34,6 +39,7 @@ ROUNDS = int(os.environ.get("ROUNDS", "3"))
 SECS = int(os.environ.get("SECS", "5"))
 LOAD_SECS = int(os.environ.get("LOAD_SECS", "60"))
 PERF = os.environ.get("PERF") == "1"
+BASELINE = os.environ.get("BASELINE_BIN")
 ADMIN = "wrk-admin-secret"
 CHAT = {"message": "Say something short.", "agent_type": "product"}
 DIRECT = {
@@ -145,27 +151,22 @@ def main():
         [os.path.join(ROOT, "target/release/examples/bare_proxy"), mock_url], stdout=subprocess.PIPE, text=True
     )
     proxy_url = proxy.stdout.readline().strip()
-    port = free_port()
     config = os.path.join(work, "ares.toml")
     with open(os.path.join(ROOT, "benches/support/gateway.toml")) as f:
         template = f.read()
     with open(config, "w") as f:
         f.write(template.replace("MOCK_URL", mock_url))
-    env = {**os.environ, "ADMIN_API_KEY": ADMIN, "JWT_SECRET": "wrk-jwt-secret-wrk-jwt-secret-0123456789"}
-    server = subprocess.Popen(
-        [
-            os.path.join(ROOT, "target/release/ares"),
-            "serve",
-            "--config",
-            config,
-            "--data-dir",
-            os.path.join(work, "data"),
-            "--port",
-            str(port),
-        ],
-        env=env,
-    )
-    try:
+    servers = []
+
+    def start(binary, name):
+        """Serve the gateway config from `binary`; returns (base URL, tenant key, process)."""
+        port = free_port()
+        env = {**os.environ, "ADMIN_API_KEY": ADMIN, "JWT_SECRET": "wrk-jwt-secret-wrk-jwt-secret-0123456789"}
+        data = os.path.join(work, f"data-{name}")
+        process = subprocess.Popen(
+            [binary, "serve", "--config", config, "--data-dir", data, "--port", str(port)], env=env
+        )
+        servers.append(process)
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/health")
         provisioned = post(
@@ -173,20 +174,29 @@ def main():
             {"name": "wrk", "tier": "enterprise", "product_type": "generic", "api_key_name": "wrk"},
             {"X-Admin-Secret": ADMIN},
         )
-        key = provisioned["raw_api_key"]
+        return base, provisioned["raw_api_key"], process
+
+    try:
+        base, key, server = start(os.path.join(ROOT, "target/release/ares"), "current")
+        baseline = start(BASELINE, "baseline") if BASELINE else None
         post(f"{base}/v1/chat", CHAT, {"Authorization": f"Bearer {key}"})
+        if baseline:
+            post(f"{baseline[0]}/v1/chat", CHAT, {"Authorization": f"Bearer {baseline[1]}"})
         print(f"wrk_gateway: {ROUNDS} round(s) of {SECS} s per cell; wrk, ares and the mock share this machine")
         print(f"server RSS idle: {rss_mib(server.pid):.1f} MiB")
 
-        cells = {
-            "direct c=1": (f"{mock_url}/v1/chat/completions", 1, DIRECT, None),
-            "/v1/chat c=1": (f"{base}/v1/chat", 1, CHAT, key),
-            "direct c=32": (f"{mock_url}/v1/chat/completions", 32, DIRECT, None),
-            "bare proxy c=32": (f"{proxy_url}/v1/chat/completions", 32, DIRECT, None),
-            "/v1/chat c=32": (f"{base}/v1/chat", 32, CHAT, key),
-            "/health c=32": (f"{base}/health", 32, None, None),
-            "/v1/agents c=32": (f"{base}/v1/agents", 32, None, key),
-        }
+        # Each baseline cell runs right after its counterpart, so both see the same conditions.
+        cells = {"direct c=1": (f"{mock_url}/v1/chat/completions", 1, DIRECT, None)}
+        cells["/v1/chat c=1"] = (f"{base}/v1/chat", 1, CHAT, key)
+        if baseline:
+            cells["baseline /v1/chat c=1"] = (f"{baseline[0]}/v1/chat", 1, CHAT, baseline[1])
+        cells["direct c=32"] = (f"{mock_url}/v1/chat/completions", 32, DIRECT, None)
+        cells["bare proxy c=32"] = (f"{proxy_url}/v1/chat/completions", 32, DIRECT, None)
+        cells["/v1/chat c=32"] = (f"{base}/v1/chat", 32, CHAT, key)
+        if baseline:
+            cells["baseline /v1/chat c=32"] = (f"{baseline[0]}/v1/chat", 32, CHAT, baseline[1])
+        cells["/health c=32"] = (f"{base}/health", 32, None, None)
+        cells["/v1/agents c=32"] = (f"{base}/v1/agents", 32, None, key)
         if PERF:
             # A pass of its own: the profiler slows the server, so these runs are not counted.
             for name, (url, concurrency, body, auth) in cells.items():
@@ -202,10 +212,10 @@ def main():
 
         med = {name: tuple(statistics.median(r[i] for r in runs) for i in range(3)) for name, runs in results.items()}
         print()
-        print(f"{'cell':<18}| {'p50':>10} {'p99':>10} {'req/s':>10}   (medians of {ROUNDS})")
-        print("-" * 56)
+        print(f"{'cell':<24}| {'p50':>10} {'p99':>10} {'req/s':>10}   (medians of {ROUNDS})")
+        print("-" * 62)
         for name, (p50, p99, rps) in med.items():
-            print(f"{name:<18}| {p50:>8.0f}µs {p99:>8.0f}µs {rps:>10.0f}")
+            print(f"{name:<24}| {p50:>8.0f}µs {p99:>8.0f}µs {rps:>10.0f}")
         print()
         added_p50 = med["/v1/chat c=1"][0] - med["direct c=1"][0]
         added_p99 = med["/v1/chat c=1"][1] - med["direct c=1"][1]
@@ -216,6 +226,14 @@ def main():
             f"{med['bare proxy c=32'][2] / med['direct c=32'][2]:.3f} of direct; "
             f"/v1/chat is {med['/v1/chat c=32'][2] / med['bare proxy c=32'][2]:.3f} of it"
         )
+        if baseline:
+            base_p50 = med["baseline /v1/chat c=1"][0] - med["direct c=1"][0]
+            base_p99 = med["baseline /v1/chat c=1"][1] - med["direct c=1"][1]
+            print(f"  baseline build ({BASELINE}) added at c=1: p50 {base_p50:.0f} µs, p99 {base_p99:.0f} µs")
+            print(
+                f"  baseline c=32 throughput through/direct: "
+                f"{med['baseline /v1/chat c=32'][2] / med['direct c=32'][2]:.3f}"
+            )
         print(f"/v1/agents vs /health at c=32: {med['/v1/agents c=32'][2] / med['/health c=32'][2]:.3f} (target ≥ 0.7)")
 
         wrk(f"{base}/v1/chat", 32, 5, CHAT, key, work)
@@ -229,8 +247,9 @@ def main():
             f"(target ≤ 64); 5 s later {after:.1f} MiB ({(after / warm - 1) * 100:+.1f} % of warm-up, target ±10 %)"
         )
     finally:
-        server.terminate()
-        server.wait()
+        for process in servers:
+            process.terminate()
+            process.wait()
         proxy.terminate()
         mock.terminate()
 

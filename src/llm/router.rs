@@ -244,6 +244,13 @@ fn prompt_tokens(request: &ChatRequest) -> u64 {
 /// then the least loaded per unit of weight, ties at random by weight. `None` when every
 /// circuit refuses traffic. The second value says whether the pick already failed this call.
 fn pick(candidate: &Candidate, failed: &[usize]) -> Option<(usize, Permit, bool)> {
+    // The common case, one deployment: nothing to choose, nothing to allocate.
+    if let [only] = candidate.deployments.as_slice() {
+        if only.provider.disabled_reason().is_some() {
+            return None;
+        }
+        return only.health.try_acquire().map(|permit| (0, permit, !failed.is_empty()));
+    }
     let usable: Vec<usize> = (0..candidate.deployments.len())
         .filter(|i| {
             let d = &candidate.deployments[*i];
