@@ -1,5 +1,5 @@
 //! CORS (API.md §0.5): a configured origin list with credentials, or any origin without.
-//! Exposes the rate-limit and quota headers so browsers can read them.
+//! Exposes the rate-limit, quota and served-by headers so browsers can read them.
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
@@ -9,7 +9,8 @@ use super::response;
 const ALLOW_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS, PATCH";
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, origin, x-admin-secret, x-request-id";
 const EXPOSE_HEADERS: &str = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, \
-    X-Quota-Tokens-Remaining, Retry-After, X-Context-Id, X-Input-Tokens, X-Output-Tokens, X-Request-Id";
+    X-Quota-Tokens-Remaining, Retry-After, X-Context-Id, X-Input-Tokens, X-Output-Tokens, X-Request-Id, \
+    X-Ares-Served-By, X-Ares-Attempts";
 
 #[derive(Debug, Clone)]
 pub struct CorsPolicy {

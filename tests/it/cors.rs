@@ -56,7 +56,14 @@ async fn default_allows_any_origin_without_credentials_and_exposes_limit_headers
         assert_eq!(header(&response, "access-control-allow-origin").as_deref(), Some("*"), "config {config:?}");
         assert_eq!(header(&response, "access-control-allow-credentials"), None);
         let exposed = list(&response, "access-control-expose-headers");
-        for name in ["x-ratelimit-limit", "x-ratelimit-remaining", "retry-after", "x-request-id"] {
+        for name in [
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "retry-after",
+            "x-request-id",
+            "x-ares-served-by",
+            "x-ares-attempts",
+        ] {
             assert!(exposed.iter().any(|h| h == name), "{name} not exposed: {exposed:?}");
         }
     }
