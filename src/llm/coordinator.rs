@@ -333,7 +333,7 @@ async fn stream_one(
     let outcome = loop {
         let Some(event) = next.take() else {
             break Err(LlmError::Protocol {
-                provider: model.provider.name.clone(),
+                provider: end.provider.clone(),
                 message: "the stream ended without an answer".into(),
             });
         };

@@ -79,6 +79,8 @@ pub struct OpenStream {
 /// in-flight counts include open streams and a stream that breaks counts against the circuit.
 pub struct StreamEnd {
     pub served: Served,
+    /// The serving provider's name, for errors about its stream.
+    pub provider: String,
     permit: Permit,
 }
 
@@ -341,7 +343,8 @@ pub async fn open_stream(route: &Route, request: &ChatRequest) -> Result<OpenStr
             },
         };
         let served = Served { by: deployment.label(), attempts: plan.made };
-        return Ok(OpenStream { first, events, end: StreamEnd { served, permit } });
+        let provider = deployment.provider.name.clone();
+        return Ok(OpenStream { first, events, end: StreamEnd { served, provider, permit } });
     }
     Err(plan.failure())
 }
