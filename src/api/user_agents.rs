@@ -318,9 +318,34 @@ pub async fn import(ctx: &Context, request: Request) -> Result<Response, ApiErro
     let bytes = ctx.body(request).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::BadRequest("Invalid TOON format: body is not UTF-8".into()))?;
-    let body = body_from_document(text)?;
+    let body =
+        body_from_document(text).map_err(|e| if lost_its_line_breaks(text) { flattened_document() } else { e })?;
     let record = record_from(&ctx.app, &owner(ctx)?, body)?;
     store_new(ctx, record).await
+}
+
+/// `curl -d @file` strips line breaks, so a TOON file sent that way (as the docs' own import
+/// example does) arrives as `name: x model: y …` on one line, and the field that comes second
+/// looks missing. A document that failed to parse, has no line break and names several
+/// `key:` fields was almost certainly flattened.
+fn lost_its_line_breaks(text: &str) -> bool {
+    let text = text.trim();
+    let is_key = |token: &&str| {
+        token.strip_suffix(':').is_some_and(|key| {
+            let mut chars = key.chars();
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '[' || c == ']')
+        })
+    };
+    !text.starts_with('{') && !text.contains('\n') && text.split_whitespace().filter(is_key).count() >= 2
+}
+
+fn flattened_document() -> ApiError {
+    ApiError::BadRequest(
+        "Invalid TOON format: the document arrived on one line, so its line breaks were lost \
+         (curl -d strips them); send the file with --data-binary @agent-config.toon"
+            .into(),
+    )
 }
 
 #[derive(Default, Deserialize)]

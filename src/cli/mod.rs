@@ -75,10 +75,16 @@ pub fn load_config(global: &GlobalArgs) -> Result<LoadedConfig, Failure> {
 /// Logs go to stderr; `RUST_LOG` wins over `[server].log_level`.
 pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(quiet_dependencies(level)))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet_dependencies("info")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+}
+
+/// `[server].log_level` for our own lines; the index libraries stay at WARN (hnsw_rs alone logs
+/// ~20 INFO lines per collection at every start) unless `RUST_LOG` asks for more.
+fn quiet_dependencies(level: &str) -> String {
+    format!("{level},hnsw_rs=warn,tantivy=warn")
 }
 
 pub fn report(loaded: &LoadedConfig) {

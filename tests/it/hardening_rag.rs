@@ -446,3 +446,29 @@ async fn schema_8_chunks_migrate_to_documents_with_identical_search_results() {
     let over = json!({ "collection": "notes", "content": document_of(1, "over") });
     expect_error(api.ingest(&token, &over).await, 403, "FORBIDDEN").await;
 }
+
+// ---------------------------------------------------------------- quiet dependencies
+
+/// hnsw_rs logs ~20 INFO lines per collection whenever its graph is loaded; at the default log
+/// level they drown what the server says. They stay at WARN unless `RUST_LOG` asks for them
+/// (which shows the lines exist and are only filtered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_libraries_log_at_warn_unless_rust_log_asks_for_more() {
+    let root = tempfile::tempdir().unwrap();
+    let config = "[server]\nlog_level = \"info\"\n";
+    let mut server = BinaryServer::builder(root.path()).config(config).start();
+    let api = RagApi::new(server.client(), &server.url(""));
+    let token = api.user().await;
+    api.ingest_ok(&token, "quiet", "a few words to index in one collection").await;
+    server.terminate();
+
+    let mut server = BinaryServer::builder(root.path()).config(config).start();
+    let log = server.wait_for_stderr(": serving");
+    assert!(log.contains("INFO"), "the server's own INFO lines are kept: {log}");
+    assert!(!log.contains("hnsw_rs"), "{log}");
+    server.terminate();
+
+    let server = BinaryServer::builder(root.path()).config(config).env("RUST_LOG", "info").start();
+    server.wait_for_stderr(": serving");
+    assert!(server.stderr().contains("hnsw_rs"), "RUST_LOG=info lets them through: {}", server.stderr());
+}

@@ -124,8 +124,19 @@ async fn import_reads_toon_whatever_the_content_type_and_round_trips() {
         "",
     ] {
         let error = expect_error(import(&gw, &token, "text/x-toon", invalid).await, 400, "INVALID_INPUT").await;
-        assert!(error["error"].as_str().unwrap().starts_with("Invalid TOON format"), "{invalid:?}: {error}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.starts_with("Invalid TOON format"), "{invalid:?}: {error}");
+        assert!(!message.contains("--data-binary"), "{invalid:?} was not flattened: {message}");
     }
+
+    // What `curl -d @agent-config.toon` sends: the file without its line breaks. The answer says
+    // so and how to send it instead of reporting a missing field.
+    let flattened = IMPORTED.replace("name: imported-agent", "name: flattened-agent").replace('\n', "");
+    let error =
+        expect_error(import(&gw, &token, "application/x-www-form-urlencoded", &flattened).await, 400, "INVALID_INPUT")
+            .await;
+    let message = error["error"].as_str().unwrap();
+    assert!(message.contains("line breaks were lost") && message.contains("--data-binary @"), "{message}");
 }
 
 #[tokio::test]
