@@ -229,8 +229,13 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
 }
 
 fn render_error(err: &ApiError, dialect: Dialect, request_id: &str, method: &Method, path: &str) -> Response {
+    // Every 5xx is trouble an operator should see at the default level; 4xx are the client's.
+    let (status, code) = err.status_and_code();
     match err.internal_cause() {
-        Some(cause) => tracing::warn!(%request_id, %method, %path, %cause, "request failed"),
+        Some(cause) => tracing::warn!(%request_id, %method, %path, status = status.as_u16(), %cause, "request failed"),
+        None if status.is_server_error() => {
+            tracing::warn!(%request_id, %method, %path, status = status.as_u16(), code, cause = %err, "request failed");
+        }
         None => tracing::debug!(%request_id, %method, %path, error = %err, "request rejected"),
     }
     response::error_in(err, dialect)

@@ -185,6 +185,10 @@ impl<'a> Plan<'a> {
                 Some(Ok((value, Served { by: deployment.label(), attempts: self.made })))
             }
             Err(error) if error.is_retryable() => {
+                tracing::warn!(
+                    provider = %deployment.provider.name, model = %deployment.model_id, attempt = self.made,
+                    "upstream call failed: {error}"
+                );
                 permit.failed(&error.to_string());
                 self.failed.push(self.current);
                 self.last_error = Some(error);

@@ -874,3 +874,75 @@ fn bad_resilience_settings_stop_the_server_at_start_up() {
         assert!(out.stderr.contains(needle), "config {config:?}: stderr lacks {needle:?}:\n{}", out.stderr);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Logs.
+
+/// At the default log level an operator sees every failed upstream call (provider, model,
+/// cause) and every 5xx answer (request id, path, status, cause).
+#[tokio::test]
+async fn failed_upstream_calls_and_5xx_answers_are_warn_lines() {
+    let root = tempfile::tempdir().unwrap();
+    let mock = MockProvider::start();
+    mock.set_script(Script::error(503, "overloaded upstream"));
+    let config = format!(
+        r#"
+[[providers]]
+name = "alpha"
+type = "openai"
+base_url = "{base}"
+max_retries = 1
+retry_initial_ms = 1
+retry_max_ms = 2
+
+[[models]]
+name = "solo"
+provider = "alpha"
+model_id = "alpha-model"
+tier = "balanced"
+"#,
+        base = mock.base_url(Wire::OpenAi)
+    );
+    let server = crate::harness::BinaryServer::builder(root.path()).config(&config).start();
+    let provisioned = expect_json(
+        server
+            .client()
+            .post(server.url("/api/admin/provision-client"))
+            .header("x-admin-secret", server.admin_secret())
+            .json(&json!({ "name": "logs", "tier": "enterprise", "product_type": "generic", "api_key_name": "k" }))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let key = provisioned["raw_api_key"].as_str().unwrap();
+    let response = server
+        .client()
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-request-id", "trace-me-503")
+        .json(&json!({ "model": "solo", "messages": [{ "role": "user", "content": "hi" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let deadline = Instant::now() + SETTLE_GUARD;
+    let log = loop {
+        let log = server.stderr();
+        if log.contains("trace-me-503") || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let warns: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    let upstream: Vec<&&str> = warns.iter().filter(|l| l.contains("upstream call failed")).collect();
+    assert_eq!(upstream.len(), 2, "both attempts: {log}");
+    assert!(upstream.iter().all(|l| l.contains("alpha") && l.contains("alpha-model") && l.contains("503")), "{log}");
+    let answer =
+        warns.iter().find(|l| l.contains("trace-me-503")).unwrap_or_else(|| panic!("no WARN for the 502: {log}"));
+    assert!(
+        answer.contains("/v1/chat/completions") && answer.contains("502") && answer.contains("overloaded upstream"),
+        "{answer}"
+    );
+}
