@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 
 use crate::agents::Catalog;
 use crate::auth::admin::AdminSecret;
+use crate::auth::failures::FailedAttempts;
 use crate::auth::jwt::TokenKeys;
 use crate::auth::passwords::Hasher;
 use crate::auth::secrets::Secrets;
@@ -63,6 +64,8 @@ pub struct App {
     /// Collections, chunks and their search indexes.
     rag: Rag,
     deployer: Deployer,
+    /// Failed admin-secret and API-key attempts, logged at most once per address per minute.
+    failed_attempts: FailedAttempts,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
     key_use: Mutex<HashMap<String, i64>>,
     cors: CorsPolicy,
@@ -109,6 +112,7 @@ impl App {
             rag,
             deployer: Deployer::new(config.deploy.targets.clone(), config.deploy.output_cap_bytes),
             key_use: Mutex::new(HashMap::new()),
+            failed_attempts: FailedAttempts::default(),
             cors,
             rate_limiter,
             started_at: Instant::now(),
@@ -267,6 +271,10 @@ impl App {
             let key_id = key_id.to_string();
             self.store.write_detached(move |txn| crate::store::api_keys::touch(txn, &key_id, now));
         }
+    }
+
+    pub fn failed_attempts(&self) -> &FailedAttempts {
+        &self.failed_attempts
     }
 
     pub fn cors(&self) -> &CorsPolicy {

@@ -33,7 +33,8 @@ use http::{HeaderValue, Method};
 pub use context::Context;
 
 use crate::app::App;
-use crate::auth;
+use crate::auth::failures::Attempt;
+use crate::auth::{self, AuthRequirement};
 use crate::error::{ApiError, Dialect};
 use crate::http::cors::CorsPolicy;
 use crate::http::{Request, Response, client_ip, response};
@@ -116,7 +117,20 @@ async fn pipeline(
             return Err(ApiError::NotFound(format!("No route for {} {}", request.method(), request.uri().path())));
         }
     };
-    let principal = auth::authenticate(app, route.auth(), request.headers()).await?;
+    let principal = match auth::authenticate(app, route.auth(), request.headers()).await {
+        Ok(principal) => principal,
+        Err(error) => {
+            let attempt = match &error {
+                ApiError::InvalidAdminSecret => Some(Attempt::AdminSecret),
+                ApiError::AuthenticationFailed(_) if route.auth() == AuthRequirement::ApiKey => Some(Attempt::ApiKey),
+                _ => None,
+            };
+            if let Some(attempt) = attempt {
+                app.failed_attempts().note(client_ip, attempt, request.uri().path());
+            }
+            return Err(error);
+        }
+    };
     let context = Context::new(app.clone(), principal, client_ip, request_id, route.body_limit(&app.config()));
     let outcome = match &context.principal {
         auth::Principal::Tenant(_) => metered::run(&context, route, request, extra_headers).await,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api_keys;
+pub mod failures;
 pub mod jwt;
 pub mod passwords;
 pub mod secrets;

@@ -221,6 +221,7 @@ impl Rag {
             store.read_now(|txn| Ok((rag_store::tombstones(txn)?, rag_store::all_collections(txn)?)))?;
         let live: Vec<u64> = collections.iter().map(|c| c.id).collect();
         self.vectors.remove_stale(&live)?;
+        self.warn_of_stale_embedders(&collections);
 
         // Lexical: one pass over every chunk after the watermark.
         let mut after = self.lexical.watermark();
@@ -495,6 +496,23 @@ impl Rag {
         self.lexical.apply(&[], &[collection_id], self.lexical.watermark())?;
         store.write_wait(move |txn| rag_store::clear_tombstones(txn, &[collection_id]))?;
         Ok(())
+    }
+
+    /// Collections embedded with another embedder than the configured one refuse searches
+    /// and ingests until re-embedded: say so at start, once per embedder, with the fix.
+    fn warn_of_stale_embedders(&self, collections: &[CollectionRecord]) {
+        let configured = self.embedder.descriptor();
+        let mut stale: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for collection in collections.iter().filter(|c| c.embedder != configured) {
+            *stale.entry(collection.embedder.as_str()).or_default() += 1;
+        }
+        for (stored, count) in stale {
+            tracing::warn!(
+                collections = count, stored, configured = %configured,
+                "collections were embedded with another embedder than the configured one and refuse searches \
+                 and ingests until re-embedded: run `ares reindex` (with the server stopped)"
+            );
+        }
     }
 
     fn check_embedder(&self, collection: &CollectionRecord) -> Result<(), RagError> {

@@ -384,3 +384,41 @@ async fn a_login_flood_is_refused_at_once_and_leaves_no_memory_behind() {
     let real = json!({ "email": "real@example.com", "password": PASSWORD });
     expect_json(server.client().post(&url).json(&real).send().await.unwrap(), 200).await;
 }
+
+/// Someone guessing the admin secret or API keys shows at the default log level, once per
+/// address per minute (a guessing loop cannot flood the log), and the guesses never appear.
+#[tokio::test]
+async fn failed_admin_secret_and_api_key_attempts_are_one_warn_line_per_address_per_minute() {
+    let root = tempfile::tempdir().unwrap();
+    let server = BinaryServer::builder(root.path()).start();
+    for i in 0..3 {
+        let response = server
+            .client()
+            .get(server.url("/api/admin/tenants"))
+            .header("x-admin-secret", format!("guessed-secret-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    for i in 0..2 {
+        let key = format!("ares_{}", format!("{i:x}").repeat(64).chars().take(64).collect::<String>());
+        let response = server.client().get(server.url("/v1/agents")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    // A request that succeeds afterwards proves the earlier lines had time to be written.
+    let ok = server.client().get(server.url("/api/admin/tenants")).header("x-admin-secret", server.admin_secret());
+    assert_eq!(ok.send().await.unwrap().status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = server.stderr();
+        if log.contains("failed authentication") || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("failed authentication")).collect();
+    assert_eq!(lines.len(), 1, "five failures from one address in a minute: one line\n{log}");
+    assert!(lines[0].contains("WARN") && lines[0].contains("wrong admin secret") && lines[0].contains("127.0.0.1"));
+    assert!(!log.contains("guessed-secret") && !log.contains("ares_0000"), "no guess is logged:\n{log}");
+}

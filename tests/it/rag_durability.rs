@@ -315,7 +315,11 @@ async fn a_changed_embedder_is_a_409_until_ares_reindex_re_embeds_the_collection
 
     // Same data, now configured for the (mock) Ollama embedder in batches of 2.
     let ollama = mock_embedder_config(&mock, "ollama", 2, "");
-    let (mut server, _) = start(root.path(), &ollama);
+    let (mut server, log) = start(root.path(), &ollama);
+    // Start-up says so before any search fails, with the fix.
+    let warning =
+        log.lines().find(|l| l.contains("WARN") && l.contains("ares reindex")).unwrap_or_else(|| panic!("{log}"));
+    assert!(warning.contains("collections=2") && warning.contains("hash-v1:384"), "{warning}");
     let api = api_of(&server);
     for strategy in ["semantic", "hybrid"] {
         let body = json!({ "collection": "pets", "query": "automobile", "strategy": strategy });
