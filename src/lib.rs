@@ -17,6 +17,7 @@ pub mod deploy;
 pub mod error;
 pub mod http;
 pub mod llm;
+pub mod logs;
 pub mod memory;
 pub mod metering;
 pub mod orchestration;

@@ -207,7 +207,7 @@ pub fn merge(running: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
             new.$section = running.$section.clone();
         )*};
     }
-    keep!(server, database, auth, storage, rag, deploy, services, quotas, memory);
+    keep!(server, database, auth, storage, rag, deploy, services, quotas, memory, observability);
     (new, restart_required)
 }
 

@@ -220,7 +220,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::AdminCancelDeploy { deploy_id } => admin::deploy::cancel(ctx, &deploy_id).await,
         Route::AdminDeleteDeploy { deploy_id } => admin::deploy::delete(ctx, &deploy_id).await,
         Route::AdminListServices => admin::deploy::services(ctx).await,
-        Route::AdminServiceLogs { service_name } => admin::deploy::logs(ctx, &service_name).await,
+        Route::AdminServiceLogs { service_name } => admin::deploy::logs(ctx, &service_name, &request).await,
 
         Route::V1ListAgents => v1::agents::list(ctx, &request).await,
         Route::V1GetAgent { name } => v1::agents::get(ctx, &name).await,

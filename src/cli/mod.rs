@@ -74,11 +74,34 @@ pub fn load_config(global: &GlobalArgs) -> Result<LoadedConfig, Failure> {
 
 /// Logs go to stderr; `RUST_LOG` wins over `[server].log_level`.
 pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(log_filter(level))
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi())
+        .try_init();
+}
+
+/// `ares serve`'s logging: stderr, and a ring of the last `buffer_lines` lines for
+/// `GET /api/admin/services/ares/logs`.
+pub fn init_server_logging(level: &str, buffer_lines: usize) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let ring = ares::logs::install(buffer_lines);
+    let _ = tracing_subscriber::registry()
+        .with(log_filter(level))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi()))
+        .with(tracing_subscriber::fmt::layer().with_writer(ring).with_ansi(false))
+        .try_init();
+}
+
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(quiet_dependencies(level)))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet_dependencies("info")));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet_dependencies("info")))
+}
+
+fn ansi() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
 /// `[server].log_level` for our own lines; the index libraries stay at WARN (hnsw_rs alone logs

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Failure, init_logging, load_config, process_env, report};
+use super::{Failure, init_server_logging, load_config, process_env, report};
 use crate::GlobalArgs;
 
 /// Written while serving so other commands (and operators) can find the running server.
@@ -13,7 +13,7 @@ pub const SERVER_FILE: &str = "server.json";
 
 pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
     let loaded = load_config(global)?;
-    init_logging(&loaded.config.server.log_level);
+    init_server_logging(&loaded.config.server.log_level, loaded.config.observability.log_buffer_lines);
     report(&loaded);
     let port = loaded.config.effective_port(&process_env).map_err(Failure::usage)?;
     let host = loaded.config.server.host.clone();

@@ -57,6 +57,23 @@ pub struct Config {
     pub memory: MemoryConfig,
     /// `[limits]`: caps on the work one request can ask for.
     pub limits: LimitsConfig,
+    /// `[observability]`: what the server keeps about itself.
+    pub observability: ObservabilityConfig,
+}
+
+/// `[observability]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ObservabilityConfig {
+    /// The server's own recent log lines kept in memory for
+    /// `GET /api/admin/services/ares/logs`.
+    pub log_buffer_lines: usize,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        ObservabilityConfig { log_buffer_lines: 2000 }
+    }
 }
 
 /// `[limits]`: caps that hold whatever an agent definition says, so no caller can buy

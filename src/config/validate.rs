@@ -14,6 +14,9 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
     if config.server.max_body_bytes == 0 {
         errors.push("server.max_body_bytes must be greater than 0".to_string());
     }
+    if !(1..=1_000_000).contains(&config.observability.log_buffer_lines) {
+        errors.push("observability.log_buffer_lines must be between 1 and 1000000".to_string());
+    }
     if !(1..=65_536).contains(&config.storage.cache_mib) {
         errors.push("storage.cache_mib must be between 1 and 65536".to_string());
     }

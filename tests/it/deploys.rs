@@ -524,9 +524,39 @@ health_url = "http://127.0.0.1:{unused}/health"
     );
     expect_error(server.get("/api/admin/services").send().await.unwrap(), 401, "AUTH_MISSING").await;
 
-    // None configured: an empty map.
+    // None configured: the server itself is still there (issue 16); a configured `ares` (above)
+    // wins over it.
     let bare = TestServer::start();
-    assert_eq!(bare.admin_get("/api/admin/services").await, json!({}));
+    let services = bare.admin_get("/api/admin/services").await;
+    let itself = &services["ares"];
+    assert_eq!(services.as_object().unwrap().len(), 1, "{services}");
+    assert_eq!((itself["status"].as_str(), itself["pid"].as_u64()), (Some("running"), Some(u64::from(pid))));
+    assert_eq!(itself["port"].as_u64(), Some(u64::from(bare.addr().port())));
+    assert_eq!(itself["version"], env!("CARGO_PKG_VERSION"));
+    assert!(itself["uptime_secs"].is_u64(), "{itself}");
+}
+
+/// The server's own recent log lines, from the ring `ares serve` keeps: what it logged after
+/// start is there, `?lines=N` bounds them, and no key appears.
+#[tokio::test]
+async fn the_ares_service_shows_the_servers_own_recent_log_lines() {
+    let root = tempfile::tempdir().unwrap();
+    let server = BinaryServer::builder(root.path()).config("[observability]\nlog_buffer_lines = 50\n").start();
+    let key = format!("ares_{}", "5ec2e7".repeat(11).chars().take(64).collect::<String>());
+    let response = server.client().get(server.url("/v1/agents")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let get = |path: &str| server.client().get(server.url(path)).header("x-admin-secret", server.admin_secret());
+    let body = expect_json(get("/api/admin/services/ares/logs").send().await.unwrap(), 200).await;
+    assert_eq!(body["service"], "ares");
+    let lines: Vec<&str> = body["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert!(lines.iter().any(|l| l.contains("serving")), "the start-up line: {lines:?}");
+    assert!(lines.iter().any(|l| l.contains("WARN") && l.contains("failed authentication")), "{lines:?}");
+    assert!(lines.iter().all(|l| !l.contains("5ec2e7")), "no key in the log: {lines:?}");
+    let two = expect_json(get("/api/admin/services/ares/logs?lines=2").send().await.unwrap(), 200).await;
+    assert_eq!(two["lines"].as_array().unwrap().len(), 2);
+    assert_eq!(two["lines"][1].as_str(), lines.last().copied(), "the newest lines, oldest first");
+    let services = expect_json(get("/api/admin/services").send().await.unwrap(), 200).await;
+    assert_eq!(services["ares"]["pid"].as_u64(), Some(u64::from(server.pid())));
 }
 
 #[tokio::test]

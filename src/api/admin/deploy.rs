@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::Context;
+use crate::api::context::query;
 use crate::clock;
 use crate::deploy::{DeployEvent, Deployer, services};
 use crate::error::ApiError;
@@ -161,16 +162,35 @@ pub async fn services(ctx: &Context) -> Result<Response, ApiError> {
     for service in &ctx.app.config().services {
         out.insert(service.name.clone(), services::status(service, own_port).await);
     }
+    // The server itself is always a service, unless an operator configured one of that name.
+    out.entry(OWN_SERVICE.to_string()).or_insert_with(|| {
+        json!({
+            "status": "running", "pid": std::process::id(), "port": own_port,
+            "uptime_secs": ctx.app.uptime_secs(), "version": env!("CARGO_PKG_VERSION"),
+        })
+    });
     Ok(response::json(StatusCode::OK, &out))
 }
 
-pub async fn logs(ctx: &Context, name: &str) -> Result<Response, ApiError> {
+/// The name the server answers to in `/api/admin/services`.
+const OWN_SERVICE: &str = "ares";
+
+#[derive(Default, Deserialize)]
+struct LogsQuery {
+    lines: Option<usize>,
+}
+
+pub async fn logs(ctx: &Context, name: &str, request: &Request) -> Result<Response, ApiError> {
     let config = ctx.app.config();
-    let service = config
-        .services
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| ApiError::NotFound(format!("Unknown service: {name}")))?;
+    let Some(service) = config.services.iter().find(|s| s.name == name) else {
+        if name != OWN_SERVICE {
+            return Err(ApiError::NotFound(format!("Unknown service: {name}")));
+        }
+        // The server's own lines, from the ring `ares serve` keeps.
+        let wanted = query::<LogsQuery>(request)?.lines.unwrap_or(services::LOG_LINES);
+        let lines = crate::logs::recent(wanted.clamp(1, config.observability.log_buffer_lines));
+        return Ok(response::json(StatusCode::OK, &json!({ "service": name, "lines": lines })));
+    };
     let lines = services::logs(service).await.map_err(|e| match e {
         services::LogError::NoSource(_) => ApiError::NotFound(e.to_string()),
         services::LogError::Read(_) => ApiError::Internal(e.to_string()),
