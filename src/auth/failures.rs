@@ -54,6 +54,7 @@ impl FailedAttempts {
         if windows.len() >= MAX_ADDRESSES {
             windows.retain(|_, w| now.duration_since(w.started) < WINDOW);
         }
+        let full = windows.len() >= MAX_ADDRESSES;
         match windows.get_mut(&client_ip) {
             Some(window) if now.duration_since(window.started) < WINDOW => {
                 window.left_out += 1;
@@ -64,6 +65,9 @@ impl FailedAttempts {
                 *window = Window { started: now, left_out: 0 };
                 Some(left_out)
             }
+            // More addresses guessing within a minute than we remember: stay bounded, log
+            // nothing more for new ones until windows end.
+            None if full => None,
             None => {
                 windows.insert(client_ip, Window { started: now, left_out: 0 });
                 Some(0)
@@ -88,5 +92,19 @@ mod tests {
         assert_eq!(failures.due(b, start + Duration::from_secs(2)), Some(0), "another address has its own minute");
         assert_eq!(failures.due(a, start + WINDOW + Duration::from_secs(1)), Some(5));
         assert_eq!(failures.due(a, start + WINDOW + Duration::from_secs(2)), None);
+    }
+
+    #[test]
+    fn the_addresses_remembered_stay_bounded_under_a_flood() {
+        let failures = FailedAttempts::default();
+        let start = Instant::now();
+        let address = |i: usize| IpAddr::from(std::net::Ipv4Addr::from(u32::try_from(i).unwrap()));
+        for i in 0..MAX_ADDRESSES + 50 {
+            failures.due(address(i), start);
+        }
+        assert_eq!(failures.windows.lock().unwrap().len(), MAX_ADDRESSES);
+        // A minute later the ended windows are forgotten and new addresses are logged again.
+        assert_eq!(failures.due(address(MAX_ADDRESSES + 100), start + WINDOW), Some(0));
+        assert_eq!(failures.windows.lock().unwrap().len(), 1);
     }
 }
