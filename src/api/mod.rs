@@ -53,9 +53,12 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let client_ip = client_ip::client_ip(peer, request.headers(), &app.config().server.trusted_proxies);
 
     let mut extra_headers = Vec::new();
-    let outcome = std::panic::AssertUnwindSafe(pipeline(&app, request, client_ip, &request_id, &mut extra_headers))
-        .catch_unwind()
-        .await;
+    let outcome = std::panic::AssertUnwindSafe(crate::logs::with_request_id(
+        Some(request_id.as_str().into()),
+        pipeline(&app, request, client_ip, &request_id, &mut extra_headers),
+    ))
+    .catch_unwind()
+    .await;
     let mut response = match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => render_error(&err, dialect, &request_id, &method, &path),

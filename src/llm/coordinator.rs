@@ -246,7 +246,8 @@ pub fn stream(
     options: TurnOptions,
 ) -> mpsc::Receiver<TurnEvent> {
     let (out, receiver) = mpsc::channel(32);
-    tokio::spawn(async move {
+    let request_id = crate::logs::request_id();
+    tokio::spawn(crate::logs::with_request_id(request_id, async move {
         let outcome = stream_loop(&model, messages, &tools, &options, &out).await;
         match outcome {
             Ok(Some(turn)) => {
@@ -257,7 +258,7 @@ pub fn stream(
                 let _ = out.send(TurnEvent::Failed(e)).await;
             }
         }
-    });
+    }));
     receiver
 }
 

@@ -185,9 +185,10 @@ impl<'a> Plan<'a> {
                 Some(Ok((value, Served { by: deployment.label(), attempts: self.made })))
             }
             Err(error) if error.is_retryable() => {
+                let request_id = crate::logs::request_id();
                 tracing::warn!(
-                    provider = %deployment.provider.name, model = %deployment.model_id, attempt = self.made,
-                    "upstream call failed: {error}"
+                    request_id = request_id.as_deref().unwrap_or("-"), provider = %deployment.provider.name,
+                    model = %deployment.model_id, attempt = self.made, "upstream call failed: {error}"
                 );
                 permit.failed(&error.to_string());
                 self.failed.push(self.current);

@@ -878,8 +878,8 @@ fn bad_resilience_settings_stop_the_server_at_start_up() {
 // ---------------------------------------------------------------------------------------------
 // Logs.
 
-/// At the default log level an operator sees every failed upstream call (provider, model,
-/// cause) and every 5xx answer (request id, path, status, cause).
+/// At the default log level an operator sees every failed upstream call (request id, provider,
+/// model, cause) and every 5xx answer (request id, path, status, cause).
 #[tokio::test]
 async fn failed_upstream_calls_and_5xx_answers_are_warn_lines() {
     let root = tempfile::tempdir().unwrap();
@@ -930,7 +930,7 @@ tier = "balanced"
     let deadline = Instant::now() + SETTLE_GUARD;
     let log = loop {
         let log = server.stderr();
-        if log.contains("trace-me-503") || Instant::now() > deadline {
+        if log.contains("request failed") || Instant::now() > deadline {
             break log;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -938,9 +938,14 @@ tier = "balanced"
     let warns: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
     let upstream: Vec<&&str> = warns.iter().filter(|l| l.contains("upstream call failed")).collect();
     assert_eq!(upstream.len(), 2, "both attempts: {log}");
-    assert!(upstream.iter().all(|l| l.contains("alpha") && l.contains("alpha-model") && l.contains("503")), "{log}");
-    let answer =
-        warns.iter().find(|l| l.contains("trace-me-503")).unwrap_or_else(|| panic!("no WARN for the 502: {log}"));
+    assert!(
+        upstream.iter().all(|l| l.contains("trace-me-503") && l.contains("alpha-model") && l.contains("503")),
+        "each names the request, the model and the cause: {log}"
+    );
+    let answer = warns
+        .iter()
+        .find(|l| l.contains("request failed") && l.contains("trace-me-503"))
+        .unwrap_or_else(|| panic!("no WARN for the 502: {log}"));
     assert!(
         answer.contains("/v1/chat/completions") && answer.contains("502") && answer.contains("overloaded upstream"),
         "{answer}"
