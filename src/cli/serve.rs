@@ -57,9 +57,7 @@ pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
             port: global.port,
         });
         tokio::spawn(reload_on_hangup(app.clone()));
-        if app.config().config.hot_reload {
-            tokio::spawn(reload_on_change(app.clone()));
-        }
+        tokio::spawn(reload_on_change(app.clone()));
         let result = ares::run(listener, app, shutdown_signal()).await;
         let _ = std::fs::remove_file(&server_file);
         result.map_err(|e| Failure::runtime(format!("server error: {e}")))?;
@@ -115,17 +113,26 @@ const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `[config].hot_reload`: reload when the config file or a file in its `config/*` directories
 /// changes. An invalid change is logged and keeps the running configuration; it is not retried
-/// until the files change again.
+/// until the files change again. The setting is read every tick, so a reload can turn watching
+/// on or off; the files are fingerprinted every tick either way, so an edit made just as
+/// watching starts is not missed.
 async fn reload_on_change(app: Arc<ares::app::App>) {
     let Some(source) = app.reload_source() else { return };
-    tracing::info!("hot reload: watching the config file and its directories");
     let mut seen = ares::reload::fingerprint(&source, &app.config());
+    let mut was_watching = false;
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
+        let watching = app.config().config.hot_reload;
+        if watching && !was_watching {
+            tracing::info!("hot reload: watching the config file and its directories");
+        }
+        was_watching = watching;
         let now = ares::reload::fingerprint(&source, &app.config());
         if now != seen {
             seen = now;
-            let _ = app.reload(ares::reload::Trigger::Watch).await;
+            if watching {
+                let _ = app.reload(ares::reload::Trigger::Watch).await;
+            }
         }
     }
 }

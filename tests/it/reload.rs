@@ -616,6 +616,29 @@ async fn hot_reload_picks_up_an_edited_file_and_ignores_an_invalid_one() {
     rig.wait_for_reload("watch", "ok").await;
 }
 
+/// `hot_reload` is itself reloadable: turned on by an API reload, the watcher starts; turned
+/// off, it stops.
+#[tokio::test]
+async fn hot_reload_can_be_turned_on_and_off_by_a_reload() {
+    let rig = Rig::start(&Spec::new(&model("m", "a"))).await;
+    rig.write_spec(&Spec::new(&model("m", "a")).hot());
+    rig.reload_ok().await;
+
+    rig.write_spec(&Spec::new(&model("m", "b")).hot());
+    rig.wait_until_served_by("m", "b").await;
+    rig.wait_for_reload("watch", "ok").await;
+
+    // Off again, in a save the watcher itself applies; after it, an edit is not picked up.
+    rig.write_spec(&Spec::new(&model("m", "a")));
+    rig.wait_until_served_by("m", "a").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    rig.write_spec(&Spec::new(&model("m", "b")));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(rig.served_by("m").await, served("a"), "no longer watching");
+    rig.reload_ok().await;
+    assert_eq!(rig.served_by("m").await, served("b"), "an explicit reload still applies it");
+}
+
 /// One plain chat of the load around a reload.
 struct Call {
     started: Instant,
