@@ -53,16 +53,18 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let client_ip = client_ip::client_ip(peer, request.headers(), &app.config().server.trusted_proxies);
 
     let mut extra_headers = Vec::new();
+    let mut route = UNMATCHED;
     let outcome = std::panic::AssertUnwindSafe(crate::logs::with_request_id(
         Some(request_id.as_str().into()),
-        pipeline(&app, request, client_ip, &request_id, &mut extra_headers),
+        pipeline(&app, request, client_ip, &request_id, &mut extra_headers, &mut route),
     ))
     .catch_unwind()
     .await;
+    let failed = |err: &ApiError| render_error(err, dialect, &request_id, &method, route);
     let mut response = match outcome {
         Ok(Ok(response)) => response,
-        Ok(Err(err)) => render_error(&err, dialect, &request_id, &method, &path),
-        Err(_) => render_error(&ApiError::Internal("handler panicked".into()), dialect, &request_id, &method, &path),
+        Ok(Err(err)) => failed(&err),
+        Err(_) => failed(&ApiError::Internal("handler panicked".into())),
     };
 
     // The rest of an oversized or stalled body is never read, so the connection cannot be
@@ -97,12 +99,16 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
 /// Headers added to the response whatever it turns out to be (quota headers on /v1).
 pub type ExtraHeaders = Vec<(&'static str, String)>;
 
+/// What logs name a request that matched no route.
+const UNMATCHED: &str = "unmatched";
+
 async fn pipeline(
     app: &Arc<App>,
     request: Request,
     client_ip: IpAddr,
     request_id: &str,
     extra_headers: &mut ExtraHeaders,
+    route_pattern: &mut &'static str,
 ) -> Result<Response, ApiError> {
     if let Some(limiter) = app.rate_limiter() {
         limiter.check(client_ip).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
@@ -111,7 +117,10 @@ async fn pipeline(
         return Ok(app.cors().preflight(request.headers()));
     }
     let route = match routes::resolve(request.method(), request.uri().path()) {
-        Resolution::Found(route) => route,
+        Resolution::Found(route) => {
+            *route_pattern = route.pattern();
+            route
+        }
         Resolution::MethodNotAllowed { allow, auth } => {
             auth::authenticate(app, auth, request.headers()).await?;
             return Err(ApiError::MethodNotAllowed { allow });
@@ -245,15 +254,16 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
     }
 }
 
-fn render_error(err: &ApiError, dialect: Dialect, request_id: &str, method: &Method, path: &str) -> Response {
+/// `route` is the route-table pattern (`/api/conversations/{id}`), never the raw path.
+fn render_error(err: &ApiError, dialect: Dialect, request_id: &str, method: &Method, route: &str) -> Response {
     // Every 5xx is trouble an operator should see at the default level; 4xx are the client's.
     let (status, code) = err.status_and_code();
     match err.internal_cause() {
-        Some(cause) => tracing::warn!(%request_id, %method, %path, status = status.as_u16(), %cause, "request failed"),
+        Some(cause) => tracing::warn!(%request_id, %method, route, status = status.as_u16(), %cause, "request failed"),
         None if status.is_server_error() => {
-            tracing::warn!(%request_id, %method, %path, status = status.as_u16(), code, cause = %err, "request failed");
+            tracing::warn!(%request_id, %method, route, status = status.as_u16(), code, cause = %err, "request failed");
         }
-        None => tracing::debug!(%request_id, %method, %path, error = %err, "request rejected"),
+        None => tracing::debug!(%request_id, %method, route, error = %err, "request rejected"),
     }
     response::error_in(err, dialect)
 }

@@ -112,6 +112,95 @@ pub enum Route {
 }
 
 impl Route {
+    /// The route-table pattern (`/api/conversations/{id}`): what logs (and metrics) name a
+    /// request by, never the raw path, whose ids would make every request its own series. The
+    /// V1 API is named by its `/v1/...` form also when called under `/api/v1/...`.
+    pub fn pattern(&self) -> &'static str {
+        match self {
+            Route::Health => "/health",
+            Route::HealthDetailed => "/health/detailed",
+            Route::ConfigInfo => "/config/info",
+            Route::AuthRegister => "/api/auth/register",
+            Route::AuthLogin => "/api/auth/login",
+            Route::AuthRefresh => "/api/auth/refresh",
+            Route::AuthLogout => "/api/auth/logout",
+            Route::ListPlatformAgents => "/api/agents",
+            Route::Chat => "/api/chat",
+            Route::ChatStream => "/api/chat/stream",
+            Route::Research => "/api/research",
+            Route::GetMemory => "/api/memory",
+            Route::ListWorkflows => "/api/workflows",
+            Route::RunWorkflow { .. } => "/api/workflows/{workflow}",
+            Route::ListUserAgents | Route::CreateUserAgent => "/api/user/agents",
+            Route::ImportUserAgent => "/api/user/agents/import",
+            Route::GetUserAgent { .. } | Route::UpdateUserAgent { .. } | Route::DeleteUserAgent { .. } => {
+                "/api/user/agents/{name}"
+            }
+            Route::ExportUserAgent { .. } => "/api/user/agents/{name}/export",
+            Route::ListConversations => "/api/conversations",
+            Route::GetConversation { .. } | Route::RenameConversation { .. } | Route::DeleteConversation { .. } => {
+                "/api/conversations/{id}"
+            }
+            Route::RagIngest => "/api/rag/ingest",
+            Route::RagSearch => "/api/rag/search",
+            Route::RagListCollections => "/api/rag/collections",
+            Route::RagDeleteCollection => "/api/rag/collection",
+            Route::V1Chat => "/v1/chat",
+            Route::V1ChatStream => "/v1/chat/stream",
+            Route::V1ListAgents => "/v1/agents",
+            Route::V1GetAgent { .. } => "/v1/agents/{name}",
+            Route::V1RunAgent { .. } => "/v1/agents/{name}/run",
+            Route::V1ListAgentRuns { .. } => "/v1/agents/{name}/runs",
+            Route::V1ListAgentLogs { .. } => "/v1/agents/{name}/logs",
+            Route::V1GetUsage => "/v1/usage",
+            Route::V1ListApiKeys | Route::V1CreateApiKey => "/v1/api-keys",
+            Route::V1RevokeApiKey { .. } => "/v1/api-keys/{id}",
+            Route::OpenAiChatCompletions => "/v1/chat/completions",
+            Route::OpenAiCompletions => "/v1/completions",
+            Route::OpenAiResponses => "/v1/responses",
+            Route::OpenAiEmbeddings => "/v1/embeddings",
+            Route::OpenAiListModels => "/v1/models",
+            Route::OpenAiGetModel { .. } => "/v1/models/{id}",
+            Route::AnthropicMessages => "/v1/messages",
+            Route::AnthropicCountTokens => "/v1/messages/count_tokens",
+            Route::AdminCreateUser => "/api/admin/users",
+            Route::AdminCreateTenant | Route::AdminListTenants => "/api/admin/tenants",
+            Route::AdminGetTenant { .. } => "/api/admin/tenants/{tenant_id}",
+            Route::AdminUpdateQuota { .. } => "/api/admin/tenants/{tenant_id}/quota",
+            Route::AdminProvisionClient => "/api/admin/provision-client",
+            Route::AdminCreateApiKey { .. } | Route::AdminListApiKeys { .. } => {
+                "/api/admin/tenants/{tenant_id}/api-keys"
+            }
+            Route::AdminListTenantAgents { .. } | Route::AdminCreateTenantAgent { .. } => {
+                "/api/admin/tenants/{tenant_id}/agents"
+            }
+            Route::AdminUpdateTenantAgent { .. } | Route::AdminDeleteTenantAgent { .. } => {
+                "/api/admin/tenants/{tenant_id}/agents/{agent_name}"
+            }
+            Route::AdminListAgentTemplates => "/api/admin/agent-templates",
+            Route::AdminListModels => "/api/admin/models",
+            Route::AdminListProviders => "/api/admin/providers",
+            Route::AdminTenantUsage { .. } => "/api/admin/tenants/{tenant_id}/usage",
+            Route::AdminTenantDailyUsage { .. } => "/api/admin/tenants/{tenant_id}/usage/daily",
+            Route::AdminAgentRuns { .. } => "/api/admin/tenants/{tenant_id}/agents/{agent_name}/runs",
+            Route::AdminAgentStats { .. } => "/api/admin/tenants/{tenant_id}/agents/{agent_name}/stats",
+            Route::AdminListAllAgents => "/api/admin/agents",
+            Route::AdminStats => "/api/admin/stats",
+            Route::AdminListAlerts => "/api/admin/alerts",
+            Route::AdminResolveAlert { .. } => "/api/admin/alerts/{alert_id}/resolve",
+            Route::AdminAuditLog => "/api/admin/audit-log",
+            Route::AdminStartDeploy => "/api/admin/deploy",
+            Route::AdminGetDeploy { .. } | Route::AdminDeleteDeploy { .. } => "/api/admin/deploy/{deploy_id}",
+            Route::AdminListDeploys => "/api/admin/deploys",
+            Route::AdminDeployEvents { .. } => "/api/admin/deploy/{deploy_id}/events",
+            Route::AdminCancelDeploy { .. } => "/api/admin/deploy/{deploy_id}/cancel",
+            Route::AdminListServices => "/api/admin/services",
+            Route::AdminReloadConfig => "/api/admin/config/reload",
+            Route::AdminServiceLogs { .. } => "/api/admin/services/{service_name}/logs",
+            Route::AdminBackup => "/api/admin/backup",
+        }
+    }
+
     /// The auth each route requires (API.md §0.7). No wildcard arm: a new route must choose.
     pub fn auth(&self) -> AuthRequirement {
         use AuthRequirement::*;
@@ -506,6 +595,116 @@ mod tests {
 
     fn check(method: Method, path: &str, expected: Resolution) {
         assert_eq!(resolve(&method, path), expected, "{method} {path}");
+        if let Resolution::Found(route) = &expected {
+            assert!(pattern_matches(route.pattern(), path), "{method} {path} is not {}", route.pattern());
+        }
+    }
+
+    /// Whether `path` is an instance of `pattern`: literal segments equal, `{…}` any non-empty
+    /// segment (`/v1/models/{id}` any rest: model ids may hold slashes); `/api/v1/…` as `/v1/…`.
+    fn pattern_matches(pattern: &str, path: &str) -> bool {
+        let path = path.strip_prefix("/api").filter(|rest| rest.starts_with("/v1/")).unwrap_or(path);
+        let (mut wanted, mut given) = (pattern.split('/'), path.split('/'));
+        loop {
+            match (wanted.next(), given.next()) {
+                (None, None) => return true,
+                (Some("{id}"), Some(segment)) if pattern == "/v1/models/{id}" => {
+                    return !segment.is_empty() && given.all(|s| !s.is_empty());
+                }
+                (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {}
+                (Some(w), Some(g)) if w == g => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Every pattern, its placeholders filled in, resolves (under some method) to routes that
+    /// name that very pattern.
+    #[test]
+    fn every_pattern_names_the_routes_it_resolves_to() {
+        let patterns = [
+            "/health",
+            "/health/detailed",
+            "/config/info",
+            "/api/auth/register",
+            "/api/auth/login",
+            "/api/auth/refresh",
+            "/api/auth/logout",
+            "/api/agents",
+            "/api/chat",
+            "/api/chat/stream",
+            "/api/research",
+            "/api/memory",
+            "/api/workflows",
+            "/api/workflows/{workflow}",
+            "/api/user/agents",
+            "/api/user/agents/import",
+            "/api/user/agents/{name}/export",
+            "/api/conversations",
+            "/api/rag/ingest",
+            "/api/rag/search",
+            "/api/rag/collections",
+            "/api/rag/collection",
+            "/v1/chat",
+            "/v1/chat/stream",
+            "/v1/agents",
+            "/v1/agents/{name}",
+            "/v1/agents/{name}/run",
+            "/v1/agents/{name}/runs",
+            "/v1/agents/{name}/logs",
+            "/v1/usage",
+            "/v1/api-keys",
+            "/v1/api-keys/{id}",
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/responses",
+            "/v1/embeddings",
+            "/v1/models",
+            "/v1/models/{id}",
+            "/v1/messages",
+            "/v1/messages/count_tokens",
+            "/api/admin/users",
+            "/api/admin/tenants",
+            "/api/admin/tenants/{tenant_id}",
+            "/api/admin/tenants/{tenant_id}/quota",
+            "/api/admin/provision-client",
+            "/api/admin/agent-templates",
+            "/api/admin/models",
+            "/api/admin/providers",
+            "/api/admin/tenants/{tenant_id}/usage",
+            "/api/admin/tenants/{tenant_id}/usage/daily",
+            "/api/admin/tenants/{tenant_id}/agents/{agent_name}/runs",
+            "/api/admin/tenants/{tenant_id}/agents/{agent_name}/stats",
+            "/api/admin/agents",
+            "/api/admin/stats",
+            "/api/admin/alerts",
+            "/api/admin/alerts/{alert_id}/resolve",
+            "/api/admin/audit-log",
+            "/api/admin/deploy",
+            "/api/admin/deploy/{deploy_id}",
+            "/api/admin/deploys",
+            "/api/admin/deploy/{deploy_id}/events",
+            "/api/admin/deploy/{deploy_id}/cancel",
+            "/api/admin/services",
+            "/api/admin/config/reload",
+            "/api/admin/services/{service_name}/logs",
+            "/api/admin/backup",
+        ];
+        for pattern in patterns {
+            let path: String = pattern
+                .split('/')
+                .map(|segment| if segment.starts_with('{') { "x" } else { segment })
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut found = 0;
+            for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
+                if let Resolution::Found(route) = resolve(&method, &path) {
+                    assert_eq!(route.pattern(), pattern, "{method} {path}");
+                    found += 1;
+                }
+            }
+            assert!(found > 0, "{pattern} resolves to nothing");
+        }
     }
 
     #[test]
