@@ -65,6 +65,7 @@ struct Rig {
     upstreams: Vec<(&'static str, MockProvider)>,
     server: TestServer,
     key: String,
+    tenant: String,
 }
 
 impl Rig {
@@ -91,7 +92,8 @@ impl Rig {
         let server = TestServer::builder().config(&config).start();
         let provisioned = server.provision("resilience", "enterprise", "generic").await;
         let key = provisioned["raw_api_key"].as_str().expect("raw API key").to_string();
-        Rig { upstreams, server, key }
+        let tenant = provisioned["tenant_id"].as_str().expect("tenant id").to_string();
+        Rig { upstreams, server, key, tenant }
     }
 
     fn mock(&self, name: &str) -> &MockProvider {
@@ -766,6 +768,11 @@ async fn every_llm_response_names_the_deployment_and_the_attempts() {
     let response = rig.chat("solo", "hi").await;
     expect(&response, 2, "/v1/chat after one reset");
     expect_json(response, 200).await;
+
+    // The chat's run records the same: who answered, after how many requests (newest first).
+    let runs = rig.server.admin_get(&format!("/api/admin/tenants/{}/agents/product/runs", rig.tenant)).await;
+    let newest = &runs["runs"][0];
+    assert_eq!((newest["served_by"].as_str(), newest["attempts"].as_u64()), (Some(served("alpha").as_str()), Some(2)));
 }
 
 #[tokio::test]
