@@ -30,6 +30,7 @@ use crate::orchestration::workflow::Workflows;
 use crate::rag::Rag;
 use crate::reload::{self, LastReload, Live, Part, ReloadError, Trigger};
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 use crate::tools::toolbox::ToolBox;
 
 pub struct App {
@@ -64,6 +65,8 @@ pub struct App {
     /// Collections, chunks and their search indexes.
     rag: Rag,
     deployer: Deployer,
+    /// Metrics, the request log and trace export.
+    telemetry: Arc<Telemetry>,
     /// Failed admin-secret and API-key attempts, logged at most once per address per minute.
     failed_attempts: FailedAttempts,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
@@ -92,6 +95,9 @@ impl App {
         let cors = CorsPolicy::new(&config.server.cors_origins);
         let rate_limiter = IpRateLimiter::new(config.server.rate_limit_per_second, config.server.rate_limit_burst);
         let store = Arc::new(store);
+        let telemetry = Arc::new(Telemetry::new(&config));
+        let observed = telemetry.clone();
+        store.observe_commits(Arc::new(move |elapsed, batch| observed.metrics.store_commit(elapsed, batch)));
         let circuit_changes = audit_circuit_changes(&store);
         let llm = Registry::new(&config, env, Some(circuit_changes.clone()), None);
         App {
@@ -113,6 +119,7 @@ impl App {
             deployer: Deployer::new(config.deploy.targets.clone(), config.deploy.output_cap_bytes),
             key_use: Mutex::new(HashMap::new()),
             failed_attempts: FailedAttempts::default(),
+            telemetry,
             cors,
             rate_limiter,
             started_at: Instant::now(),
@@ -271,6 +278,22 @@ impl App {
             let key_id = key_id.to_string();
             self.store.write_detached(move |txn| crate::store::api_keys::touch(txn, &key_id, now));
         }
+    }
+
+    /// A RAG search, timed for `ares_rag_search_duration_seconds`. Blocking: call it from the
+    /// blocking pool.
+    pub fn search_rag(
+        &self,
+        request: &crate::rag::SearchRequest,
+    ) -> Result<crate::rag::SearchOutcome, crate::rag::RagError> {
+        let started = Instant::now();
+        let outcome = self.rag.search(&self.store, request);
+        self.telemetry.metrics.rag_search(request.strategy.as_str(), started.elapsed());
+        outcome
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     pub fn failed_attempts(&self) -> &FailedAttempts {

@@ -26,3 +26,21 @@ pub fn rfc3339_precise_now() -> String {
     ));
     base.unwrap_or_else(|_| rfc3339(now.unix_timestamp()))
 }
+
+/// `2026-03-13T14:22:00.123Z`: milliseconds, for records that keep them (the request log).
+pub fn rfc3339_millis(unix_millis: i64) -> String {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_millis) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    at.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
+        .unwrap_or_else(|_| rfc3339(unix_millis.div_euclid(1000)))
+}
+
+/// Unix milliseconds of an RFC 3339 time (`2026-03-13T14:22:00Z`) or of Unix seconds (`1773411720`).
+pub fn parse_time_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<i64>() {
+        return seconds.checked_mul(1000);
+    }
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}

@@ -25,6 +25,7 @@ pub mod private;
 pub mod rag;
 pub mod reload;
 pub mod store;
+pub mod telemetry;
 pub mod tools;
 pub mod toon;
 
@@ -169,6 +170,25 @@ async fn persist_vectors(app: &Arc<App>) {
     }
 }
 
+/// Delete request log records past their retention, one bounded batch per pass; a backlog
+/// (the first start after a long stop) is worked off in further batches a second apart, so
+/// other writes keep flowing in between.
+async fn prune_request_log(app: &App) {
+    loop {
+        let now_ms = clock::now_unix() * 1000;
+        match app.telemetry().prune(app.store(), now_ms).await {
+            Ok(deleted) if deleted == telemetry::PRUNE_BATCH => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await
+            }
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning the request log failed");
+                return;
+            }
+        }
+    }
+}
+
 /// Serve until `shutdown` resolves, drain, then flush and close the store.
 pub async fn run<F>(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: F) -> std::io::Result<()>
 where
@@ -186,10 +206,21 @@ where
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(metering::recorder::FLUSH_INTERVAL);
             let mut vectors_tick = tokio::time::interval(VECTOR_DUMP_INTERVAL);
+            let mut prune_tick = tokio::time::interval(telemetry::PRUNE_INTERVAL);
+            let mut traces_tick = tokio::time::interval(telemetry::otlp::EXPORT_INTERVAL);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => app.usage().flush_detached(app.store()),
+                    _ = tick.tick() => {
+                        app.usage().flush_detached(app.store());
+                        app.telemetry().flush_detached(app.store());
+                    }
                     _ = vectors_tick.tick() => persist_vectors(&app).await,
+                    _ = prune_tick.tick() => prune_request_log(&app).await,
+                    _ = traces_tick.tick() => {
+                        if let Some(traces) = app.telemetry().traces() {
+                            traces.export().await;
+                        }
+                    }
                     _ = flusher_stopped.changed() => return,
                 }
             }
@@ -198,8 +229,12 @@ where
     let result = http::serve(listener, app.clone(), api::handle, shutdown).await;
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
-    // Usage of the last requests goes in before the writer stops.
+    // Usage and the request log of the last requests go in before the writer stops.
     app.usage().flush_detached(app.store());
+    app.telemetry().flush_detached(app.store());
+    if let Some(traces) = app.telemetry().traces() {
+        traces.export().await;
+    }
     persist_vectors(&app).await;
     let closing = app.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || closing.store().close()).await {

@@ -4,33 +4,12 @@
 //! `ares serve` tees its log output into a bounded ring (`[observability].log_buffer_lines`).
 //! Nothing secret is logged in the first place; as a second line of defence, anything shaped
 //! like an API key or a bearer token is masked on the way in.
-//!
-//! Also here: the id of the request a task works for ([`with_request_id`]), so that lines
-//! logged deep inside a call (a failed upstream attempt) name the request they belong to
-//! without every layer passing it along.
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
 static RING: OnceLock<Ring> = OnceLock::new();
-
-tokio::task_local! {
-    static REQUEST_ID: std::sync::Arc<str>;
-}
-
-/// Run `work` as part of request `id` (also what a request's spawned tasks do).
-pub async fn with_request_id<F: std::future::Future>(id: Option<std::sync::Arc<str>>, work: F) -> F::Output {
-    match id {
-        Some(id) => REQUEST_ID.scope(id, work).await,
-        None => work.await,
-    }
-}
-
-/// The id of the request this task works for, if any.
-pub fn request_id() -> Option<std::sync::Arc<str>> {
-    REQUEST_ID.try_with(std::sync::Arc::clone).ok()
-}
 
 struct Ring {
     capacity: usize,

@@ -207,7 +207,7 @@ pub fn merge(running: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
             new.$section = running.$section.clone();
         )*};
     }
-    keep!(server, database, auth, storage, rag, deploy, services, quotas, memory, observability);
+    keep!(server, database, auth, storage, rag, deploy, services, quotas, memory, observability, metrics);
     (new, restart_required)
 }
 

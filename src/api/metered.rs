@@ -31,6 +31,7 @@ pub(super) async fn run(
     let crossings = match verdict {
         Ok(crossings) => crossings,
         Err(exceeded) => {
+            ctx.app.telemetry().metrics.quota_rejected(tenant.tier.as_str(), exceeded.reason());
             return Err(ApiError::QuotaExceeded {
                 message: exceeded.message(),
                 retry_after_secs: exceeded.retry_after(now),
@@ -64,6 +65,7 @@ pub(super) async fn run_user(
     let (verdict, snapshot) = meter.reserve_within(&user.user_id, limits, now);
     extra_headers.extend(snapshot.headers());
     if let Err(exceeded) = verdict {
+        ctx.app.telemetry().metrics.quota_rejected("user", exceeded.reason());
         return Err(ApiError::QuotaExceeded {
             message: exceeded.message(),
             retry_after_secs: exceeded.retry_after(now),

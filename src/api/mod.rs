@@ -15,6 +15,7 @@ mod memory;
 pub(crate) mod metered;
 mod openai;
 mod rag;
+mod requests;
 mod research;
 pub mod routes;
 mod streaming;
@@ -38,6 +39,7 @@ use crate::auth::{self, AuthRequirement};
 use crate::error::{ApiError, Dialect};
 use crate::http::cors::CorsPolicy;
 use crate::http::{Request, Response, client_ip, response};
+use crate::telemetry::scope::{self, Scope};
 use routes::{Resolution, Route};
 
 /// Serve one request. Never fails: every error, including a panic in a handler, becomes a
@@ -52,19 +54,27 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let http1 = request.version() < http::Version::HTTP_2;
     let client_ip = client_ip::client_ip(peer, request.headers(), &app.config().server.trusted_proxies);
 
+    let parent = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(scope::parse_traceparent);
+    let scope = Arc::new(Scope::new(request_id.as_str().into(), parent, app.telemetry().clone()));
+
     let mut extra_headers = Vec::new();
     let mut route = UNMATCHED;
-    let outcome = std::panic::AssertUnwindSafe(crate::logs::with_request_id(
-        Some(request_id.as_str().into()),
-        pipeline(&app, request, client_ip, &request_id, &mut extra_headers, &mut route),
+    let outcome = std::panic::AssertUnwindSafe(scope::within(
+        Some(scope.clone()),
+        pipeline(&app, &scope, request, client_ip, &request_id, &mut extra_headers, &mut route),
     ))
     .catch_unwind()
     .await;
-    let failed = |err: &ApiError| render_error(err, dialect, &request_id, &method, route);
+    let mut error = None;
+    let mut failed = |err: ApiError| {
+        let response = render_error(&err, dialect, &scope, &method, route);
+        error = Some((err.status_and_code().1, err.to_string()));
+        response
+    };
     let mut response = match outcome {
         Ok(Ok(response)) => response,
-        Ok(Err(err)) => failed(&err),
-        Err(_) => failed(&ApiError::Internal("handler panicked".into())),
+        Ok(Err(err)) => failed(err),
+        Err(_) => failed(ApiError::Internal("handler panicked".into())),
     };
 
     // The rest of an oversized or stalled body is never read, so the connection cannot be
@@ -89,10 +99,16 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", value);
     }
-    tracing::debug!(
-        %request_id, %method, %path, status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64, "request"
-    );
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let waited = scope.note_answer(route, method.as_str(), status, error);
+    let metrics = &app.telemetry().metrics;
+    let tenant = if metrics.per_tenant() { scope.tenant() } else { None };
+    metrics.http_request(route, method.as_str(), status, elapsed, tenant.as_deref());
+    if let Some(waited) = waited {
+        metrics.gateway_overhead(elapsed.saturating_sub(waited));
+    }
+    tracing::debug!(%request_id, %method, %path, status, elapsed_ms = elapsed.as_millis() as u64, "request");
     response
 }
 
@@ -104,6 +120,7 @@ const UNMATCHED: &str = "unmatched";
 
 async fn pipeline(
     app: &Arc<App>,
+    scope: &Scope,
     request: Request,
     client_ip: IpAddr,
     request_id: &str,
@@ -111,7 +128,10 @@ async fn pipeline(
     route_pattern: &mut &'static str,
 ) -> Result<Response, ApiError> {
     if let Some(limiter) = app.rate_limiter() {
-        limiter.check(client_ip).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+        limiter.check(client_ip).map_err(|retry_after_secs| {
+            app.telemetry().metrics.rate_limited();
+            ApiError::RateLimited { retry_after_secs }
+        })?;
     }
     if CorsPolicy::is_preflight(request.method(), request.headers()) {
         return Ok(app.cors().preflight(request.headers()));
@@ -119,6 +139,7 @@ async fn pipeline(
     let route = match routes::resolve(request.method(), request.uri().path()) {
         Resolution::Found(route) => {
             *route_pattern = route.pattern();
+            scope.note_route(route.pattern());
             route
         }
         Resolution::MethodNotAllowed { allow, auth } => {
@@ -143,6 +164,7 @@ async fn pipeline(
             return Err(error);
         }
     };
+    scope.note_principal(&principal);
     let context = Context::new(app.clone(), principal, client_ip, request_id, route.body_limit(&app.config()));
     let outcome = match &context.principal {
         auth::Principal::Tenant(_) => metered::run(&context, route, request, extra_headers).await,
@@ -161,6 +183,13 @@ async fn pipeline(
 pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> Result<Response, ApiError> {
     match route {
         Route::Health => Ok(health::health()),
+        Route::Metrics => Ok(crate::http::response::text_owned(
+            http::StatusCode::OK,
+            crate::telemetry::metrics::CONTENT_TYPE,
+            ctx.app.telemetry().metrics.render(),
+        )),
+        Route::AdminListRequests => requests::admin_list(ctx, &request).await,
+        Route::V1ListRequests => requests::tenant_list(ctx, &request).await,
         Route::HealthDetailed => health::detailed(ctx).await,
         Route::ConfigInfo => Ok(health::config_info(ctx)),
 
@@ -255,15 +284,16 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
 }
 
 /// `route` is the route-table pattern (`/api/conversations/{id}`), never the raw path.
-fn render_error(err: &ApiError, dialect: Dialect, request_id: &str, method: &Method, route: &str) -> Response {
+fn render_error(err: &ApiError, dialect: Dialect, scope: &Scope, method: &Method, route: &str) -> Response {
     // Every 5xx is trouble an operator should see at the default level; 4xx are the client's.
     let (status, code) = err.status_and_code();
-    match err.internal_cause() {
-        Some(cause) => tracing::warn!(%request_id, %method, route, status = status.as_u16(), %cause, "request failed"),
-        None if status.is_server_error() => {
-            tracing::warn!(%request_id, %method, route, status = status.as_u16(), code, cause = %err, "request failed");
-        }
-        None => tracing::debug!(%request_id, %method, route, error = %err, "request rejected"),
+    let request_id = &*scope.id;
+    if status.is_server_error() {
+        let provider = scope.last_provider().unwrap_or_else(|| "-".into());
+        let cause = err.internal_cause().unwrap_or_else(|| err.to_string());
+        tracing::warn!(%request_id, %method, route, status = status.as_u16(), code, %provider, %cause, "request failed");
+    } else {
+        tracing::debug!(%request_id, %method, route, error = %err, "request rejected");
     }
     response::error_in(err, dialect)
 }

@@ -160,7 +160,7 @@ pub async fn search(ctx: &Context, request: Request) -> Result<Response, ApiErro
         threshold: body.threshold,
         rerank: body.rerank.unwrap_or(false),
     };
-    let outcome = blocking(&ctx.app, move |app| app.rag().search(app.store(), &request)).await?;
+    let outcome = blocking(&ctx.app, move |app| app.search_rag(&request)).await?;
     let results: Vec<Value> = outcome.hits.iter().map(|hit| hit_view(hit, &outcome.collection)).collect();
     Ok(response::json(StatusCode::OK, &results))
 }

@@ -31,20 +31,36 @@ pub enum Route {
     Research,
     GetMemory,
     ListWorkflows,
-    RunWorkflow { workflow: String },
+    RunWorkflow {
+        workflow: String,
+    },
     // User agents
     ListUserAgents,
     CreateUserAgent,
     ImportUserAgent,
-    GetUserAgent { name: String },
-    UpdateUserAgent { name: String },
-    DeleteUserAgent { name: String },
-    ExportUserAgent { name: String },
+    GetUserAgent {
+        name: String,
+    },
+    UpdateUserAgent {
+        name: String,
+    },
+    DeleteUserAgent {
+        name: String,
+    },
+    ExportUserAgent {
+        name: String,
+    },
     // Conversations
     ListConversations,
-    GetConversation { id: String },
-    RenameConversation { id: String },
-    DeleteConversation { id: String },
+    GetConversation {
+        id: String,
+    },
+    RenameConversation {
+        id: String,
+    },
+    DeleteConversation {
+        id: String,
+    },
     // RAG
     RagIngest,
     RagSearch,
@@ -54,21 +70,35 @@ pub enum Route {
     V1Chat,
     V1ChatStream,
     V1ListAgents,
-    V1GetAgent { name: String },
-    V1RunAgent { name: String },
-    V1ListAgentRuns { name: String },
-    V1ListAgentLogs { name: String },
+    V1GetAgent {
+        name: String,
+    },
+    V1RunAgent {
+        name: String,
+    },
+    V1ListAgentRuns {
+        name: String,
+    },
+    V1ListAgentLogs {
+        name: String,
+    },
     V1GetUsage,
+    /// The caller tenant's own request log.
+    V1ListRequests,
     V1ListApiKeys,
     V1CreateApiKey,
-    V1RevokeApiKey { id: String },
+    V1RevokeApiKey {
+        id: String,
+    },
     // The OpenAI-compatible dialect (same keys and governance as V1)
     OpenAiChatCompletions,
     OpenAiCompletions,
     OpenAiResponses,
     OpenAiEmbeddings,
     OpenAiListModels,
-    OpenAiGetModel { id: String },
+    OpenAiGetModel {
+        id: String,
+    },
     // The Anthropic-compatible dialect
     AnthropicMessages,
     AnthropicCountTokens,
@@ -77,38 +107,82 @@ pub enum Route {
     // Admin: tenants, keys, agents, analytics, audit
     AdminCreateTenant,
     AdminListTenants,
-    AdminGetTenant { tenant_id: String },
-    AdminUpdateQuota { tenant_id: String },
+    AdminGetTenant {
+        tenant_id: String,
+    },
+    AdminUpdateQuota {
+        tenant_id: String,
+    },
     AdminProvisionClient,
-    AdminCreateApiKey { tenant_id: String },
-    AdminListApiKeys { tenant_id: String },
-    AdminListTenantAgents { tenant_id: String },
-    AdminCreateTenantAgent { tenant_id: String },
-    AdminUpdateTenantAgent { tenant_id: String, agent_name: String },
-    AdminDeleteTenantAgent { tenant_id: String, agent_name: String },
+    AdminCreateApiKey {
+        tenant_id: String,
+    },
+    AdminListApiKeys {
+        tenant_id: String,
+    },
+    AdminListTenantAgents {
+        tenant_id: String,
+    },
+    AdminCreateTenantAgent {
+        tenant_id: String,
+    },
+    AdminUpdateTenantAgent {
+        tenant_id: String,
+        agent_name: String,
+    },
+    AdminDeleteTenantAgent {
+        tenant_id: String,
+        agent_name: String,
+    },
     AdminListAgentTemplates,
     AdminListModels,
     AdminListProviders,
-    AdminTenantUsage { tenant_id: String },
-    AdminTenantDailyUsage { tenant_id: String },
-    AdminAgentRuns { tenant_id: String, agent_name: String },
-    AdminAgentStats { tenant_id: String, agent_name: String },
+    AdminTenantUsage {
+        tenant_id: String,
+    },
+    AdminTenantDailyUsage {
+        tenant_id: String,
+    },
+    AdminAgentRuns {
+        tenant_id: String,
+        agent_name: String,
+    },
+    AdminAgentStats {
+        tenant_id: String,
+        agent_name: String,
+    },
     AdminListAllAgents,
     AdminStats,
     AdminListAlerts,
-    AdminResolveAlert { alert_id: String },
+    AdminResolveAlert {
+        alert_id: String,
+    },
     AdminAuditLog,
     // Admin: deployments, services, backups
     AdminStartDeploy,
-    AdminGetDeploy { deploy_id: String },
+    AdminGetDeploy {
+        deploy_id: String,
+    },
     AdminListDeploys,
-    AdminDeployEvents { deploy_id: String },
-    AdminCancelDeploy { deploy_id: String },
-    AdminDeleteDeploy { deploy_id: String },
+    AdminDeployEvents {
+        deploy_id: String,
+    },
+    AdminCancelDeploy {
+        deploy_id: String,
+    },
+    AdminDeleteDeploy {
+        deploy_id: String,
+    },
     AdminListServices,
     AdminReloadConfig,
-    AdminServiceLogs { service_name: String },
+    AdminServiceLogs {
+        service_name: String,
+    },
     AdminBackup,
+    /// The request log, searchable.
+    AdminListRequests,
+    /// Prometheus metrics (admin secret, or public with `[metrics] public`).
+    Metrics,
 }
 
 impl Route {
@@ -118,6 +192,7 @@ impl Route {
     pub fn pattern(&self) -> &'static str {
         match self {
             Route::Health => "/health",
+            Route::Metrics => "/metrics",
             Route::HealthDetailed => "/health/detailed",
             Route::ConfigInfo => "/config/info",
             Route::AuthRegister => "/api/auth/register",
@@ -153,6 +228,7 @@ impl Route {
             Route::V1ListAgentRuns { .. } => "/v1/agents/{name}/runs",
             Route::V1ListAgentLogs { .. } => "/v1/agents/{name}/logs",
             Route::V1GetUsage => "/v1/usage",
+            Route::V1ListRequests => "/v1/requests",
             Route::V1ListApiKeys | Route::V1CreateApiKey => "/v1/api-keys",
             Route::V1RevokeApiKey { .. } => "/v1/api-keys/{id}",
             Route::OpenAiChatCompletions => "/v1/chat/completions",
@@ -198,6 +274,7 @@ impl Route {
             Route::AdminReloadConfig => "/api/admin/config/reload",
             Route::AdminServiceLogs { .. } => "/api/admin/services/{service_name}/logs",
             Route::AdminBackup => "/api/admin/backup",
+            Route::AdminListRequests => "/api/admin/requests",
         }
     }
 
@@ -213,6 +290,7 @@ impl Route {
             | Route::AuthRefresh
             | Route::AuthLogout
             | Route::ListPlatformAgents => None,
+            Route::Metrics => Scraper,
             Route::Chat
             | Route::ChatStream
             | Route::Research
@@ -242,6 +320,7 @@ impl Route {
             | Route::V1ListAgentRuns { .. }
             | Route::V1ListAgentLogs { .. }
             | Route::V1GetUsage
+            | Route::V1ListRequests
             | Route::V1ListApiKeys
             | Route::V1CreateApiKey
             | Route::V1RevokeApiKey { .. }
@@ -286,7 +365,8 @@ impl Route {
             | Route::AdminListServices
             | Route::AdminReloadConfig
             | Route::AdminServiceLogs { .. }
-            | Route::AdminBackup => Admin,
+            | Route::AdminBackup
+            | Route::AdminListRequests => Admin,
         }
     }
 
@@ -347,6 +427,7 @@ impl Route {
             | Route::V1ListAgentRuns { .. }
             | Route::V1ListAgentLogs { .. }
             | Route::V1GetUsage
+            | Route::V1ListRequests
             | Route::V1ListApiKeys
             | Route::V1CreateApiKey
             | Route::V1RevokeApiKey { .. }
@@ -383,7 +464,9 @@ impl Route {
             | Route::AdminListServices
             | Route::AdminReloadConfig
             | Route::AdminServiceLogs { .. }
-            | Route::AdminBackup => false,
+            | Route::AdminBackup
+            | Route::AdminListRequests
+            | Route::Metrics => false,
         }
     }
 
@@ -466,6 +549,7 @@ fn candidates(segments: &[&str]) -> Vec<(Method, Route)> {
     let s = |v: &&str| v.to_string();
     match segments {
         ["health"] => vec![(M::GET, Route::Health)],
+        ["metrics"] => vec![(M::GET, Route::Metrics)],
         ["health", "detailed"] => vec![(M::GET, Route::HealthDetailed)],
         ["config", "info"] => vec![(M::GET, Route::ConfigInfo)],
 
@@ -513,6 +597,7 @@ fn candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         ["v1", "agents", n, "runs"] if !n.is_empty() => vec![(M::GET, Route::V1ListAgentRuns { name: s(n) })],
         ["v1", "agents", n, "logs"] if !n.is_empty() => vec![(M::GET, Route::V1ListAgentLogs { name: s(n) })],
         ["v1", "usage"] => vec![(M::GET, Route::V1GetUsage)],
+        ["v1", "requests"] => vec![(M::GET, Route::V1ListRequests)],
         ["v1", "api-keys"] => vec![(M::GET, Route::V1ListApiKeys), (M::POST, Route::V1CreateApiKey)],
         ["v1", "api-keys", id] if !id.is_empty() => vec![(M::DELETE, Route::V1RevokeApiKey { id: s(id) })],
 
@@ -584,6 +669,7 @@ fn admin_candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         ["config", "reload"] => vec![(M::POST, Route::AdminReloadConfig)],
         ["services", n, "logs"] if !n.is_empty() => vec![(M::GET, Route::AdminServiceLogs { service_name: s(n) })],
         ["backup"] => vec![(M::POST, Route::AdminBackup)],
+        ["requests"] => vec![(M::GET, Route::AdminListRequests)],
         _ => Vec::new(),
     }
 }
@@ -624,6 +710,7 @@ mod tests {
     fn every_pattern_names_the_routes_it_resolves_to() {
         let patterns = [
             "/health",
+            "/metrics",
             "/health/detailed",
             "/config/info",
             "/api/auth/register",
@@ -653,6 +740,7 @@ mod tests {
             "/v1/agents/{name}/runs",
             "/v1/agents/{name}/logs",
             "/v1/usage",
+            "/v1/requests",
             "/v1/api-keys",
             "/v1/api-keys/{id}",
             "/v1/chat/completions",
@@ -689,6 +777,7 @@ mod tests {
             "/api/admin/config/reload",
             "/api/admin/services/{service_name}/logs",
             "/api/admin/backup",
+            "/api/admin/requests",
         ];
         for pattern in patterns {
             let path: String = pattern

@@ -69,7 +69,10 @@ pub async fn respond(
         Err(_) => {}
     }
     let (events, response) = sse::response(&headers);
-    tokio::spawn(produce(app.clone(), prepared, Box::new(framing), events, payer, turn_events, first));
+    // The request's scope stays open until the last event is written.
+    let scope = crate::telemetry::scope::current();
+    let producing = produce(app.clone(), prepared, Box::new(framing), events, payer, turn_events, first);
+    tokio::spawn(crate::telemetry::scope::within(scope, producing));
     response
 }
 

@@ -27,6 +27,9 @@ pub enum AuthRequirement {
     ApiKey,
     /// `X-Admin-Secret`: the operator.
     Admin,
+    /// A metrics scraper: the admin secret as `X-Admin-Secret` or as a bearer token (what
+    /// Prometheus' `bearer_token` sends), or nobody with `[metrics] public = true`.
+    Scraper,
 }
 
 /// The authenticated caller of a request.
@@ -55,6 +58,8 @@ pub struct TenantPrincipal {
     /// Read from the tenant row on every request, so a tier change applies to the next one.
     pub tier: TenantTier,
     pub key_id: String,
+    /// The key's public prefix, which the request log names it by.
+    pub key_prefix: String,
 }
 
 /// Resolve `requirement` against the request headers. Runs before the body is read, so an
@@ -69,6 +74,17 @@ pub async fn authenticate(app: &App, requirement: AuthRequirement, headers: &Hea
             } else {
                 Err(ApiError::InvalidAdminSecret)
             }
+        }
+        AuthRequirement::Scraper => {
+            if app.config().metrics.public {
+                return Ok(Principal::Anonymous);
+            }
+            let presented = match (headers.get("x-admin-secret"), bearer(headers)) {
+                (Some(secret), _) => secret.as_bytes(),
+                (None, Ok(token)) => token.as_bytes(),
+                (None, Err(_)) => return Err(ApiError::MissingAdminSecret),
+            };
+            if app.admin_secret().verify(presented) { Ok(Principal::Admin) } else { Err(ApiError::InvalidAdminSecret) }
         }
         AuthRequirement::Jwt => {
             let token = bearer(headers).map_err(|e| match e {
@@ -135,6 +151,7 @@ async fn authenticate_key(app: &App, token: &str) -> Result<TenantPrincipal, Api
         tenant_name: tenant.name,
         tier: TenantTier::from_stored(&tenant.tier),
         key_id: key.id,
+        key_prefix: key.key_prefix,
     })
 }
 

@@ -163,6 +163,10 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
         Some(model) => model,
         None => app.llm().resolve(agent.model.as_deref()).map_err(ApiError::from)?.clone(),
     };
+    if let Some(scope) = crate::telemetry::scope::current() {
+        let agent_name = (!matches!(input.persona, Persona::Model)).then_some(agent.name.as_str());
+        scope.note_agent(agent_name, &model.name);
+    }
 
     let owner = input.caller.owner();
     // New ids are time-ordered, so same-second conversations still list newest first.
@@ -304,7 +308,7 @@ async fn ground(app: &Arc<App>, user_id: &str, collection: &str, message: &str) 
         rerank: false,
     };
     let app = app.clone();
-    let outcome = tokio::task::spawn_blocking(move || app.rag().search(app.store(), &request))
+    let outcome = tokio::task::spawn_blocking(move || app.search_rag(&request))
         .await
         .map_err(|e| ApiError::Internal(format!("retrieval task failed: {e}")))?;
     match outcome {

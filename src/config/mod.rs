@@ -59,6 +59,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[observability]`: what the server keeps about itself.
     pub observability: ObservabilityConfig,
+    /// `[metrics]`: who may read `GET /metrics` and whether it counts per tenant.
+    pub metrics: MetricsConfig,
 }
 
 /// `[observability]`.
@@ -68,12 +70,29 @@ pub struct ObservabilityConfig {
     /// The server's own recent log lines kept in memory for
     /// `GET /api/admin/services/ares/logs`.
     pub log_buffer_lines: usize,
+    /// Days the request log keeps a request (`GET /api/admin/requests`); 0 keeps none.
+    pub request_log_days: u32,
+    /// An OTLP/HTTP receiver (`http://collector:4318`) to export traces to; unset: no traces,
+    /// and nothing is contacted.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for ObservabilityConfig {
     fn default() -> Self {
-        ObservabilityConfig { log_buffer_lines: 2000 }
+        ObservabilityConfig { log_buffer_lines: 2000, request_log_days: 14, otlp_endpoint: None }
     }
+}
+
+/// `[metrics]`: `GET /metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` without the admin secret (e.g. behind a firewall that only lets the
+    /// scraper in).
+    pub public: bool,
+    /// Add a `tenant` label to the request and token counters: one series per tenant, so only
+    /// for a bounded number of tenants.
+    pub per_tenant: bool,
 }
 
 /// `[limits]`: caps that hold whatever an agent definition says, so no caller can buy

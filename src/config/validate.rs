@@ -17,6 +17,17 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
     if !(1..=1_000_000).contains(&config.observability.log_buffer_lines) {
         errors.push("observability.log_buffer_lines must be between 1 and 1000000".to_string());
     }
+    if config.observability.request_log_days > 3650 {
+        errors.push("observability.request_log_days must be at most 3650 (0 keeps no request log)".to_string());
+    }
+    if let Some(endpoint) = &config.observability.otlp_endpoint {
+        let scheme_ok = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !scheme_ok || reqwest::Url::parse(endpoint).is_err() {
+            errors.push(format!(
+                "observability.otlp_endpoint must be an http(s) URL of an OTLP/HTTP receiver (e.g. http://127.0.0.1:4318), not '{endpoint}'"
+            ));
+        }
+    }
     if !(1..=65_536).contains(&config.storage.cache_mib) {
         errors.push("storage.cache_mib must be between 1 and 65536".to_string());
     }

@@ -221,6 +221,13 @@ async fn execute(app: Arc<App>, config: DeployTarget, running: Arc<Running>) {
         tracing::error!(deploy = %record.id, error = %e, "could not store the final deploy record");
     }
     app.deployer().running_map().remove(&record.id);
+    let outcome = match &ended {
+        Ended::Exited(Some(0)) => "success",
+        Ended::TimedOut => "timeout",
+        Ended::Cancelled => "cancelled",
+        Ended::Exited(_) | Ended::SpawnFailed(_) => "failed",
+    };
+    app.telemetry().metrics.deploy_finished(&config.name, outcome);
     tracing::info!(deploy = %record.id, status = %record.status, "deploy finished");
     // `finished` first (and stored even with no receiver): a subscriber that misses the
     // broadcast sees it there.

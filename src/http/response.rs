@@ -37,6 +37,11 @@ pub fn text(status: StatusCode, body: &'static str) -> Response {
     with_body(status, "text/plain; charset=utf-8", full(body))
 }
 
+/// A body built at run time, with its content type (`/metrics`).
+pub fn text_owned(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    with_body(status, content_type, full(body))
+}
+
 pub fn no_content() -> Response {
     let mut response = http::Response::new(empty());
     *response.status_mut() = StatusCode::NO_CONTENT;

@@ -15,8 +15,7 @@ use super::error::LlmError;
 use super::registry::ModelEntry;
 use super::router::{self, Served};
 use super::types::{
-    ChatRequest, ChatResponse, FinishReason, Message, Role, Sampling, StreamEvent, ToolCall, ToolSpec, Usage,
-    estimate_tokens,
+    ChatRequest, ChatResponse, FinishReason, Message, Role, Sampling, StreamEvent, ToolCall, ToolSpec, Usage, usage_of,
 };
 use crate::tools::toolbox::ToolBox;
 
@@ -101,13 +100,6 @@ enum ToolMode {
 }
 
 const FINAL_ANSWER_NOTE: &str = "You have used all the tool calls available for this request. Answer now with what you have, without calling tools.";
-
-fn usage_of(request: &ChatRequest, response: &ChatResponse) -> Usage {
-    response.usage.unwrap_or_else(|| Usage {
-        input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
-        output_tokens: estimate_tokens(&response.content),
-    })
-}
 
 fn request(
     model: &ModelEntry,
@@ -246,8 +238,10 @@ pub fn stream(
     options: TurnOptions,
 ) -> mpsc::Receiver<TurnEvent> {
     let (out, receiver) = mpsc::channel(32);
-    let request_id = crate::logs::request_id();
-    tokio::spawn(crate::logs::with_request_id(request_id, async move {
+    // The request's scope goes with the turn: its upstream calls are the request's, and its
+    // record closes when the stream ends.
+    let scope = crate::telemetry::scope::current();
+    tokio::spawn(crate::telemetry::scope::within(scope, async move {
         let outcome = stream_loop(&model, messages, &tools, &options, &out).await;
         match outcome {
             Ok(Some(turn)) => {
@@ -255,6 +249,10 @@ pub fn stream(
             }
             Ok(None) => {}
             Err(e) => {
+                if let Some(scope) = crate::telemetry::scope::current() {
+                    let error = crate::error::ApiError::from(e.error.clone());
+                    scope.note_late_error(error.status_and_code().1, &error.to_string());
+                }
                 let _ = out.send(TurnEvent::Failed(e)).await;
             }
         }
@@ -352,7 +350,7 @@ async fn stream_one(
     drop(incoming);
     let served = end.served.clone();
     match &outcome {
-        Ok(Some(_)) => end.finish(Ok(())),
+        Ok(Some(response)) => end.finish(Ok((usage_of(request, response), response.finish_reason))),
         Ok(None) => end.finish(Err(&LlmError::ClientGone)),
         Err(error) => end.finish(Err(error)),
     }

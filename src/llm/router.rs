@@ -27,7 +27,9 @@ use tokio::time::Instant;
 use super::error::LlmError;
 use super::health::{Health, Permit};
 use super::provider::{EventReceiver, Provider, stream_channel};
-use super::types::{ChatRequest, ChatResponse, StreamEvent, estimate_tokens};
+use super::types::{ChatRequest, ChatResponse, FinishReason, StreamEvent, Usage, estimate_tokens, usage_of};
+use crate::telemetry::metrics::CallOutcome;
+use crate::telemetry::scope::{self, LlmCall, Scope};
 
 /// One upstream serving a model: a provider and the id it knows the model by.
 #[derive(Debug, Clone)]
@@ -82,17 +84,95 @@ pub struct StreamEnd {
     /// The serving provider's name, for errors about its stream.
     pub provider: String,
     permit: Permit,
+    /// The call, for the request's account: told at the end with its usage.
+    attempt: Attempt,
+    deployment: Deployment,
+    model: String,
+    first_token: Duration,
 }
 
 impl StreamEnd {
-    /// Report how the stream ended: `Ok` when it finished, the error when it broke.
-    pub fn finish(self, outcome: Result<(), &LlmError>) {
+    /// Report how the stream ended: its usage and finish reason when it finished, the error
+    /// when it broke.
+    pub fn finish(self, outcome: Result<(Usage, FinishReason), &LlmError>) {
+        self.attempt.ended(&self.deployment, &self.model, outcome, Some(self.first_token));
         match outcome {
-            Ok(()) => self.permit.succeeded(),
+            Ok(_) => self.permit.succeeded(),
             Err(error) if error.is_retryable() => self.permit.failed(&error.to_string()),
             Err(LlmError::ClientGone) => drop(self.permit),
             Err(_) => self.permit.answered(),
         }
+    }
+}
+
+/// One upstream call as the request's account sees it (nothing when no request is being
+/// served, e.g. in benches that call the router directly).
+struct Attempt {
+    scope: Option<Arc<Scope>>,
+    started: std::time::Instant,
+    /// From the request's arrival.
+    offset: Duration,
+}
+
+impl Attempt {
+    fn start() -> Attempt {
+        let scope = scope::current();
+        let offset = scope.as_ref().map(|s| s.elapsed()).unwrap_or_default();
+        Attempt { scope, started: std::time::Instant::now(), offset }
+    }
+
+    /// The client waited this long for the call before it could be answered.
+    fn waited(&self, waited: Duration) {
+        if let Some(scope) = &self.scope {
+            scope.note_wait(waited);
+        }
+    }
+
+    fn ended(
+        &self,
+        deployment: &Deployment,
+        model: &str,
+        outcome: Result<(Usage, FinishReason), &LlmError>,
+        first_token: Option<Duration>,
+    ) {
+        let Some(scope) = &self.scope else { return };
+        let (usage, finish_reason) = match outcome {
+            Ok((usage, reason)) => (usage, Some(reason.as_str())),
+            Err(_) => (Usage::default(), None),
+        };
+        scope.note_call(LlmCall {
+            provider: deployment.provider.name.clone(),
+            provider_kind: deployment.provider.kind.as_str(),
+            model: model.to_string(),
+            model_id: deployment.model_id.clone(),
+            started: self.offset,
+            duration: self.started.elapsed(),
+            first_token,
+            outcome: outcome.err().map_or(CallOutcome::Ok, call_outcome),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            finish_reason,
+            error: outcome.err().map(cause),
+        });
+    }
+}
+
+/// How a failed call is counted in `ares_llm_requests_total{outcome}`.
+fn call_outcome(error: &LlmError) -> CallOutcome {
+    match error {
+        LlmError::Timeout { .. } => CallOutcome::Timeout,
+        LlmError::RateLimited { .. } | LlmError::Upstream { status: 429, .. } => CallOutcome::RateLimited,
+        LlmError::ClientGone => CallOutcome::Cancelled,
+        error if error.is_retryable() => CallOutcome::UpstreamError,
+        _ => CallOutcome::Rejected,
+    }
+}
+
+/// A failure as traces name it: never the upstream's message, which may quote the prompt.
+fn cause(error: &LlmError) -> String {
+    match error {
+        LlmError::Upstream { status, .. } => format!("HTTP {status}"),
+        other => other.to_string(),
     }
 }
 
@@ -134,6 +214,11 @@ impl<'a> Plan<'a> {
             deadline: Instant::now() + timeout,
             last_error: None,
         }
+    }
+
+    /// The configured name of the model being tried.
+    fn model_name(&self) -> &'a str {
+        self.candidates.get(self.candidate).map_or("", |c| c.name.as_str())
     }
 
     fn next_candidate(&mut self) {
@@ -185,9 +270,11 @@ impl<'a> Plan<'a> {
                 Some(Ok((value, Served { by: deployment.label(), attempts: self.made })))
             }
             Err(error) if error.is_retryable() => {
-                let request_id = crate::logs::request_id();
+                let scope = scope::current();
                 tracing::warn!(
-                    request_id = request_id.as_deref().unwrap_or("-"), provider = %deployment.provider.name,
+                    request_id = scope.as_ref().map_or("-", |s| &*s.id),
+                    route = scope.as_ref().map_or("-", |s| s.route()),
+                    provider = %deployment.provider.name,
                     model = %deployment.model_id, attempt = self.made, "upstream call failed: {error}"
                 );
                 permit.failed(&error.to_string());
@@ -325,8 +412,12 @@ pub async fn complete(route: &Route, request: &mut ChatRequest) -> Result<(ChatR
     let mut plan = Plan::new(route, request);
     while let Some((deployment, permit)) = plan.next().await {
         request.model.clone_from(&deployment.model_id);
+        let attempt = Attempt::start();
         let call = tokio::time::timeout_at(plan.deadline, deployment.provider.complete(request)).await;
         let outcome = call.unwrap_or_else(|_| Err(LlmError::Timeout { provider: deployment.provider.name.clone() }));
+        attempt.waited(attempt.started.elapsed());
+        let noted = outcome.as_ref().map(|response| (usage_of(request, response), response.finish_reason));
+        attempt.ended(deployment, plan.model_name(), noted, None);
         if let Some(done) = plan.settle(permit, outcome) {
             return done;
         }
@@ -338,18 +429,31 @@ pub async fn complete(route: &Route, request: &mut ChatRequest) -> Result<(ChatR
 pub async fn open_stream(route: &Route, request: &ChatRequest) -> Result<OpenStream, LlmError> {
     let mut plan = Plan::new(route, request);
     while let Some((deployment, permit)) = plan.next().await {
+        let attempt = Attempt::start();
         let outcome = first_content(deployment, request, plan.deadline).await;
+        let first_token = attempt.started.elapsed();
+        attempt.waited(first_token);
         // On success the permit goes with the stream, settled when the stream ends.
         let (first, events) = match outcome {
             Ok(opened) => opened,
-            Err(error) => match plan.settle::<()>(permit, Err(error)) {
-                Some(Err(error)) => return Err(error),
-                _ => continue,
-            },
+            Err(error) => {
+                attempt.ended(deployment, plan.model_name(), Err(&error), None);
+                match plan.settle::<()>(permit, Err(error)) {
+                    Some(Err(error)) => return Err(error),
+                    _ => continue,
+                }
+            }
         };
-        let served = Served { by: deployment.label(), attempts: plan.made };
-        let provider = deployment.provider.name.clone();
-        return Ok(OpenStream { first, events, end: StreamEnd { served, provider, permit } });
+        let end = StreamEnd {
+            served: Served { by: deployment.label(), attempts: plan.made },
+            provider: deployment.provider.name.clone(),
+            permit,
+            attempt,
+            deployment: deployment.clone(),
+            model: plan.model_name().to_string(),
+            first_token,
+        };
+        return Ok(OpenStream { first, events, end });
     }
     Err(plan.failure())
 }

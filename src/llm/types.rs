@@ -176,6 +176,14 @@ pub struct ChatResponse {
     pub stop_sequence: Option<String>,
 }
 
+/// The answer's usage as the provider reported it, else estimated from the text.
+pub fn usage_of(request: &ChatRequest, response: &ChatResponse) -> Usage {
+    response.usage.unwrap_or_else(|| Usage {
+        input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+        output_tokens: estimate_tokens(&response.content),
+    })
+}
+
 /// One step of a streamed answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {

@@ -22,6 +22,15 @@ pub enum Exceeded {
 }
 
 impl Exceeded {
+    /// The limit, as `ares_quota_rejections_total{reason}` names it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Exceeded::MonthlyRequests => "monthly_requests",
+            Exceeded::DailyRequests => "daily_requests",
+            Exceeded::MonthlyTokens => "monthly_tokens",
+        }
+    }
+
     /// The documented 429 texts (API.md §4.3).
     pub fn message(self) -> &'static str {
         match self {

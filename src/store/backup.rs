@@ -98,6 +98,8 @@ pub fn snapshot(source: &Database, path: &Path) -> Result<TableCounts, Error> {
         SESSION_IDS,
         USER_USAGE_MONTHLY,
         USER_USAGE_DAILY,
+        REQUEST_LOG,
+        REQUEST_LOG_BY_TENANT,
     );
     // Every table of the source must have been copied: a table added to tables.rs but not to the
     // list above would otherwise be silently missing from backups.

@@ -122,7 +122,19 @@ pub const MIGRATIONS: &[Migration] = &[
         definition: "rewrite agent_runs AgentRunRecord v1 -> v2 with served_by: None, attempts: 0",
         apply: super::runs::migrate_runs_to_v2,
     },
+    Migration {
+        version: 12,
+        description: "the request log",
+        definition: "create request_log((i64,u64)->RequestLogRecord v1); request_log_by_tenant((&str,i64,u64)->())",
+        apply: request_log,
+    },
 ];
+
+fn request_log(txn: &WriteTransaction) -> Result<(), Error> {
+    txn.open_table(super::tables::REQUEST_LOG)?;
+    txn.open_table(super::tables::REQUEST_LOG_BY_TENANT)?;
+    Ok(())
+}
 
 fn initial_schema(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(TENANTS)?;

@@ -23,6 +23,7 @@ pub mod deploys;
 pub mod memory;
 pub mod provisioning;
 pub mod rag;
+pub mod request_log;
 pub mod runs;
 pub mod templates;
 pub mod tenants;
@@ -255,6 +256,11 @@ impl Store {
         R: Send + 'static,
     {
         self.writer.submit(f, true).await
+    }
+
+    /// Have `observer` told of every commit's duration and batch size (once per store).
+    pub fn observe_commits(&self, observer: writer::CommitObserver) {
+        self.writer.observe_commits(observer);
     }
 
     /// How long relaxed writes may stay unsynced ([`Store::set_sync_interval`]).

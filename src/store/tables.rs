@@ -171,3 +171,13 @@ pub const USER_USAGE_MONTHLY: TableDefinition<(&str, i64), &[u8]> = TableDefinit
 
 /// `(user_id, day_start) → UserUsageRecord`: the same per UTC day.
 pub const USER_USAGE_DAILY: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("user_usage_daily");
+
+// ---- Schema version 12: the request log ----
+
+/// `(at_ms, seq) → RequestLogRecord`: one record per API request, newest first by a reverse
+/// scan; `seq` orders records of the same millisecond and is unique per server process.
+pub const REQUEST_LOG: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("request_log");
+
+/// `(tenant_id, at_ms, seq) → ()`: a tenant's requests, for `GET /v1/requests` and the admin's
+/// tenant filter without scanning everyone's.
+pub const REQUEST_LOG_BY_TENANT: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("request_log_by_tenant");

@@ -138,7 +138,12 @@ struct Counters {
     syncs: AtomicU64,
     /// Milliseconds a relaxed commit may stay unsynced; 0 = every commit is durable.
     sync_interval_ms: AtomicU64,
+    /// Told each batch's commit time and size (the `ares_store_commit_*` metrics).
+    observer: std::sync::OnceLock<CommitObserver>,
 }
+
+/// Called by the writer thread after each commit with its duration and how many jobs it held.
+pub type CommitObserver = Arc<dyn Fn(Duration, usize) + Send + Sync>;
 
 pub(super) struct Writer {
     sender: Mutex<Option<Sender<Message>>>,
@@ -175,6 +180,11 @@ impl Writer {
     pub(super) fn set_sync_interval(&self, interval: Duration) {
         let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
         self.counters.sync_interval_ms.store(millis, Ordering::Relaxed);
+    }
+
+    /// Have `observer` told of every commit from now on (once; later calls are ignored).
+    pub(super) fn observe_commits(&self, observer: CommitObserver) {
+        let _ = self.counters.observer.set(observer);
     }
 
     pub(super) fn sync_interval(&self) -> Duration {
@@ -287,11 +297,15 @@ fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters, done: &
         };
         let (batch, last, stop) = collect_batch(receiver, first, previous_batch);
         previous_batch = batch.len();
+        let started = Instant::now();
         // Relaxed only while every job allows it and the oldest unsynced commit is still
         // within the interval; a durable commit also makes every earlier relaxed one durable.
         let overdue = unsynced_since.is_some_and(|since| since.elapsed() >= interval);
         let relaxed = !interval.is_zero() && !overdue && batch.iter().all(|job| job.relaxed());
         commit_batch(db, batch, counters, if relaxed { Durability::None } else { Durability::Immediate });
+        if let Some(observer) = counters.observer.get() {
+            observer(started.elapsed(), previous_batch);
+        }
         done.send_replace(last);
         if relaxed {
             unsynced_since.get_or_insert_with(Instant::now);

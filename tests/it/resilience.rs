@@ -954,7 +954,14 @@ tier = "balanced"
         .find(|l| l.contains("request failed") && l.contains("trace-me-503"))
         .unwrap_or_else(|| panic!("no WARN for the 502: {log}"));
     assert!(
-        answer.contains("/v1/chat/completions") && answer.contains("502") && answer.contains("overloaded upstream"),
-        "{answer}"
+        answer.contains("/v1/chat/completions")
+            && answer.contains("502")
+            && answer.contains("provider=alpha")
+            && answer.contains("overloaded upstream"),
+        "the 502 names its route, status, provider and cause: {answer}"
+    );
+    assert!(
+        upstream.iter().all(|l| l.contains("route=\"/v1/chat/completions\"")),
+        "the failed attempts name the route: {log}"
     );
 }
