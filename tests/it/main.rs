@@ -31,6 +31,7 @@ mod isolation;
 mod memory;
 mod migrations;
 mod mock_provider_tests;
+mod observability;
 mod openai_chat;
 mod openai_completions;
 mod openai_embeddings;
