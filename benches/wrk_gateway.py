@@ -7,6 +7,8 @@ measured directly in the same run, all three on this machine's cores.
     ROUNDS=5 SECS=10 LOAD_SECS=60 python3 benches/wrk_gateway.py
     PERF=1 python3 benches/wrk_gateway.py     # also a `perf` profile of the server at c=1 and c=32
     BASELINE_BIN=/tmp/ares-old python3 benches/wrk_gateway.py   # and another build, same rounds
+    EXTRA_TOML=$'[observability]\nrequest_log_days = 0' BASELINE_BIN=… python3 benches/wrk_gateway.py
+                                              # the current build with a setting changed
 
 Needs `wrk` (Debian: `apt-get install wrk`) and, for PERF=1, `perf`. Builds what it runs.
 
@@ -38,6 +40,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 SECS = int(os.environ.get("SECS", "5"))
 LOAD_SECS = int(os.environ.get("LOAD_SECS", "60"))
+# TOML appended to the current build's config only (the baseline keeps the plain one).
+EXTRA_TOML = os.environ.get("EXTRA_TOML", "")
 PERF = os.environ.get("PERF") == "1"
 BASELINE = os.environ.get("BASELINE_BIN")
 ADMIN = "wrk-admin-secret"
@@ -151,15 +155,16 @@ def main():
         [os.path.join(ROOT, "target/release/examples/bare_proxy"), mock_url], stdout=subprocess.PIPE, text=True
     )
     proxy_url = proxy.stdout.readline().strip()
-    config = os.path.join(work, "ares.toml")
     with open(os.path.join(ROOT, "benches/support/gateway.toml")) as f:
-        template = f.read()
-    with open(config, "w") as f:
-        f.write(template.replace("MOCK_URL", mock_url))
+        template = f.read().replace("MOCK_URL", mock_url)
     servers = []
 
-    def start(binary, name):
-        """Serve the gateway config from `binary`; returns (base URL, tenant key, process)."""
+    def start(binary, name, extra=""):
+        """Serve the gateway config (plus `extra` TOML) from `binary`; returns (base URL, tenant
+        key, process)."""
+        config = os.path.join(work, f"ares-{name}.toml")
+        with open(config, "w") as f:
+            f.write(template + "\n" + extra + "\n")
         port = free_port()
         env = {**os.environ, "ADMIN_API_KEY": ADMIN, "JWT_SECRET": "wrk-jwt-secret-wrk-jwt-secret-0123456789"}
         data = os.path.join(work, f"data-{name}")
@@ -177,7 +182,7 @@ def main():
         return base, provisioned["raw_api_key"], process
 
     try:
-        base, key, server = start(os.path.join(ROOT, "target/release/ares"), "current")
+        base, key, server = start(os.path.join(ROOT, "target/release/ares"), "current", EXTRA_TOML)
         baseline = start(BASELINE, "baseline") if BASELINE else None
         post(f"{base}/v1/chat", CHAT, {"Authorization": f"Bearer {key}"})
         if baseline:

@@ -258,6 +258,7 @@ impl App {
 
     /// Commit buffered usage, so that usage reports include every finished request.
     pub async fn flush_usage(&self) -> Result<(), crate::store::Error> {
+        self.telemetry.flush_detached(&self.store);
         self.usage.flush(&self.store).await
     }
 

@@ -74,6 +74,25 @@ enum Command {
         /// Output file
         out: PathBuf,
     },
+    /// Model prices for cost accounting
+    #[command(subcommand)]
+    Prices(PricesCommand),
+}
+
+#[derive(Subcommand)]
+enum PricesCommand {
+    /// Convert LiteLLM's model_prices_and_context_window.json into a prices file for
+    /// `[pricing] file` (nothing is downloaded)
+    Import {
+        /// The LiteLLM JSON file
+        file: PathBuf,
+        /// Where to write the prices file
+        #[arg(long, short, default_value = "prices.toml")]
+        out: PathBuf,
+        /// Keep only these provider model ids (repeatable)
+        #[arg(long = "model")]
+        models: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -98,6 +117,7 @@ fn main() -> ExitCode {
         Command::ImportPostgres { dump, force } => cli::compat::import_postgres(&cli.global, &dump, force),
         Command::ExportPostgres { out } => cli::compat::export_postgres(&cli.global, &out),
         Command::Restore { path } => cli::backup::restore(&cli.global, &path),
+        Command::Prices(PricesCommand::Import { file, out, models }) => cli::prices::import(&file, &out, &models),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

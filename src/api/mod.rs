@@ -99,6 +99,16 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", value);
     }
+    // What the answer cost, when it called a model and is complete (a stream's calls end after
+    // its head: its cost is in the request log and its run).
+    let streamed =
+        headers.get(http::header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+    if scope.called_upstream()
+        && !streamed
+        && let Ok(value) = HeaderValue::from_str(&crate::metering::cost::usd(scope.cost().micros()))
+    {
+        headers.insert("x-ares-cost-usd", value);
+    }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let waited = scope.note_answer(route, method.as_str(), status, error);

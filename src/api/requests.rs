@@ -50,6 +50,9 @@ struct RequestView {
     attempts: u32,
     input_tokens: u64,
     output_tokens: u64,
+    cached_input_tokens: u64,
+    /// Dollars, to the micro-dollar (`"0.000123"`).
+    cost_usd: String,
     ttft_ms: Option<f64>,
     error_code: Option<String>,
     error: Option<String>,
@@ -74,6 +77,8 @@ impl From<RequestLogRecord> for RequestView {
             attempts: record.attempts,
             input_tokens: record.input_tokens,
             output_tokens: record.output_tokens,
+            cached_input_tokens: record.cached_input_tokens,
+            cost_usd: crate::metering::cost::usd(record.cost_micros),
             ttft_ms: record.ttft_us.map(|us| us as f64 / 1000.0),
             error_code: record.error_code,
             error: record.error,

@@ -159,6 +159,7 @@ async fn produce(
         let usage = Usage {
             input_tokens: prepared.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
             output_tokens: estimate_tokens(&text),
+            cached_input_tokens: 0,
         };
         outcome = Err(TurnFailure { error: LlmError::ClientGone, usage });
     } else if let Ok(turn) = &mut outcome {

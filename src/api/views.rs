@@ -104,6 +104,7 @@ pub fn admin_run(run: &AgentRunRecord) -> Value {
         "error": run.error,
         "served_by": run.served_by,
         "attempts": run.attempts,
+        "cost_usd": crate::metering::cost::usd(run.cost_micros),
     })
 }
 
@@ -123,6 +124,38 @@ pub fn v1_run(run: &AgentRunRecord) -> Value {
         "tokens_used": run.input_tokens + run.output_tokens,
         "served_by": run.served_by,
         "attempts": run.attempts,
+        "cost_usd": crate::metering::cost::usd(run.cost_micros),
+    })
+}
+
+/// A tenant's spending in a usage answer: dollars as strings to the micro-dollar
+/// (`"1.234567"`), this month and today, and this month per API key and per model.
+pub fn cost_view(summary: &crate::store::costs::Summary) -> serde_json::Value {
+    use crate::metering::cost::usd;
+    let keys: Vec<serde_json::Value> = summary
+        .keys
+        .iter()
+        .map(|(key_id, c)| serde_json::json!({ "key_id": key_id, "cost_usd": usd(c.cost_micros), "requests": c.requests }))
+        .collect();
+    let models: Vec<serde_json::Value> = summary
+        .models
+        .iter()
+        .map(|(model, c)| {
+            serde_json::json!({
+                "model": model,
+                "cost_usd": usd(c.cost_micros),
+                "requests": c.requests,
+                "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens,
+                "cached_input_tokens": c.cached_input_tokens,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "month_usd": usd(summary.month.cost_micros),
+        "today_usd": usd(summary.today.cost_micros),
+        "by_api_key": keys,
+        "by_model": models,
     })
 }
 

@@ -158,6 +158,7 @@ mod tests {
                 created_at: 1_000 + i as i64,
                 served_by: Some("mock/m".into()),
                 attempts: 1,
+                cost_micros: 0,
             }),
             now: 1_000,
         }

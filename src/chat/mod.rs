@@ -500,5 +500,8 @@ fn run_record(
         created_at: now,
         served_by: served.map(|s| s.by.clone()),
         attempts: served.map_or(0, |s| s.attempts),
+        // The request's model calls so far (its router pick, tool rounds, fallbacks): one run
+        // per request, so the request's cost is the run's.
+        cost_micros: crate::telemetry::scope::current().map_or(0, |scope| scope.cost().micros()),
     })
 }

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod compat;
 pub mod init;
 pub mod migrate;
+pub mod prices;
 pub mod reindex;
 pub mod serve;
 

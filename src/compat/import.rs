@@ -477,6 +477,7 @@ fn convert(table: &str, row: &RawRow) -> Result<Record, String> {
             // The reference does not record who answered.
             served_by: None,
             attempts: 0,
+            cost_micros: 0,
         }),
         "alerts" => Record::Alert(AlertRecord {
             id: text(row, "id")?,

@@ -54,6 +54,7 @@ pub fn load(path: Option<&Path>, env: &EnvLookup) -> Result<LoadedConfig, Config
     let mut loaded = parse(&source, &path.display().to_string())?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     toon_dirs::merge(&mut loaded.config, &base, &mut loaded.warnings);
+    super::pricing::load(&mut loaded.config.pricing, &base)?;
     validate::validate(&loaded.config, env, &mut loaded.warnings).map_err(ConfigError::Validation)?;
     loaded.path = Some(path);
     Ok(loaded)

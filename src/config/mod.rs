@@ -9,6 +9,7 @@
 
 mod load;
 mod named;
+pub mod pricing;
 pub(crate) mod toon_dirs;
 mod validate;
 
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use load::{ConfigError, EnvLookup, LoadedConfig, load, load_str};
+pub use pricing::PricingConfig;
 
 /// The shipped, fully commented `ares.toml`; `ares init` writes exactly this.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../ares.toml");
@@ -61,6 +63,8 @@ pub struct Config {
     pub observability: ObservabilityConfig,
     /// `[metrics]`: who may read `GET /metrics` and whether it counts per tenant.
     pub metrics: MetricsConfig,
+    /// `[pricing]`: a file of model prices by provider model id.
+    pub pricing: PricingConfig,
 }
 
 /// `[observability]`.
@@ -508,6 +512,17 @@ pub struct ModelConfig {
     /// `false` for models that cannot call tools: agents on them are offered none.
     #[serde(default)]
     pub supports_tools: Option<bool>,
+    /// Dollars per million input tokens. A model without prices (here or in the
+    /// `[pricing].file` for its provider model id) costs nothing: local models.
+    #[serde(default)]
+    pub input_usd_per_mtok: Option<f64>,
+    /// Dollars per million output tokens.
+    #[serde(default)]
+    pub output_usd_per_mtok: Option<f64>,
+    /// Dollars per million input tokens read from the provider's prompt cache; the input price
+    /// when unset.
+    #[serde(default)]
+    pub cached_input_usd_per_mtok: Option<f64>,
 }
 
 /// One upstream serving a model: chosen by weight among those whose circuit is not open.

@@ -58,6 +58,12 @@ struct ModelFile {
     context_length: Option<u32>,
     #[serde(default)]
     supports_tools: Option<bool>,
+    #[serde(default)]
+    input_usd_per_mtok: Option<f64>,
+    #[serde(default)]
+    output_usd_per_mtok: Option<f64>,
+    #[serde(default)]
+    cached_input_usd_per_mtok: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +119,9 @@ pub(super) fn merge(config: &mut Config, base: &Path, warnings: &mut Vec<String>
             temperature: Some(file.temperature.unwrap_or(0.7)),
             max_tokens: Some(file.max_tokens.unwrap_or(512)),
             supports_tools: file.supports_tools,
+            input_usd_per_mtok: file.input_usd_per_mtok,
+            output_usd_per_mtok: file.output_usd_per_mtok,
+            cached_input_usd_per_mtok: file.cached_input_usd_per_mtok,
         });
     }
 

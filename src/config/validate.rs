@@ -87,6 +87,7 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
     unique_names("models", config.models.iter().map(|m| m.name.as_str()), &mut errors);
     for model in &config.models {
         validate_serving(model, &providers, &mut errors);
+        validate_prices(model, &mut errors);
         for fallback in &model.fallbacks {
             if fallback == &model.name {
                 errors.push(format!("models.{}: fallbacks names the model itself", model.name));
@@ -221,6 +222,26 @@ fn validate_serving(model: &ModelConfig, providers: &BTreeSet<&str>, errors: &mu
         }
         if deployment.weight == 0 {
             errors.push(format!("models.{name}.deployments[{i}]: weight must be at least 1"));
+        }
+    }
+}
+
+/// Prices are dollars per million tokens: finite, not negative, below a sanity cap (a price a
+/// thousand times any real one is a typo in units).
+fn validate_prices(model: &ModelConfig, errors: &mut Vec<String>) {
+    let prices = [
+        ("input_usd_per_mtok", model.input_usd_per_mtok),
+        ("output_usd_per_mtok", model.output_usd_per_mtok),
+        ("cached_input_usd_per_mtok", model.cached_input_usd_per_mtok),
+    ];
+    for (key, price) in prices {
+        if let Some(price) = price
+            && !(price.is_finite() && (0.0..=100_000.0).contains(&price))
+        {
+            errors.push(format!(
+                "models.{}.{key} must be a price in dollars per million tokens between 0 and 100000, not {price}",
+                model.name
+            ));
         }
     }
 }

@@ -147,6 +147,7 @@ fn modes(offer: bool) -> (ToolMode, ToolMode) {
 fn add(total: &mut Usage, usage: Usage) {
     total.input_tokens += usage.input_tokens;
     total.output_tokens += usage.output_tokens;
+    total.cached_input_tokens += usage.cached_input_tokens;
 }
 
 /// Run a whole turn and return the final answer.

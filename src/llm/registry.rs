@@ -11,6 +11,7 @@ use super::health::{BreakerPolicy, CircuitChanges, Health};
 use super::provider::Provider;
 use super::router::{Candidate, Deployment, Route};
 use crate::config::{Config, DeploymentConfig, EnvLookup, ProviderConfig, Tier};
+use crate::metering::cost::Prices;
 
 /// A usable model: where it is served, and what to try when that fails.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct ModelEntry {
     pub max_tokens: Option<u32>,
     /// `None` = unknown (assumed yes).
     pub supports_tools: Option<bool>,
+    /// What its tokens cost; zero for models without prices.
+    pub prices: Prices,
 }
 
 pub struct Registry {
@@ -135,11 +138,17 @@ impl Registry {
                     provider: first.provider.clone(),
                     model_id: first.model_id.clone(),
                     route: Arc::new(Route { candidates: Vec::new() }),
-                    context_length: m.context_length.or_else(|| listed.and_then(|pm| pm.context_length)),
+                    context_length: m
+                        .context_length
+                        .or_else(|| listed.and_then(|pm| pm.context_length))
+                        .or_else(|| config.pricing.context_length(&first.model_id)),
                     tier: m.tier.or_else(|| Tier::parse(&m.name)),
                     temperature: m.temperature,
                     max_tokens: m.max_tokens,
                     supports_tools: m.supports_tools.or_else(|| listed.and_then(|pm| pm.supports_tools)),
+                    prices: Prices::per_mtok(m.input_usd_per_mtok, m.output_usd_per_mtok, m.cached_input_usd_per_mtok)
+                        .or_else(|| config.pricing.lookup(&first.model_id))
+                        .unwrap_or_default(),
                 },
                 deployments: built,
                 fallbacks: m.fallbacks.clone(),
@@ -164,6 +173,7 @@ impl Registry {
                         temperature: None,
                         max_tokens: None,
                         supports_tools: pm.supports_tools,
+                        prices: config.pricing.lookup(&pm.id).unwrap_or_default(),
                     },
                     deployments: vec![deployment],
                     fallbacks: Vec::new(),
@@ -183,6 +193,7 @@ impl Registry {
             name: d.entry.name.clone(),
             deployments: d.deployments.clone(),
             context_length: d.entry.context_length,
+            prices: d.entry.prices,
         };
         let routes: Vec<Route> = declared
             .iter()

@@ -28,6 +28,7 @@ use super::error::LlmError;
 use super::health::{Health, Permit};
 use super::provider::{EventReceiver, Provider, stream_channel};
 use super::types::{ChatRequest, ChatResponse, FinishReason, StreamEvent, Usage, estimate_tokens, usage_of};
+use crate::metering::cost::{Pico, Prices};
 use crate::telemetry::metrics::CallOutcome;
 use crate::telemetry::scope::{self, LlmCall, Scope};
 
@@ -53,6 +54,8 @@ pub struct Candidate {
     pub name: String,
     pub deployments: Vec<Deployment>,
     pub context_length: Option<u32>,
+    /// What its tokens cost (the answering model's prices bill a call, fallbacks included).
+    pub prices: Prices,
 }
 
 /// A model and its fallbacks, in the order they are tried.
@@ -88,6 +91,7 @@ pub struct StreamEnd {
     attempt: Attempt,
     deployment: Deployment,
     model: String,
+    prices: Prices,
     first_token: Duration,
 }
 
@@ -95,7 +99,7 @@ impl StreamEnd {
     /// Report how the stream ended: its usage and finish reason when it finished, the error
     /// when it broke.
     pub fn finish(self, outcome: Result<(Usage, FinishReason), &LlmError>) {
-        self.attempt.ended(&self.deployment, &self.model, outcome, Some(self.first_token));
+        self.attempt.ended(&self.deployment, (&self.model, self.prices), outcome, Some(self.first_token));
         match outcome {
             Ok(_) => self.permit.succeeded(),
             Err(error) if error.is_retryable() => self.permit.failed(&error.to_string()),
@@ -128,10 +132,11 @@ impl Attempt {
         }
     }
 
+    /// `model`: the configured model's name and prices.
     fn ended(
         &self,
         deployment: &Deployment,
-        model: &str,
+        (model, prices): (&str, Prices),
         outcome: Result<(Usage, FinishReason), &LlmError>,
         first_token: Option<Duration>,
     ) {
@@ -151,6 +156,9 @@ impl Attempt {
             outcome: outcome.err().map_or(CallOutcome::Ok, call_outcome),
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+            // Failed attempts bill nothing (as they count no tokens).
+            cost: if outcome.is_ok() { prices.cost(&usage) } else { Pico::default() },
             finish_reason,
             error: outcome.err().map(cause),
         });
@@ -216,9 +224,9 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The configured name of the model being tried.
-    fn model_name(&self) -> &'a str {
-        self.candidates.get(self.candidate).map_or("", |c| c.name.as_str())
+    /// The model being tried (valid while an attempt [`Plan::next`] handed out is running).
+    fn candidate(&self) -> &'a Candidate {
+        self.candidates[self.candidate]
     }
 
     fn next_candidate(&mut self) {
@@ -417,7 +425,8 @@ pub async fn complete(route: &Route, request: &mut ChatRequest) -> Result<(ChatR
         let outcome = call.unwrap_or_else(|_| Err(LlmError::Timeout { provider: deployment.provider.name.clone() }));
         attempt.waited(attempt.started.elapsed());
         let noted = outcome.as_ref().map(|response| (usage_of(request, response), response.finish_reason));
-        attempt.ended(deployment, plan.model_name(), noted, None);
+        let candidate = plan.candidate();
+        attempt.ended(deployment, (&candidate.name, candidate.prices), noted, None);
         if let Some(done) = plan.settle(permit, outcome) {
             return done;
         }
@@ -437,7 +446,8 @@ pub async fn open_stream(route: &Route, request: &ChatRequest) -> Result<OpenStr
         let (first, events) = match outcome {
             Ok(opened) => opened,
             Err(error) => {
-                attempt.ended(deployment, plan.model_name(), Err(&error), None);
+                let candidate = plan.candidate();
+                attempt.ended(deployment, (&candidate.name, candidate.prices), Err(&error), None);
                 match plan.settle::<()>(permit, Err(error)) {
                     Some(Err(error)) => return Err(error),
                     _ => continue,
@@ -450,7 +460,8 @@ pub async fn open_stream(route: &Route, request: &ChatRequest) -> Result<OpenStr
             permit,
             attempt,
             deployment: deployment.clone(),
-            model: plan.model_name().to_string(),
+            model: plan.candidate().name.clone(),
+            prices: plan.candidate().prices,
             first_token,
         };
         return Ok(OpenStream { first, events, end });
@@ -504,6 +515,7 @@ mod tests {
             name: "x".into(),
             deployments: vec![deployment("a", 3), deployment("b", 1)],
             context_length: None,
+            prices: Prices::default(),
         };
         let mut counts = [0u32; 2];
         for _ in 0..4000 {
@@ -521,6 +533,7 @@ mod tests {
             name: "x".into(),
             deployments: vec![deployment("a", 1), deployment("b", 1)],
             context_length: None,
+            prices: Prices::default(),
         };
         let held = candidate.deployments[0].health.try_acquire().expect("closed");
         for _ in 0..50 {
@@ -539,6 +552,7 @@ mod tests {
             name: "x".into(),
             deployments: vec![deployment("a", 100), deployment("b", 1)],
             context_length: None,
+            prices: Prices::default(),
         };
         for _ in 0..20 {
             let (index, _permit, again) = pick(&candidate, &[0]).expect("b is usable");
@@ -572,6 +586,7 @@ mod tests {
             name: name.into(),
             deployments: vec![deployment(name, 1)],
             context_length,
+            prices: Prices::default(),
         };
         let route = Route {
             candidates: vec![candidate("small", Some(50)), candidate("medium", Some(100)), candidate("big", None)],

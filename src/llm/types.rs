@@ -143,8 +143,12 @@ pub struct ChatRequest {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// The whole prompt, cached part included (whatever the provider's own convention).
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// The part of `input_tokens` read from the provider's prompt cache (priced at the cached
+    /// rate, see `metering::cost`).
+    pub cached_input_tokens: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +185,7 @@ pub fn usage_of(request: &ChatRequest, response: &ChatResponse) -> Usage {
     response.usage.unwrap_or_else(|| Usage {
         input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
         output_tokens: estimate_tokens(&response.content),
+        cached_input_tokens: 0,
     })
 }
 

@@ -216,6 +216,26 @@ struct OpenAiUsageCounts {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<OpenAiPromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiPromptDetails {
+    /// Inside `prompt_tokens` (OpenAI's convention).
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl OpenAiUsageCounts {
+    fn usage(&self) -> Usage {
+        let cached = self.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0);
+        Usage {
+            input_tokens: self.prompt_tokens,
+            output_tokens: self.completion_tokens,
+            cached_input_tokens: cached.min(self.prompt_tokens),
+        }
+    }
 }
 
 fn openai_finish(reason: Option<&str>, has_calls: bool) -> FinishReason {
@@ -229,10 +249,26 @@ fn openai_finish(reason: Option<&str>, has_calls: bool) -> FinishReason {
 
 fn openai_usage(body: &Value) -> Option<Usage> {
     let usage = body.get("usage").filter(|u| u.is_object())?;
+    let input = usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
+    let cached = usage.pointer("/prompt_tokens_details/cached_tokens").and_then(Value::as_u64).unwrap_or(0);
     Some(Usage {
-        input_tokens: usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+        input_tokens: input,
         output_tokens: usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+        cached_input_tokens: cached.min(input),
     })
+}
+
+/// Anthropic's usage object, normalised: its `input_tokens` excludes cache reads and cache
+/// writes, which are added so that `input_tokens` is the whole prompt (cache writes are priced
+/// as plain input).
+fn anthropic_usage(usage: &Value) -> Usage {
+    let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let cached = count("cache_read_input_tokens");
+    Usage {
+        input_tokens: count("input_tokens") + cached + count("cache_creation_input_tokens"),
+        output_tokens: count("output_tokens"),
+        cached_input_tokens: cached,
+    }
 }
 
 fn openai_response(body: &Value) -> Result<ChatResponse, String> {
@@ -355,10 +391,7 @@ fn anthropic_response(body: &Value) -> Result<ChatResponse, String> {
             _ => {}
         }
     }
-    let usage = body.get("usage").map(|u| Usage {
-        input_tokens: u.get("input_tokens").and_then(Value::as_u64).unwrap_or(0),
-        output_tokens: u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0),
-    });
+    let usage = body.get("usage").map(anthropic_usage);
     Ok(ChatResponse {
         content,
         finish_reason: anthropic_finish(body.get("stop_reason").and_then(Value::as_str)),
@@ -448,8 +481,11 @@ fn function_calls(message: &Value) -> Vec<ToolCall> {
 fn ollama_usage(body: &Value) -> Option<Usage> {
     let input = body.get("prompt_eval_count").and_then(Value::as_u64);
     let output = body.get("eval_count").and_then(Value::as_u64);
-    (input.is_some() || output.is_some())
-        .then(|| Usage { input_tokens: input.unwrap_or(0), output_tokens: output.unwrap_or(0) })
+    (input.is_some() || output.is_some()).then(|| Usage {
+        input_tokens: input.unwrap_or(0),
+        output_tokens: output.unwrap_or(0),
+        cached_input_tokens: 0,
+    })
 }
 
 fn ollama_finish(body: &Value, has_calls: bool) -> FinishReason {
@@ -558,7 +594,7 @@ impl StreamDecoder {
             return false;
         }
         if let Some(usage) = chunk.usage {
-            self.usage = Some(Usage { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens });
+            self.usage = Some(usage.usage());
         }
         let Some(choice) = choice else { return true };
         if let Some(text) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
@@ -654,8 +690,8 @@ impl StreamDecoder {
     fn anthropic_event(&mut self, value: &Value, events: &mut Vec<StreamEvent>) -> Result<(), String> {
         match value.get("type").and_then(Value::as_str) {
             Some("message_start") => {
-                let input = value.pointer("/message/usage/input_tokens").and_then(Value::as_u64).unwrap_or(0);
-                self.usage = Some(Usage { input_tokens: input, output_tokens: 0 });
+                let usage = value.pointer("/message/usage").map(anthropic_usage).unwrap_or_default();
+                self.usage = Some(Usage { output_tokens: 0, ..usage });
             }
             Some("content_block_start")
                 if value.pointer("/content_block/type").and_then(Value::as_str) == Some("tool_use") =>

@@ -100,6 +100,7 @@ pub fn snapshot(source: &Database, path: &Path) -> Result<TableCounts, Error> {
         USER_USAGE_DAILY,
         REQUEST_LOG,
         REQUEST_LOG_BY_TENANT,
+        COST_ROLLUPS,
     );
     // Every table of the source must have been copied: a table added to tables.rs but not to the
     // list above would otherwise be silently missing from backups.

@@ -128,7 +128,19 @@ pub const MIGRATIONS: &[Migration] = &[
         definition: "create request_log((i64,u64)->RequestLogRecord v1); request_log_by_tenant((&str,i64,u64)->())",
         apply: request_log,
     },
+    Migration {
+        version: 13,
+        description: "costs: rollups per tenant, key and model; runs record what they cost",
+        definition: "create cost_rollups((&str,&str,i64,&str)->CostRecord v1); \
+                     rewrite agent_runs AgentRunRecord v2 -> v3 with cost_micros: 0",
+        apply: costs,
+    },
 ];
+
+fn costs(txn: &WriteTransaction) -> Result<(), Error> {
+    txn.open_table(super::tables::COST_ROLLUPS)?;
+    super::runs::migrate_runs_to_v3(txn)
+}
 
 fn request_log(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(super::tables::REQUEST_LOG)?;

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod backup;
 pub mod compat;
 pub mod conversations;
+pub mod costs;
 pub mod deploys;
 pub mod memory;
 pub mod provisioning;

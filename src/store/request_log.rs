@@ -43,6 +43,10 @@ pub struct RequestLogRecord {
     pub attempts: u32,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `input_tokens`, those read from the provider's prompt cache.
+    pub cached_input_tokens: u64,
+    /// What its upstream calls cost, in micro-dollars.
+    pub cost_micros: u64,
     /// A streamed answer's first token, in microseconds from the request's arrival.
     pub ttft_us: Option<u64>,
     pub error_code: Option<String>,
@@ -208,6 +212,8 @@ mod tests {
             attempts: 1,
             input_tokens: 0,
             output_tokens: 0,
+            cached_input_tokens: 0,
+            cost_micros: 0,
             ttft_us: None,
             error_code: error.map(|_| "UPSTREAM_ERROR".into()),
             error: error.map(str::to_string),

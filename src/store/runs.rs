@@ -28,9 +28,34 @@ pub struct AgentRunRecord {
     pub served_by: Option<String>,
     /// Upstream requests made for the answer (retries and failovers included); 0 when unknown.
     pub attempts: u32,
+    /// What the run's model calls cost, in micro-dollars; 0 for runs before schema 13, imported
+    /// ones, and models without prices.
+    pub cost_micros: u64,
 }
 
 impl Record for AgentRunRecord {
+    const TABLE: &'static str = "agent_runs";
+    const VERSION: u8 = 3;
+}
+
+/// A run as schemas 11 and 12 stored it (before `cost_micros`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct AgentRunRecordV2 {
+    id: String,
+    tenant_id: String,
+    agent_name: String,
+    user_id: Option<String>,
+    status: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    duration_ms: u64,
+    error: Option<String>,
+    created_at: i64,
+    served_by: Option<String>,
+    attempts: u32,
+}
+
+impl Record for AgentRunRecordV2 {
     const TABLE: &'static str = "agent_runs";
     const VERSION: u8 = 2;
 }
@@ -55,12 +80,62 @@ impl Record for AgentRunRecordV1 {
     const VERSION: u8 = 1;
 }
 
-/// Runs rewritten per step of migration 11 (a range cannot stay open while its table is
+/// Runs rewritten per step of the run migrations (a range cannot stay open while its table is
 /// written).
 const MIGRATION_BATCH: usize = 1024;
 
-/// Migration 11: rewrite every `AgentRunRecord` v1 as v2 (who answered unknown, 0 attempts).
+/// Migration 11: v1 runs gain `served_by` and `attempts` (written as the current record, so a
+/// file migrated from before 11 skips the later rewrites).
 pub(super) fn migrate_runs_to_v2(txn: &WriteTransaction) -> Result<(), Error> {
+    rewrite_runs(txn, AgentRunRecordV1::VERSION, |bytes| {
+        let old: AgentRunRecordV1 = decode(bytes)?;
+        Ok(AgentRunRecord {
+            id: old.id,
+            tenant_id: old.tenant_id,
+            agent_name: old.agent_name,
+            user_id: old.user_id,
+            status: old.status,
+            input_tokens: old.input_tokens,
+            output_tokens: old.output_tokens,
+            duration_ms: old.duration_ms,
+            error: old.error,
+            created_at: old.created_at,
+            served_by: None,
+            attempts: 0,
+            cost_micros: 0,
+        })
+    })
+}
+
+/// Migration 13: v2 runs gain `cost_micros` (0: their cost was not recorded).
+pub(super) fn migrate_runs_to_v3(txn: &WriteTransaction) -> Result<(), Error> {
+    rewrite_runs(txn, AgentRunRecordV2::VERSION, |bytes| {
+        let old: AgentRunRecordV2 = decode(bytes)?;
+        Ok(AgentRunRecord {
+            id: old.id,
+            tenant_id: old.tenant_id,
+            agent_name: old.agent_name,
+            user_id: old.user_id,
+            status: old.status,
+            input_tokens: old.input_tokens,
+            output_tokens: old.output_tokens,
+            duration_ms: old.duration_ms,
+            error: old.error,
+            created_at: old.created_at,
+            served_by: old.served_by,
+            attempts: old.attempts,
+            cost_micros: 0,
+        })
+    })
+}
+
+/// Rewrite every run stored at version `from` with `upgrade`, in batches (a range cannot stay
+/// open while its table is written).
+fn rewrite_runs(
+    txn: &WriteTransaction,
+    from: u8,
+    upgrade: impl Fn(&[u8]) -> Result<AgentRunRecord, Error>,
+) -> Result<(), Error> {
     let mut after: Option<(String, i64, String)> = None;
     loop {
         let batch: Vec<((String, i64, String), Vec<u8>)> = {
@@ -88,24 +163,10 @@ pub(super) fn migrate_runs_to_v2(txn: &WriteTransaction) -> Result<(), Error> {
         after = Some(last.clone());
         let mut table = txn.open_table(AGENT_RUNS)?;
         for ((tenant, created_at, id), bytes) in batch {
-            if bytes.first() == Some(&AgentRunRecord::VERSION) {
+            if bytes.first() != Some(&from) {
                 continue;
             }
-            let old: AgentRunRecordV1 = decode(&bytes)?;
-            let run = AgentRunRecord {
-                id: old.id,
-                tenant_id: old.tenant_id,
-                agent_name: old.agent_name,
-                user_id: old.user_id,
-                status: old.status,
-                input_tokens: old.input_tokens,
-                output_tokens: old.output_tokens,
-                duration_ms: old.duration_ms,
-                error: old.error,
-                created_at: old.created_at,
-                served_by: None,
-                attempts: 0,
-            };
+            let run = upgrade(&bytes)?;
             table.insert((tenant.as_str(), created_at, id.as_str()), encode(&run)?.as_slice())?;
         }
     }
@@ -261,7 +322,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn migration_11_rewrites_every_v1_run_across_batches_and_keeps_v2_ones() {
+    fn migrations_11_and_13_rewrite_every_older_run_across_batches_keeping_its_fields() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("runs.redb")).unwrap();
         let count = MIGRATION_BATCH * 2 + 7;
@@ -285,7 +346,7 @@ mod tests {
                     .insert((old.tenant_id.as_str(), old.created_at, old.id.as_str()), encode(&old).unwrap().as_slice())
                     .unwrap();
             }
-            let current = AgentRunRecord {
+            let current = AgentRunRecordV2 {
                 id: "run-new".into(),
                 tenant_id: "t0".into(),
                 agent_name: "assistant".into(),
@@ -302,6 +363,7 @@ mod tests {
             table.insert(("t0", 2_000, "run-new"), encode(&current).unwrap().as_slice()).unwrap();
         }
         migrate_runs_to_v2(&txn).unwrap();
+        migrate_runs_to_v3(&txn).unwrap();
         txn.commit().unwrap();
 
         let read = db.begin_read().unwrap();
@@ -313,6 +375,10 @@ mod tests {
         let tokens: u64 = migrated.iter().map(|r| r.input_tokens).sum();
         assert_eq!(tokens, (0..count as u64).sum::<u64>(), "every run kept its fields");
         let kept = runs.iter().find(|r| r.id == "run-new").unwrap();
-        assert_eq!((kept.served_by.as_deref(), kept.attempts), (Some("p/m"), 2));
+        assert_eq!((kept.served_by.as_deref(), kept.attempts, kept.cost_micros), (Some("p/m"), 2, 0));
+        assert!(
+            table.iter().unwrap().all(|e| e.unwrap().1.value().first() == Some(&AgentRunRecord::VERSION)),
+            "every run is at the current version"
+        );
     }
 }

@@ -181,3 +181,10 @@ pub const REQUEST_LOG: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new
 /// `(tenant_id, at_ms, seq) → ()`: a tenant's requests, for `GET /v1/requests` and the admin's
 /// tenant filter without scanning everyone's.
 pub const REQUEST_LOG_BY_TENANT: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("request_log_by_tenant");
+
+// ---- Schema version 13: costs ----
+
+/// `(tenant_id, "day" | "month", period start, subject) → CostRecord`: spending rolled up per
+/// UTC day and month, for the tenant (`tenant`), each API key (`key:<id>`) and each model
+/// (`model:<name>`).
+pub const COST_ROLLUPS: TableDefinition<(&str, &str, i64, &str), &[u8]> = TableDefinition::new("cost_rollups");

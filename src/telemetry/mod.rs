@@ -13,6 +13,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::metering::cost::Pico;
+use crate::store::costs::{self, CostRecord, Spend};
 use crate::store::request_log::{self, RequestLogRecord};
 use crate::store::{Error, Store};
 use metrics::Metrics;
@@ -37,6 +39,56 @@ pub struct Telemetry {
     /// restart never reuses a key.
     seq: AtomicU64,
     traces: Option<otlp::Exporter>,
+    /// Tenants' requests that called a model, for the cost rollups (kept whatever the request
+    /// log's retention).
+    spends: Mutex<Vec<Spend>>,
+}
+
+fn write(txn: &redb::WriteTransaction, records: &[RequestLogRecord], spends: &[Spend]) -> Result<(), Error> {
+    request_log::append_all(txn, records)?;
+    costs::record_all(txn, spends)
+}
+
+/// A tenant request's spending by model; `None` for requests that called no model or are not
+/// a tenant's.
+fn spend(scope: &Scope, account: &Account) -> Option<Spend> {
+    let tenant_id = account.tenant_id.clone()?;
+    let answered: Vec<&scope::LlmCall> =
+        account.calls.iter().filter(|c| c.outcome == metrics::CallOutcome::Ok).collect();
+    if answered.is_empty() {
+        return None;
+    }
+    let mut models: Vec<(String, CostRecord, Pico)> = Vec::new();
+    for call in answered {
+        let index = match models.iter().position(|(name, _, _)| *name == call.model) {
+            Some(index) => index,
+            None => {
+                models.push((call.model.clone(), CostRecord { requests: 1, ..CostRecord::default() }, Pico::default()));
+                models.len() - 1
+            }
+        };
+        let (_, record, cost) = &mut models[index];
+        record.input_tokens += call.input_tokens;
+        record.output_tokens += call.output_tokens;
+        record.cached_input_tokens += call.cached_input_tokens;
+        *cost += call.cost;
+    }
+    let mut total = CostRecord { requests: 1, ..CostRecord::default() };
+    let mut total_cost = Pico::default();
+    let models = models
+        .into_iter()
+        .map(|(name, mut record, cost)| {
+            record.cost_micros = cost.micros();
+            total.input_tokens += record.input_tokens;
+            total.output_tokens += record.output_tokens;
+            total.cached_input_tokens += record.cached_input_tokens;
+            total_cost += cost;
+            (name, record)
+        })
+        .collect();
+    total.cost_micros = total_cost.micros();
+    let at = scope.arrived_at().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default();
+    Some(Spend { tenant_id, key_id: account.key_id.clone(), at, total, models })
 }
 
 impl Telemetry {
@@ -50,6 +102,7 @@ impl Telemetry {
             warned_of_drops: AtomicBool::new(false),
             seq: AtomicU64::new(start_nanos),
             traces: config.observability.otlp_endpoint.as_deref().and_then(otlp::Exporter::new),
+            spends: Mutex::new(Vec::new()),
         }
     }
 
@@ -65,6 +118,9 @@ impl Telemetry {
     fn close(&self, scope: &Scope, account: Account, total: Duration) {
         if let Some(traces) = &self.traces {
             traces.record(scope, &account, total);
+        }
+        if let Some(spend) = spend(scope, &account) {
+            self.spends.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(spend);
         }
         if !self.request_log_enabled() {
             return;
@@ -89,8 +145,10 @@ impl Telemetry {
             None => (account.model.clone(), account.calls.last().map(|c| c.provider.clone())),
         };
         let ok_calls = account.calls.iter().filter(|c| c.outcome == metrics::CallOutcome::Ok);
-        let (input_tokens, output_tokens) =
-            ok_calls.fold((0, 0), |(i, o), c| (i + c.input_tokens, o + c.output_tokens));
+        let (input_tokens, output_tokens, cached_input_tokens, cost) =
+            ok_calls.fold((0, 0, 0, Pico::default()), |(i, o, c, cost), call| {
+                (i + call.input_tokens, o + call.output_tokens, c + call.cached_input_tokens, cost + call.cost)
+            });
         RequestLogRecord {
             at_ms,
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
@@ -109,33 +167,37 @@ impl Telemetry {
             attempts: account.calls.len() as u32,
             input_tokens,
             output_tokens,
+            cached_input_tokens,
+            cost_micros: cost.micros(),
             ttft_us: account.first_token.map(|d| d.as_micros() as u64),
             error_code: account.error_code,
             error: account.error,
         }
     }
 
-    fn take(&self) -> Vec<RequestLogRecord> {
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        std::mem::take(&mut *pending)
+    fn take(&self) -> (Vec<RequestLogRecord>, Vec<Spend>) {
+        let records = std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let spends = std::mem::take(&mut *self.spends.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        (records, spends)
     }
 
-    /// Queue the buffered records as one write job, without waiting.
+    /// Queue the buffered records and spending as one write job, without waiting.
     pub fn flush_detached(&self, store: &Store) {
         self.report_drops();
-        let records = self.take();
-        if !records.is_empty() {
-            store.write_detached(move |txn| request_log::append_all(txn, &records));
+        let (records, spends) = self.take();
+        if !records.is_empty() || !spends.is_empty() {
+            store.write_detached(move |txn| write(txn, &records, &spends));
         }
     }
 
-    /// Commit the buffered records and everything queued before them; for reads of the log.
+    /// Commit what is buffered and everything queued before it; for reads of the log or of
+    /// spending.
     pub async fn flush(&self, store: &Store) -> Result<(), Error> {
-        let records = self.take();
-        if records.is_empty() {
+        let (records, spends) = self.take();
+        if records.is_empty() && spends.is_empty() {
             return store.flush().await;
         }
-        store.write(move |txn| request_log::append_all(txn, &records)).await
+        store.write(move |txn| write(txn, &records, &spends)).await
     }
 
     fn report_drops(&self) {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::Telemetry;
 use super::metrics::CallOutcome;
 use crate::auth::Principal;
+use crate::metering::cost::Pico;
 
 tokio::task_local! {
     static CURRENT: Arc<Scope>;
@@ -51,6 +52,7 @@ pub struct Account {
     pub tenant_id: Option<String>,
     pub user_id: Option<String>,
     pub key_prefix: Option<String>,
+    pub key_id: Option<String>,
     pub tier: Option<String>,
     pub agent: Option<String>,
     /// The model the request asked for (or its agent's).
@@ -85,6 +87,9 @@ pub struct LlmCall {
     pub outcome: CallOutcome,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    /// What the call costs at its model's prices (nothing for a failed attempt).
+    pub cost: Pico,
     pub finish_reason: Option<&'static str>,
     pub error: Option<String>,
 }
@@ -142,6 +147,7 @@ impl Scope {
                 account.principal = "tenant";
                 account.tenant_id = Some(tenant.tenant_id.clone());
                 account.key_prefix = Some(tenant.key_prefix.clone());
+                account.key_id = Some(tenant.key_id.clone());
                 account.tier = Some(tenant.tier.as_str().to_string());
             }
         }
@@ -190,6 +196,16 @@ impl Scope {
             account.first_token = Some(call.started + first);
         }
         account.calls.push(call);
+    }
+
+    /// Whether the request has called an upstream model.
+    pub fn called_upstream(&self) -> bool {
+        self.account().called_upstream
+    }
+
+    /// What the request's upstream calls have cost so far.
+    pub fn cost(&self) -> Pico {
+        self.account().calls.iter().fold(Pico::default(), |total, call| total + call.cost)
     }
 
     /// The provider of the latest upstream call, for log lines about the request.

@@ -46,7 +46,7 @@ const CLAUDE_MODEL: &str = "obs-claude";
 const CLAUDE_UPSTREAM_ID: &str = "claude-upstream-id";
 
 /// The fields of a request log item, exactly.
-const RECORD_FIELDS: [&str; 19] = [
+const RECORD_FIELDS: [&str; 21] = [
     "timestamp",
     "request_id",
     "route",
@@ -63,6 +63,8 @@ const RECORD_FIELDS: [&str; 19] = [
     "attempts",
     "input_tokens",
     "output_tokens",
+    "cached_input_tokens",
+    "cost_usd",
     "ttft_ms",
     "error_code",
     "error",
@@ -809,6 +811,8 @@ fn stored_record(at_ms: i64, seq: u64, request_id: &str, tenant_id: Option<&str>
         attempts: 1,
         input_tokens: 12,
         output_tokens: 34,
+        cached_input_tokens: 0,
+        cost_micros: 0,
         ttft_us: Some(56_500),
         error_code: None,
         error: None,
@@ -867,8 +871,8 @@ async fn records_older_than_the_retention_are_pruned_in_the_background() {
             "timestamp": rfc3339_millis(recent_at), "request_id": "recent-0", "route": "/v1/chat/completions",
             "method": "POST", "status": 200, "duration_ms": 1.5, "principal": "tenant", "tenant_id": tenant,
             "user_id": null, "api_key_prefix": "ares_0123abcd", "agent": null, "model": "stored-model",
-            "provider": "stored-provider", "attempts": 1, "input_tokens": 12, "output_tokens": 34, "ttft_ms": 56.5,
-            "error_code": null, "error": null,
+            "provider": "stored-provider", "attempts": 1, "input_tokens": 12, "output_tokens": 34,
+            "cached_input_tokens": 0, "cost_usd": "0.000000", "ttft_ms": 56.5, "error_code": null, "error": null,
         })
     );
 }

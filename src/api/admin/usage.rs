@@ -54,10 +54,11 @@ pub async fn tenant_usage(ctx: &Context, tenant_id: &str, request: &Request) -> 
             let monthly = usage::monthly(txn, &id, month)?;
             let daily = usage::daily(txn, &id, today)?;
             let runs = usage::runs_between(txn, &id, month, last_day)?;
-            Ok(Some((tenant, monthly, daily, runs)))
+            let cost = crate::store::costs::summary(txn, &id, month, today)?;
+            Ok(Some((tenant, monthly, daily, runs, cost)))
         })
         .await?;
-    let (tenant, monthly, daily, runs) = found.ok_or_else(tenant_not_found)?;
+    let (tenant, monthly, daily, runs, cost) = found.ok_or_else(tenant_not_found)?;
     let tier = TenantTier::from_stored(&tenant.tier);
     let limits = ctx.app.meter().limits(tier);
     Ok(response::json(
@@ -76,6 +77,8 @@ pub async fn tenant_usage(ctx: &Context, tenant_id: &str, request: &Request) -> 
             "quota_requests_per_day": limits.daily_requests.value(),
             "monthly_requests": monthly.requests,
             "monthly_tokens": monthly.tokens,
+            "total_cost_usd": crate::metering::cost::usd(cost.month.cost_micros),
+            "cost": crate::api::views::cost_view(&cost),
             "daily_requests": daily.requests,
         }),
     ))

@@ -88,7 +88,7 @@ impl Framing for MessageEvents {
             "content": [],
             "stop_reason": null,
             "stop_sequence": null,
-            "usage": usage_json(Usage { input_tokens: self.input_tokens, output_tokens: 1 }),
+            "usage": usage_json(Usage { input_tokens: self.input_tokens, output_tokens: 1, cached_input_tokens: 0 }),
         });
         vec![event("message_start", json!({ "message": message })), event("ping", json!({}))]
     }
@@ -181,7 +181,7 @@ mod tests {
             model_calls: 1,
             served: None,
         };
-        frames.extend(events.done(&turn, Usage { input_tokens: 5, output_tokens: 2 }));
+        frames.extend(events.done(&turn, Usage { input_tokens: 5, output_tokens: 2, cached_input_tokens: 0 }));
         assert_eq!(
             names(&frames),
             [

@@ -283,12 +283,14 @@ pub fn tool_input(arguments: &Value) -> Value {
     if arguments.is_null() { json!({}) } else { arguments.clone() }
 }
 
+/// Anthropic counts cache reads apart from `input_tokens`.
 pub fn usage_json(tokens: Usage) -> Value {
+    let cached = tokens.cached_input_tokens.min(tokens.input_tokens);
     json!({
-        "input_tokens": tokens.input_tokens,
+        "input_tokens": tokens.input_tokens - cached,
         "output_tokens": tokens.output_tokens,
         "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_read_input_tokens": cached,
     })
 }
 

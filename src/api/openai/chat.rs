@@ -309,12 +309,17 @@ pub fn parse(ctx: &Context, body: Value) -> Result<Parsed, ApiError> {
     Ok(Parsed { model, input, stream, include_usage })
 }
 
+/// OpenAI counts cached tokens inside `prompt_tokens`.
 pub fn usage_json(tokens: Usage) -> Value {
-    json!({
+    let mut usage = json!({
         "prompt_tokens": tokens.input_tokens,
         "completion_tokens": tokens.output_tokens,
         "total_tokens": tokens.input_tokens + tokens.output_tokens,
-    })
+    });
+    if tokens.cached_input_tokens > 0 {
+        usage["prompt_tokens_details"] = json!({ "cached_tokens": tokens.cached_input_tokens });
+    }
+    usage
 }
 
 fn tool_calls_json(calls: &[ToolCall]) -> Value {

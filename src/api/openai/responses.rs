@@ -263,7 +263,7 @@ fn failure_json(error: &ApiError) -> Value {
 fn usage_json(tokens: Usage) -> Value {
     json!({
         "input_tokens": tokens.input_tokens,
-        "input_tokens_details": { "cached_tokens": 0 },
+        "input_tokens_details": { "cached_tokens": tokens.cached_input_tokens },
         "output_tokens": tokens.output_tokens,
         "output_tokens_details": { "reasoning_tokens": 0 },
         "total_tokens": tokens.input_tokens + tokens.output_tokens,
@@ -501,7 +501,7 @@ mod tests {
     fn turn(content: &str, finish_reason: FinishReason) -> Turn {
         Turn {
             content: content.into(),
-            usage: Usage { input_tokens: 3, output_tokens: 4 },
+            usage: Usage { input_tokens: 3, output_tokens: 4, cached_input_tokens: 0 },
             finish_reason,
             tool_calls: 0,
             client_calls: Vec::new(),

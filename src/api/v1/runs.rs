@@ -75,6 +75,7 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
         created_at: started_at,
         served_by: outcome.as_ref().ok().and_then(|turn| turn.served.as_ref()).map(|s| s.by.clone()),
         attempts: outcome.as_ref().ok().and_then(|turn| turn.served.as_ref()).map_or(0, |s| s.attempts),
+        cost_micros: crate::telemetry::scope::current().map_or(0, |scope| scope.cost().micros()),
     };
     let stored = run.clone();
     ctx.app.store().write_relaxed(move |txn| runs::record(txn, &stored)).await?;

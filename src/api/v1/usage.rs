@@ -7,8 +7,9 @@ use crate::api::Context;
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::{Response, response};
+use crate::metering::cost;
 use crate::metering::periods::{date_label, day_start, month_start, next_month_start};
-use crate::store::usage;
+use crate::store::{costs, usage};
 
 pub async fn get(ctx: &Context) -> Result<Response, ApiError> {
     let tenant = ctx.tenant()?.clone();
@@ -16,10 +17,16 @@ pub async fn get(ctx: &Context) -> Result<Response, ApiError> {
     let now = clock::now_unix();
     let (month, today) = (month_start(now), day_start(now));
     let id = tenant.tenant_id.clone();
-    let (monthly, days) = ctx
+    let (monthly, days, cost) = ctx
         .app
         .store()
-        .read(move |txn| Ok((usage::monthly(txn, &id, month)?, usage::daily_range(txn, &id, month, today)?)))
+        .read(move |txn| {
+            Ok((
+                usage::monthly(txn, &id, month)?,
+                usage::daily_range(txn, &id, month, today)?,
+                costs::summary(txn, &id, month, today)?,
+            ))
+        })
         .await?;
     let limits = ctx.app.meter().limits(tenant.tier);
     let runs: u64 = days.iter().map(|(_, d)| d.runs).sum();
@@ -38,6 +45,8 @@ pub async fn get(ctx: &Context) -> Result<Response, ApiError> {
             "quota_runs": limits.monthly_requests.value(),
             "quota_tokens": limits.monthly_tokens.value(),
             "daily_usage": daily,
+            "total_cost_usd": cost::usd(cost.month.cost_micros),
+            "cost": crate::api::views::cost_view(&cost),
         }),
     ))
 }

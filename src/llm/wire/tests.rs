@@ -83,7 +83,7 @@ fn responses_parse_text_calls_and_usage() {
     let r = parse_response(ProviderKind::Openai, &openai).unwrap();
     assert_eq!(r.tool_calls[0].arguments["expression"], "1+1");
     assert_eq!(r.finish_reason, FinishReason::ToolCalls);
-    assert_eq!(r.usage, Some(Usage { input_tokens: 5, output_tokens: 3 }));
+    assert_eq!(r.usage, Some(Usage { input_tokens: 5, output_tokens: 3, cached_input_tokens: 0 }));
 
     let anthropic = json!({"content": [{"type": "text", "text": "Hi"}], "stop_reason": "end_turn",
         "usage": {"input_tokens": 2, "output_tokens": 1}});
@@ -92,7 +92,7 @@ fn responses_parse_text_calls_and_usage() {
 
     let ollama = json!({"message": {"role": "assistant", "content": "Yo"}, "done": true, "prompt_eval_count": 4, "eval_count": 2});
     let r = parse_response(ProviderKind::Ollama, &ollama).unwrap();
-    assert_eq!(r.usage, Some(Usage { input_tokens: 4, output_tokens: 2 }));
+    assert_eq!(r.usage, Some(Usage { input_tokens: 4, output_tokens: 2, cached_input_tokens: 0 }));
     assert!(parse_response(ProviderKind::Openai, &json!({})).is_err());
 }
 
@@ -188,7 +188,7 @@ fn a_usage_chunk_with_null_choices_is_read() {
             "data: [DONE]",
         ],
     );
-    assert_eq!(done.usage, Some(Usage { input_tokens: 3, output_tokens: 1 }));
+    assert_eq!(done.usage, Some(Usage { input_tokens: 3, output_tokens: 1, cached_input_tokens: 0 }));
 }
 
 #[test]
@@ -243,7 +243,7 @@ fn openai_stream_assembles_text_tool_calls_and_usage() {
     let done = done.unwrap();
     assert_eq!(done.content, "Hello");
     assert_eq!(done.tool_calls[0].arguments["expression"], "3*3");
-    assert_eq!(done.usage, Some(Usage { input_tokens: 9, output_tokens: 4 }));
+    assert_eq!(done.usage, Some(Usage { input_tokens: 9, output_tokens: 4, cached_input_tokens: 0 }));
 }
 
 #[test]
@@ -260,7 +260,7 @@ fn anthropic_stream_assembles_text_and_usage() {
         ],
     );
     assert_eq!(deltas, ["Hi ", "there"]);
-    assert_eq!(done.unwrap().usage, Some(Usage { input_tokens: 7, output_tokens: 2 }));
+    assert_eq!(done.unwrap().usage, Some(Usage { input_tokens: 7, output_tokens: 2, cached_input_tokens: 0 }));
 }
 
 #[test]
@@ -390,7 +390,7 @@ fn openai_chunks_off_the_text_path_decode_as_before() {
     assert_eq!(events.len(), 3, "{events:?}");
     assert_eq!(done.content, "Say \"hi\"\n");
     assert_eq!(done.finish_reason, FinishReason::ToolCalls);
-    assert_eq!(done.usage, Some(Usage { input_tokens: 12, output_tokens: 5 }));
+    assert_eq!(done.usage, Some(Usage { input_tokens: 12, output_tokens: 5, cached_input_tokens: 0 }));
     let mut decoder = StreamDecoder::new(ProviderKind::Openai);
     assert_eq!(decoder.line(r#"data: {"error":{"message":"overloaded"}}"#), Err("overloaded".to_string()));
 }
