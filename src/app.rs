@@ -25,6 +25,7 @@ use crate::http::rate_limit::IpRateLimiter;
 use crate::llm::Registry;
 use crate::llm::health::CircuitChanges;
 use crate::metering::Meter;
+use crate::metering::budget::BudgetMeter;
 use crate::metering::recorder::UsageRecorder;
 use crate::orchestration::workflow::Workflows;
 use crate::rag::Rag;
@@ -67,6 +68,8 @@ pub struct App {
     deployer: Deployer,
     /// Metrics, the request log and trace export.
     telemetry: Arc<Telemetry>,
+    /// Tenants' and keys' dollar budgets, and what is reserved against them.
+    budgets: Arc<BudgetMeter>,
     /// Failed admin-secret and API-key attempts, logged at most once per address per minute.
     failed_attempts: FailedAttempts,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
@@ -99,6 +102,7 @@ impl App {
         let observed = telemetry.clone();
         store.observe_commits(Arc::new(move |elapsed, batch| observed.metrics.store_commit(elapsed, batch)));
         let circuit_changes = audit_circuit_changes(&store);
+        let budgets = Arc::new(BudgetMeter::new(Some(alert_budget_crossings(&store))));
         let llm = Registry::new(&config, env, Some(circuit_changes.clone()), None);
         App {
             reload_source: Mutex::new(None),
@@ -120,6 +124,7 @@ impl App {
             key_use: Mutex::new(HashMap::new()),
             failed_attempts: FailedAttempts::default(),
             telemetry,
+            budgets,
             cors,
             rate_limiter,
             started_at: Instant::now(),
@@ -293,6 +298,10 @@ impl App {
         outcome
     }
 
+    pub fn budgets(&self) -> &Arc<BudgetMeter> {
+        &self.budgets
+    }
+
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
     }
@@ -330,6 +339,40 @@ impl App {
 
 /// Circuits that open or close are written to the audit log (queued: the request that tipped
 /// the circuit does not wait for it).
+/// A warning at 80 % and a critical alert at 100 % of a budget, once per period (like quotas').
+fn alert_budget_crossings(store: &Arc<Store>) -> crate::metering::budget::Crossings {
+    let store = store.clone();
+    Arc::new(move |crossing: crate::metering::budget::BudgetCrossing| {
+        use crate::metering::cost::usd_cents;
+        let (severity, verb) =
+            if crossing.percent >= 100 { ("critical", "reached") } else { ("warning", "is at 80% of") };
+        let period = if crossing.period == "month" { "monthly" } else { "daily" };
+        let alert = crate::store::alerts::AlertRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            severity: severity.into(),
+            source: "budget".into(),
+            title: format!("The {} {verb} its {period} budget", crossing.subject),
+            message: format!(
+                "The {} ({}) has spent ${} of its {period} budget of ${}.",
+                crossing.subject,
+                crossing.tenant_id,
+                usd_cents(crossing.spent_micros),
+                usd_cents(crossing.limit_micros)
+            ),
+            tenant_id: Some(crossing.tenant_id.clone()),
+            resolved: false,
+            created_at: crate::clock::now_unix(),
+            resolved_at: None,
+            resolved_by: None,
+        };
+        let key = format!(
+            "budget:{}:{}:{}:{}:{}",
+            crossing.tenant_id, crossing.subject, crossing.period, crossing.period_start, crossing.percent
+        );
+        store.write_detached(move |txn| crate::store::alerts::raise_once(txn, &key, &alert));
+    })
+}
+
 fn audit_circuit_changes(store: &Arc<Store>) -> crate::llm::health::CircuitChanges {
     let store = store.clone();
     Arc::new(move |change: crate::llm::health::CircuitChange| {

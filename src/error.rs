@@ -60,6 +60,9 @@ pub enum ApiError {
     /// A tenant quota is exhausted (API.md §4.3); the message names which one.
     #[error("{message}")]
     QuotaExceeded { message: &'static str, retry_after_secs: u64 },
+    /// A tenant's or key's dollar budget cannot cover the request (402).
+    #[error("{0}")]
+    BudgetExceeded(String),
     #[error("{0}")]
     ServiceUnavailable(String),
     /// Overloaded for a moment (e.g. the password-hash queue is full): 503 with `Retry-After`.
@@ -104,6 +107,7 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED")
             }
+            ApiError::BudgetExceeded(_) => (StatusCode::PAYMENT_REQUIRED, "BUDGET_EXCEEDED"),
             ApiError::ServiceUnavailable(_) | ApiError::Busy { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
             }
@@ -147,6 +151,7 @@ impl ApiError {
             | ApiError::AuthenticationFailed(_) => (INVALID, Some("invalid_api_key"), None),
             ApiError::Forbidden(_) => (INVALID, Some("permission_denied"), None),
             ApiError::QuotaExceeded { .. } => ("insufficient_quota", Some("insufficient_quota"), None),
+            ApiError::BudgetExceeded(_) => ("insufficient_quota", Some("budget_exceeded"), None),
             ApiError::RateLimited { .. } | ApiError::ProviderRateLimited { .. } => {
                 ("requests", Some("rate_limit_exceeded"), None)
             }
@@ -163,6 +168,7 @@ impl ApiError {
     pub fn anthropic_type(&self) -> &'static str {
         match self.status_and_code().0.as_u16() {
             401 => "authentication_error",
+            402 => "billing_error",
             403 => "permission_error",
             404 => "not_found_error",
             413 => "request_too_large",

@@ -109,6 +109,11 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     {
         headers.insert("x-ares-cost-usd", value);
     }
+    if let Some(remaining) = scope.budget_remaining()
+        && let Ok(value) = HeaderValue::from_str(&crate::metering::cost::usd(remaining))
+    {
+        headers.insert("x-budget-remaining-usd", value);
+    }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let waited = scope.note_answer(route, method.as_str(), status, error);
@@ -237,6 +242,10 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::AdminListTenants => admin::tenants::list(ctx).await,
         Route::AdminGetTenant { tenant_id } => admin::tenants::get(ctx, &tenant_id).await,
         Route::AdminUpdateQuota { tenant_id } => admin::tenants::update_quota(ctx, &tenant_id, request).await,
+        Route::AdminSetTenantBudget { tenant_id } => admin::budgets::set(ctx, &tenant_id, None, request).await,
+        Route::AdminSetKeyBudget { tenant_id, key_id } => {
+            admin::budgets::set(ctx, &tenant_id, Some(&key_id), request).await
+        }
         Route::AdminProvisionClient => admin::provision::provision_client(ctx, request).await,
         Route::AdminCreateApiKey { tenant_id } => admin::api_keys::create(ctx, &tenant_id, request).await,
         Route::AdminListApiKeys { tenant_id } => admin::api_keys::list(ctx, &tenant_id).await,

@@ -113,6 +113,13 @@ pub enum Route {
     AdminUpdateQuota {
         tenant_id: String,
     },
+    AdminSetTenantBudget {
+        tenant_id: String,
+    },
+    AdminSetKeyBudget {
+        tenant_id: String,
+        key_id: String,
+    },
     AdminProvisionClient,
     AdminCreateApiKey {
         tenant_id: String,
@@ -243,6 +250,8 @@ impl Route {
             Route::AdminCreateTenant | Route::AdminListTenants => "/api/admin/tenants",
             Route::AdminGetTenant { .. } => "/api/admin/tenants/{tenant_id}",
             Route::AdminUpdateQuota { .. } => "/api/admin/tenants/{tenant_id}/quota",
+            Route::AdminSetTenantBudget { .. } => "/api/admin/tenants/{tenant_id}/budget",
+            Route::AdminSetKeyBudget { .. } => "/api/admin/tenants/{tenant_id}/api-keys/{key_id}/budget",
             Route::AdminProvisionClient => "/api/admin/provision-client",
             Route::AdminCreateApiKey { .. } | Route::AdminListApiKeys { .. } => {
                 "/api/admin/tenants/{tenant_id}/api-keys"
@@ -337,6 +346,8 @@ impl Route {
             | Route::AdminListTenants
             | Route::AdminGetTenant { .. }
             | Route::AdminUpdateQuota { .. }
+            | Route::AdminSetTenantBudget { .. }
+            | Route::AdminSetKeyBudget { .. }
             | Route::AdminProvisionClient
             | Route::AdminCreateApiKey { .. }
             | Route::AdminListApiKeys { .. }
@@ -436,6 +447,8 @@ impl Route {
             | Route::AdminListTenants
             | Route::AdminGetTenant { .. }
             | Route::AdminUpdateQuota { .. }
+            | Route::AdminSetTenantBudget { .. }
+            | Route::AdminSetKeyBudget { .. }
             | Route::AdminProvisionClient
             | Route::AdminCreateApiKey { .. }
             | Route::AdminListApiKeys { .. }
@@ -626,6 +639,10 @@ fn admin_candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         ["tenants"] => vec![(M::GET, Route::AdminListTenants), (M::POST, Route::AdminCreateTenant)],
         ["tenants", t] if !t.is_empty() => vec![(M::GET, Route::AdminGetTenant { tenant_id: s(t) })],
         ["tenants", t, "quota"] if !t.is_empty() => vec![(M::PUT, Route::AdminUpdateQuota { tenant_id: s(t) })],
+        ["tenants", t, "budget"] if !t.is_empty() => vec![(M::PUT, Route::AdminSetTenantBudget { tenant_id: s(t) })],
+        ["tenants", t, "api-keys", k, "budget"] if !t.is_empty() && !k.is_empty() => {
+            vec![(M::PUT, Route::AdminSetKeyBudget { tenant_id: s(t), key_id: s(k) })]
+        }
         ["tenants", t, "api-keys"] if !t.is_empty() => vec![
             (M::GET, Route::AdminListApiKeys { tenant_id: s(t) }),
             (M::POST, Route::AdminCreateApiKey { tenant_id: s(t) }),
@@ -755,6 +772,8 @@ mod tests {
             "/api/admin/tenants",
             "/api/admin/tenants/{tenant_id}",
             "/api/admin/tenants/{tenant_id}/quota",
+            "/api/admin/tenants/{tenant_id}/budget",
+            "/api/admin/tenants/{tenant_id}/api-keys/{key_id}/budget",
             "/api/admin/provision-client",
             "/api/admin/agent-templates",
             "/api/admin/models",

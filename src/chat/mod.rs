@@ -20,6 +20,7 @@ use crate::llm::ModelEntry;
 use crate::llm::coordinator::{self, Turn, TurnFailure, TurnOptions};
 use crate::llm::types::{Message, Role, Sampling, ToolSpec, Usage, estimate_tokens};
 use crate::memory;
+use crate::metering::budget::BudgetError;
 use crate::rag::{Hit, RagError, SearchRequest, SearchStrategy};
 use crate::store::conversations::{self, MessageRecord};
 use crate::store::memory as memory_store;
@@ -106,6 +107,41 @@ pub struct Prepared {
     pub routing_usage: Usage,
     /// Chunks retrieved from the agent's collection (`None`: the agent has none).
     pub sources: Option<(String, Vec<Hit>)>,
+}
+
+/// Output tokens a request is assumed to be able to produce when neither it nor its model sets
+/// `max_tokens`, for its budget reservation.
+const DEFAULT_RESERVED_OUTPUT_TOKENS: u64 = 4096;
+
+/// Reserve what the request may cost — its prompt at the input price plus its `max_tokens`
+/// (else the model's, else [`DEFAULT_RESERVED_OUTPUT_TOKENS`]) at the output price — against
+/// its tenant's and API key's budgets, held until the request ends (see `metering::budget`).
+/// 402 when a budget cannot cover it. Requests that are not a tenant's have no budget.
+pub(crate) fn reserve_budget(
+    app: &App,
+    model: &ModelEntry,
+    messages: &[Message],
+    max_tokens: Option<u32>,
+) -> Result<(), ApiError> {
+    let Some(scope) = crate::telemetry::scope::current() else { return Ok(()) };
+    let Some((tenant_id, key_id)) = scope.tenant_and_key() else { return Ok(()) };
+    let output = max_tokens.or(model.max_tokens).map_or(DEFAULT_RESERVED_OUTPUT_TOKENS, u64::from);
+    let usage = Usage {
+        input_tokens: messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+        output_tokens: output,
+        cached_input_tokens: 0,
+    };
+    // Rounded up: a reservation must not be smaller than what it stands for.
+    let estimate = model.prices.cost(&usage).micros_up();
+    let reservation = app
+        .budgets()
+        .reserve(app.store(), &tenant_id, key_id.as_deref(), estimate, clock::now_unix())
+        .map_err(|e| match e {
+            BudgetError::Exceeded(exceeded) => ApiError::BudgetExceeded(exceeded.message),
+            BudgetError::Store(e) => ApiError::from(e),
+        })?;
+    scope.hold_budget(reservation);
+    Ok(())
 }
 
 /// The agent that stands for a bare model call: no prompt, no tools, named after the model so
@@ -243,6 +279,7 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
         temperature: input.sampling.temperature.or(agent_sampling.temperature),
         ..input.sampling
     };
+    reserve_budget(app, &model, &messages, sampling.max_tokens)?;
     let options = TurnOptions {
         tools: agent.tools.clone(),
         max_iterations: agent.max_iterations,

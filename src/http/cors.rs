@@ -10,7 +10,7 @@ const ALLOW_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS, PATCH";
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, origin, x-admin-secret, x-request-id";
 const EXPOSE_HEADERS: &str = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, \
     X-Quota-Tokens-Remaining, Retry-After, X-Context-Id, X-Input-Tokens, X-Output-Tokens, X-Request-Id, \
-    X-Ares-Served-By, X-Ares-Attempts, X-Ares-Cost-Usd";
+    X-Ares-Served-By, X-Ares-Attempts, X-Ares-Cost-Usd, X-Budget-Remaining-Usd";
 
 #[derive(Debug, Clone)]
 pub struct CorsPolicy {

@@ -64,6 +64,13 @@ impl Pico {
     }
 }
 
+impl Pico {
+    /// Rounded up to the micro-dollar: for reservations, which must cover what they stand for.
+    pub fn micros_up(self) -> u64 {
+        u64::try_from(self.0.div_ceil(PICO_PER_MICRO)).unwrap_or(u64::MAX)
+    }
+}
+
 impl std::ops::Add for Pico {
     type Output = Pico;
     fn add(self, other: Pico) -> Pico {
@@ -80,4 +87,15 @@ impl std::ops::AddAssign for Pico {
 /// Micro-dollars as the API shows dollars: `0.001234`.
 pub fn usd(micros: u64) -> String {
     format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// Micro-dollars as people write dollars, for messages: cents (`50.00`), or as many decimals
+/// as it takes below a cent (`0.00052`).
+pub fn usd_cents(micros: u64) -> String {
+    if micros.is_multiple_of(10_000) {
+        let cents = micros / 10_000;
+        return format!("{}.{:02}", cents / 100, cents % 100);
+    }
+    let exact = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    exact.trim_end_matches('0').to_string()
 }

@@ -1,5 +1,6 @@
 //! Tenancy tiers, quotas and usage metering (API.md §4).
 
+pub mod budget;
 pub mod cost;
 pub mod meter;
 pub mod periods;

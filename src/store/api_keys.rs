@@ -88,6 +88,14 @@ pub fn list(txn: &ReadTransaction, tenant_id: &str, active_only: bool, now: i64)
 }
 
 /// Active, unexpired keys of a tenant (for `api_key_count`).
+/// One key by id.
+pub fn by_id(txn: &ReadTransaction, key_id: &str) -> Result<Option<ApiKeyRecord>, Error> {
+    match txn.open_table(API_KEYS)?.get(key_id)? {
+        Some(value) => Ok(Some(decode(value.value())?)),
+        None => Ok(None),
+    }
+}
+
 pub fn count_active(txn: &ReadTransaction, tenant_id: &str, now: i64) -> Result<u64, Error> {
     Ok(list(txn, tenant_id, true, now)?.len() as u64)
 }
@@ -106,6 +114,11 @@ pub fn revoke(txn: &WriteTransaction, tenant_id: &str, key_id: &str) -> Result<A
     key.is_active = false;
     keys.insert(key_id, encode(&key)?.as_slice())?;
     Ok(key)
+}
+
+/// Whether `key_id` is one of `tenant_id`'s keys (revoked ones included).
+pub fn belongs(txn: &WriteTransaction, tenant_id: &str, key_id: &str) -> Result<bool, Error> {
+    Ok(txn.open_table(TENANT_API_KEYS)?.get((tenant_id, key_id))?.is_some())
 }
 
 /// Record when a key was last used (best effort; called at most once a minute per key).

@@ -101,6 +101,7 @@ pub fn snapshot(source: &Database, path: &Path) -> Result<TableCounts, Error> {
         REQUEST_LOG,
         REQUEST_LOG_BY_TENANT,
         COST_ROLLUPS,
+        BUDGETS,
     );
     // Every table of the source must have been copied: a table added to tables.rs but not to the
     // list above would otherwise be silently missing from backups.

@@ -130,8 +130,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 13,
-        description: "costs: rollups per tenant, key and model; runs record what they cost",
-        definition: "create cost_rollups((&str,&str,i64,&str)->CostRecord v1); \
+        description: "costs: rollups per tenant, key and model; runs record what they cost; budgets",
+        definition: "create cost_rollups((&str,&str,i64,&str)->CostRecord v1); budgets(&str->BudgetRecord v1); \
                      rewrite agent_runs AgentRunRecord v2 -> v3 with cost_micros: 0",
         apply: costs,
     },
@@ -139,6 +139,7 @@ pub const MIGRATIONS: &[Migration] = &[
 
 fn costs(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(super::tables::COST_ROLLUPS)?;
+    txn.open_table(super::tables::BUDGETS)?;
     super::runs::migrate_runs_to_v3(txn)
 }
 

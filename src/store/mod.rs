@@ -17,6 +17,7 @@ pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod backup;
+pub mod budgets;
 pub mod compat;
 pub mod conversations;
 pub mod costs;

@@ -188,3 +188,6 @@ pub const REQUEST_LOG_BY_TENANT: TableDefinition<(&str, i64, u64), ()> = TableDe
 /// UTC day and month, for the tenant (`tenant`), each API key (`key:<id>`) and each model
 /// (`model:<name>`).
 pub const COST_ROLLUPS: TableDefinition<(&str, &str, i64, &str), &[u8]> = TableDefinition::new("cost_rollups");
+
+/// `"tenant:<id>" | "key:<id>" → BudgetRecord`: spending limits set by the admin.
+pub const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::Telemetry;
 use super::metrics::CallOutcome;
 use crate::auth::Principal;
+use crate::metering::budget::Reservation;
 use crate::metering::cost::Pico;
 
 tokio::task_local! {
@@ -40,6 +41,8 @@ pub struct Scope {
     pub parent: Option<([u8; 16], [u8; 8])>,
     telemetry: Arc<Telemetry>,
     account: Mutex<Account>,
+    /// The request's hold on its budgets, settled with its cost when the account closes.
+    budget: Mutex<Option<Reservation>>,
 }
 
 /// What is known of the request so far.
@@ -103,6 +106,7 @@ impl Scope {
             parent,
             telemetry,
             account: Mutex::new(Account::default()),
+            budget: Mutex::new(None),
         }
     }
 
@@ -198,6 +202,27 @@ impl Scope {
         account.calls.push(call);
     }
 
+    /// Keep the request's budget reservation until it ends.
+    pub fn hold_budget(&self, reservation: Reservation) {
+        *self.budget.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reservation);
+    }
+
+    /// What its budgets have left after what the request has cost so far, if it holds any.
+    pub fn budget_remaining(&self) -> Option<u64> {
+        let spent = self.cost().micros();
+        self.budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(|r| r.remaining_after(spent))
+    }
+
+    /// The tenant and API key the request is for, if a tenant's.
+    pub fn tenant_and_key(&self) -> Option<(String, Option<String>)> {
+        let account = self.account();
+        Some((account.tenant_id.clone()?, account.key_id.clone()))
+    }
+
     /// Whether the request has called an upstream model.
     pub fn called_upstream(&self) -> bool {
         self.account().called_upstream
@@ -247,6 +272,15 @@ impl Scope {
 impl Drop for Scope {
     fn drop(&mut self) {
         let account = std::mem::take(&mut *self.account());
+        let budget = self.budget.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(reservation) = budget {
+            let cost = account
+                .calls
+                .iter()
+                .filter(|c| c.outcome == CallOutcome::Ok)
+                .fold(Pico::default(), |total, call| total + call.cost);
+            reservation.settle(cost.micros(), crate::clock::now_unix());
+        }
         self.telemetry.close(self, account, self.arrived.elapsed());
     }
 }

@@ -50,11 +50,28 @@ pub async fn list(ctx: &Context, tenant_id: &str) -> Result<Response, ApiError> 
         .app
         .store()
         .read(move |txn| match tenants::get(txn, &id)? {
-            Some(_) => Ok(Some(api_keys::list(txn, &id, false, clock::now_unix())?)),
+            Some(_) => {
+                let now = clock::now_unix();
+                let keys = api_keys::list(txn, &id, false, now)?;
+                let budgets = keys
+                    .iter()
+                    .map(|key| super::budgets::view(txn, &id, Some(&key.id), now))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some((keys, budgets)))
+            }
             None => Ok(None),
         })
         .await?
         .ok_or_else(tenant_not_found)?;
-    let keys: Vec<_> = keys.iter().map(views::api_key).collect();
+    let (keys, budgets) = keys;
+    let keys: Vec<_> = keys
+        .iter()
+        .zip(budgets)
+        .map(|(key, budget)| {
+            let mut view = views::api_key(key);
+            view["budget"] = budget;
+            view
+        })
+        .collect();
     Ok(response::json(StatusCode::OK, &json!({ "keys": keys })))
 }

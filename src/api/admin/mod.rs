@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod backup;
+pub mod budgets;
 pub mod catalog;
 pub mod deploy;
 pub mod provision;

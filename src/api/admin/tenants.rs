@@ -90,15 +90,17 @@ async fn detail(ctx: &Context, tenant_id: &str) -> Result<serde_json::Value, Api
             let agent_count = crate::store::agents::list(txn, &id)?.len() as u64;
             let key_count = api_keys::count_active(txn, &id, clock::now_unix())?;
             let totals = runs::totals(txn, &id)?;
-            Ok(Some((tenant, agent_count, key_count, totals)))
+            let budget = super::budgets::view(txn, &id, None, clock::now_unix())?;
+            Ok(Some((tenant, agent_count, key_count, totals, budget)))
         })
         .await?;
-    let (tenant, agent_count, api_key_count, totals) = found.ok_or_else(tenant_not_found)?;
+    let (tenant, agent_count, api_key_count, totals, budget) = found.ok_or_else(tenant_not_found)?;
     let mut view =
         serde_json::to_value(TenantView::new(&tenant, agent_count)).map_err(|e| ApiError::Internal(e.to_string()))?;
     view["api_key_count"] = api_key_count.into();
     view["total_runs"] = totals.runs.into();
     view["total_tokens"] = totals.tokens.into();
+    view["budget"] = budget;
     Ok(view)
 }
 

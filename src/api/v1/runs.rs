@@ -51,6 +51,7 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
         client_tools: Vec::new(),
     };
 
+    crate::chat::reserve_budget(&ctx.app, &model, &messages, options.sampling.max_tokens)?;
     let started_at = clock::now_unix();
     let started = Instant::now();
     let outcome = coordinator::run(&model, messages, &ctx.app.tools(), &options).await;
