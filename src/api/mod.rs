@@ -204,6 +204,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
             ctx.app.telemetry().metrics.render(),
         )),
         Route::AdminListRequests => requests::admin_list(ctx, &request).await,
+        Route::AdminSpending => admin::usage::spending(ctx, &request).await,
         Route::V1ListRequests => requests::tenant_list(ctx, &request).await,
         Route::HealthDetailed => health::detailed(ctx).await,
         Route::ConfigInfo => Ok(health::config_info(ctx)),

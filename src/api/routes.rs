@@ -186,6 +186,8 @@ pub enum Route {
         service_name: String,
     },
     AdminBackup,
+    /// What tenants spent, per tenant and model, in a month or day.
+    AdminSpending,
     /// The request log, searchable.
     AdminListRequests,
     /// Prometheus metrics (admin secret, or public with `[metrics] public`).
@@ -283,6 +285,7 @@ impl Route {
             Route::AdminReloadConfig => "/api/admin/config/reload",
             Route::AdminServiceLogs { .. } => "/api/admin/services/{service_name}/logs",
             Route::AdminBackup => "/api/admin/backup",
+            Route::AdminSpending => "/api/admin/usage",
             Route::AdminListRequests => "/api/admin/requests",
         }
     }
@@ -377,6 +380,7 @@ impl Route {
             | Route::AdminReloadConfig
             | Route::AdminServiceLogs { .. }
             | Route::AdminBackup
+            | Route::AdminSpending
             | Route::AdminListRequests => Admin,
         }
     }
@@ -478,6 +482,7 @@ impl Route {
             | Route::AdminReloadConfig
             | Route::AdminServiceLogs { .. }
             | Route::AdminBackup
+            | Route::AdminSpending
             | Route::AdminListRequests
             | Route::Metrics => false,
         }
@@ -687,6 +692,7 @@ fn admin_candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         ["services", n, "logs"] if !n.is_empty() => vec![(M::GET, Route::AdminServiceLogs { service_name: s(n) })],
         ["backup"] => vec![(M::POST, Route::AdminBackup)],
         ["requests"] => vec![(M::GET, Route::AdminListRequests)],
+        ["usage"] => vec![(M::GET, Route::AdminSpending)],
         _ => Vec::new(),
     }
 }
@@ -797,6 +803,7 @@ mod tests {
             "/api/admin/services/{service_name}/logs",
             "/api/admin/backup",
             "/api/admin/requests",
+            "/api/admin/usage",
         ];
         for pattern in patterns {
             let path: String = pattern

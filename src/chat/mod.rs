@@ -113,6 +113,24 @@ pub struct Prepared {
 /// `max_tokens`, for its budget reservation.
 const DEFAULT_RESERVED_OUTPUT_TOKENS: u64 = 4096;
 
+/// Refuse a tenant's request whose budgets have nothing left, before any model call.
+fn check_budget_open(app: &App) -> Result<(), ApiError> {
+    let Some(scope) = crate::telemetry::scope::current() else { return Ok(()) };
+    let Some((tenant_id, key_id)) = scope.tenant_and_key() else { return Ok(()) };
+    // A one-micro-dollar hold, released at once: admitted only if something is left.
+    app.budgets()
+        .reserve(app.store(), &tenant_id, key_id.as_deref(), 1, clock::now_unix())
+        .map(drop)
+        .map_err(budget_error)
+}
+
+fn budget_error(error: BudgetError) -> ApiError {
+    match error {
+        BudgetError::Exceeded(exceeded) => ApiError::BudgetExceeded(exceeded.message),
+        BudgetError::Store(e) => ApiError::from(e),
+    }
+}
+
 /// Reserve what the request may cost — its prompt at the input price plus its `max_tokens`
 /// (else the model's, else [`DEFAULT_RESERVED_OUTPUT_TOKENS`]) at the output price — against
 /// its tenant's and API key's budgets, held until the request ends (see `metering::budget`).
@@ -136,10 +154,7 @@ pub(crate) fn reserve_budget(
     let reservation = app
         .budgets()
         .reserve(app.store(), &tenant_id, key_id.as_deref(), estimate, clock::now_unix())
-        .map_err(|e| match e {
-            BudgetError::Exceeded(exceeded) => ApiError::BudgetExceeded(exceeded.message),
-            BudgetError::Store(e) => ApiError::from(e),
-        })?;
+        .map_err(budget_error)?;
     scope.hold_budget(reservation);
     Ok(())
 }
@@ -186,7 +201,12 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
     };
     let (agent, routing_usage) = match &input.persona {
         Persona::Agent(name) => (resolve_agent(app, &input.caller, name).await?, Usage::default()),
-        Persona::Routed => route(app, &input.caller, &user_message).await?,
+        Persona::Routed => {
+            // The router's own call comes before the answering model is known: a budget that
+            // has nothing left refuses it too.
+            check_budget_open(app)?;
+            route(app, &input.caller, &user_message).await?
+        }
         Persona::Model => {
             let model = match &model_override {
                 Some(model) => model.clone(),

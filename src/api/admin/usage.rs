@@ -135,3 +135,108 @@ pub async fn platform_stats(ctx: &Context) -> Result<Response, ApiError> {
         .await?;
     Ok(response::json(StatusCode::OK, &stats))
 }
+
+#[derive(Default, Deserialize)]
+struct SpendQuery {
+    /// `YYYY-MM`: that month instead of the current one.
+    month: Option<String>,
+    /// `YYYY-MM-DD`: that day instead of the month.
+    date: Option<String>,
+}
+
+/// `GET /api/admin/usage[?month=YYYY-MM | ?date=YYYY-MM-DD]`: what the platform's tenants spent
+/// in a UTC month (the current one by default) or day, per tenant and per model, from the cost
+/// rollups.
+pub async fn spending(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    use crate::metering::cost::usd;
+    use crate::store::costs::{self, CostRecord, Period};
+    let params: SpendQuery = query(request)?;
+    let now = clock::now_unix();
+    let (period, start) = match (&params.date, &params.month) {
+        (Some(date), _) => (Period::Day, parse_date(date)?),
+        (None, Some(month)) => (Period::Month, parse_month(month)?),
+        (None, None) => (Period::Month, month_start(now)),
+    };
+    ctx.app.flush_usage().await?;
+    let (tenants, models) = ctx
+        .app
+        .store()
+        .read(move |txn| {
+            let mut spent = Vec::new();
+            let mut models: std::collections::BTreeMap<String, CostRecord> = std::collections::BTreeMap::new();
+            for tenant in tenants::all(txn)? {
+                let total = costs::get(txn, &tenant.id, costs::TENANT, period, start)?;
+                if total.requests == 0 {
+                    continue;
+                }
+                for (subject, record) in costs::breakdown(txn, &tenant.id, period, start)? {
+                    if let Some(model) = subject.strip_prefix("model:") {
+                        let sum = models.entry(model.to_string()).or_default();
+                        sum.cost_micros += record.cost_micros;
+                        sum.requests += record.requests;
+                        sum.input_tokens += record.input_tokens;
+                        sum.output_tokens += record.output_tokens;
+                        sum.cached_input_tokens += record.cached_input_tokens;
+                    }
+                }
+                spent.push((tenant, total));
+            }
+            Ok((spent, models))
+        })
+        .await?;
+    let total: u64 = tenants.iter().map(|(_, c)| c.cost_micros).sum();
+    let requests: u64 = tenants.iter().map(|(_, c)| c.requests).sum();
+    let mut tenants = tenants;
+    tenants.sort_by(|a, b| b.1.cost_micros.cmp(&a.1.cost_micros).then_with(|| a.0.name.cmp(&b.0.name)));
+    let tenant_views: Vec<Value> = tenants
+        .iter()
+        .map(|(tenant, c)| {
+            json!({
+                "tenant_id": tenant.id,
+                "tenant_name": tenant.name,
+                "cost_usd": usd(c.cost_micros),
+                "requests": c.requests,
+                "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens,
+                "cached_input_tokens": c.cached_input_tokens,
+            })
+        })
+        .collect();
+    let model_views: Vec<Value> = models
+        .iter()
+        .map(|(model, c)| {
+            json!({
+                "model": model,
+                "cost_usd": usd(c.cost_micros),
+                "requests": c.requests,
+                "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens,
+                "cached_input_tokens": c.cached_input_tokens,
+            })
+        })
+        .collect();
+    let end = match period {
+        Period::Day => start + DAY - 1,
+        Period::Month => next_month_start(start) - 1,
+    };
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({
+            "period": if period == Period::Day { "day" } else { "month" },
+            "period_start": clock::rfc3339(start),
+            "period_end": clock::rfc3339(end),
+            "total_cost_usd": usd(total),
+            "requests": requests,
+            "tenants": tenant_views,
+            "models": model_views,
+        }),
+    ))
+}
+
+/// The start of `YYYY-MM-DD` (UTC), or a 400 naming the parameter.
+fn parse_date(raw: &str) -> Result<i64, ApiError> {
+    let invalid = || ApiError::BadRequest(format!("Invalid date '{raw}': expected YYYY-MM-DD"));
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(raw, &format).map_err(|_| invalid())?;
+    Ok(date.midnight().assume_utc().unix_timestamp())
+}
