@@ -479,12 +479,14 @@ pub async fn finish(
     if let Err(failure) = outcome {
         tokens.input_tokens += failure.usage.input_tokens;
         tokens.output_tokens += failure.usage.output_tokens;
+        tokens.cached_input_tokens += failure.usage.cached_input_tokens;
     }
     let message_id = uuid::Uuid::now_v7().to_string();
     let mut messages = Vec::new();
     if let Ok(turn) = outcome {
         tokens.input_tokens += turn.usage.input_tokens;
         tokens.output_tokens += turn.usage.output_tokens;
+        tokens.cached_input_tokens += turn.usage.cached_input_tokens;
     }
     if let Ok(turn) = outcome
         && prepared.stored

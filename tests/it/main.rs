@@ -20,6 +20,7 @@ mod cli;
 mod config_dirs;
 mod conversations;
 mod cors;
+mod costs;
 mod crash;
 mod deploys;
 mod hardening_agents;

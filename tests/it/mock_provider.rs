@@ -13,6 +13,10 @@
 //! request is recorded with its JSON body and, for answers, whether the whole answer went out or
 //! the client hung up first.
 //!
+//! Usage is reported the way each provider reports it, prompt-cache counts included when a
+//! script has them ([`Script::cache_read`], [`Script::cache_creation`]), or not at all
+//! ([`Script::no_usage`]).
+//!
 //! For RAG it also serves embeddings — Ollama `POST /api/embed` and OpenAI `POST
 //! /v1/embeddings` — with deterministic bag-of-words vectors ([`mock_embedding`]: one coordinate
 //! per word, a few synonyms sharing one, so "automobile" is near "car" while BM25 sees no
@@ -120,6 +124,16 @@ pub struct Script {
     pub tool_calls: Vec<MockToolCall>,
     pub input_tokens: u32,
     pub output_tokens: u32,
+    /// Prompt tokens read from the provider's cache, reported each provider's way: OpenAI's
+    /// `prompt_tokens_details.cached_tokens` (counted inside `prompt_tokens`, i.e. inside
+    /// `input_tokens` here), Anthropic's `cache_read_input_tokens` (apart from `input_tokens`).
+    /// 0 reports nothing (Ollama never does).
+    pub cache_read_tokens: u32,
+    /// Anthropic's `cache_creation_input_tokens` (apart from `input_tokens`); 0 reports nothing.
+    /// The other wire formats have no such count.
+    pub cache_creation_tokens: u32,
+    /// Report no usage at all: no `usage` object (JSON or streamed), no Ollama counts.
+    pub without_usage: bool,
     /// Anything but 200 answers with the provider's error body carrying `error_message`.
     pub status: u16,
     pub error_message: String,
@@ -141,6 +155,9 @@ impl Default for Script {
             tool_calls: Vec::new(),
             input_tokens: 11,
             output_tokens: 7,
+            cache_read_tokens: 0,
+            cache_creation_tokens: 0,
+            without_usage: false,
             status: 200,
             error_message: "mock provider error".into(),
             delay: Duration::ZERO,
@@ -192,6 +209,25 @@ impl Script {
     pub fn usage(mut self, input_tokens: u32, output_tokens: u32) -> Script {
         self.input_tokens = input_tokens;
         self.output_tokens = output_tokens;
+        self
+    }
+
+    /// Report `tokens` prompt tokens as read from the provider's cache (see
+    /// [`Script::cache_read_tokens`] for where each wire format puts them).
+    pub fn cache_read(mut self, tokens: u32) -> Script {
+        self.cache_read_tokens = tokens;
+        self
+    }
+
+    /// Report `tokens` prompt tokens as written to Anthropic's cache.
+    pub fn cache_creation(mut self, tokens: u32) -> Script {
+        self.cache_creation_tokens = tokens;
+        self
+    }
+
+    /// Report no usage at all, as some OpenAI-compatible servers do.
+    pub fn no_usage(mut self) -> Script {
+        self.without_usage = true;
         self
     }
 
@@ -950,19 +986,39 @@ impl Reply {
                 })
                 .collect();
         }
-        json!({
+        let mut answer = json!({
             "id": format!("chatcmpl-mock-{}", self.id),
             "object": "chat.completion",
             "created": self.created,
             "model": self.model,
             "choices": [{ "index": 0, "message": message, "finish_reason": self.openai_finish() }],
-            "usage": self.openai_usage(),
-        })
+        });
+        if !self.script.without_usage {
+            answer["usage"] = self.openai_usage();
+        }
+        answer
     }
 
     fn openai_usage(&self) -> Value {
         let (input, output) = (self.script.input_tokens, self.script.output_tokens);
-        json!({ "prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output })
+        let mut usage = json!({ "prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output });
+        if self.script.cache_read_tokens > 0 {
+            usage["prompt_tokens_details"] = json!({ "cached_tokens": self.script.cache_read_tokens });
+        }
+        usage
+    }
+
+    /// Anthropic's usage object: cache reads and writes apart from `input_tokens`, each only
+    /// when there are any.
+    fn anthropic_usage(&self, output_tokens: u32) -> Value {
+        let mut usage = json!({ "input_tokens": self.script.input_tokens, "output_tokens": output_tokens });
+        if self.script.cache_read_tokens > 0 {
+            usage["cache_read_input_tokens"] = self.script.cache_read_tokens.into();
+        }
+        if self.script.cache_creation_tokens > 0 {
+            usage["cache_creation_input_tokens"] = self.script.cache_creation_tokens.into();
+        }
+        usage
     }
 
     /// `data: {chunk}` events, then `data: [DONE]`. Tool calls come as `delta.tool_calls`
@@ -994,7 +1050,7 @@ impl Reply {
             }
         }
         events.push(chunk(json!([{ "index": 0, "delta": {}, "finish_reason": self.openai_finish() }])));
-        if include_usage {
+        if include_usage && !self.script.without_usage {
             let mut last = chunk(json!([]));
             last["usage"] = self.openai_usage();
             events.push(last);
@@ -1019,7 +1075,7 @@ impl Reply {
                 json!({ "type": "tool_use", "id": self.anthropic_call_id(i), "name": call.name, "input": call.arguments }),
             );
         }
-        json!({
+        let mut answer = json!({
             "id": format!("msg_mock_{}", self.id),
             "type": "message",
             "role": "assistant",
@@ -1027,22 +1083,25 @@ impl Reply {
             "content": content,
             "stop_reason": self.anthropic_stop_reason(),
             "stop_sequence": null,
-            "usage": { "input_tokens": self.script.input_tokens, "output_tokens": self.script.output_tokens },
-        })
+        });
+        if !self.script.without_usage {
+            answer["usage"] = self.anthropic_usage(self.script.output_tokens);
+        }
+        answer
     }
 
     /// The Messages streaming sequence: input tokens in `message_start`, output tokens in
     /// `message_delta`; a text block, then each tool call as a `tool_use` block whose input
     /// arrives as two `input_json_delta` parts.
     fn anthropic_stream(&self) -> Vec<Bytes> {
-        let mut events = vec![(
-            "message_start",
-            json!({ "type": "message_start", "message": {
-                "id": format!("msg_mock_{}", self.id), "type": "message", "role": "assistant",
-                "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": { "input_tokens": self.script.input_tokens, "output_tokens": 1 },
-            }}),
-        )];
+        let mut start = json!({ "type": "message_start", "message": {
+            "id": format!("msg_mock_{}", self.id), "type": "message", "role": "assistant",
+            "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,
+        }});
+        if !self.script.without_usage {
+            start["message"]["usage"] = self.anthropic_usage(1);
+        }
+        let mut events = vec![("message_start", start)];
         let mut index = 0;
         let ping = ("ping", json!({ "type": "ping" }));
         if !self.script.reply.is_empty() || self.calls().is_empty() {
@@ -1080,14 +1139,14 @@ impl Reply {
             events.push(("content_block_stop", json!({ "type": "content_block_stop", "index": index })));
             index += 1;
         }
-        events.push((
-            "message_delta",
-            json!({
-                "type": "message_delta",
-                "delta": { "stop_reason": self.anthropic_stop_reason(), "stop_sequence": null },
-                "usage": { "output_tokens": self.script.output_tokens },
-            }),
-        ));
+        let mut delta = json!({
+            "type": "message_delta",
+            "delta": { "stop_reason": self.anthropic_stop_reason(), "stop_sequence": null },
+        });
+        if !self.script.without_usage {
+            delta["usage"] = json!({ "output_tokens": self.script.output_tokens });
+        }
+        events.push(("message_delta", delta));
         events.push(("message_stop", json!({ "type": "message_stop" })));
         events.iter().map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n"))).collect()
     }
@@ -1124,7 +1183,7 @@ impl Reply {
     }
 
     fn ollama_final(&self) -> Value {
-        json!({
+        let mut last = json!({
             "model": self.model,
             "created_at": self.created_at(),
             "message": { "role": "assistant", "content": "" },
@@ -1136,7 +1195,14 @@ impl Reply {
             "prompt_eval_duration": 1_000,
             "eval_count": self.script.output_tokens,
             "eval_duration": 1_000,
-        })
+        });
+        if self.script.without_usage
+            && let Some(fields) = last.as_object_mut()
+        {
+            fields.remove("prompt_eval_count");
+            fields.remove("eval_count");
+        }
+        last
     }
 
     fn created_at(&self) -> String {
