@@ -99,6 +99,24 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", value);
     }
+    let (status, elapsed) = (response.status().as_u16(), started.elapsed());
+    account_for(&app, &scope, &mut response, route, &method, error, elapsed);
+    tracing::debug!(%request_id, %method, %path, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    response
+}
+
+/// Close the request's account: the cost and budget headers, its metrics, and what the request
+/// log and traces will say of it (`error`: the code and message the client got).
+fn account_for(
+    app: &App,
+    scope: &Scope,
+    response: &mut Response,
+    route: &'static str,
+    method: &Method,
+    error: Option<(&'static str, String)>,
+    elapsed: std::time::Duration,
+) {
+    let headers = response.headers_mut();
     // What the answer cost, when it called a model and is complete (a stream's calls end after
     // its head: its cost is in the request log and its run).
     let streamed =
@@ -115,7 +133,6 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
         headers.insert("x-budget-remaining-usd", value);
     }
     let status = response.status().as_u16();
-    let elapsed = started.elapsed();
     let waited = scope.note_answer(route, method.as_str(), status, error);
     let metrics = &app.telemetry().metrics;
     let tenant = if metrics.per_tenant() { scope.tenant() } else { None };
@@ -123,8 +140,6 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     if let Some(waited) = waited {
         metrics.gateway_overhead(elapsed.saturating_sub(waited));
     }
-    tracing::debug!(%request_id, %method, %path, status, elapsed_ms = elapsed.as_millis() as u64, "request");
-    response
 }
 
 /// Headers added to the response whatever it turns out to be (quota headers on /v1).
@@ -203,9 +218,6 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
             crate::telemetry::metrics::CONTENT_TYPE,
             ctx.app.telemetry().metrics.render(),
         )),
-        Route::AdminListRequests => requests::admin_list(ctx, &request).await,
-        Route::AdminSpending => admin::usage::spending(ctx, &request).await,
-        Route::V1ListRequests => requests::tenant_list(ctx, &request).await,
         Route::HealthDetailed => health::detailed(ctx).await,
         Route::ConfigInfo => Ok(health::config_info(ctx)),
 
@@ -243,6 +255,8 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::AdminListTenants => admin::tenants::list(ctx).await,
         Route::AdminGetTenant { tenant_id } => admin::tenants::get(ctx, &tenant_id).await,
         Route::AdminUpdateQuota { tenant_id } => admin::tenants::update_quota(ctx, &tenant_id, request).await,
+        Route::AdminListRequests => requests::admin_list(ctx, &request).await,
+        Route::AdminSpending => admin::usage::spending(ctx, &request).await,
         Route::AdminSetTenantBudget { tenant_id } => admin::budgets::set(ctx, &tenant_id, None, request).await,
         Route::AdminSetKeyBudget { tenant_id, key_id } => {
             admin::budgets::set(ctx, &tenant_id, Some(&key_id), request).await
@@ -288,6 +302,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::V1ListAgentRuns { name } => v1::agents::runs(ctx, &name, &request).await,
         Route::V1ListAgentLogs { name } => v1::agents::logs(ctx, &name, &request).await,
         Route::V1GetUsage => v1::usage::get(ctx).await,
+        Route::V1ListRequests => requests::tenant_list(ctx, &request).await,
         Route::V1ListApiKeys => v1::api_keys::list(ctx).await,
         Route::V1CreateApiKey => v1::api_keys::create(ctx, request).await,
         Route::V1RevokeApiKey { id } => v1::api_keys::revoke(ctx, &id).await,

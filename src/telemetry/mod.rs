@@ -1,9 +1,10 @@
-//! What the server tells its operator about its own work: Prometheus metrics, the request log
-//! and (when configured) OpenTelemetry traces, all fed from one per-request account
-//! ([`scope::Scope`]) so the three never disagree about a request.
+//! What the server tells its operator about its own work: Prometheus metrics, the request log,
+//! the cost rollups and (when configured) OpenTelemetry traces, all fed from one per-request
+//! account ([`scope::Scope`]) so they never disagree about a request.
 //!
-//! Nothing here is on a request's critical path beyond counting: the request log is buffered
-//! and committed in batches like usage, and spans are exported in batches from the background.
+//! Nothing here is on a request's critical path beyond counting: request-log records and
+//! spending are buffered and committed in batches like usage (spending is never dropped; the
+//! log's buffer is bounded), and spans are exported in batches from the background.
 
 pub mod metrics;
 pub mod otlp;
