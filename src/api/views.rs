@@ -128,8 +128,21 @@ pub fn v1_run(run: &AgentRunRecord) -> Value {
     })
 }
 
-/// A tenant's spending in a usage answer: dollars as strings to the micro-dollar
-/// (`"1.234567"`), this month and today, and this month per API key and per model.
+/// One rollup's spending, named by `name_key: name` (`"model": "fast"`): dollars as a string to
+/// the micro-dollar (`"1.234567"`), requests and tokens.
+pub fn spend_view(name_key: &str, name: &str, c: &crate::store::costs::CostRecord) -> serde_json::Value {
+    serde_json::json!({
+        name_key: name,
+        "cost_usd": crate::metering::cost::usd(c.cost_micros),
+        "requests": c.requests,
+        "input_tokens": c.input_tokens,
+        "output_tokens": c.output_tokens,
+        "cached_input_tokens": c.cached_input_tokens,
+    })
+}
+
+/// A tenant's spending in a usage answer: this month and today, and this month per API key and
+/// per model.
 pub fn cost_view(summary: &crate::store::costs::Summary) -> serde_json::Value {
     use crate::metering::cost::usd;
     let keys: Vec<serde_json::Value> = summary
@@ -137,20 +150,8 @@ pub fn cost_view(summary: &crate::store::costs::Summary) -> serde_json::Value {
         .iter()
         .map(|(key_id, c)| serde_json::json!({ "key_id": key_id, "cost_usd": usd(c.cost_micros), "requests": c.requests }))
         .collect();
-    let models: Vec<serde_json::Value> = summary
-        .models
-        .iter()
-        .map(|(model, c)| {
-            serde_json::json!({
-                "model": model,
-                "cost_usd": usd(c.cost_micros),
-                "requests": c.requests,
-                "input_tokens": c.input_tokens,
-                "output_tokens": c.output_tokens,
-                "cached_input_tokens": c.cached_input_tokens,
-            })
-        })
-        .collect();
+    let models: Vec<serde_json::Value> =
+        summary.models.iter().map(|(model, c)| spend_view("model", model, c)).collect();
     serde_json::json!({
         "month_usd": usd(summary.month.cost_micros),
         "today_usd": usd(summary.today.cost_micros),

@@ -191,30 +191,13 @@ pub async fn spending(ctx: &Context, request: &Request) -> Result<Response, ApiE
     let tenant_views: Vec<Value> = tenants
         .iter()
         .map(|(tenant, c)| {
-            json!({
-                "tenant_id": tenant.id,
-                "tenant_name": tenant.name,
-                "cost_usd": usd(c.cost_micros),
-                "requests": c.requests,
-                "input_tokens": c.input_tokens,
-                "output_tokens": c.output_tokens,
-                "cached_input_tokens": c.cached_input_tokens,
-            })
+            let mut view = crate::api::views::spend_view("tenant_id", &tenant.id, c);
+            view["tenant_name"] = tenant.name.clone().into();
+            view
         })
         .collect();
-    let model_views: Vec<Value> = models
-        .iter()
-        .map(|(model, c)| {
-            json!({
-                "model": model,
-                "cost_usd": usd(c.cost_micros),
-                "requests": c.requests,
-                "input_tokens": c.input_tokens,
-                "output_tokens": c.output_tokens,
-                "cached_input_tokens": c.cached_input_tokens,
-            })
-        })
-        .collect();
+    let model_views: Vec<Value> =
+        models.iter().map(|(model, c)| crate::api::views::spend_view("model", model, c)).collect();
     let end = match period {
         Period::Day => start + DAY - 1,
         Period::Month => next_month_start(start) - 1,
