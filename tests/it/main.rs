@@ -14,6 +14,7 @@ mod admin;
 mod anthropic_messages;
 mod auth;
 mod backup;
+mod budgets;
 mod chat;
 mod chat_durability;
 mod cli;
