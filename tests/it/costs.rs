@@ -1478,6 +1478,12 @@ async fn a_restart_keeps_spending_exact_and_later_spending_adds_up() {
     assert_eq!(dollars(ledger.micros), "0.039821");
     let shown = settled_usage(&rig.server, &tenant.key, ledger.requests()).await;
     assert_usage(&shown, &ledger, "before the restart");
+    let days = shown["daily_usage"].as_array().unwrap_or_else(|| panic!("no daily_usage: {shown}"));
+    assert_eq!(
+        days.last().map(|day| &day["cost_usd"]),
+        Some(&json!(dollars(ledger.micros))),
+        "today's entry carries today's spending: {shown}"
+    );
 
     let rig = rig.restart();
     let usage = expect_json(rig.server.v1(Method::GET, "/v1/usage", &tenant.key).send().await.unwrap(), 200).await;

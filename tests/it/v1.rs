@@ -170,7 +170,8 @@ async fn usage_reports_the_month_so_far() {
     let date = daily[0]["date"].as_str().unwrap();
     let today = |t: time::OffsetDateTime| t.date().to_string();
     assert!(date == today(before) || date == today(after), "date {date}");
-    assert_eq!(daily[0], json!({ "date": date, "runs": 0, "tokens": 0, "api_calls": 3 }));
+    // The documented fields, plus the day's cost (no model was called).
+    assert_eq!(daily[0], json!({ "date": date, "runs": 0, "tokens": 0, "api_calls": 3, "cost_usd": "0.000000" }));
 
     // The usage call itself is metered.
     let again = get_json(&server, "/v1/usage", &key).await;

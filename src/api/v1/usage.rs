@@ -21,18 +21,23 @@ pub async fn get(ctx: &Context) -> Result<Response, ApiError> {
         .app
         .store()
         .read(move |txn| {
-            Ok((
-                usage::monthly(txn, &id, month)?,
-                usage::daily_range(txn, &id, month, today)?,
-                costs::summary(txn, &id, month, today)?,
-            ))
+            let days = usage::daily_range(txn, &id, month, today)?
+                .into_iter()
+                .map(|(day, d)| Ok((day, d, costs::get(txn, &id, costs::TENANT, costs::Period::Day, day)?.cost_micros)))
+                .collect::<Result<Vec<_>, crate::store::Error>>()?;
+            Ok((usage::monthly(txn, &id, month)?, days, costs::summary(txn, &id, month, today)?))
         })
         .await?;
     let limits = ctx.app.meter().limits(tenant.tier);
-    let runs: u64 = days.iter().map(|(_, d)| d.runs).sum();
+    let runs: u64 = days.iter().map(|(_, d, _)| d.runs).sum();
     let daily: Vec<Value> = days
         .iter()
-        .map(|(day, d)| json!({ "date": date_label(*day), "runs": d.runs, "tokens": d.run_tokens, "api_calls": d.requests }))
+        .map(|(day, d, spent)| {
+            json!({
+                "date": date_label(*day), "runs": d.runs, "tokens": d.run_tokens, "api_calls": d.requests,
+                "cost_usd": cost::usd(*spent),
+            })
+        })
         .collect();
     Ok(response::json(
         StatusCode::OK,
