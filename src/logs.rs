@@ -11,6 +11,18 @@ use std::sync::{Mutex, OnceLock};
 
 static RING: OnceLock<Ring> = OnceLock::new();
 
+/// Whether every request is logged at INFO (`[server].log_format = "json"`: log shippers want an
+/// access log) rather than at DEBUG (text logs are read by people).
+static ACCESS_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_access_log(on: bool) {
+    ACCESS_LOG.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn access_log() -> bool {
+    ACCESS_LOG.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 struct Ring {
     capacity: usize,
     lines: Mutex<VecDeque<String>>,

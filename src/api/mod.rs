@@ -48,8 +48,7 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let started = std::time::Instant::now();
     let request_id = request_id(request.headers());
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let dialect = routes::dialect_of_path(&path);
+    let dialect = routes::dialect_of_path(request.uri().path());
     let origin = request.headers().get(http::header::ORIGIN).cloned();
     let http1 = request.version() < http::Version::HTTP_2;
     let client_ip = client_ip::client_ip(peer, request.headers(), &app.config().server.trusted_proxies);
@@ -101,7 +100,21 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     }
     let (status, elapsed) = (response.status().as_u16(), started.elapsed());
     account_for(&app, &scope, &mut response, route, &method, error, elapsed);
-    tracing::debug!(%request_id, %method, %path, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    // One line per request: at INFO for JSON logs (an access log for shippers), else DEBUG. The
+    // raw path is not logged: it may hold ids; the route pattern says what was called.
+    let access_log = crate::logs::access_log();
+    let wanted =
+        if access_log { tracing::enabled!(tracing::Level::INFO) } else { tracing::enabled!(tracing::Level::DEBUG) };
+    if wanted {
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        let tenant = scope.tenant();
+        let tenant_id = tenant.as_deref().unwrap_or("-");
+        if access_log {
+            tracing::info!(%request_id, %method, route, status, duration_ms, tenant_id, "request");
+        } else {
+            tracing::debug!(%request_id, %method, route, status, duration_ms, tenant_id, "request");
+        }
+    }
     response
 }
 

@@ -84,15 +84,25 @@ pub fn init_logging(level: &str) {
 
 /// `ares serve`'s logging: stderr, and a ring of the last `buffer_lines` lines for
 /// `GET /api/admin/services/ares/logs`.
-pub fn init_server_logging(level: &str, buffer_lines: usize) {
+pub fn init_server_logging(level: &str, format: &str, buffer_lines: usize) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let ring = ares::logs::install(buffer_lines);
-    let _ = tracing_subscriber::registry()
-        .with(log_filter(level))
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi()))
-        .with(tracing_subscriber::fmt::layer().with_writer(ring).with_ansi(false))
-        .try_init();
+    // The ring keeps text lines either way: it is read by people, through the admin API.
+    let ring_layer = tracing_subscriber::fmt::layer().with_writer(ring).with_ansi(false);
+    let registry = tracing_subscriber::registry().with(log_filter(level)).with(ring_layer);
+    let _ = if format == "json" {
+        ares::logs::set_access_log(true);
+        let json = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr);
+        registry.with(json).try_init()
+    } else {
+        registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi())).try_init()
+    };
 }
 
 fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {

@@ -13,7 +13,11 @@ pub const SERVER_FILE: &str = "server.json";
 
 pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
     let loaded = load_config(global)?;
-    init_server_logging(&loaded.config.server.log_level, loaded.config.observability.log_buffer_lines);
+    init_server_logging(
+        &loaded.config.server.log_level,
+        &loaded.config.server.log_format,
+        loaded.config.observability.log_buffer_lines,
+    );
     report(&loaded);
     let port = loaded.config.effective_port(&process_env).map_err(Failure::usage)?;
     let host = loaded.config.server.host.clone();

@@ -228,6 +228,8 @@ pub struct ServerConfig {
     /// `None` means "not in the file": then `PORT`, then [`DEFAULT_PORT`].
     pub port: Option<u16>,
     pub log_level: String,
+    /// `text` (for people) or `json` (one object per line, for log shippers).
+    pub log_format: String,
     /// Empty or `["*"]`: any origin, without credentials (API.md §0.5).
     pub cors_origins: Vec<String>,
     /// Per-client-IP token bucket; `0` disables the limiter.
@@ -261,6 +263,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             port: None,
             log_level: "info".into(),
+            log_format: "text".into(),
             cors_origins: Vec::new(),
             rate_limit_per_second: 100,
             rate_limit_burst: 200,

@@ -11,6 +11,9 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
     if config.server.host.trim().is_empty() {
         errors.push("server.host must not be empty".to_string());
     }
+    if !matches!(config.server.log_format.as_str(), "text" | "json") {
+        errors.push(format!("server.log_format must be \"text\" or \"json\", not \"{}\"", config.server.log_format));
+    }
     if config.server.max_body_bytes == 0 {
         errors.push("server.max_body_bytes must be greater than 0".to_string());
     }

@@ -1849,3 +1849,79 @@ async fn without_an_otlp_endpoint_nothing_is_contacted() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---------------------------------------------------------------- JSON logs
+
+/// `[server].log_format = "json"`: every stderr line of the real binary is one JSON object
+/// with time, level, target and message; every request has an access line naming its request
+/// id, route pattern (not the raw path), status, duration and tenant; and neither the admin
+/// secret nor an API key appears anywhere, not even for a failed attempt that presented one.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_an_access_line_per_request_and_no_secret() {
+    let root = tempfile::tempdir().unwrap();
+    let server = crate::harness::BinaryServer::builder(root.path()).config("[server]\nlog_format = \"json\"").start();
+    let provisioned = expect_json(
+        server
+            .client()
+            .post(server.url("/api/admin/provision-client"))
+            .header("x-admin-secret", server.admin_secret())
+            .json(&json!({ "name": "json-logs", "tier": "pro", "product_type": "generic", "api_key_name": "k" }))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let key = provisioned["raw_api_key"].as_str().unwrap();
+    let tenant_id = provisioned["tenant_id"].as_str().unwrap();
+    let usage = server
+        .client()
+        .get(server.url("/v1/usage"))
+        .bearer_auth(key)
+        .header("x-request-id", "json-log-usage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(usage.status(), 200);
+    let wrong_key = format!("{}0", &key[..key.len() - 1]);
+    let refused = server
+        .client()
+        .get(server.url(&format!("/api/conversations/{tenant_id}")))
+        .bearer_auth(&wrong_key)
+        .header("x-request-id", "json-log-refused")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let log = server.wait_for_stderr("json-log-refused");
+
+    let mut access = HashMap::new();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let object: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(object.get(field).is_some_and(|v| !v.is_null()), "no {field}: {line}");
+        }
+        if object["message"] == "request" {
+            access.insert(object["request_id"].as_str().unwrap_or_default().to_string(), object);
+        }
+    }
+    let usage_line = &access["json-log-usage"];
+    assert_eq!(usage_line["level"], "INFO", "{usage_line}");
+    assert_eq!(
+        (&usage_line["method"], &usage_line["route"], &usage_line["status"], &usage_line["tenant_id"]),
+        (&json!("GET"), &json!("/v1/usage"), &json!(200), &json!(tenant_id)),
+        "{usage_line}"
+    );
+    assert!(usage_line["duration_ms"].as_f64().is_some_and(|d| d >= 0.0), "{usage_line}");
+    let refused_line = &access["json-log-refused"];
+    assert_eq!(
+        (&refused_line["route"], &refused_line["status"], &refused_line["tenant_id"]),
+        (&json!("/api/conversations/{id}"), &json!(401), &json!("-")),
+        "the route pattern, not the path with its id: {refused_line}"
+    );
+    assert!(access.values().any(|l| l["route"] == "/api/admin/provision-client"), "the admin's request too");
+    for secret in [server.admin_secret(), key, wrong_key.as_str()] {
+        assert!(!log.contains(secret), "a secret reached the log:\n{log}");
+    }
+    assert!(!log.contains(&format!("/api/conversations/{tenant_id}")), "raw paths stay out of access lines");
+}
