@@ -51,10 +51,18 @@ async fn tenant_detail_counts_agents_active_keys_runs_and_tokens() {
     assert_eq!(detail["total_tokens"], 0);
     assert_rfc3339(&detail["created_at"]);
     assert_rfc3339(&detail["updated_at"]);
-    // The list item is the detail without the totals.
+    // No budget set: none, nothing spent.
+    assert_eq!(
+        detail["budget"],
+        json!({
+            "tenant_id": id, "monthly_usd": null, "daily_usd": null,
+            "spent_this_month_usd": "0.000000", "spent_today_usd": "0.000000",
+        })
+    );
+    // The list item is the detail without the totals and the budget.
     let list = server.admin_get("/api/admin/tenants").await;
     let mut item = detail.clone();
-    for field in ["api_key_count", "total_runs", "total_tokens"] {
+    for field in ["api_key_count", "total_runs", "total_tokens", "budget"] {
         item.as_object_mut().unwrap().remove(field);
     }
     assert_eq!(list["tenants"][0], item);
