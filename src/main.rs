@@ -77,6 +77,16 @@ enum Command {
     /// Model prices for cost accounting
     #[command(subcommand)]
     Prices(PricesCommand),
+    /// Check this install without changing it: config, secrets, data dir, disk, migrations,
+    /// clock, port and upstreams; exit 1 if a check fails
+    Doctor {
+        /// Do not contact providers, embedders or rerankers
+        #[arg(long)]
+        offline: bool,
+        /// One JSON report on stdout
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +128,7 @@ fn main() -> ExitCode {
         Command::ExportPostgres { out } => cli::compat::export_postgres(&cli.global, &out),
         Command::Restore { path } => cli::backup::restore(&cli.global, &path),
         Command::Prices(PricesCommand::Import { file, out, models }) => cli::prices::import(&file, &out, &models),
+        Command::Doctor { offline, json } => cli::doctor::run(&cli.global, offline, json),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

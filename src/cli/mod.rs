@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod compat;
+pub mod doctor;
 pub mod init;
 pub mod migrate;
 pub mod prices;

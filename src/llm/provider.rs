@@ -303,7 +303,8 @@ pub fn stream_channel() -> (EventSender, EventReceiver) {
     mpsc::channel(STREAM_BUFFER)
 }
 
-fn default_base_url(kind: ProviderKind) -> &'static str {
+/// Where a provider of `kind` is when its config names no `base_url`.
+pub fn default_base_url(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Openai => "https://api.openai.com/v1",
         ProviderKind::Anthropic => "https://api.anthropic.com",

@@ -217,3 +217,78 @@ async fn first_start_without_config_or_env_generates_secrets() {
     assert_eq!(tenants(&server, &secret).await.unwrap().status(), 401);
     assert_eq!(std::fs::read_to_string(server.data_dir().join("secrets/admin_secret")).unwrap(), stored);
 }
+
+/// `ares doctor --json`, parsed, with its exit code.
+fn doctor(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Value, String) {
+    let mut all = vec!["doctor", "--offline", "--json"];
+    all.extend_from_slice(args);
+    let out = run_cli(dir, &all, env);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+    (out.code(), report, out.stderr)
+}
+
+/// The check named `name` whose detail contains `needle`.
+fn check<'a>(report: &'a Value, name: &str, needle: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name && c["detail"].as_str().unwrap_or_default().contains(needle))
+        .unwrap_or_else(|| panic!("no {name} check mentioning {needle:?}: {report}"))
+}
+
+/// On what `ares init` leaves, every check passes (exit 0); a secret readable by others and a
+/// config error each fail with the fix named, and the exit code is 1. Nothing is changed: the
+/// loose mode is still there afterwards.
+#[test]
+fn doctor_passes_a_fresh_install_and_names_each_failure_with_its_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let init = run_cli(dir.path(), &["init", "--data-dir", path_arg(&data)], &[]);
+    assert_eq!(init.code(), Some(0), "{init:?}");
+    let base = ["--data-dir", path_arg(&data), "--port", "0"];
+
+    let (code, report, stderr) = doctor(dir.path(), &base, &[]);
+    assert_eq!(code, Some(0), "{report} {stderr}");
+    assert_eq!(report["ok"], true);
+    for name in ["config", "data dir", "secrets", "disk", "migrations", "clock", "port"] {
+        let found = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name);
+        assert_eq!(found.map(|c| &c["status"]), Some(&json!("ok")), "{name}: {report}");
+    }
+    assert_eq!(check(&report, "upstreams", "--offline")["status"], "skipped", "--offline contacts nothing");
+
+    use std::os::unix::fs::PermissionsExt as _;
+    let secret = data.join("secrets/admin_secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, report, stderr) = doctor(dir.path(), &base, &[]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(stderr.contains("1 of"), "{stderr}");
+    let loose = check(&report, "secrets", "admin secret");
+    assert_eq!(loose["status"], "fail", "{report}");
+    assert!(loose["fix"].as_str().unwrap().contains("chmod 600"), "{loose}");
+    assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o644, "doctor changes nothing");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nport = \"x\"\n").unwrap();
+    let (code, report, _) = doctor(dir.path(), &["--config", path_arg(&bad), "--data-dir", path_arg(&data)], &[]);
+    assert_eq!(code, Some(1));
+    let config = check(&report, "config", "line 2");
+    assert!(config["detail"].as_str().unwrap().contains("server.port"), "{config}");
+}
+
+/// With the server running on the data dir: the port is held by this server and the database
+/// is open in it — both fine, not failures; secrets from the environment are named as such.
+#[test]
+fn doctor_recognises_the_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::builder(dir.path()).start();
+    let port = server.addr().port().to_string();
+    let args = ["--config", path_arg(server.config_path()), "--data-dir", path_arg(server.data_dir()), "--port", &port];
+    let env = [("ADMIN_API_KEY", "test-admin-secret"), ("JWT_SECRET", JWT_SECRET)];
+    let (code, report, stderr) = doctor(dir.path(), &args, &env);
+    assert_eq!(code, Some(0), "{report} {stderr}");
+    assert_eq!(check(&report, "port", "held by a running ares")["status"], "ok");
+    assert_eq!(check(&report, "migrations", "running server")["status"], "ok");
+    assert_eq!(check(&report, "secrets", "$ADMIN_API_KEY")["status"], "ok");
+    assert_eq!(check(&report, "secrets", "$JWT_SECRET")["status"], "ok");
+}
