@@ -42,7 +42,20 @@ fn through_server(global: &GlobalArgs, config: &ares::config::Config) -> Result<
             ))
         })?;
     let addr = info.get("addr").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
-    let secrets = secrets::resolve(&config.auth, &global.data_dir, &process_env).map_err(Failure::runtime)?;
+    let (admin_secret, source) =
+        secrets::find_admin_secret(&config.auth, &global.data_dir, &process_env).ok_or_else(|| {
+            Failure::runtime(format!(
+                "the server is running but no admin secret was found: set ADMIN_API_KEY (or ${}) as the server has it, \
+                 or keep it in {}",
+                config.auth.api_key_env,
+                global.data_dir.join("secrets/admin_secret").display()
+            ))
+        })?;
+    let source = match &source {
+        secrets::SecretSource::Env(name) => format!("${name}"),
+        secrets::SecretSource::File(path) | secrets::SecretSource::Generated(path) => path.display().to_string(),
+    };
+    eprintln!("backing up through the running server at {addr}, with the admin secret from {source}");
     let url = format!("http://{addr}/api/admin/backup");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(3600)))
@@ -51,11 +64,17 @@ fn through_server(global: &GlobalArgs, config: &ares::config::Config) -> Result<
         .into();
     let mut response = agent
         .post(&url)
-        .header("X-Admin-Secret", &secrets.admin_secret)
+        .header("X-Admin-Secret", &admin_secret)
         .send_empty()
         .map_err(|e| Failure::runtime(format!("cannot reach the running server at {url}: {e}")))?;
     let status = response.status();
     let body = response.body_mut().read_to_string().map_err(|e| Failure::runtime(e.to_string()))?;
+    if status.as_u16() == 401 || status.as_u16() == 403 {
+        return Err(Failure::runtime(format!(
+            "the server refused the admin secret from {source} (HTTP {}): set ADMIN_API_KEY to the secret the server runs with",
+            status.as_u16()
+        )));
+    }
     if !status.is_success() {
         return Err(Failure::runtime(format!("the server answered {}: {body}", status.as_u16())));
     }

@@ -426,3 +426,31 @@ async fn serving_an_older_file_snapshots_it_before_migrating() {
         listed["tenants"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, BTreeSet::from(["fixture-alpha", "fixture-beta", "fixture-gamma"]), "{listed}");
 }
+
+/// The server got its admin secret from `ADMIN_API_KEY` (as with an env file under systemd):
+/// `ares backup` with the same variable goes through it and says where its secret came from;
+/// without it, it says what to set — and never makes up a secret file of its own, which the
+/// server would only refuse.
+#[tokio::test]
+async fn ares_backup_uses_the_admin_secret_the_server_has_and_never_invents_one() {
+    let root = tempfile::tempdir().unwrap();
+    let server = BinaryServer::builder(root.path()).start();
+    create_tenant(&server, "from-env").await;
+    let args = ["--config", "ares-test.toml", "--data-dir", "data", "backup"];
+    let secret_file = root.path().join("data/secrets/admin_secret");
+    assert!(!secret_file.exists(), "the server's secret came from its environment");
+
+    let output = run_cli(root.path(), &args, &[("ADMIN_API_KEY", server.admin_secret())]);
+    assert_success(&output, "ares backup with ADMIN_API_KEY");
+    assert!(output.stderr.contains("admin secret from $ADMIN_API_KEY"), "{}", output.stderr);
+    printed_backup(&output);
+
+    let output = run_cli(root.path(), &args, &[]);
+    assert_eq!(output.code(), Some(1), "{output:?}");
+    assert!(output.stderr.contains("set ADMIN_API_KEY"), "{}", output.stderr);
+    assert!(!secret_file.exists(), "no secret file was generated");
+
+    let output = run_cli(root.path(), &args, &[("ADMIN_API_KEY", "not-the-servers-secret")]);
+    assert_eq!(output.code(), Some(1), "{output:?}");
+    assert!(output.stderr.contains("refused the admin secret from $ADMIN_API_KEY"), "{}", output.stderr);
+}
