@@ -62,7 +62,8 @@ pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
         });
         tokio::spawn(reload_on_hangup(app.clone()));
         tokio::spawn(reload_on_change(app.clone()));
-        let result = ares::run(listener, app, shutdown_signal()).await;
+        let grace_secs = app.config().server.shutdown_grace_secs;
+        let result = ares::run(listener, app, shutdown_signal(grace_secs, server_file.clone())).await;
         let _ = std::fs::remove_file(&server_file);
         result.map_err(|e| Failure::runtime(format!("server error: {e}")))?;
         tracing::info!("stopped cleanly");
@@ -141,8 +142,25 @@ async fn reload_on_change(app: Arc<ares::app::App>) {
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on the first SIGINT or SIGTERM, saying that requests in flight are given up to the
+/// grace period and that a second signal stops at once. The second exits the process there and
+/// then (code 130, like an interrupted program): the database stays consistent, as after any
+/// crash, and only requests still in flight are cut.
+async fn shutdown_signal(grace_secs: u64, server_file: std::path::PathBuf) {
+    let first = next_stop_signal().await;
+    tracing::info!(
+        "{first} received: finishing requests in flight (up to {grace_secs} s); send it again (Ctrl-C) to stop at once"
+    );
+    tokio::spawn(async move {
+        let second = next_stop_signal().await;
+        tracing::warn!("{second} received again: stopping now, without waiting for requests in flight");
+        let _ = std::fs::remove_file(&server_file);
+        std::process::exit(130);
+    });
+}
+
+/// The next SIGINT or SIGTERM, by name.
+async fn next_stop_signal() -> &'static str {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -151,16 +169,17 @@ async fn shutdown_signal() {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
                 let _ = interrupt.await;
-                return;
+                return "SIGINT";
             }
         };
         tokio::select! {
-            _ = interrupt => tracing::info!("SIGINT received"),
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
         }
     }
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+        "SIGINT"
     }
 }

@@ -2,6 +2,7 @@
 //! first-start secret generation. Every child gets an explicit environment.
 
 use std::path::Path;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -291,4 +292,31 @@ fn doctor_recognises_the_running_server() {
     assert_eq!(check(&report, "migrations", "running server")["status"], "ok");
     assert_eq!(check(&report, "secrets", "$ADMIN_API_KEY")["status"], "ok");
     assert_eq!(check(&report, "secrets", "$JWT_SECRET")["status"], "ok");
+}
+
+/// The first Ctrl-C drains requests in flight (and says a second one stops at once); the
+/// second stops at once, even with a request still in flight, and leaves no server.json.
+#[tokio::test]
+async fn a_second_interrupt_stops_at_once_while_draining() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = BinaryServer::builder(dir.path()).config("[server]\nshutdown_grace_secs = 30").start();
+    // A request in flight: its body is promised but never finished.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stalled
+        .write_all(b"POST /api/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"em")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    server.signal("INT");
+    server.wait_for_stderr("send it again");
+    let started = std::time::Instant::now();
+    server.signal("INT");
+    let status = server.wait();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "not the 30 s grace period: {:?}", started.elapsed());
+    server.wait_for_stderr("stopping now");
+    assert!(!server.data_dir().join("server.json").exists());
+    drop(stalled);
 }

@@ -549,6 +549,18 @@ impl BinaryServer {
         self.child.wait().expect("reap the server")
     }
 
+    /// Send `signal` (`INT`, `TERM`, …) through `kill`, without waiting.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Wait (within the hang guard) for the process to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_with_guard(&mut self.child)
+    }
+
     /// SIGTERM (through `kill -TERM`, since the crate forbids `unsafe`), then wait for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
