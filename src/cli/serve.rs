@@ -32,6 +32,12 @@ pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
         let built = tokio::task::spawn_blocking(move || ares::build_app(config, &data_dir, &process_env))
             .await
             .map_err(|e| Failure::runtime(format!("start-up task failed: {e}")))??;
+        // Shown before binding: a secret that is shown once must be shown even if the port turns
+        // out to be taken (it is stored already, and the next start will not show it).
+        if let Some((secret, path)) = &built.generated_admin_secret {
+            println!("Generated an admin secret (shown once): {secret}");
+            println!("  stored in {} (mode 0600); set ADMIN_API_KEY to use your own", path.display());
+        }
 
         let backlog = built.app.config().server.max_connections;
         let listener = bind(&host, port, backlog)
@@ -41,10 +47,6 @@ pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
         let server_file = global.data_dir.join(SERVER_FILE);
         write_server_file(&server_file, addr);
 
-        if let Some((secret, path)) = &built.generated_admin_secret {
-            println!("Generated an admin secret (shown once): {secret}");
-            println!("  stored in {} (mode 0600); set ADMIN_API_KEY to use your own", path.display());
-        }
         println!("ares {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
         tracing::info!(%addr, data_dir = %global.data_dir.display(), "serving");
         let registration = match built.app.config().registration() {

@@ -320,3 +320,20 @@ async fn a_second_interrupt_stops_at_once_while_draining() {
     assert!(!server.data_dir().join("server.json").exists());
     drop(stalled);
 }
+
+/// A first start that cannot bind its port still shows the admin secret it generated (and
+/// stored): the next start would not show it again.
+#[test]
+fn a_failed_bind_still_shows_the_generated_admin_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let data = dir.path().join("data");
+    let out = run_cli(dir.path(), &["--data-dir", path_arg(&data), "--port", &port], &[]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("cannot bind"), "{}", out.stderr);
+    let stored = std::fs::read_to_string(data.join("secrets/admin_secret")).unwrap();
+    let shown = out.stdout.lines().find_map(|l| l.strip_prefix("Generated an admin secret (shown once): "));
+    assert_eq!(shown, Some(stored.trim()), "{}", out.stdout);
+    drop(taken);
+}
