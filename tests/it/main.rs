@@ -52,6 +52,7 @@ mod sdk_clients;
 mod streaming;
 mod tenancy;
 mod tools;
+mod upgrades;
 mod user_agents;
 mod v1;
 mod workflows;

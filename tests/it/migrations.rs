@@ -12,7 +12,7 @@ use ares::store::tenants::{self, TenantRecord};
 use ares::store::{self, MigrationPolicy, Store, migrations};
 
 /// What every fixture holds, whatever its version: the data later schemas must preserve.
-const FIXTURE_TENANTS: &[(&str, &str, &str)] = &[
+pub const FIXTURE_TENANTS: &[(&str, &str, &str)] = &[
     ("0190f5a8-0000-7000-8000-000000000001", "fixture-alpha", "pro"),
     ("0190f5a8-0000-7000-8000-000000000002", "fixture-beta", "free"),
     // An imported database may hold a tier the API does not know; it must survive migration.
