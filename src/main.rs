@@ -77,6 +77,25 @@ enum Command {
     /// Model prices for cost accounting
     #[command(subcommand)]
     Prices(PricesCommand),
+    /// Write a sandboxed systemd unit for this binary and config (root), or print it
+    #[command(name = "install-service")]
+    InstallService {
+        /// Print the unit and write nothing
+        #[arg(long)]
+        print: bool,
+        /// The unit's name
+        #[arg(long, default_value = "ares")]
+        name: String,
+        /// The binary the unit runs [default: this one]
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+        /// Where to write the unit
+        #[arg(long, value_name = "DIR", default_value = cli::install_service::UNIT_DIR)]
+        unit_dir: PathBuf,
+        /// The environment file for secrets (created 0600 if missing)
+        #[arg(long, value_name = "PATH", default_value = cli::install_service::ENV_FILE)]
+        env_file: PathBuf,
+    },
     /// Check this install without changing it: config, secrets, data dir, disk, migrations,
     /// clock, port and upstreams; exit 1 if a check fails
     Doctor {
@@ -129,6 +148,10 @@ fn main() -> ExitCode {
         Command::Restore { path } => cli::backup::restore(&cli.global, &path),
         Command::Prices(PricesCommand::Import { file, out, models }) => cli::prices::import(&file, &out, &models),
         Command::Doctor { offline, json } => cli::doctor::run(&cli.global, offline, json),
+        Command::InstallService { print, name, binary, unit_dir, env_file } => {
+            let options = cli::install_service::Options { print, name, binary, unit_dir, env_file };
+            cli::install_service::run(&cli.global, &options)
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

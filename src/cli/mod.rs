@@ -4,6 +4,7 @@ pub mod backup;
 pub mod compat;
 pub mod doctor;
 pub mod init;
+pub mod install_service;
 pub mod migrate;
 pub mod prices;
 pub mod reindex;
