@@ -80,7 +80,11 @@ async fn input(ctx: &Context, request: Request) -> Result<ChatInput, ApiError> {
     let (persona, model) = match (agent_type, named_agent) {
         (Some(agent), _) => (Persona::Agent(agent.to_string()), body.model),
         (None, Some(agent)) => (Persona::Agent(agent.to_string()), None),
-        (None, None) => (Persona::Routed, body.model),
+        // `[chat].default_agent` answers when the client names none; else the router picks.
+        (None, None) => match ctx.app.config().chat.default_agent.clone() {
+            Some(agent) => (Persona::Agent(agent), body.model),
+            None => (Persona::Routed, body.model),
+        },
     };
     Ok(ChatInput {
         caller: caller(&ctx.principal)?,

@@ -65,6 +65,17 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[pricing]`: a file of model prices by provider model id.
     pub pricing: PricingConfig,
+    /// `[chat]`: what answers an ARES chat that names no agent.
+    pub chat: ChatConfig,
+}
+
+/// `[chat]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ChatConfig {
+    /// The agent that answers `/api/chat` and `/v1/chat` requests without `agent_type`; unset,
+    /// the built-in router picks one of its specialists (one extra model call per request).
+    pub default_agent: Option<String>,
 }
 
 /// `[observability]`.

@@ -129,6 +129,12 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
     }
 
     let agent_names: BTreeSet<&str> = config.agents.iter().map(|a| a.name.as_str()).collect();
+    if let Some(default) = &config.chat.default_agent {
+        let builtin = crate::agents::builtin::agents().into_iter().any(|a| a.name == *default);
+        if !builtin && !agent_names.contains(default.as_str()) {
+            errors.push(format!("chat.default_agent: '{default}' is neither an [[agents]] entry nor a built-in agent"));
+        }
+    }
     unique_names("workflows", config.workflows.iter().map(|w| w.name.as_str()), &mut errors);
     for workflow in &config.workflows {
         if workflow.entry_agent.trim().is_empty() {

@@ -408,3 +408,29 @@ system_prompt = "You are our HR bot."
     assert_eq!(answer["agent"], "hr");
     assert_eq!(system_prompt(&gw.mock.requests()[0]), "You are our HR bot.");
 }
+
+/// `[chat].default_agent` answers a chat that names no agent: one model call with that agent's
+/// prompt, no router call before it; naming an agent still wins.
+#[tokio::test]
+async fn the_default_agent_answers_chats_without_agent_type_in_one_call() {
+    let gw = Gateway::builder(Wire::OpenAi)
+        .config(
+            r#"
+[chat]
+default_agent = "concierge"
+
+[[agents]]
+name = "concierge"
+system_prompt = "You are the front desk."
+"#,
+        )
+        .start();
+    let token = gw.user().await;
+    let answer = gw.chat_ok(&token, &json!({ "message": "Where do I start?" })).await;
+    assert_eq!(answer["agent"], "concierge", "{answer}");
+    let requests = gw.mock.requests();
+    assert_eq!(requests.len(), 1, "no router call: {requests:?}");
+    assert_eq!(system_prompt(&requests[0]), "You are the front desk.");
+    let named = gw.chat_ok(&token, &json!({ "message": "Leave policy?", "agent_type": "hr" })).await;
+    assert_eq!(named["agent"], "hr");
+}

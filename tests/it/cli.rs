@@ -44,6 +44,7 @@ fn config_errors_name_the_key_and_line_and_exit_2() {
     check("[server]\nrate_limit_burst = -1\n", &["server.rate_limit_burst", "line 2"]);
     check("[server\n", &["line 1"]);
     check("[server]\nrate_limit_per_second = 5\nrate_limit_burst = 0\n", &["server.rate_limit_burst"]);
+    check("[chat]\ndefault_agent = \"nobody\"\n", &["chat.default_agent", "nobody"]);
 
     // A missing explicitly named file is an error too, not "use the defaults".
     let dir = tempfile::tempdir().unwrap();
