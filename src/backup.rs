@@ -96,6 +96,25 @@ pub struct Restored {
 /// database. The server must be stopped: the current file is opened first, which fails while a
 /// server holds it. The replaced file is kept beside it, and the derived indexes are deleted so
 /// the next start rebuilds them from the restored data.
+/// The snapshots under `dir` (backup directories and `.redb` files such as the pre-migration
+/// snapshots), newest first by modification time: what `ares restore DIR` offers when DIR is
+/// not a snapshot itself.
+pub fn snapshots_in(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut found: Vec<(PathBuf, std::time::SystemTime, u64)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let path = entry.path();
+            let file = if path.is_dir() { path.join(SNAPSHOT_FILE) } else { path.clone() };
+            let is_snapshot = file.is_file() && file.extension().is_some_and(|e| e == "redb");
+            let meta = std::fs::metadata(&file).ok().filter(|_| is_snapshot)?;
+            Some((path, meta.modified().ok()?, meta.len()))
+        })
+        .collect();
+    found.sort_by(|a, b| b.1.cmp(&a.1));
+    found
+}
+
 pub fn restore(source: &Path, data_dir: &Path) -> Result<Restored, store::Error> {
     let io = |path: &Path| {
         let path = path.to_path_buf();

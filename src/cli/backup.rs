@@ -84,6 +84,18 @@ fn through_server(global: &GlobalArgs, config: &ares::config::Config) -> Result<
 pub fn restore(global: &GlobalArgs, source: &Path) -> Result<(), Failure> {
     let loaded = load_config(global)?;
     init_logging(&loaded.config.server.log_level);
+    if source.is_dir() && !source.join(store::DB_FILE).is_file() {
+        let found = backup::snapshots_in(source);
+        if found.is_empty() {
+            return Err(Failure::usage(format!("{} holds no backup or snapshot", source.display())));
+        }
+        println!("{} is not a snapshot itself; it holds these, newest first:", source.display());
+        for (path, modified, bytes) in &found {
+            let at = modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            println!("  {}  {}  {} bytes", ares::clock::rfc3339(at), path.display(), bytes);
+        }
+        return Err(Failure::usage("name one of them: ares restore PATH"));
+    }
     let restored = backup::restore(source, &global.data_dir).map_err(Failure::runtime)?;
     println!("restored {} into {}", restored.from.display(), global.data_dir.join(store::DB_FILE).display());
     if let Some(previous) = restored.previous {

@@ -454,3 +454,29 @@ async fn ares_backup_uses_the_admin_secret_the_server_has_and_never_invents_one(
     assert_eq!(output.code(), Some(1), "{output:?}");
     assert!(output.stderr.contains("refused the admin secret from $ADMIN_API_KEY"), "{}", output.stderr);
 }
+
+/// `ares restore` given the backups directory instead of one backup lists what it holds,
+/// newest first, and changes nothing.
+#[tokio::test]
+async fn ares_restore_of_a_directory_of_backups_lists_them() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = BinaryServer::builder(root.path()).start();
+    create_tenant(&server, "listed").await;
+    assert!(server.terminate().success());
+    let backup = ["--config", "ares-test.toml", "--data-dir", "data", "backup"];
+    let first = printed_backup(&run_cli(root.path(), &backup, &[]));
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = printed_backup(&run_cli(root.path(), &backup, &[]));
+
+    let before = std::fs::read(root.path().join("data/ares.redb")).unwrap();
+    let args = ["--config", "ares-test.toml", "--data-dir", "data", "restore", "data/backups"];
+    let output = run_cli(root.path(), &args, &[]);
+    assert_eq!(output.code(), Some(2), "{output:?}");
+    let position = |path: &Path| {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        output.stdout.find(name).unwrap_or_else(|| panic!("{name} not listed:\n{}", output.stdout))
+    };
+    assert!(position(&second) < position(&first), "newest first:\n{}", output.stdout);
+    assert!(output.stderr.contains("name one of them"), "{}", output.stderr);
+    assert_eq!(std::fs::read(root.path().join("data/ares.redb")).unwrap(), before, "nothing restored");
+}
