@@ -111,7 +111,7 @@ pub fn snapshots_in(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, u64)> {
             Some((path, meta.modified().ok()?, meta.len()))
         })
         .collect();
-    found.sort_by(|a, b| b.1.cmp(&a.1));
+    found.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     found
 }
 
