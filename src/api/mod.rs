@@ -270,6 +270,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::AdminUpdateQuota { tenant_id } => admin::tenants::update_quota(ctx, &tenant_id, request).await,
         Route::AdminListRequests => requests::admin_list(ctx, &request).await,
         Route::AdminSpending => admin::usage::spending(ctx, &request).await,
+        Route::AdminMigrations => admin::catalog::migrations(ctx).await,
         Route::AdminSetTenantBudget { tenant_id } => admin::budgets::set(ctx, &tenant_id, None, request).await,
         Route::AdminSetKeyBudget { tenant_id, key_id } => {
             admin::budgets::set(ctx, &tenant_id, Some(&key_id), request).await

@@ -188,6 +188,8 @@ pub enum Route {
     AdminBackup,
     /// What tenants spent, per tenant and model, in a month or day.
     AdminSpending,
+    /// The database's schema migrations (what `ares migrate status` shows while serving).
+    AdminMigrations,
     /// The request log, searchable.
     AdminListRequests,
     /// Prometheus metrics (admin secret, or public with `[metrics] public`).
@@ -286,6 +288,7 @@ impl Route {
             Route::AdminServiceLogs { .. } => "/api/admin/services/{service_name}/logs",
             Route::AdminBackup => "/api/admin/backup",
             Route::AdminSpending => "/api/admin/usage",
+            Route::AdminMigrations => "/api/admin/migrations",
             Route::AdminListRequests => "/api/admin/requests",
         }
     }
@@ -381,6 +384,7 @@ impl Route {
             | Route::AdminServiceLogs { .. }
             | Route::AdminBackup
             | Route::AdminSpending
+            | Route::AdminMigrations
             | Route::AdminListRequests => Admin,
         }
     }
@@ -483,6 +487,7 @@ impl Route {
             | Route::AdminServiceLogs { .. }
             | Route::AdminBackup
             | Route::AdminSpending
+            | Route::AdminMigrations
             | Route::AdminListRequests
             | Route::Metrics => false,
         }
@@ -693,6 +698,7 @@ fn admin_candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         ["backup"] => vec![(M::POST, Route::AdminBackup)],
         ["requests"] => vec![(M::GET, Route::AdminListRequests)],
         ["usage"] => vec![(M::GET, Route::AdminSpending)],
+        ["migrations"] => vec![(M::GET, Route::AdminMigrations)],
         _ => Vec::new(),
     }
 }
@@ -804,6 +810,7 @@ mod tests {
             "/api/admin/backup",
             "/api/admin/requests",
             "/api/admin/usage",
+            "/api/admin/migrations",
         ];
         for pattern in patterns {
             let path: String = pattern

@@ -9,7 +9,12 @@ pub fn status(global: &GlobalArgs) -> Result<(), Failure> {
     init_logging(&loaded.config.server.log_level);
     let db_path = global.data_dir.join(store::DB_FILE);
     let rows = if db_path.exists() {
-        Store::inspect(&db_path).map_err(Failure::runtime)?
+        match Store::inspect(&db_path) {
+            Ok(rows) => rows,
+            // The server holds the file: ask it.
+            Err(store::Error::Locked { .. }) => through_server(global, &loaded.config)?,
+            Err(e) => return Err(Failure::runtime(e)),
+        }
     } else {
         println!("no database yet at {} (it is created on first start)", db_path.display());
         migrations::status_of_missing_file(migrations::MIGRATIONS)
@@ -39,6 +44,23 @@ pub fn up(global: &GlobalArgs) -> Result<(), Failure> {
     }
     print_table(&after);
     Ok(())
+}
+
+/// The migrations of the database the running server holds, from `GET /api/admin/migrations`.
+fn through_server(global: &GlobalArgs, config: &ares::config::Config) -> Result<Vec<MigrationStatus>, Failure> {
+    let server = super::running::RunningServer::find(global, config)?;
+    eprintln!("the database is open in the running server at {}; asking it", server.addr());
+    let answer = server.call("GET", "/api/admin/migrations", std::time::Duration::from_secs(30))?;
+    let rows = answer["migrations"].as_array().cloned().unwrap_or_default();
+    Ok(rows
+        .iter()
+        .map(|row| MigrationStatus {
+            version: row["version"].as_u64().unwrap_or_default() as u32,
+            description: row["description"].as_str().unwrap_or_default().to_string(),
+            checksum: String::new(),
+            applied_at: row["applied_at_unix"].as_i64(),
+        })
+        .collect())
 }
 
 fn print_table(rows: &[MigrationStatus]) {

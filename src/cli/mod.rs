@@ -8,6 +8,7 @@ pub mod install_service;
 pub mod migrate;
 pub mod prices;
 pub mod reindex;
+pub mod running;
 pub mod serve;
 
 use std::fmt;

@@ -152,14 +152,24 @@ fn migrate_status_and_up() {
     assert_eq!(applied_at(&out.stdout, 1), applied, "a second up changes nothing");
 }
 
+/// While a server holds the file, `migrate status` asks it (read-only, with the admin secret
+/// found as the server finds it) and `migrate up` fails at once rather than waiting.
 #[test]
-fn migrate_status_fails_fast_while_a_server_holds_the_file() {
+fn migrate_status_asks_the_running_server_and_up_fails_fast() {
     let dir = tempfile::tempdir().unwrap();
     let server = BinaryServer::builder(dir.path()).start();
-    // run_cli's guard fails the test if the command blocks on the lock instead of failing.
-    let out = run_cli(dir.path(), &["migrate", "status", "--data-dir", path_arg(server.data_dir())], &[]);
+    let status = ["migrate", "status", "--data-dir", path_arg(server.data_dir())];
+    let out = run_cli(dir.path(), &status, &[("ADMIN_API_KEY", server.admin_secret())]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stderr.contains("asking it"), "{}", out.stderr);
+    let rows: Vec<&str> = out.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), ares::store::migrations::MIGRATIONS.len(), "{}", out.stdout);
+    assert!(rows.iter().all(|row| !row.contains("pending")), "{}", out.stdout);
+    // Without the secret the server has, it says what to set.
+    let out = run_cli(dir.path(), &status, &[]);
     assert_eq!(out.code(), Some(1), "{out:?}");
-    assert!(out.stderr.contains("in use"), "{}", out.stderr);
+    assert!(out.stderr.contains("ADMIN_API_KEY"), "{}", out.stderr);
+    // run_cli's guard fails the test if the command blocks on the lock instead of failing.
     let out = run_cli(dir.path(), &["migrate", "up", "--data-dir", path_arg(server.data_dir())], &[]);
     assert_eq!(out.code(), Some(1), "{out:?}");
     assert!(out.stderr.contains("in use"), "{}", out.stderr);

@@ -113,3 +113,21 @@ pub async fn reload(ctx: &Context) -> Result<Response, ApiError> {
         Err(e @ ReloadError::Internal(_)) => Err(ApiError::Internal(e.to_string())),
     }
 }
+
+/// `GET /api/admin/migrations`: every schema migration of the open database with its applied
+/// time (`null`: pending), for `ares migrate status` while the server holds the file.
+pub async fn migrations(ctx: &Context) -> Result<Response, ApiError> {
+    let rows = ctx.app.store().migration_status()?;
+    let rows: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|row| {
+            serde_json::json!({
+                "version": row.version,
+                "description": row.description,
+                "applied_at": row.applied_at.map(crate::clock::rfc3339),
+                "applied_at_unix": row.applied_at,
+            })
+        })
+        .collect();
+    Ok(response::json(StatusCode::OK, &serde_json::json!({ "migrations": rows })))
+}
