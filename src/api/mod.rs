@@ -14,6 +14,7 @@ mod health;
 mod memory;
 pub(crate) mod metered;
 mod openai;
+pub mod openapi;
 mod rag;
 mod requests;
 mod research;
@@ -226,6 +227,11 @@ async fn pipeline(
 pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> Result<Response, ApiError> {
     match route {
         Route::Health => Ok(health::health()),
+        Route::OpenApi => Ok(crate::http::response::text_owned(
+            http::StatusCode::OK,
+            "application/json",
+            openapi::document().to_string(),
+        )),
         Route::Metrics => Ok(crate::http::response::text_owned(
             http::StatusCode::OK,
             crate::telemetry::metrics::CONTENT_TYPE,

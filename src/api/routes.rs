@@ -17,6 +17,8 @@ pub use crate::auth::AuthRequirement;
 pub enum Route {
     // Health and meta
     Health,
+    /// The OpenAPI 3.1 document of every route.
+    OpenApi,
     HealthDetailed,
     ConfigInfo,
     // Users
@@ -203,6 +205,7 @@ impl Route {
     pub fn pattern(&self) -> &'static str {
         match self {
             Route::Health => "/health",
+            Route::OpenApi => "/openapi.json",
             Route::Metrics => "/metrics",
             Route::HealthDetailed => "/health/detailed",
             Route::ConfigInfo => "/config/info",
@@ -298,6 +301,7 @@ impl Route {
         use AuthRequirement::*;
         match self {
             Route::Health
+            | Route::OpenApi
             | Route::HealthDetailed
             | Route::ConfigInfo
             | Route::AuthRegister
@@ -417,6 +421,7 @@ impl Route {
             // RAG embeds with the configured embedder (see `metered_for_users`), not a chat
             // model; the rest reads or writes stored data only.
             Route::Health
+            | Route::OpenApi
             | Route::HealthDetailed
             | Route::ConfigInfo
             | Route::AuthRegister
@@ -507,6 +512,90 @@ impl Route {
     }
 }
 
+/// Every route pattern, as `Route::pattern` names them: what the OpenAPI document lists
+/// (`api::openapi`), and what the route tests walk.
+pub const PATTERNS: &[&str] = &[
+    "/health",
+    "/metrics",
+    "/health/detailed",
+    "/config/info",
+    "/api/auth/register",
+    "/api/auth/login",
+    "/api/auth/refresh",
+    "/api/auth/logout",
+    "/api/agents",
+    "/api/chat",
+    "/api/chat/stream",
+    "/api/research",
+    "/api/memory",
+    "/api/workflows",
+    "/api/workflows/{workflow}",
+    "/api/user/agents",
+    "/api/user/agents/import",
+    "/api/user/agents/{name}/export",
+    "/api/conversations",
+    "/api/rag/ingest",
+    "/api/rag/search",
+    "/api/rag/collections",
+    "/api/rag/collection",
+    "/v1/chat",
+    "/v1/chat/stream",
+    "/v1/agents",
+    "/v1/agents/{name}",
+    "/v1/agents/{name}/run",
+    "/v1/agents/{name}/runs",
+    "/v1/agents/{name}/logs",
+    "/v1/usage",
+    "/v1/requests",
+    "/v1/api-keys",
+    "/v1/api-keys/{id}",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/embeddings",
+    "/v1/models",
+    "/v1/models/{id}",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/api/admin/users",
+    "/api/admin/tenants",
+    "/api/admin/tenants/{tenant_id}",
+    "/api/admin/tenants/{tenant_id}/quota",
+    "/api/admin/tenants/{tenant_id}/budget",
+    "/api/admin/tenants/{tenant_id}/api-keys/{key_id}/budget",
+    "/api/admin/provision-client",
+    "/api/admin/agent-templates",
+    "/api/admin/models",
+    "/api/admin/providers",
+    "/api/admin/tenants/{tenant_id}/usage",
+    "/api/admin/tenants/{tenant_id}/usage/daily",
+    "/api/admin/tenants/{tenant_id}/agents/{agent_name}/runs",
+    "/api/admin/tenants/{tenant_id}/agents/{agent_name}/stats",
+    "/api/admin/agents",
+    "/api/admin/stats",
+    "/api/admin/alerts",
+    "/api/admin/alerts/{alert_id}/resolve",
+    "/api/admin/audit-log",
+    "/api/admin/deploy",
+    "/api/admin/deploy/{deploy_id}",
+    "/api/admin/deploys",
+    "/api/admin/deploy/{deploy_id}/events",
+    "/api/admin/deploy/{deploy_id}/cancel",
+    "/api/admin/services",
+    "/api/admin/config/reload",
+    "/api/admin/services/{service_name}/logs",
+    "/api/admin/backup",
+    "/api/admin/requests",
+    "/api/admin/usage",
+    "/api/admin/migrations",
+    "/api/user/agents/{name}",
+    "/api/conversations/{id}",
+    "/api/admin/tenants/{tenant_id}/api-keys",
+    "/api/admin/tenants/{tenant_id}/agents",
+    "/api/admin/tenants/{tenant_id}/agents/{agent_name}",
+    "/openapi.json",
+];
+
 /// The dialect of a path's responses (errors included), known before (and whether or not) a
 /// route matches, so that 401s, 404s and rate-limit 429s reach OpenAI and Anthropic clients in
 /// their own shape. The one place a route's dialect is decided.
@@ -573,6 +662,7 @@ fn candidates(segments: &[&str]) -> Vec<(Method, Route)> {
     match segments {
         ["health"] => vec![(M::GET, Route::Health)],
         ["metrics"] => vec![(M::GET, Route::Metrics)],
+        ["openapi.json"] => vec![(M::GET, Route::OpenApi)],
         ["health", "detailed"] => vec![(M::GET, Route::HealthDetailed)],
         ["config", "info"] => vec![(M::GET, Route::ConfigInfo)],
 
@@ -733,85 +823,27 @@ mod tests {
         }
     }
 
+    /// Every pattern `Route::pattern` names is in PATTERNS (what the OpenAPI document lists).
+    #[test]
+    fn every_pattern_route_pattern_names_is_listed() {
+        // Read from this file: the string literals of `Route::pattern`'s match arms. A route
+        // whose pattern is not in PATTERNS would be missing from /openapi.json.
+        let source = include_str!("routes.rs");
+        let start = source.find("pub fn pattern(&self)").expect("Route::pattern");
+        let end = source[start..].find("pub fn auth(&self)").expect("Route::auth") + start;
+        let named: Vec<&str> =
+            source[start..end].split('"').skip(1).step_by(2).filter(|s| s.starts_with('/')).collect();
+        assert!(named.len() > 70, "{named:?}");
+        for pattern in named {
+            assert!(PATTERNS.contains(&pattern), "{pattern} is not in PATTERNS");
+        }
+    }
+
     /// Every pattern, its placeholders filled in, resolves (under some method) to routes that
     /// name that very pattern.
     #[test]
     fn every_pattern_names_the_routes_it_resolves_to() {
-        let patterns = [
-            "/health",
-            "/metrics",
-            "/health/detailed",
-            "/config/info",
-            "/api/auth/register",
-            "/api/auth/login",
-            "/api/auth/refresh",
-            "/api/auth/logout",
-            "/api/agents",
-            "/api/chat",
-            "/api/chat/stream",
-            "/api/research",
-            "/api/memory",
-            "/api/workflows",
-            "/api/workflows/{workflow}",
-            "/api/user/agents",
-            "/api/user/agents/import",
-            "/api/user/agents/{name}/export",
-            "/api/conversations",
-            "/api/rag/ingest",
-            "/api/rag/search",
-            "/api/rag/collections",
-            "/api/rag/collection",
-            "/v1/chat",
-            "/v1/chat/stream",
-            "/v1/agents",
-            "/v1/agents/{name}",
-            "/v1/agents/{name}/run",
-            "/v1/agents/{name}/runs",
-            "/v1/agents/{name}/logs",
-            "/v1/usage",
-            "/v1/requests",
-            "/v1/api-keys",
-            "/v1/api-keys/{id}",
-            "/v1/chat/completions",
-            "/v1/completions",
-            "/v1/responses",
-            "/v1/embeddings",
-            "/v1/models",
-            "/v1/models/{id}",
-            "/v1/messages",
-            "/v1/messages/count_tokens",
-            "/api/admin/users",
-            "/api/admin/tenants",
-            "/api/admin/tenants/{tenant_id}",
-            "/api/admin/tenants/{tenant_id}/quota",
-            "/api/admin/tenants/{tenant_id}/budget",
-            "/api/admin/tenants/{tenant_id}/api-keys/{key_id}/budget",
-            "/api/admin/provision-client",
-            "/api/admin/agent-templates",
-            "/api/admin/models",
-            "/api/admin/providers",
-            "/api/admin/tenants/{tenant_id}/usage",
-            "/api/admin/tenants/{tenant_id}/usage/daily",
-            "/api/admin/tenants/{tenant_id}/agents/{agent_name}/runs",
-            "/api/admin/tenants/{tenant_id}/agents/{agent_name}/stats",
-            "/api/admin/agents",
-            "/api/admin/stats",
-            "/api/admin/alerts",
-            "/api/admin/alerts/{alert_id}/resolve",
-            "/api/admin/audit-log",
-            "/api/admin/deploy",
-            "/api/admin/deploy/{deploy_id}",
-            "/api/admin/deploys",
-            "/api/admin/deploy/{deploy_id}/events",
-            "/api/admin/deploy/{deploy_id}/cancel",
-            "/api/admin/services",
-            "/api/admin/config/reload",
-            "/api/admin/services/{service_name}/logs",
-            "/api/admin/backup",
-            "/api/admin/requests",
-            "/api/admin/usage",
-            "/api/admin/migrations",
-        ];
+        let patterns = PATTERNS;
         for pattern in patterns {
             let path: String = pattern
                 .split('/')
@@ -821,7 +853,7 @@ mod tests {
             let mut found = 0;
             for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
                 if let Resolution::Found(route) = resolve(&method, &path) {
-                    assert_eq!(route.pattern(), pattern, "{method} {path}");
+                    assert_eq!(route.pattern(), *pattern, "{method} {path}");
                     found += 1;
                 }
             }

@@ -315,3 +315,21 @@ async fn http1_keep_alive_serves_several_requests_on_one_connection() {
         assert_eq!(server.get("/health").send().await.unwrap().status(), 200);
     }
 }
+
+/// `GET /openapi.json` needs no credentials and describes the routes as the table serves them.
+#[tokio::test]
+async fn the_openapi_document_is_served_and_lists_the_routes() {
+    let server = TestServer::start();
+    let response = server.client().get(server.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(crate::harness::header(&response, "content-type").as_deref(), Some("application/json"));
+    let document: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), ares::api::routes::PATTERNS.len());
+    assert_eq!(
+        document["paths"]["/v1/chat/completions"]["post"]["security"][0],
+        serde_json::json!({ "tenantKey": [] })
+    );
+    assert!(document["paths"]["/api/admin/tenants/{tenant_id}/budget"]["put"].is_object(), "{document}");
+}
