@@ -206,14 +206,6 @@ impl BudgetMeter {
         }
     }
 
-    /// Spent this month and today under `subject`, if it has been loaded.
-    pub fn spent(&self, subject: &str, now: i64) -> Option<(u64, u64)> {
-        let mut accounts = self.lock();
-        let account = accounts.get_mut(subject)?;
-        account.roll(now);
-        Some((account.spent_month, account.spent_day))
-    }
-
     fn settle(&self, subjects: &[String], estimate: u64, actual: Option<u64>, now: i64) {
         let mut crossings = Vec::new();
         {

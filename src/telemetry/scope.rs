@@ -114,10 +114,6 @@ impl Scope {
         self.account.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn telemetry(&self) -> &Telemetry {
-        &self.telemetry
-    }
-
     /// How long ago the request arrived.
     pub fn elapsed(&self) -> Duration {
         self.arrived.elapsed()
