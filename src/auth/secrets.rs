@@ -76,9 +76,7 @@ pub fn resolve(auth: &AuthConfig, data_dir: &Path, env: &EnvLookup) -> Result<Se
         }
     };
 
-    let from_env = ["ADMIN_API_KEY", auth.api_key_env.as_str()]
-        .into_iter()
-        .find_map(|name| env(name).filter(|v| !v.is_empty()).map(|v| (v, SecretSource::Env(name.to_string()))));
+    let from_env = admin_secret_from_env(auth, env);
     let (admin_secret, admin_source) = match from_env {
         Some(found) => found,
         None => stored_or_generated(&dir, ADMIN_FILE)?,
@@ -87,14 +85,24 @@ pub fn resolve(auth: &AuthConfig, data_dir: &Path, env: &EnvLookup) -> Result<Se
     Ok(Secrets { jwt_secret, jwt_source, admin_secret, admin_source })
 }
 
+/// The variables the admin secret is read from, in order: `ADMIN_API_KEY`, then
+/// `[auth].api_key_env`.
+pub fn admin_secret_vars(auth: &AuthConfig) -> [&str; 2] {
+    ["ADMIN_API_KEY", auth.api_key_env.as_str()]
+}
+
+fn admin_secret_from_env(auth: &AuthConfig, env: &EnvLookup) -> Option<(String, SecretSource)> {
+    admin_secret_vars(auth)
+        .into_iter()
+        .find_map(|name| env(name).filter(|v| !v.is_empty()).map(|v| (v, SecretSource::Env(name.to_string()))))
+}
+
 /// The admin secret a command-line tool should present to the running server, found the way
 /// the server finds it (`ADMIN_API_KEY`, then `[auth].api_key_env`, then `data/secrets`) but
 /// never generated: a tool that made up a new secret would only be refused. `None` when there
 /// is none to find.
 pub fn find_admin_secret(auth: &AuthConfig, data_dir: &Path, env: &EnvLookup) -> Option<(String, SecretSource)> {
-    let from_env = ["ADMIN_API_KEY", auth.api_key_env.as_str()]
-        .into_iter()
-        .find_map(|name| env(name).filter(|v| !v.is_empty()).map(|v| (v, SecretSource::Env(name.to_string()))));
+    let from_env = admin_secret_from_env(auth, env);
     from_env.or_else(|| {
         let path = data_dir.join(SECRETS_DIR).join(ADMIN_FILE);
         let value = std::fs::read_to_string(&path).ok()?.trim().to_string();

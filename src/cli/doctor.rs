@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Failure, process_env};
 use crate::GlobalArgs;
+use ares::auth::secrets;
 use ares::config::{self, Config, EmbedderKind};
 use ares::store::{self, Store, migrations};
 
@@ -134,12 +135,11 @@ fn writable(dir: &Path) -> std::io::Result<()> {
 /// Each secret from the environment, or a private file under `data/secrets`, or generated at
 /// the next start.
 fn check_secrets(data_dir: &Path, config: Option<&Config>) -> Vec<Check> {
-    let jwt_env = config.map_or("JWT_SECRET".to_string(), |c| c.auth.jwt_secret_env.clone());
-    let admin_env = config.map_or("API_KEY".to_string(), |c| c.auth.api_key_env.clone());
-    let wanted = [
-        ("admin secret", vec!["ADMIN_API_KEY".to_string(), admin_env], "admin_secret"),
-        ("JWT secret", vec![jwt_env], "jwt_secret"),
-    ];
+    // The variables the server reads, in its order (a broken config: the defaults').
+    let auth = config.map(|c| c.auth.clone()).unwrap_or_default();
+    let admin_vars: Vec<String> = secrets::admin_secret_vars(&auth).map(str::to_string).to_vec();
+    let wanted =
+        [("admin secret", admin_vars, "admin_secret"), ("JWT secret", vec![auth.jwt_secret_env.clone()], "jwt_secret")];
     wanted
         .into_iter()
         .map(|(what, envs, file)| {

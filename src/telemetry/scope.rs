@@ -56,7 +56,6 @@ pub struct Account {
     pub user_id: Option<String>,
     pub key_prefix: Option<String>,
     pub key_id: Option<String>,
-    pub tier: Option<String>,
     pub agent: Option<String>,
     /// The model the request asked for (or its agent's).
     pub model: Option<String>,
@@ -148,7 +147,6 @@ impl Scope {
                 account.tenant_id = Some(tenant.tenant_id.clone());
                 account.key_prefix = Some(tenant.key_prefix.clone());
                 account.key_id = Some(tenant.key_id.clone());
-                account.tier = Some(tenant.tier.as_str().to_string());
             }
         }
     }

@@ -506,6 +506,23 @@ impl BinaryServer {
         &self.client
     }
 
+    /// [`TestServer::provision`] against the binary: a tenant with its agents and API key,
+    /// asserting 201.
+    pub async fn provision(&self, name: &str, tier: &str, product_type: &str) -> Value {
+        let body = serde_json::json!({
+            "name": name, "tier": tier, "product_type": product_type, "api_key_name": format!("{name}-key"),
+        });
+        let response = self
+            .client()
+            .post(self.url("/api/admin/provision-client"))
+            .header("x-admin-secret", self.admin_secret())
+            .json(&body)
+            .send()
+            .await
+            .expect("provision request");
+        expect_json(response, 201).await
+    }
+
     pub fn admin_secret(&self) -> &str {
         &self.admin_secret
     }

@@ -1860,18 +1860,7 @@ async fn without_an_otlp_endpoint_nothing_is_contacted() {
 async fn json_logs_are_one_object_per_line_with_an_access_line_per_request_and_no_secret() {
     let root = tempfile::tempdir().unwrap();
     let server = crate::harness::BinaryServer::builder(root.path()).config("[server]\nlog_format = \"json\"").start();
-    let provisioned = expect_json(
-        server
-            .client()
-            .post(server.url("/api/admin/provision-client"))
-            .header("x-admin-secret", server.admin_secret())
-            .json(&json!({ "name": "json-logs", "tier": "pro", "product_type": "generic", "api_key_name": "k" }))
-            .send()
-            .await
-            .unwrap(),
-        201,
-    )
-    .await;
+    let provisioned = server.provision("json-logs", "pro", "generic").await;
     let key = provisioned["raw_api_key"].as_str().unwrap();
     let tenant_id = provisioned["tenant_id"].as_str().unwrap();
     let usage = server

@@ -911,18 +911,7 @@ tier = "balanced"
         base = mock.base_url(Wire::OpenAi)
     );
     let server = crate::harness::BinaryServer::builder(root.path()).config(&config).start();
-    let provisioned = expect_json(
-        server
-            .client()
-            .post(server.url("/api/admin/provision-client"))
-            .header("x-admin-secret", server.admin_secret())
-            .json(&json!({ "name": "logs", "tier": "enterprise", "product_type": "generic", "api_key_name": "k" }))
-            .send()
-            .await
-            .unwrap(),
-        201,
-    )
-    .await;
+    let provisioned = server.provision("logs", "enterprise", "generic").await;
     let key = provisioned["raw_api_key"].as_str().unwrap();
     let response = server
         .client()
