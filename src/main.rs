@@ -11,13 +11,17 @@ mod cli;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "ares", version, about = "ARES, embedded: the ARES agent platform in one binary")]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+    /// For `ares --port P` with no subcommand, which serves.
+    #[command(flatten)]
+    listen: ListenArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -31,18 +35,36 @@ pub struct GlobalArgs {
     /// Data directory (database, secrets, indexes)
     #[arg(long, global = true, env = "ARES_DATA_DIR", value_name = "DIR", default_value = "data")]
     data_dir: PathBuf,
+}
+
+/// Where `serve` listens. Only `serve` takes them: every other command either works on the
+/// data dir or finds the running server from `data/server.json`, so a `--port` there would
+/// only look like it did something.
+#[derive(Args, Clone, Default)]
+pub struct ListenArgs {
     /// Bind address (overrides [server].host)
-    #[arg(long, global = true)]
+    #[arg(long)]
     host: Option<String>,
     /// Port (overrides [server].port and PORT)
-    #[arg(long, global = true)]
+    #[arg(long)]
     port: Option<u16>,
+}
+
+impl ListenArgs {
+    fn is_set(&self) -> bool {
+        self.host.is_some() || self.port.is_some()
+    }
+
+    /// `ares --port 1 serve --host h`: the subcommand's own flags win.
+    fn or(self, outer: ListenArgs) -> ListenArgs {
+        ListenArgs { host: self.host.or(outer.host), port: self.port.or(outer.port) }
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server (what runs with no subcommand)
-    Serve,
+    Serve(ListenArgs),
     /// Write a commented ares.toml if missing and create the data dir with generated secrets
     Init,
     /// Inspect or apply schema migrations of the data file
@@ -136,8 +158,12 @@ fn main() -> ExitCode {
     // Before any thread or file exists: whatever the commands create is private to the owner.
     ares::private::restrict_umask();
     let cli = Cli::parse();
-    let outcome = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => cli::serve::run(&cli.global),
+    let command = cli.command.unwrap_or_else(|| Command::Serve(ListenArgs::default()));
+    if cli.listen.is_set() && !matches!(command, Command::Serve(_)) {
+        Cli::command().error(ErrorKind::ArgumentConflict, "--host and --port apply only to `ares serve`").exit();
+    }
+    let outcome = match command {
+        Command::Serve(listen) => cli::serve::run(&cli.global, &listen.or(cli.listen)),
         Command::Init => cli::init::run(&cli.global),
         Command::Migrate(MigrateCommand::Status) => cli::migrate::status(&cli.global),
         Command::Migrate(MigrateCommand::Up) => cli::migrate::up(&cli.global),

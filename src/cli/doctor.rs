@@ -69,7 +69,7 @@ pub fn run(global: &GlobalArgs, offline: bool, json: bool) -> Result<(), Failure
     checks.push(check_migrations(data_dir));
     checks.push(check_clock(data_dir));
     if let Some(loaded) = &loaded {
-        checks.push(check_port(&loaded.config, global));
+        checks.push(check_port(&loaded.config));
         checks.extend(check_upstreams(&loaded.config, offline));
     }
     let failed = checks.iter().filter(|c| c.status == "fail").count();
@@ -220,10 +220,9 @@ fn check_migrations(data_dir: &Path) -> Check {
 }
 
 /// The port is free, or held by this data dir's own server.
-fn check_port(config: &Config, global: &GlobalArgs) -> Check {
-    let port =
-        global.port.or(config.server.port).or_else(|| process_env("PORT").and_then(|p| p.parse().ok())).unwrap_or(3000);
-    let host = global.host.clone().unwrap_or_else(|| config.server.host.clone());
+fn check_port(config: &Config) -> Check {
+    let port = config.server.port.or_else(|| process_env("PORT").and_then(|p| p.parse().ok())).unwrap_or(3000);
+    let host = config.server.host.clone();
     let addr = format!("{host}:{port}");
     let Some(socket) = std::net::ToSocketAddrs::to_socket_addrs(&addr).ok().and_then(|mut a| a.next()) else {
         return fail("port", format!("{addr} does not resolve"), "set [server].host to an address of this machine");
@@ -234,7 +233,7 @@ fn check_port(config: &Config, global: &GlobalArgs) -> Check {
             if held_by_ares(socket) {
                 ok("port", format!("{addr} is held by a running ares (its /health answers OK)"))
             } else {
-                fail("port", format!("{addr} is taken by another program"), "stop it, or set [server].port / --port")
+                fail("port", format!("{addr} is taken by another program"), "stop it, or set [server].port")
             }
         }
         Err(e) => {

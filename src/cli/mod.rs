@@ -62,18 +62,10 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Load and validate the config, applying `--host`/`--port`. Warnings are returned, not
-/// printed, because logging is not set up until the log level is known.
+/// Load and validate the config. Warnings are returned, not printed, because logging is not
+/// set up until the log level is known.
 pub fn load_config(global: &GlobalArgs) -> Result<LoadedConfig, Failure> {
-    let mut loaded =
-        config::load(global.config.as_deref(), &process_env).map_err(|e: ConfigError| Failure::usage(e))?;
-    if let Some(host) = &global.host {
-        loaded.config.server.host = host.clone();
-    }
-    if let Some(port) = global.port {
-        loaded.config.server.port = Some(port);
-    }
-    Ok(loaded)
+    config::load(global.config.as_deref(), &process_env).map_err(|e: ConfigError| Failure::usage(e))
 }
 
 /// Logs go to stderr; `RUST_LOG` wins over `[server].log_level`.

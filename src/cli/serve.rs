@@ -6,13 +6,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Failure, init_server_logging, load_config, process_env, report};
-use crate::GlobalArgs;
+use crate::{GlobalArgs, ListenArgs};
 
 /// Written while serving so other commands (and operators) can find the running server.
 pub const SERVER_FILE: &str = "server.json";
 
-pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
-    let loaded = load_config(global)?;
+pub fn run(global: &GlobalArgs, listen: &ListenArgs) -> Result<(), Failure> {
+    let mut loaded = load_config(global)?;
+    if let Some(host) = &listen.host {
+        loaded.config.server.host = host.clone();
+    }
+    if let Some(port) = listen.port {
+        loaded.config.server.port = Some(port);
+    }
     init_server_logging(
         &loaded.config.server.log_level,
         &loaded.config.server.log_format,
@@ -59,8 +65,8 @@ pub fn run(global: &GlobalArgs) -> Result<(), Failure> {
         app.enable_reload(ares::reload::Source {
             path: global.config.clone(),
             env: Arc::new(process_env),
-            host: global.host.clone(),
-            port: global.port,
+            host: listen.host.clone(),
+            port: listen.port,
         });
         tokio::spawn(reload_on_hangup(app.clone()));
         tokio::spawn(reload_on_change(app.clone()));

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::keys::Locator;
 use super::{Config, toon_dirs, validate};
 
 /// How configuration reads the environment; tests pass a closure instead of mutating the
@@ -51,11 +52,13 @@ pub fn load(path: Option<&Path>, env: &EnvLookup) -> Result<LoadedConfig, Config
         }
         Err(source) => return Err(ConfigError::Io { path, source }),
     };
-    let mut loaded = parse(&source, &path.display().to_string())?;
+    let file = path.display().to_string();
+    let mut loaded = parse(&source, &file)?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     toon_dirs::merge(&mut loaded.config, &base, &mut loaded.warnings);
     super::pricing::load(&mut loaded.config.pricing, &base)?;
-    validate::validate(&loaded.config, env, &mut loaded.warnings).map_err(ConfigError::Validation)?;
+    let locator = Locator::new(&file, &source);
+    validate::validate(&loaded.config, env, &locator, &mut loaded.warnings).map_err(ConfigError::Validation)?;
     loaded.path = Some(path);
     Ok(loaded)
 }
@@ -64,7 +67,8 @@ pub fn load(path: Option<&Path>, env: &EnvLookup) -> Result<LoadedConfig, Config
 /// `file` is only used in messages.
 pub fn load_str(source: &str, file: &str, env: &EnvLookup) -> Result<LoadedConfig, ConfigError> {
     let mut loaded = parse(source, file)?;
-    validate::validate(&loaded.config, env, &mut loaded.warnings).map_err(ConfigError::Validation)?;
+    let locator = Locator::new(file, source);
+    validate::validate(&loaded.config, env, &locator, &mut loaded.warnings).map_err(ConfigError::Validation)?;
     Ok(loaded)
 }
 
@@ -79,7 +83,7 @@ fn parse(source: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
         toml::de::Deserializer::parse(source).map_err(|e| parse_error(e.span(), e.message().trim().to_string()))?;
 
     let mut unknown = Vec::new();
-    let mut record_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let mut record_unknown = |path: serde_ignored::Path<'_>| unknown.push(segments(&path));
     let tracked = serde_ignored::Deserializer::new(deserializer, &mut record_unknown);
     let config: Config = serde_path_to_error::deserialize(tracked).map_err(|e| {
         let key = e.path().to_string();
@@ -89,7 +93,8 @@ fn parse(source: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
         parse_error(inner.span(), message)
     })?;
 
-    let warnings: Vec<String> = unknown.into_iter().map(|key| format!("{file}: unknown key `{key}` ignored")).collect();
+    let warnings: Vec<String> =
+        unknown.iter().map(|path| super::keys::unknown_key_warning(source, file, path)).collect();
     let mut notes = Vec::new();
     if config.database.is_some() {
         notes.push("[database] is ignored: storage is embedded (data/ares.redb)".to_string());
@@ -97,8 +102,28 @@ fn parse(source: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
     Ok(LoadedConfig { config, path: None, warnings, notes })
 }
 
+/// serde_ignored's path as keys and indexes from the root (`Option` and newtype levels are not
+/// in the file).
+fn segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
+    use serde_ignored::Path;
+    let mut out = match path {
+        Path::Root => return Vec::new(),
+        Path::Seq { parent, .. }
+        | Path::Map { parent, .. }
+        | Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    };
+    match path {
+        Path::Seq { index, .. } => out.push(index.to_string()),
+        Path::Map { key, .. } => out.push(key.clone()),
+        _ => {}
+    }
+    out
+}
+
 /// 1-based line number of a byte offset.
-fn line_of(source: &str, offset: usize) -> usize {
+pub(super) fn line_of(source: &str, offset: usize) -> usize {
     let end = offset.min(source.len());
     source.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
 }

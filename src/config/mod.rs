@@ -7,6 +7,7 @@
 //! warnings, applies environment overrides and validates once; after that the config is plain
 //! data that later layers read without re-checking.
 
+mod keys;
 mod load;
 mod named;
 pub mod pricing;

@@ -225,7 +225,7 @@ fn unknown_keys_are_warnings() {
 #[test]
 fn cross_references_are_validated() {
     let message = load_err("[[models]]\nname = \"m\"\nprovider = \"nope\"\nmodel_id = \"x\"\n");
-    assert!(message.contains("provider 'nope' is not defined"), "{message}");
+    assert!(message.contains("line 3: models.m.provider: 'nope' is not defined"), "{message}");
 
     let message =
         load_err("[[providers]]\nname = \"a\"\ntype = \"ollama\"\n[[providers]]\nname = \"a\"\ntype = \"ollama\"\n");
@@ -274,4 +274,39 @@ fn storage_cache_is_bounded_and_defaults_to_32_mib() {
         let error = load_err(&format!("[storage]\ncache_mib = {bad}\n"));
         assert!(error.contains("storage.cache_mib must be between 1 and 65536"), "{error}");
     }
+}
+
+#[test]
+fn an_agent_naming_an_unknown_model_is_refused_with_its_line() {
+    let models = "[[providers]]\nname = \"local\"\ntype = \"ollama\"\n\n[[models]]\nname = \"fast-local\"\nprovider = \"local\"\nmodel_id = \"llama3.2:1b\"\n\n";
+    let message = load_err(&format!("{models}[[agents]]\nname = \"helper\"\nmodel = \"fats-local\"\n"));
+    assert!(
+        message.contains(
+            "ares.toml line 12: agents.helper.model: model 'fats-local' is neither a configured model nor a tier"
+        ),
+        "{message}"
+    );
+    let message = load_err(&format!("{models}[agents.helper]\nmodel = \"gpt-9\"\n"));
+    assert!(message.contains("line 11: agents.helper.model"), "{message}");
+
+    // A model name, its provider-side id, or a tier are all what the router resolves.
+    for model in ["fast-local", "llama3.2:1b", "balanced"] {
+        load_ok(&format!("{models}[[agents]]\nname = \"helper\"\nmodel = \"{model}\"\n"));
+    }
+}
+
+#[test]
+fn a_directory_agent_naming_an_unknown_model_only_warns() {
+    // Shipped TOON files are written for some site's models; they must not stop a start-up.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config/agents")).unwrap();
+    std::fs::write(dir.path().join("config/agents/scout.toon"), "name: scout\nmodel: elsewhere-model\n").unwrap();
+    let file = dir.path().join("ares.toml");
+    std::fs::write(&file, "[[providers]]\nname = \"local\"\ntype = \"ollama\"\n").unwrap();
+    let loaded = super::load(Some(&file), &no_env).unwrap();
+    assert!(
+        loaded.warnings.iter().any(|w| w.contains("agents.scout (agents directory): model 'elsewhere-model'")),
+        "{:?}",
+        loaded.warnings
+    );
 }

@@ -3,9 +3,15 @@
 
 use std::collections::BTreeSet;
 
+use super::keys::Locator;
 use super::{Config, EmbedderKind, EnvLookup, ModelConfig, ProviderConfig, ProviderKind, Tier};
 
-pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<String>) -> Result<(), String> {
+pub(super) fn validate(
+    config: &Config,
+    env: &EnvLookup,
+    file: &Locator<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
     let mut errors = Vec::new();
 
     if config.server.host.trim().is_empty() {
@@ -87,9 +93,17 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
     for provider in &config.providers {
         model_names.extend(provider.models.iter().map(|m| m.name.clone().unwrap_or_else(|| m.id.clone())));
     }
+    // What an agent's `model` may name besides these: the router also finds a model by its
+    // provider-side id.
+    let model_ids: BTreeSet<&str> = config
+        .models
+        .iter()
+        .map(|m| m.model_id.as_str())
+        .chain(config.providers.iter().flat_map(|p| p.models.iter().map(|m| m.id.as_str())))
+        .collect();
     unique_names("models", config.models.iter().map(|m| m.name.as_str()), &mut errors);
     for model in &config.models {
-        validate_serving(model, &providers, &mut errors);
+        validate_serving(model, &providers, file, &mut errors);
         validate_prices(model, &mut errors);
         for fallback in &model.fallbacks {
             if fallback == &model.name {
@@ -118,12 +132,19 @@ pub(super) fn validate(config: &Config, env: &EnvLookup, warnings: &mut Vec<Stri
             ));
         }
         if let Some(model) = &agent.model {
-            let is_tier = Tier::parse(model).is_some();
-            if !is_tier && !model_names.iter().any(|m| m == model) {
-                warnings.push(format!(
-                    "agents.{}: model '{}' is neither a configured model nor a tier; the default model will be used",
-                    agent.name, model
-                ));
+            let known = Tier::parse(model).is_some()
+                || model_names.iter().any(|m| m == model)
+                || model_ids.contains(model.as_str());
+            if !known {
+                let problem = format!("model '{model}' is neither a configured model nor a tier");
+                match file.entry_key("agents", &agent.name, "model") {
+                    Some(at) => errors.push(format!("{at}agents.{}.model: {problem}", agent.name)),
+                    // A shipped TOON agent written for another site's models still runs.
+                    None => warnings.push(format!(
+                        "agents.{} (agents directory): {problem}; the default model will be used",
+                        agent.name
+                    )),
+                }
             }
         }
     }
@@ -206,13 +227,14 @@ fn unique_names<'a>(
 
 /// A model is served by `provider` + `model_id` or by `deployments`, never both, and every
 /// provider it names exists.
-fn validate_serving(model: &ModelConfig, providers: &BTreeSet<&str>, errors: &mut Vec<String>) {
+fn validate_serving(model: &ModelConfig, providers: &BTreeSet<&str>, file: &Locator<'_>, errors: &mut Vec<String>) {
     let name = &model.name;
     if model.deployments.is_empty() {
         if model.provider.is_empty() || model.model_id.is_empty() {
             errors.push(format!("models.{name}: needs provider and model_id, or deployments"));
         } else if !providers.contains(model.provider.as_str()) {
-            errors.push(format!("models.{name}: provider '{}' is not defined in [[providers]]", model.provider));
+            let at = file.entry_key("models", name, "provider").unwrap_or_default();
+            errors.push(format!("{at}models.{name}.provider: '{}' is not defined in [[providers]]", model.provider));
         }
         return;
     }

@@ -347,6 +347,17 @@ async fn platform_agents_are_listed_without_auth() {
     let server = TestServer::builder()
         .config(
             r#"
+# An agent's model must be configured (or a tier): nothing is called in this test.
+[[providers]]
+name = "mock"
+type = "ollama"
+base_url = "http://127.0.0.1:9"
+
+[[models]]
+name = "mock-model"
+provider = "mock"
+model_id = "m"
+
 [[agents]]
 name = "support"
 description = "Helps customers"

@@ -258,9 +258,10 @@ fn doctor_passes_a_fresh_install_and_names_each_failure_with_its_fix() {
     let data = dir.path().join("data");
     let init = run_cli(dir.path(), &["init", "--data-dir", path_arg(&data)], &[]);
     assert_eq!(init.code(), Some(0), "{init:?}");
-    let base = ["--data-dir", path_arg(&data), "--port", "0"];
+    // The doctor checks the port the server would take: `PORT` here, as `--port` is `serve`'s.
+    let base = ["--data-dir", path_arg(&data)];
 
-    let (code, report, stderr) = doctor(dir.path(), &base, &[]);
+    let (code, report, stderr) = doctor(dir.path(), &base, &[("PORT", "0")]);
     assert_eq!(code, Some(0), "{report} {stderr}");
     assert_eq!(report["ok"], true);
     for name in ["config", "data dir", "secrets", "disk", "migrations", "clock", "port"] {
@@ -272,7 +273,7 @@ fn doctor_passes_a_fresh_install_and_names_each_failure_with_its_fix() {
     use std::os::unix::fs::PermissionsExt as _;
     let secret = data.join("secrets/admin_secret");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (code, report, stderr) = doctor(dir.path(), &base, &[]);
+    let (code, report, stderr) = doctor(dir.path(), &base, &[("PORT", "0")]);
     assert_eq!(code, Some(1), "{report}");
     assert!(stderr.contains("1 of"), "{stderr}");
     let loose = check(&report, "secrets", "admin secret");
@@ -288,6 +289,26 @@ fn doctor_passes_a_fresh_install_and_names_each_failure_with_its_fix() {
     assert!(config["detail"].as_str().unwrap().contains("server.port"), "{config}");
 }
 
+/// `--host`/`--port` are where `serve` listens; any other command refuses them rather than
+/// seeming to use them (before it touches anything).
+#[test]
+fn listen_flags_are_only_for_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for args in [
+        vec!["backup", "--port", "4000"],
+        vec!["--port", "4000", "doctor"],
+        vec!["--host", "0.0.0.0", "migrate", "status"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--data-dir", path_arg(&data)]);
+        let out = run_cli(dir.path(), &all, SECRETS);
+        assert_eq!(out.code(), Some(2), "{args:?}: {out:?}");
+        assert!(out.stderr.contains("--port") || out.stderr.contains("--host"), "{args:?}: {}", out.stderr);
+    }
+    assert!(!data.exists(), "a refused command creates nothing");
+}
+
 /// With the server running on the data dir: the port is held by this server and the database
 /// is open in it — both fine, not failures; secrets from the environment are named as such.
 #[test]
@@ -295,8 +316,8 @@ fn doctor_recognises_the_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = BinaryServer::builder(dir.path()).start();
     let port = server.addr().port().to_string();
-    let args = ["--config", path_arg(server.config_path()), "--data-dir", path_arg(server.data_dir()), "--port", &port];
-    let env = [("ADMIN_API_KEY", "test-admin-secret"), ("JWT_SECRET", JWT_SECRET)];
+    let args = ["--config", path_arg(server.config_path()), "--data-dir", path_arg(server.data_dir())];
+    let env = [("ADMIN_API_KEY", "test-admin-secret"), ("JWT_SECRET", JWT_SECRET), ("PORT", &port)];
     let (code, report, stderr) = doctor(dir.path(), &args, &env);
     assert_eq!(code, Some(0), "{report} {stderr}");
     assert_eq!(check(&report, "port", "held by a running ares")["status"], "ok");
