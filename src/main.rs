@@ -117,6 +117,9 @@ enum Command {
         /// The environment file for secrets (created 0600 if missing)
         #[arg(long, value_name = "PATH", default_value = cli::install_service::ENV_FILE)]
         env_file: PathBuf,
+        /// Where to write the polkit rule that lets the service restart its own unit
+        #[arg(long, value_name = "DIR", default_value = cli::install_service::POLKIT_RULES_DIR)]
+        polkit_dir: PathBuf,
     },
     /// Check this install without changing it: config, secrets, data dir, disk, migrations,
     /// clock, port and upstreams; exit 1 if a check fails
@@ -174,8 +177,8 @@ fn main() -> ExitCode {
         Command::Restore { path } => cli::backup::restore(&cli.global, &path),
         Command::Prices(PricesCommand::Import { file, out, models }) => cli::prices::import(&file, &out, &models),
         Command::Doctor { offline, json } => cli::doctor::run(&cli.global, offline, json),
-        Command::InstallService { print, name, binary, unit_dir, env_file } => {
-            let options = cli::install_service::Options { print, name, binary, unit_dir, env_file };
+        Command::InstallService { print, name, binary, unit_dir, env_file, polkit_dir } => {
+            let options = cli::install_service::Options { print, name, binary, unit_dir, env_file, polkit_dir };
             cli::install_service::run(&cli.global, &options)
         }
     };

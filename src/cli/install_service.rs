@@ -2,6 +2,10 @@
 //! user, a private state directory, a read-only system, no home directories, no new
 //! privileges, IP and Unix sockets only), with secrets in an environment file only root can
 //! read. `--print` shows the unit and writes nothing.
+//!
+//! The server's own deploy targets must still work inside that sandbox: their `workdir`s are
+//! the only other paths the unit makes writable, and a polkit rule lets the service's user
+//! (and no one else) restart its own unit, since `NoNewPrivileges=yes` rules out `sudo`.
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -16,6 +20,8 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const ENV_FILE: &str = "/etc/ares/ares.env";
 /// The data dir systemd makes for `StateDirectory=ares`.
 const STATE_DIR: &str = "/var/lib/ares";
+/// Where polkit reads local rules.
+pub const POLKIT_RULES_DIR: &str = "/etc/polkit-1/rules.d";
 
 pub struct Options {
     pub print: bool,
@@ -23,6 +29,7 @@ pub struct Options {
     pub binary: Option<PathBuf>,
     pub unit_dir: PathBuf,
     pub env_file: PathBuf,
+    pub polkit_dir: PathBuf,
 }
 
 pub fn run(global: &GlobalArgs, options: &Options) -> Result<(), Failure> {
@@ -39,7 +46,8 @@ pub fn run(global: &GlobalArgs, options: &Options) -> Result<(), Failure> {
         None => None,
     };
     let grace = loaded.config.server.shutdown_grace_secs;
-    let unit = unit(&binary, config.as_deref(), &options.env_file, grace);
+    let writable = deploy_workdirs(&loaded.config.deploy.targets, &options.name);
+    let unit = unit(&binary, config.as_deref(), &options.env_file, grace, &writable);
     if options.print {
         print!("{unit}");
         return Ok(());
@@ -72,18 +80,91 @@ pub fn run(global: &GlobalArgs, options: &Options) -> Result<(), Failure> {
     } else {
         println!("kept {} as it is", options.env_file.display());
     }
+    write_restart_rule(&options.polkit_dir, &options.name)?;
     println!(
         "\nthen:\n  systemctl daemon-reload\n  systemctl enable --now {name}\n  journalctl -u {name} -f\n\n\
          data lives in {STATE_DIR} (back it up with `ares backup --data-dir {STATE_DIR}`)\n\
-         to let the admin API show this service, add to the config:\n  [[services]]\n  name = \"ares\"\n  unit = \"{name}.service\"",
+         GET /api/admin/services lists the server as `ares` with \"unit\": \"{name}.service\"; a deploy target \
+         restarts it with `systemctl restart --no-block {name}` (no sudo)",
         name = options.name
     );
     Ok(())
 }
 
-/// The unit for `binary` serving `config` (or the built-in defaults).
-pub fn unit(binary: &Path, config: Option<&Path>, env_file: &Path, grace_secs: u64) -> String {
+/// The deploy targets' absolute working directories, with a note on stderr (stdout may be the
+/// unit itself) for what will not work inside the sandbox.
+fn deploy_workdirs<'c>(targets: &'c [ares::config::DeployTarget], name: &str) -> Vec<&'c Path> {
+    let mut writable = Vec::new();
+    for target in targets {
+        match target.workdir.as_deref() {
+            Some(dir) if dir.is_absolute() => writable.push(dir),
+            Some(dir) => eprintln!(
+                "note: deploy target '{}' has a relative workdir ({}); give an absolute one to make it writable for the service",
+                target.name,
+                dir.display()
+            ),
+            None => {}
+        }
+        if target.commands.iter().any(|c| c.split_whitespace().any(|word| word == "sudo")) {
+            eprintln!(
+                "note: deploy target '{}' uses sudo, which the service's NoNewPrivileges=yes refuses; \
+                 restart with `systemctl restart --no-block {name}` instead",
+                target.name
+            );
+        }
+    }
+    writable
+}
+
+/// The polkit rule that lets the service's user start, stop and restart its own unit, so a
+/// deploy target can restart the server it runs in. Written only where polkit is installed;
+/// without it, say what a restarting deploy target needs.
+fn write_restart_rule(dir: &Path, name: &str) -> Result<(), Failure> {
+    let installed = dir.is_dir() || dir.parent().is_some_and(Path::is_dir);
+    if !installed {
+        println!(
+            "polkit is not installed ({} is missing): a deploy target cannot restart {name}.service              until it is (apt install polkitd), then run this again",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let path = dir.join(format!("50-{name}.rules"));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, restart_rule(name)))
+        .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", path.display())))?;
+    println!("wrote {} (the {name} service may restart its own unit, nothing else)", path.display());
+    Ok(())
+}
+
+/// A `DynamicUser=yes` service runs as a user named after its unit while it runs.
+pub fn restart_rule(name: &str) -> String {
+    format!(
+        "// Written by `ares install-service`: the {name} service may start, stop and restart\n\
+         // {name}.service (a deploy target running `systemctl restart --no-block {name}`), nothing else.\n\
+         polkit.addRule(function(action, subject) {{\n\
+         \x20   if (action.id == \"org.freedesktop.systemd1.manage-units\" &&\n\
+         \x20       action.lookup(\"unit\") == \"{name}.service\" &&\n\
+         \x20       subject.user == \"{name}\") {{\n\
+         \x20       var verb = action.lookup(\"verb\");\n\
+         \x20       if (verb == \"start\" || verb == \"stop\" || verb == \"restart\" || verb == \"try-restart\") {{\n\
+         \x20           return polkit.Result.YES;\n\
+         \x20       }}\n\
+         \x20   }}\n\
+         }});\n"
+    )
+}
+
+/// The unit for `binary` serving `config` (or the built-in defaults); `writable` are the deploy
+/// targets' working directories, the only paths outside the data dir it may write.
+pub fn unit(binary: &Path, config: Option<&Path>, env_file: &Path, grace_secs: u64, writable: &[&Path]) -> String {
     let config_arg = config.map(|c| format!(" --config {}", c.display())).unwrap_or_default();
+    // `-`: a workdir that does not exist (yet) must not stop the service from starting.
+    let writable = if writable.is_empty() {
+        String::new()
+    } else {
+        let paths: Vec<String> = writable.iter().map(|p| format!("-{}", p.display())).collect();
+        format!("# The deploy targets' working directories.\nReadWritePaths={}\n", paths.join(" "))
+    };
     format!(
         "# Written by `ares install-service`; run it again to regenerate.\n\
          [Unit]\n\
@@ -101,6 +182,7 @@ pub fn unit(binary: &Path, config: Option<&Path>, env_file: &Path, grace_secs: u
          StateDirectoryMode=0700\n\
          UMask=0077\n\
          ProtectSystem=strict\n\
+         {writable}\
          ProtectHome=yes\n\
          PrivateTmp=yes\n\
          PrivateDevices=yes\n\

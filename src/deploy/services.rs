@@ -19,6 +19,21 @@ pub fn systemd_present() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// The systemd unit this process runs in (`ares.service` under `ares install-service`'s
+/// unit), read from its cgroup; `None` outside a system service.
+pub fn own_unit() -> Option<String> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    unit_of_cgroups(&cgroups)
+}
+
+/// `0::/system.slice/ares.service` (cgroup v2) or `1:name=systemd:/system.slice/ares.service`.
+fn unit_of_cgroups(cgroups: &str) -> Option<String> {
+    cgroups.lines().find_map(|line| {
+        let path = line.rsplit(':').next()?;
+        path.split('/').rev().find(|part| part.ends_with(".service")).map(str::to_string)
+    })
+}
+
 /// `{"status": running|stopped|degraded, "pid": number|null, "port": number|null}`.
 pub async fn status(service: &ServiceConfig, own_port: Option<u16>) -> Value {
     let itself = own_port.is_some() && service.port == own_port;
@@ -129,6 +144,15 @@ fn tail(path: &Path, count: usize) -> std::io::Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_own_unit_is_read_from_the_cgroup_path() {
+        assert_eq!(super::unit_of_cgroups("0::/system.slice/ares.service\n").as_deref(), Some("ares.service"));
+        let v1 = "12:pids:/system.slice/ares-eu.service\n1:name=systemd:/system.slice/ares-eu.service\n";
+        assert_eq!(super::unit_of_cgroups(v1).as_deref(), Some("ares-eu.service"));
+        assert_eq!(super::unit_of_cgroups("0::/user.slice/user-1000.slice/session-3.scope\n"), None);
+        assert_eq!(super::unit_of_cgroups("0::/\n"), None);
+    }
+
     use super::*;
 
     #[test]

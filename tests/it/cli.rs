@@ -370,6 +370,37 @@ fn a_failed_bind_still_shows_the_generated_admin_secret() {
     drop(taken);
 }
 
+/// The polkit rule grants exactly one thing: user `ares` may start, stop and restart
+/// `ares.service`. Evaluated by node where it is installed (polkit rules are JavaScript).
+fn check_restart_rule(rule: &str) {
+    let script = format!(
+        r#"
+const rules = [];
+const polkit = {{ Result: {{ YES: "yes" }}, addRule: (f) => rules.push(f) }};
+{rule}
+const decide = (id, unit, verb, user) =>
+  rules[0]({{ id, lookup: (k) => ({{ unit, verb }})[k] }}, {{ user }}) || "no";
+const manage = "org.freedesktop.systemd1.manage-units";
+console.log(JSON.stringify([
+  decide(manage, "ares.service", "restart", "ares"),
+  decide(manage, "ares.service", "stop", "ares"),
+  decide(manage, "ssh.service", "restart", "ares"),
+  decide(manage, "ares.service", "restart", "mallory"),
+  decide("org.freedesktop.systemd1.manage-unit-files", "ares.service", "restart", "ares"),
+]));
+"#
+    );
+    match std::process::Command::new("node").arg("-e").arg(&script).output() {
+        Ok(out) => {
+            assert!(out.status.success(), "the rule is not valid JavaScript: {}", String::from_utf8_lossy(&out.stderr));
+            let decisions = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(decisions.trim(), r#"["yes","yes","no","no","no"]"#, "{rule}");
+        }
+        Err(_) => eprintln!("node is not installed here: the polkit rule was checked as text only"),
+    }
+    assert!(rule.contains(r#"subject.user == "ares""#) && rule.contains(r#""ares.service""#), "{rule}");
+}
+
 /// The unit `install-service --print` shows has the sandbox the issue asks for and passes
 /// `systemd-analyze verify` where systemd is installed; writing it (to a test directory, not
 /// /etc) also creates the secrets file, root-only, and keeps it on a second run.
@@ -394,8 +425,23 @@ fn install_service_writes_a_sandboxed_unit_that_systemd_accepts() {
     ] {
         assert!(unit.lines().any(|l| l == line), "no {line:?} in:\n{unit}");
     }
+    // The deploy targets' working directories are the only other writable paths, and a
+    // target that would need sudo is pointed at what works instead.
+    let deploying = dir.path().join("deploying.toml");
+    std::fs::write(
+        &deploying,
+        "[[deploy.targets]]\nname = \"ares\"\nworkdir = \"/opt/ares\"\ncommands = [\"sudo systemctl restart ares\"]\n",
+    )
+    .unwrap();
+    let out =
+        run_cli(dir.path(), &["install-service", "--print", "--binary", binary, "--config", path_arg(&deploying)], &[]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.lines().any(|l| l == "ReadWritePaths=-/opt/ares"), "{}", out.stdout);
+    assert!(out.stderr.contains("systemctl restart --no-block ares"), "{}", out.stderr);
+    assert!(!unit.contains("ReadWritePaths"), "no deploy targets, nothing else writable:\n{unit}");
+
     let unit_file = dir.path().join("ares.service");
-    std::fs::write(&unit_file, &unit).unwrap();
+    std::fs::write(&unit_file, &out.stdout).unwrap();
     match std::process::Command::new("systemd-analyze").arg("verify").arg(&unit_file).output() {
         Ok(verified) => assert!(
             verified.status.success() && verified.stderr.is_empty(),
@@ -407,12 +453,25 @@ fn install_service_writes_a_sandboxed_unit_that_systemd_accepts() {
 
     let units = dir.path().join("units");
     let env_file = dir.path().join("etc/ares.env");
-    let args =
-        ["install-service", "--binary", "/bin/sh", "--unit-dir", path_arg(&units), "--env-file", path_arg(&env_file)];
+    let polkit = dir.path().join("polkit-1/rules.d");
+    std::fs::create_dir_all(polkit.parent().unwrap()).unwrap();
+    let args = [
+        "install-service",
+        "--binary",
+        "/bin/sh",
+        "--unit-dir",
+        path_arg(&units),
+        "--env-file",
+        path_arg(&env_file),
+        "--polkit-dir",
+        path_arg(&polkit),
+    ];
     let out = run_cli(dir.path(), &args, &[]);
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert!(out.stdout.contains("systemctl enable --now ares"), "{}", out.stdout);
     assert!(std::fs::read_to_string(units.join("ares.service")).unwrap().contains("ExecStart=/"), "unit written");
+    let rule = std::fs::read_to_string(polkit.join("50-ares.rules")).expect("the restart rule is written");
+    check_restart_rule(&rule);
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777, 0o600);
     std::fs::write(&env_file, "ADMIN_API_KEY=kept\n").unwrap();

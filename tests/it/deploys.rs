@@ -534,6 +534,9 @@ health_url = "http://127.0.0.1:{unused}/health"
     assert_eq!(itself["port"].as_u64(), Some(u64::from(bare.addr().port())));
     assert_eq!(itself["version"], env!("CARGO_PKG_VERSION"));
     assert!(itself["uptime_secs"].is_u64(), "{itself}");
+    // Its systemd unit when it runs as one (read from its cgroup), else null.
+    let unit = itself.get("unit").expect("the unit is always reported");
+    assert!(unit.is_null() || unit.as_str().is_some_and(|u| u.ends_with(".service")), "{itself}");
 }
 
 /// The server's own recent log lines, from the ring `ares serve` keeps: what it logged after

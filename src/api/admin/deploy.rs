@@ -167,6 +167,7 @@ pub async fn services(ctx: &Context) -> Result<Response, ApiError> {
         json!({
             "status": "running", "pid": std::process::id(), "port": own_port,
             "uptime_secs": ctx.app.uptime_secs(), "version": env!("CARGO_PKG_VERSION"),
+            "unit": services::own_unit(),
         })
     });
     Ok(response::json(StatusCode::OK, &out))
