@@ -130,7 +130,7 @@ impl App {
             started_at: Instant::now(),
             started_unix: crate::clock::now_unix(),
             bound_addr: OnceLock::new(),
-            live: ArcSwap::from_pointee(Live::build(config, llm)),
+            live: ArcSwap::from_pointee(Live::build(config, llm, env, None)),
         }
     }
 
@@ -245,7 +245,7 @@ impl App {
         let (next, restart_required) = reload::merge(&running.config, read);
         let changes = reload::changes(&running.config, &next);
         let llm = Registry::new(&next, &*source.env, Some(self.circuit_changes.clone()), Some(&running.llm));
-        self.live.store(Arc::new(Live::build(next, llm)));
+        self.live.store(Arc::new(Live::build(next, llm, &*source.env, Some(&running))));
         Ok(reload::Report { changes, restart_required })
     }
 

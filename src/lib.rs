@@ -18,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod llm;
 pub mod logs;
+pub mod mcp;
 pub mod memory;
 pub mod metering;
 pub mod orchestration;

@@ -121,6 +121,13 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = cli::install_service::POLKIT_RULES_DIR)]
         polkit_dir: PathBuf,
     },
+    /// MCP over stdio for Claude Desktop, Claude Code and other assistants: a bridge to the
+    /// running server's /mcp, acting for the tenant key in ARES_API_KEY
+    Mcp {
+        /// The server's URL [default: the data dir's running server]
+        #[arg(long, env = "ARES_URL", value_name = "URL")]
+        url: Option<String>,
+    },
     /// Check this install without changing it: config, secrets, data dir, disk, migrations,
     /// clock, port and upstreams; exit 1 if a check fails
     Doctor {
@@ -177,6 +184,7 @@ fn main() -> ExitCode {
         Command::Restore { path } => cli::backup::restore(&cli.global, &path),
         Command::Prices(PricesCommand::Import { file, out, models }) => cli::prices::import(&file, &out, &models),
         Command::Doctor { offline, json } => cli::doctor::run(&cli.global, offline, json),
+        Command::Mcp { url } => cli::mcp::run(&cli.global, url),
         Command::InstallService { print, name, binary, unit_dir, env_file, polkit_dir } => {
             let options = cli::install_service::Options { print, name, binary, unit_dir, env_file, polkit_dir };
             cli::install_service::run(&cli.global, &options)

@@ -35,11 +35,12 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn build(config: Config, llm: Registry) -> Live {
+    /// `previous`: the snapshot a reload replaces (what may be kept from it is kept).
+    pub fn build(config: Config, llm: Registry, env: &EnvLookup, previous: Option<&Live>) -> Live {
         Live {
             agents: Catalog::new(&config),
             workflows: Workflows::new(&config),
-            tools: ToolBox::new(&config),
+            tools: ToolBox::new(&config, env, previous.map(|live| &live.tools)),
             llm,
             config,
         }

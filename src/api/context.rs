@@ -64,6 +64,16 @@ impl Context {
         }
     }
 
+    /// Whose RAG collections and research a request works on: a user's own, or, for a tenant
+    /// key (through MCP), the tenant's, in a namespace no user id can take.
+    pub fn owner_id(&self) -> Result<String, ApiError> {
+        match &self.principal {
+            Principal::User(user) => Ok(user.user_id.clone()),
+            Principal::Tenant(tenant) => Ok(format!("tenant:{}", tenant.tenant_id)),
+            other => Err(ApiError::Internal(format!("expected a user or tenant principal, got {other:?}"))),
+        }
+    }
+
     /// The tenant of an API-key route.
     pub fn tenant(&self) -> Result<&TenantPrincipal, ApiError> {
         match &self.principal {

@@ -21,7 +21,26 @@ pub(super) async fn run(
     request: Request,
     extra_headers: &mut ExtraHeaders,
 ) -> Result<Response, ApiError> {
-    let tenant = ctx.tenant()?.clone();
+    run_as(ctx, route, request, extra_headers, "http").await
+}
+
+/// [`run`], with the usage event's `source`: `"mcp"` for a call made by an MCP tool.
+pub(super) async fn run_as(
+    ctx: &Context,
+    route: Route,
+    request: Request,
+    extra_headers: &mut ExtraHeaders,
+    source: &'static str,
+) -> Result<Response, ApiError> {
+    admit(ctx, extra_headers).await?;
+    let outcome = dispatch(ctx, route, request).await;
+    settle(ctx, source)?;
+    outcome
+}
+
+/// Reserve one request of the tenant's quota (429 when it is used up).
+pub(super) async fn admit(ctx: &Context, extra_headers: &mut ExtraHeaders) -> Result<(), ApiError> {
+    let tenant = ctx.tenant()?;
     let now = clock::now_unix();
     ensure_loaded(ctx, &tenant.tenant_id, now).await?;
 
@@ -38,15 +57,19 @@ pub(super) async fn run(
             });
         }
     };
-    raise_alerts(&ctx.app, &tenant, &crossings, now);
+    raise_alerts(&ctx.app, tenant, &crossings, now);
+    Ok(())
+}
 
-    let outcome = dispatch(ctx, route, request).await;
-
+/// Settle an admitted request with the tokens it used, and record its usage event.
+pub(super) fn settle(ctx: &Context, source: &str) -> Result<(), ApiError> {
+    let tenant = ctx.tenant()?;
+    let now = clock::now_unix();
     let tokens = ctx.tokens_used();
-    let token_crossings = meter.settle(&tenant.tenant_id, tenant.tier, tokens, now);
-    raise_alerts(&ctx.app, &tenant, &token_crossings, now);
-    record_usage(&ctx.app, &tenant.tenant_id, 1, tokens, now);
-    outcome
+    let token_crossings = ctx.app.meter().settle(&tenant.tenant_id, tenant.tier, tokens, now);
+    raise_alerts(&ctx.app, tenant, &token_crossings, now);
+    record_usage(&ctx.app, &tenant.tenant_id, 1, tokens, now, source);
+    Ok(())
 }
 
 /// A JWT user's request that runs a model: reserve one request of `[quotas.users]` (429 with
@@ -116,7 +139,7 @@ pub(crate) fn record_stream_tokens(app: &App, tenant: &TenantPrincipal, tokens: 
     let now = clock::now_unix();
     let crossings = app.meter().settle(&tenant.tenant_id, tenant.tier, tokens, now);
     raise_alerts(app, tenant, &crossings, now);
-    record_usage(app, &tenant.tenant_id, 0, tokens, now);
+    record_usage(app, &tenant.tenant_id, 0, tokens, now, "http");
 }
 
 /// Seed the in-memory counters from the store the first time a tenant is seen (two point reads).
@@ -139,14 +162,14 @@ async fn ensure_loaded(ctx: &Context, tenant_id: &str, now: i64) -> Result<(), A
 }
 
 /// One usage event, committed with the next usage batch.
-fn record_usage(app: &App, tenant_id: &str, requests: u64, tokens: u64, now: i64) {
+fn record_usage(app: &App, tenant_id: &str, requests: u64, tokens: u64, now: i64, source: &str) {
     if requests == 0 && tokens == 0 {
         return;
     }
     let event = UsageEventRecord {
         id: uuid::Uuid::now_v7().to_string(),
         tenant_id: tenant_id.to_string(),
-        source: "http".into(),
+        source: source.into(),
         request_count: requests,
         token_count: tokens,
         created_at: now,

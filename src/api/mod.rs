@@ -11,6 +11,7 @@ mod chat;
 mod context;
 mod conversations;
 mod health;
+pub(crate) mod internal;
 mod memory;
 pub(crate) mod metered;
 mod openai;
@@ -211,6 +212,8 @@ async fn pipeline(
     scope.note_principal(&principal);
     let context = Context::new(app.clone(), principal, client_ip, request_id, route.body_limit(&app.config()));
     let outcome = match &context.principal {
+        // An MCP message is not a request to meter: each tool call it makes is (`internal`).
+        auth::Principal::Tenant(_) if route == Route::Mcp => dispatch(&context, route, request).await,
         auth::Principal::Tenant(_) => metered::run(&context, route, request, extra_headers).await,
         auth::Principal::User(_) if route.metered_for_users(&app.config()) => {
             metered::run_user(&context, route, request, extra_headers).await
@@ -335,6 +338,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::OpenAiGetModel { id } => openai::models::get(ctx, &id).await,
         Route::AnthropicMessages => anthropic::messages::create(ctx, request).await,
         Route::AnthropicCountTokens => anthropic::messages::count_tokens(ctx, request).await,
+        Route::Mcp => crate::mcp::server::serve(ctx, request).await,
     }
 }
 

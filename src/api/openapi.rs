@@ -143,6 +143,10 @@ fn doc(route: &Route) -> (&'static str, Body) {
         Route::OpenAiGetModel { .. } => ("One model", None),
         Route::AnthropicMessages => ("Anthropic Messages", Wire("Anthropic messages request")),
         Route::AnthropicCountTokens => ("Anthropic token counting", Wire("Anthropic count_tokens request")),
+        Route::Mcp => (
+            "MCP over Streamable HTTP: agents, chat, RAG, research and the calculator as tools",
+            Wire("MCP JSON-RPC message"),
+        ),
         Route::AdminCreateUser => (
             "Create a user (when sign-up is closed)",
             Json(&[("email", "string", true), ("password", "string", true), ("name", "string", false)]),

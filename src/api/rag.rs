@@ -64,7 +64,7 @@ struct IngestBody {
 }
 
 pub async fn ingest(ctx: &Context, request: Request) -> Result<Response, ApiError> {
-    let user_id = ctx.user()?.user_id.clone();
+    let user_id = ctx.owner_id()?;
     let body: IngestBody = ctx.json(request).await?;
     let collection = collection_name(body.collection)?;
     let content = body.content.ok_or_else(|| ApiError::MissingField("content".into()))?;
@@ -134,7 +134,7 @@ struct SearchBody {
 }
 
 pub async fn search(ctx: &Context, request: Request) -> Result<Response, ApiError> {
-    let user_id = ctx.user()?.user_id.clone();
+    let user_id = ctx.owner_id()?;
     let body: SearchBody = ctx.json(request).await?;
     let collection = collection_name(body.collection)?;
     let query = body.query.ok_or_else(|| ApiError::MissingField("query".into()))?;
@@ -197,7 +197,7 @@ pub fn hit_view(hit: &Hit, collection: &str) -> Value {
 }
 
 pub async fn collections(ctx: &Context) -> Result<Response, ApiError> {
-    let user_id = ctx.user()?.user_id.clone();
+    let user_id = ctx.owner_id()?;
     let collections = blocking(&ctx.app, move |app| app.rag().collections(app.store(), &user_id)).await?;
     let body: Vec<Value> = collections
         .iter()
@@ -224,7 +224,7 @@ struct DeleteBody {
 }
 
 pub async fn delete_collection(ctx: &Context, request: Request) -> Result<Response, ApiError> {
-    let user_id = ctx.user()?.user_id.clone();
+    let user_id = ctx.owner_id()?;
     let body: DeleteBody = ctx.json(request).await?;
     let name = collection_name(body.collection)?;
     let deleted = blocking(&ctx.app, move |app| app.rag().delete_collection(app.store(), &user_id, &name)).await?;

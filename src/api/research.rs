@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::agents::resolve::Choice;
 use crate::api::Context;
-use crate::chat::{Caller, lookup_agent};
+use crate::chat::lookup_agent;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::orchestration::Spend;
@@ -29,7 +29,8 @@ struct ResearchBody {
 }
 
 pub async fn research(ctx: &Context, request: Request) -> Result<Response, ApiError> {
-    let user_id = ctx.user()?.user_id.clone();
+    // A user, or a tenant through MCP's `research` tool.
+    let caller = crate::api::chat::caller(&ctx.principal)?;
     let body: ResearchBody = ctx.json(request).await?;
     let query = body.query.filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::MissingField("query".into()))?;
     let depth = body.depth.unwrap_or(DEFAULT_DEPTH);
@@ -45,7 +46,7 @@ pub async fn research(ctx: &Context, request: Request) -> Result<Response, ApiEr
     let workflow = workflows.get("research");
     let agent_name = workflow.map_or(DEFAULT_AGENT, |w| w.entry_agent.as_str());
     // The workflow, not the caller, names this agent: never another user's.
-    let agent = lookup_agent(&ctx.app, &Caller::User { user_id }, agent_name, Choice::Picked).await?;
+    let agent = lookup_agent(&ctx.app, &caller, agent_name, Choice::Picked).await?;
     let request = ResearchRequest {
         query,
         depth: depth as u32,

@@ -104,6 +104,8 @@ pub enum Route {
     // The Anthropic-compatible dialect
     AnthropicMessages,
     AnthropicCountTokens,
+    // ARES as an MCP server (Streamable HTTP)
+    Mcp,
     // Admin: users (when sign-up is closed)
     AdminCreateUser,
     // Admin: tenants, keys, agents, analytics, audit
@@ -253,6 +255,7 @@ impl Route {
             Route::OpenAiGetModel { .. } => "/v1/models/{id}",
             Route::AnthropicMessages => "/v1/messages",
             Route::AnthropicCountTokens => "/v1/messages/count_tokens",
+            Route::Mcp => "/mcp",
             Route::AdminCreateUser => "/api/admin/users",
             Route::AdminCreateTenant | Route::AdminListTenants => "/api/admin/tenants",
             Route::AdminGetTenant { .. } => "/api/admin/tenants/{tenant_id}",
@@ -350,7 +353,8 @@ impl Route {
             | Route::OpenAiListModels
             | Route::OpenAiGetModel { .. }
             | Route::AnthropicMessages
-            | Route::AnthropicCountTokens => ApiKey,
+            | Route::AnthropicCountTokens
+            | Route::Mcp => ApiKey,
             Route::AdminCreateUser
             | Route::AdminCreateTenant
             | Route::AdminListTenants
@@ -418,6 +422,8 @@ impl Route {
             | Route::OpenAiEmbeddings
             | Route::AnthropicMessages => true,
             Route::OpenAiListModels | Route::OpenAiGetModel { .. } | Route::AnthropicCountTokens => false,
+            // Each MCP tool call is governed on its own (`api::internal`), not the HTTP request.
+            Route::Mcp => false,
             // RAG embeds with the configured embedder (see `metered_for_users`), not a chat
             // model; the rest reads or writes stored data only.
             Route::Health
@@ -557,6 +563,7 @@ pub const PATTERNS: &[&str] = &[
     "/v1/models/{id}",
     "/v1/messages",
     "/v1/messages/count_tokens",
+    "/mcp",
     "/api/admin/users",
     "/api/admin/tenants",
     "/api/admin/tenants/{tenant_id}",
@@ -725,6 +732,7 @@ fn candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         }
         ["v1", "messages"] => vec![(M::POST, Route::AnthropicMessages)],
         ["v1", "messages", "count_tokens"] => vec![(M::POST, Route::AnthropicCountTokens)],
+        ["mcp"] => vec![(M::POST, Route::Mcp)],
 
         ["api", "admin", rest @ ..] => admin_candidates(rest),
         _ => Vec::new(),

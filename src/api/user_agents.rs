@@ -87,14 +87,13 @@ fn validate_model(app: &App, model: &str) -> Result<(), ApiError> {
     Err(ApiError::Unprocessable(format!("Model '{model}' not found. Available models: {available:?}")))
 }
 
-fn validate_tools(app: &App, tools: &[String]) -> Result<(), ApiError> {
-    let available = app.tools().available();
-    match tools.iter().find(|t| !available.contains(&t.as_str())) {
-        Some(unknown) => {
-            Err(ApiError::Unprocessable(format!("Tool '{unknown}' not found. Available tools: {available:?}")))
-        }
-        None => Ok(()),
-    }
+/// Built-ins that exist here, and MCP servers the operator opened to tenants (else 403).
+pub(crate) fn validate_tools(app: &App, tools: &[String]) -> Result<(), ApiError> {
+    use crate::tools::toolbox::ToolRefusal;
+    app.tools().check_for_tenants(tools).map_err(|refusal| match refusal {
+        ToolRefusal::Unknown { .. } => ApiError::Unprocessable(refusal.to_string()),
+        ToolRefusal::Forbidden(_) => ApiError::Forbidden(refusal.to_string()),
+    })
 }
 
 /// `max_tool_iterations` must fit `[limits].max_tool_iterations`: the cap bounds the model calls

@@ -301,7 +301,7 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
     };
     reserve_budget(app, &model, &messages, sampling.max_tokens)?;
     let options = TurnOptions {
-        tools: agent.tools.clone(),
+        tools: app.tools().permitted(&agent.tools, agent.source),
         max_iterations: agent.max_iterations,
         parallel_tools: agent.parallel_tools,
         sampling,

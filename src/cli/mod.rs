@@ -5,6 +5,7 @@ pub mod compat;
 pub mod doctor;
 pub mod init;
 pub mod install_service;
+pub mod mcp;
 pub mod migrate;
 pub mod prices;
 pub mod reindex;

@@ -15,19 +15,24 @@ pub struct RunningServer {
     pub source: String,
 }
 
+/// Where the data dir's server listens, from the `data/server.json` it wrote at start.
+pub fn listening_addr(global: &GlobalArgs) -> Result<String, Failure> {
+    let server_file = global.data_dir.join(super::serve::SERVER_FILE);
+    let info: serde_json::Value =
+        std::fs::read(&server_file).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).ok_or_else(|| {
+            Failure::runtime(format!(
+                "no server is running on {} ({} is missing): start `ares serve`, or give its address with --url or \
+                 ARES_URL",
+                global.data_dir.display(),
+                server_file.display()
+            ))
+        })?;
+    Ok(info.get("addr").and_then(serde_json::Value::as_str).unwrap_or_default().to_string())
+}
+
 impl RunningServer {
     pub fn find(global: &GlobalArgs, config: &ares::config::Config) -> Result<RunningServer, Failure> {
-        let server_file = global.data_dir.join(super::serve::SERVER_FILE);
-        let info: serde_json::Value = std::fs::read(&server_file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(|| {
-                Failure::runtime(format!(
-                    "the database is in use but {} does not say where the server listens",
-                    server_file.display()
-                ))
-            })?;
-        let addr = info.get("addr").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+        let addr = listening_addr(global)?;
         let (secret, source) =
             secrets::find_admin_secret(&config.auth, &global.data_dir, &process_env).ok_or_else(|| {
                 Failure::runtime(format!(

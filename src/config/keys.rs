@@ -12,9 +12,9 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     AgentConfig, AuthConfig, ChatConfig, Config, ConfigDirs, DeployConfig, DeployTarget, DeploymentConfig,
-    EmbedderConfig, LimitsConfig, MemoryConfig, MetricsConfig, ModelConfig, ObservabilityConfig, PricingConfig,
-    ProviderConfig, ProviderModel, QuotaConfig, RagConfig, ServerConfig, ServiceConfig, StorageConfig, TierLimits,
-    ToolConfig, ToonPrompt, WorkflowConfig,
+    EmbedderConfig, LimitsConfig, McpConfig, McpServerConfig, MemoryConfig, MetricsConfig, ModelConfig,
+    ObservabilityConfig, PricingConfig, ProviderConfig, ProviderModel, QuotaConfig, RagConfig, ServerConfig,
+    ServiceConfig, StorageConfig, TierLimits, ToolConfig, ToonPrompt, WorkflowConfig,
 };
 
 /// How alike a key must be to a known one to be suggested (Jaro-Winkler, as clap uses for
@@ -69,6 +69,8 @@ fn known_keys(parent: &[&str]) -> Option<&'static [&'static str]> {
         ["metrics"] => fields_of::<MetricsConfig>(),
         ["pricing"] => fields_of::<PricingConfig>(),
         ["chat"] => fields_of::<ChatConfig>(),
+        ["mcp"] => fields_of::<McpConfig>(),
+        ["mcp", "servers", _] => fields_of::<McpServerConfig>(),
         _ => return None,
     })
 }

@@ -68,6 +68,45 @@ pub struct Config {
     pub pricing: PricingConfig,
     /// `[chat]`: what answers an ARES chat that names no agent.
     pub chat: ChatConfig,
+    /// `[[mcp.servers]]`: MCP servers whose tools agents may use.
+    pub mcp: McpConfig,
+}
+
+/// `[mcp]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct McpConfig {
+    #[serde(deserialize_with = "named::seq_or_map")]
+    pub servers: Vec<McpServerConfig>,
+}
+
+/// One MCP server (`[[mcp.servers]]` or `config/mcps/*.toon`, API.md §5.3): a command run with
+/// its stdio as the transport, or a Streamable HTTP `url`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct McpServerConfig {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The child's environment on top of the server's; values may name `${VAR}`s.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Request headers for a `url` server; values may name `${VAR}`s (kept out of the file).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Per tool call, and for starting the server.
+    #[serde(default = "defaults::mcp_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Whether tenant and user agents may use it (operator-defined agents always may): its tools
+    /// act with the server's own rights, so the operator opts in.
+    #[serde(default)]
+    pub allow_tenants: bool,
 }
 
 /// `[chat]`.
@@ -431,6 +470,12 @@ fn default_read_timeout() -> u64 {
 
 /// The documented defaults of a provider's retry, timeout and circuit-breaker keys.
 mod defaults {
+    pub fn enabled() -> bool {
+        true
+    }
+    pub fn mcp_timeout_secs() -> u64 {
+        30
+    }
     pub fn max_retries() -> u32 {
         2
     }
@@ -766,6 +811,7 @@ pub struct ConfigDirs {
     pub models_dir: Option<PathBuf>,
     pub tools_dir: Option<PathBuf>,
     pub workflows_dir: Option<PathBuf>,
+    pub mcps_dir: Option<PathBuf>,
     pub hot_reload: bool,
 }
 
@@ -808,4 +854,4 @@ macro_rules! impl_named {
         }
     )*};
 }
-impl_named!(ProviderConfig, ModelConfig, AgentConfig, WorkflowConfig, DeployTarget, ServiceConfig);
+impl_named!(ProviderConfig, ModelConfig, AgentConfig, WorkflowConfig, DeployTarget, ServiceConfig, McpServerConfig);

@@ -1,4 +1,4 @@
-//! `[config]` directories of `*.toon` files (API.md §5.3): agents, models, tools and workflows
+//! `[config]` directories of `*.toon` files (API.md §5.3): agents, models, tools, workflows and MCP servers
 //! kept one entity per file, merged into the typed config before validation so every later
 //! layer sees a single list.
 //!
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::{AgentConfig, Config, ConfigDirs, ModelConfig, ToolConfig, WorkflowConfig};
+use super::{AgentConfig, Config, ConfigDirs, McpServerConfig, ModelConfig, ToolConfig, WorkflowConfig};
 use crate::toon;
 
 /// Directories used when `[config]` names none, relative to the config file.
@@ -21,6 +21,7 @@ const DEFAULT_AGENTS_DIR: &str = "config/agents";
 const DEFAULT_MODELS_DIR: &str = "config/models";
 const DEFAULT_TOOLS_DIR: &str = "config/tools";
 const DEFAULT_WORKFLOWS_DIR: &str = "config/workflows";
+const DEFAULT_MCPS_DIR: &str = "config/mcps";
 
 /// One TOON agent document (§5.2).
 #[derive(Deserialize)]
@@ -136,6 +137,18 @@ pub(super) fn merge(config: &mut Config, base: &Path, warnings: &mut Vec<String>
             config.workflows.push(file);
         }
     }
+
+    let mcps: Vec<McpServerConfig> = read_dir(base, dirs.mcps_dir.as_deref(), DEFAULT_MCPS_DIR, warnings);
+    for file in mcps {
+        if config.mcp.servers.iter().any(|m| m.name == file.name) {
+            continue;
+        }
+        if file.command.is_none() && file.url.is_none() {
+            warnings.push(format!("MCP server '{}' from the mcps directory skipped: it has no command", file.name));
+            continue;
+        }
+        config.mcp.servers.push(file);
+    }
 }
 
 /// The four directories `merge` reads, relative to the config file: what a hot-reloading
@@ -214,7 +227,7 @@ macro_rules! named {
         }
     )*};
 }
-named!(AgentFile, ModelFile, ToolFile, WorkflowConfig);
+named!(AgentFile, ModelFile, ToolFile, WorkflowConfig, McpServerConfig);
 
 #[cfg(test)]
 mod tests {

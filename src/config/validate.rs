@@ -149,6 +149,21 @@ pub(super) fn validate(
         }
     }
 
+    validate_mcp(config, &mut errors);
+    for agent in &config.agents {
+        for tool in &agent.tools {
+            let Some(server) = crate::mcp::server_of(tool) else { continue };
+            if config.mcp.servers.iter().any(|s| s.name == server) {
+                continue;
+            }
+            let problem = format!("tool '{tool}' names an MCP server that is not in [[mcp.servers]]");
+            match file.entry_key("agents", &agent.name, "tools") {
+                Some(at) => errors.push(format!("{at}agents.{}.tools: {problem}", agent.name)),
+                None => warnings.push(format!("agents.{} (agents directory): {problem}", agent.name)),
+            }
+        }
+    }
+
     let agent_names: BTreeSet<&str> = config.agents.iter().map(|a| a.name.as_str()).collect();
     if let Some(default) = &config.chat.default_agent {
         let builtin = crate::agents::builtin::agents().into_iter().any(|a| a.name == *default);
@@ -273,6 +288,43 @@ fn validate_prices(model: &ModelConfig, errors: &mut Vec<String>) {
                 "models.{}.{key} must be a price in dollars per million tokens between 0 and 100000, not {price}",
                 model.name
             ));
+        }
+    }
+}
+
+/// MCP server names become part of the tool names offered to models (`<server>__<tool>`),
+/// which providers restrict to `[A-Za-z0-9_-]{1,64}`.
+fn validate_mcp(config: &Config, errors: &mut Vec<String>) {
+    unique_names("mcp.servers", config.mcp.servers.iter().map(|s| s.name.as_str()), errors);
+    for server in &config.mcp.servers {
+        let name = &server.name;
+        let well_formed = !name.is_empty()
+            && name.len() <= 32
+            && !name.contains("__")
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !well_formed {
+            errors.push(format!(
+                "mcp.servers.{name}: a name is 1-32 letters, digits, '-' or '_' (no '__'): it prefixes the tool names models see"
+            ));
+        }
+        match (&server.command, &server.url) {
+            (Some(_), Some(_)) => errors.push(format!("mcp.servers.{name}: set either command or url, not both")),
+            (None, None) => {
+                errors.push(format!("mcp.servers.{name}: needs a command (stdio) or a url (Streamable HTTP)"))
+            }
+            (None, Some(url))
+                if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || reqwest::Url::parse(url).is_err() =>
+            {
+                errors.push(format!("mcp.servers.{name}: url must be an http(s) URL, not '{url}'"));
+            }
+            _ => {}
+        }
+        if server.command.is_some() && !server.headers.is_empty() {
+            errors.push(format!("mcp.servers.{name}: headers apply to a url server only"));
+        }
+        if server.timeout_secs == 0 {
+            errors.push(format!("mcp.servers.{name}.timeout_secs must be at least 1"));
         }
     }
 }

@@ -24,11 +24,17 @@ use crate::error::ApiError;
 /// began is given up too (at its next read), so a client trickling a byte at a time cannot hold
 /// a slot that a waiting client needs.
 pub struct TimedBody {
-    inner: hyper::body::Incoming,
+    inner: Source,
     clock: BodyClock,
     /// Armed when a read finds nothing to take; disarmed by every frame.
     timer: Pin<Box<tokio::time::Sleep>>,
     armed: bool,
+}
+
+enum Source {
+    Incoming(hyper::body::Incoming),
+    /// A body the server wrote itself (an MCP tool's call of a route): complete from the start.
+    Complete(Option<Bytes>),
 }
 
 /// The limits a [`TimedBody`] keeps.
@@ -46,7 +52,20 @@ pub struct BodyClock {
 impl TimedBody {
     pub fn new(inner: hyper::body::Incoming, clock: BodyClock) -> Self {
         let timer = Box::pin(tokio::time::sleep(clock.timeout));
-        TimedBody { inner, clock, timer, armed: false }
+        TimedBody { inner: Source::Incoming(inner), clock, timer, armed: false }
+    }
+
+    /// A body already in hand, for a request the server makes of its own routes.
+    pub fn complete(bytes: Bytes) -> Self {
+        let (_, crowded) = tokio::sync::watch::channel(false);
+        let clock = BodyClock {
+            timeout: Duration::from_secs(3600),
+            started: tokio::time::Instant::now(),
+            crowded_limit: Duration::from_secs(3600),
+            crowded,
+        };
+        let timer = Box::pin(tokio::time::sleep(clock.timeout));
+        TimedBody { inner: Source::Complete(Some(bytes)), clock, timer, armed: false }
     }
 
     fn deadline(&self) -> tokio::time::Instant {
@@ -70,7 +89,11 @@ impl Body for TimedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let incoming = match &mut this.inner {
+            Source::Incoming(incoming) => incoming,
+            Source::Complete(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        match Pin::new(incoming).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.armed = false;
                 Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
@@ -90,11 +113,17 @@ impl Body for TimedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Source::Incoming(incoming) => incoming.is_end_stream(),
+            Source::Complete(bytes) => bytes.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Source::Incoming(incoming) => incoming.size_hint(),
+            Source::Complete(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
     }
 }
 

@@ -90,6 +90,11 @@ pub enum TurnEvent {
     Failed(TurnFailure),
 }
 
+/// The agent's tools' schemas, once per turn (listing an MCP server's tools may start it).
+async fn offered(model: &ModelEntry, tools: &ToolBox, options: &TurnOptions) -> Vec<ToolSpec> {
+    if offers_tools(model, options) { tools.specs(&options.tools).await } else { Vec::new() }
+}
+
 /// Whether a request offers the agent's tools.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ToolMode {
@@ -104,11 +109,11 @@ const FINAL_ANSWER_NOTE: &str = "You have used all the tool calls available for 
 fn request(
     model: &ModelEntry,
     messages: &[Message],
-    tools: &ToolBox,
+    offered: &[ToolSpec],
     options: &TurnOptions,
     mode: ToolMode,
 ) -> ChatRequest {
-    let mut specs = if mode == ToolMode::None { Vec::new() } else { tools.specs(&options.tools) };
+    let mut specs = if mode == ToolMode::None { Vec::new() } else { offered.to_vec() };
     specs.extend(options.client_tools.iter().cloned());
     let mut sampling = options.sampling.clone();
     sampling.max_tokens = sampling.max_tokens.or(model.max_tokens);
@@ -161,8 +166,9 @@ pub async fn run(
     let mut calls_made = 0;
     let mut model_calls = 0;
     let (during, last) = modes(offers_tools(model, options));
+    let offered = offered(model, tools, options).await;
     for _ in 0..options.max_iterations.max(1) {
-        let mut req = request(model, &messages, tools, options, during);
+        let mut req = request(model, &messages, &offered, options, during);
         let (response, served) =
             router::complete(&model.route, &mut req).await.map_err(|error| TurnFailure { error, usage })?;
         model_calls += 1;
@@ -189,7 +195,7 @@ pub async fn run(
         messages.extend(results);
     }
     messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
-    let mut req = request(model, &messages, tools, options, last);
+    let mut req = request(model, &messages, &offered, options, last);
     let (response, served) =
         router::complete(&model.route, &mut req).await.map_err(|error| TurnFailure { error, usage })?;
     add(&mut usage, usage_of(&req, &response));
@@ -272,6 +278,7 @@ async fn stream_loop(
     let mut usage = Usage::default();
     let mut calls_made = 0;
     let (during, final_mode) = modes(offers_tools(model, options));
+    let offered = offered(model, tools, options).await;
     let rounds = options.max_iterations.max(1);
     // Whether an earlier round streamed text: the next round's text starts a new paragraph
     // rather than running on ("Let me compute." + "6*7 is 42.").
@@ -281,7 +288,7 @@ async fn stream_loop(
         if last {
             messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
         }
-        let req = request(model, &messages, tools, options, if last { final_mode } else { during });
+        let req = request(model, &messages, &offered, options, if last { final_mode } else { during });
         let streamed = stream_one(model, &req, options, round == 0, &mut said_something, out)
             .await
             .map_err(|error| TurnFailure { error, usage })?;

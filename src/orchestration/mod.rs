@@ -51,7 +51,7 @@ pub async fn run_agent(
     messages.push(Message::new(Role::User, prompt));
     let budget = budget.max(1);
     let options = TurnOptions {
-        tools: if budget >= 2 { agent.tools.clone() } else { Vec::new() },
+        tools: if budget >= 2 { app.tools().permitted(&agent.tools, agent.source) } else { Vec::new() },
         max_iterations: if budget >= 2 { agent.max_iterations.clamp(1, budget - 1) } else { 1 },
         parallel_tools: agent.parallel_tools,
         sampling: agent.sampling(),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # python_env.sh — the Python virtual environment the SDK tests (tests/it/sdk_clients.rs) run
-# tests/sdk/clients.py in: the official `openai` and `anthropic` SDKs from PyPI, unmodified.
+# tests/sdk/clients.py in: the official `openai` and `anthropic` SDKs from PyPI, unmodified;
+# also the official MCP SDK (`mcp`) that the MCP test peers in tests/mcp/ are written with.
 #
 #   python_env.sh ensure      create target/sdk-venv (repo root) with tests/sdk/requirements.txt,
 #                             or reinstall when that file changed; a fast no-op when up to date.
@@ -31,7 +32,7 @@ up_to_date() {
     [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$1" ] \
         && cmp -s "$REQUIREMENTS" "$VENV/requirements.txt" \
         && "$VENV/bin/python" -c 'import importlib.util as u, sys
-sys.exit(not all(u.find_spec(m) for m in ("openai", "anthropic", "numpy")))' >/dev/null 2>&1
+sys.exit(not all(u.find_spec(m) for m in ("openai", "anthropic", "numpy", "mcp")))' >/dev/null 2>&1
 }
 
 apt_install_venv() {
@@ -74,7 +75,8 @@ ensure() {
     cp "$REQUIREMENTS" "$VENV/requirements.txt"
     echo "$want" >"$STAMP"
     local versions
-    versions="$("$VENV/bin/python" -c 'import openai, anthropic, numpy; print(f"openai {openai.__version__}, anthropic {anthropic.__version__}, numpy {numpy.__version__}")')"
+    versions="$("$VENV/bin/python" -c 'import importlib.metadata as md, openai, anthropic, numpy, mcp
+print(f"openai {openai.__version__}, anthropic {anthropic.__version__}, numpy {numpy.__version__}, mcp", md.version("mcp"))')"
     echo "python_env: $what $VENV ($versions) in $((SECONDS - t0))s"
 }
 

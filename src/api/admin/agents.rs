@@ -67,6 +67,14 @@ fn config_object(ctx: &Context, config: Option<Value>) -> Result<serde_json::Map
         Some(Value::Object(map)) => map,
         Some(_) => return Err(ApiError::InvalidField("config".into())),
     };
+    if let Some(Value::Array(tools)) = map.get("tools") {
+        let tools: Vec<String> = tools.iter().filter_map(Value::as_str).map(str::to_string).collect();
+        if let Some(server) = ctx.app.tools().forbidden_for_tenants(&tools) {
+            return Err(ApiError::Forbidden(format!(
+                "MCP server '{server}' is not available to tenant or user agents"
+            )));
+        }
+    }
     let cap = ctx.app.config().limits.max_tool_iterations;
     for key in ["max_tool_iterations", "max_iterations"] {
         match map.get(key) {

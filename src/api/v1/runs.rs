@@ -44,7 +44,7 @@ pub async fn run(ctx: &Context, name: &str, request: Request) -> Result<Response
     }
     messages.push(Message::new(Role::User, prompt));
     let options = TurnOptions {
-        tools: spec.tools.clone(),
+        tools: ctx.app.tools().permitted(&spec.tools, spec.source),
         max_iterations: spec.max_iterations,
         parallel_tools: spec.parallel_tools,
         sampling: spec.sampling(),
