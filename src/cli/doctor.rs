@@ -71,6 +71,7 @@ pub fn run(global: &GlobalArgs, offline: bool, json: bool) -> Result<(), Failure
     if let Some(loaded) = &loaded {
         checks.push(check_port(&loaded.config));
         checks.extend(check_upstreams(&loaded.config, offline));
+        checks.extend(check_mcp_servers(&loaded.config, offline));
     }
     let failed = checks.iter().filter(|c| c.status == "fail").count();
     if json {
@@ -316,6 +317,41 @@ fn check_upstreams(config: &Config, offline: bool) -> Vec<Check> {
             }
         })
         .collect()
+}
+
+/// Every enabled MCP server starts and lists its tools (a stdio server is run and stopped;
+/// a `url` server is contacted, so `--offline` skips it).
+fn check_mcp_servers(config: &Config, offline: bool) -> Vec<Check> {
+    let servers: Vec<_> = config.mcp.servers.iter().filter(|s| s.enabled).collect();
+    if servers.is_empty() {
+        return Vec::new();
+    }
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return vec![fail("mcp", "cannot start a runtime to try the MCP servers", "report this as a bug")];
+    };
+    let clients = ares::mcp::client::McpClients::new(&config.mcp.servers, &process_env);
+    runtime.block_on(async move {
+        let mut checks = Vec::new();
+        for server in servers {
+            let name = &server.name;
+            if offline && server.url.is_some() {
+                checks.push(skipped("mcp", format!("MCP server '{name}' at a url (--offline)")));
+                continue;
+            }
+            checks.push(match clients.tools(name).await {
+                Ok(tools) => ok("mcp", format!("MCP server '{name}' starts and lists {} tool(s)", tools.len())),
+                Err(e) => fail(
+                    "mcp",
+                    e.to_string(),
+                    "check its command and args (run them by hand), its url and headers, and timeout_secs",
+                ),
+            });
+        }
+        // The servers it started stop with their connections, inside the runtime.
+        drop(clients);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        checks
+    })
 }
 
 /// One bounded GET: the status and (small) body, or why there was none.

@@ -153,7 +153,7 @@ pub(super) fn merge(config: &mut Config, base: &Path, warnings: &mut Vec<String>
 
 /// The four directories `merge` reads, relative to the config file: what a hot-reloading
 /// server watches.
-pub fn watched(dirs: &ConfigDirs) -> [PathBuf; 4] {
+pub fn watched(dirs: &ConfigDirs) -> [PathBuf; 5] {
     let dir =
         |configured: Option<&PathBuf>, default: &str| configured.cloned().unwrap_or_else(|| PathBuf::from(default));
     [
@@ -161,6 +161,7 @@ pub fn watched(dirs: &ConfigDirs) -> [PathBuf; 4] {
         dir(dirs.models_dir.as_ref(), DEFAULT_MODELS_DIR),
         dir(dirs.tools_dir.as_ref(), DEFAULT_TOOLS_DIR),
         dir(dirs.workflows_dir.as_ref(), DEFAULT_WORKFLOWS_DIR),
+        dir(dirs.mcps_dir.as_ref(), DEFAULT_MCPS_DIR),
     ]
 }
 
