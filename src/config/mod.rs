@@ -100,7 +100,7 @@ pub struct McpServerConfig {
     /// Request headers for a `url` server; values may name `${VAR}`s (kept out of the file).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Per tool call, and for starting the server.
+    /// Per tool call; starting the server gets at least 10 s.
     #[serde(default = "defaults::mcp_timeout_secs")]
     pub timeout_secs: u64,
     /// Whether tenant and user agents may use it (operator-defined agents always may): its tools

@@ -24,6 +24,8 @@ use crate::config::{EnvLookup, McpServerConfig};
 
 /// The longest pause between start attempts of a failing server.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The shortest time a server is given to start and initialise.
+const MIN_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of a stdio server's stderr kept to explain a failed start.
 const STDERR_LINES: usize = 20;
 
@@ -94,9 +96,33 @@ struct State {
 }
 
 struct Connection {
-    service: RunningService<RoleClient, Listener>,
+    /// Always `Some` until dropped.
+    service: Option<RunningService<RoleClient, Listener>>,
     stale_tools: Arc<AtomicBool>,
     tools: Option<Vec<RemoteTool>>,
+    /// The runtime the connection runs on: closing it stops the child from a task of that
+    /// runtime, so the last reference may be dropped anywhere (a test's thread, a reload).
+    runtime: tokio::runtime::Handle,
+}
+
+impl Connection {
+    fn peer(&self, server: &str) -> Result<&rmcp::service::Peer<RoleClient>, McpError> {
+        self.service.as_ref().map(|s| s.peer()).ok_or_else(|| McpError::Unavailable {
+            server: server.to_string(),
+            message: "its connection is closing".to_string(),
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.service.as_ref().is_none_or(|s| s.is_closed() || s.is_transport_closed())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let _entered = self.runtime.enter();
+        drop(self.service.take());
+    }
 }
 
 /// Our side of a connection: who we are, and a flag the server's `tools/list_changed` sets.
@@ -153,7 +179,7 @@ impl McpClients {
         if let Some(tools) = &connection.tools {
             return Ok(tools.clone());
         }
-        let listed = tokio::time::timeout(timeout, connection.service.list_all_tools()).await;
+        let listed = tokio::time::timeout(timeout, connection.peer(server)?.list_all_tools()).await;
         let tools: Vec<RemoteTool> = match listed {
             Ok(Ok(tools)) => tools.iter().map(remote_tool).collect(),
             Ok(Err(e)) => {
@@ -172,7 +198,7 @@ impl McpClients {
         let timeout = timeout_of(&slot.config);
         let peer = {
             let mut state = slot.state.lock().await;
-            connect(slot, &mut state).await?.service.peer().clone()
+            connect(slot, &mut state).await?.peer(server)?.clone()
         };
         let mut params = CallToolRequestParams::new(tool.to_string());
         match arguments {
@@ -212,6 +238,13 @@ fn timeout_of(config: &McpServerConfig) -> Duration {
     Duration::from_secs(config.timeout_secs.max(1))
 }
 
+/// Starting gets at least [`MIN_START_TIMEOUT`]: an interpreter or `npx` on a busy machine may
+/// take seconds to answer `initialize`, which a short per-call timeout should not turn into a
+/// failure.
+fn start_timeout_of(config: &McpServerConfig) -> Duration {
+    timeout_of(config).max(MIN_START_TIMEOUT)
+}
+
 /// The live connection, starting the server when there is none (or it exited) and the backoff
 /// allows.
 async fn connect<'s>(slot: &Slot, state: &'s mut State) -> Result<&'s mut Connection, McpError> {
@@ -221,7 +254,7 @@ async fn connect<'s>(slot: &Slot, state: &'s mut State) -> Result<&'s mut Connec
         .as_ref()
         .map_err(|message| McpError::Unavailable { server: config.name.clone(), message: message.clone() })?;
     let now = Instant::now();
-    if state.running.as_ref().is_some_and(|c| c.service.is_closed() || c.service.is_transport_closed()) {
+    if state.running.as_ref().is_some_and(Connection::is_closed) {
         state.running = None;
         state.failures += 1;
         state.last_error = Some("it exited".to_string());
@@ -238,7 +271,7 @@ async fn connect<'s>(slot: &Slot, state: &'s mut State) -> Result<&'s mut Connec
             let message = format!("{last}; the next start attempt is in {wait} s");
             return Err(McpError::Unavailable { server: config.name.clone(), message });
         }
-        match tokio::time::timeout(timeout_of(config), start(config, resolved)).await {
+        match tokio::time::timeout(start_timeout_of(config), start(config, resolved)).await {
             Ok(Ok(connection)) => {
                 tracing::info!(server = %config.name, "MCP server started");
                 state.running = Some(connection);
@@ -247,7 +280,7 @@ async fn connect<'s>(slot: &Slot, state: &'s mut State) -> Result<&'s mut Connec
             outcome => {
                 let message = match outcome {
                     Ok(Err(message)) => message,
-                    _ => format!("it did not finish starting within {} s", timeout_of(config).as_secs()),
+                    _ => format!("it did not finish starting within {} s", start_timeout_of(config).as_secs()),
                 };
                 state.failures += 1;
                 state.next_attempt = Some(now + backoff(state.failures));
@@ -310,7 +343,7 @@ async fn start(config: &McpServerConfig, resolved: &Resolved) -> Result<Connecti
         }
         (None, None) => return Err("it has neither a command nor a url".to_string()),
     };
-    Ok(Connection { service, stale_tools, tools: None })
+    Ok(Connection { service: Some(service), stale_tools, tools: None, runtime: tokio::runtime::Handle::current() })
 }
 
 /// The server's `env` and `headers` with `${VAR}`s from the environment: once, when the

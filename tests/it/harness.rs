@@ -686,3 +686,31 @@ pub async fn expect_json(response: reqwest::Response, status: u16) -> Value {
 pub fn header(response: &reqwest::Response, name: &str) -> Option<String> {
     response.headers().get(name).map(|v| v.to_str().expect("ASCII header").to_string())
 }
+
+/// How the Python SDK environment is made; named in the failure when it is missing.
+pub const PYTHON_SETUP: &str = "tests/sdk/python_env.sh ensure";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The interpreter of `target/sdk-venv` (the official `openai`, `anthropic` and `mcp` SDKs);
+/// panics with the set-up command when the venv is missing or was made from another
+/// `requirements.txt`.
+pub fn venv_python() -> PathBuf {
+    let venv = repo_root().join("target/sdk-venv");
+    let python = venv.join("bin/python");
+    let installed = std::fs::read(venv.join("requirements.txt")).ok();
+    let wanted = std::fs::read(repo_root().join("tests/sdk/requirements.txt")).expect("tests/sdk/requirements.txt");
+    assert!(
+        python.exists() && installed.is_some(),
+        "no Python SDK environment at {}: run `{PYTHON_SETUP}` first (the README's test command does)",
+        venv.display()
+    );
+    assert!(
+        installed.as_ref() == Some(&wanted),
+        "the Python SDK environment at {} is out of date with tests/sdk/requirements.txt: run `{PYTHON_SETUP}`",
+        venv.display()
+    );
+    python
+}

@@ -30,6 +30,8 @@ mod hardening_net;
 mod hardening_rag;
 mod http_basics;
 mod isolation;
+mod mcp_client;
+mod mcp_server;
 mod memory;
 mod migrations;
 mod mock_provider_tests;

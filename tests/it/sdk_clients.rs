@@ -6,7 +6,7 @@
 //! Chat, streaming and tools go through every upstream wire format: any model through either
 //! dialect.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,11 +14,10 @@ use ares::rag::embedder::Embedder;
 use serde_json::{Value, json};
 
 use crate::gateway::{Gateway, MODEL, calc_agent};
-use crate::harness::{TestServer, expect_json};
+use crate::harness::{TestServer, expect_json, repo_root, venv_python};
 use crate::mock_provider::{RecordedRequest, Script, Wire};
 
 /// How the venv is made; named in the failure when it is missing.
-const SETUP: &str = "tests/sdk/python_env.sh ensure";
 /// Guard against hangs, not a performance assertion: one scenario, all its SDK calls.
 const SCENARIO_GUARD: Duration = Duration::from_secs(120);
 /// Guard for usage and runs that are recorded just after a response ends.
@@ -47,30 +46,6 @@ fn weather_schema() -> Value {
 
 fn weather_arguments() -> Value {
     json!({ "city": "Paris", "unit": "celsius" })
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The venv's interpreter; panics with the set-up command when the venv is missing or was made
-/// from another `requirements.txt`.
-fn venv_python() -> PathBuf {
-    let venv = repo_root().join("target/sdk-venv");
-    let python = venv.join("bin/python");
-    let installed = std::fs::read(venv.join("requirements.txt")).ok();
-    let wanted = std::fs::read(repo_root().join("tests/sdk/requirements.txt")).expect("tests/sdk/requirements.txt");
-    assert!(
-        python.exists() && installed.is_some(),
-        "no Python SDK environment at {}: run `{SETUP}` first (the README's test command does)",
-        venv.display()
-    );
-    assert!(
-        installed.as_ref() == Some(&wanted),
-        "the Python SDK environment at {} is out of date with tests/sdk/requirements.txt: run `{SETUP}`",
-        venv.display()
-    );
-    python
 }
 
 /// One run of `clients.py <scenario>` against a server, with its expectations in the env.
