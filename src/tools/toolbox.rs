@@ -276,3 +276,39 @@ fn search(agent: ureq::Agent, url: Option<&str>, arguments: &Value) -> String {
         .unwrap_or_default();
     json!({ "query": query, "results": results }).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toolbox() -> ToolBox {
+        let toml = "[[mcp.servers]]\nname = \"open\"\nurl = \"http://127.0.0.1:9/mcp\"\nallow_tenants = true\n\n\
+                    [[mcp.servers]]\nname = \"closed\"\ncommand = \"true\"\n";
+        let config = crate::config::load_str(toml, "test.toml", &|_| None).unwrap().config;
+        ToolBox::new(&config, &|_| None, None)
+    }
+
+    #[test]
+    fn tenant_and_user_agents_keep_only_servers_open_to_them() {
+        let tools = toolbox();
+        let named: Vec<String> =
+            ["calculator", "mcp:open", "mcp:closed/x", "mcp:gone"].iter().map(|t| t.to_string()).collect();
+        // An operator's agent runs with what it names.
+        assert_eq!(tools.permitted(&named, AgentSource::System), named);
+        // Anyone else's loses the servers not opened to tenants, and unknown ones.
+        for source in [AgentSource::Tenant, AgentSource::User, AgentSource::Community] {
+            assert_eq!(tools.permitted(&named, source), ["calculator", "mcp:open"], "{source:?}");
+        }
+        assert_eq!(tools.forbidden_for_tenants(&named), Some("closed"));
+        assert!(matches!(tools.check_for_tenants(&named[..2]), Ok(())));
+        assert!(matches!(tools.check_for_tenants(&named), Err(ToolRefusal::Forbidden(s)) if s == "closed"));
+    }
+
+    #[tokio::test]
+    async fn a_call_outside_the_agents_entries_is_refused_before_any_server_is_asked() {
+        let tools = toolbox();
+        let call = ToolCall { id: "1".into(), name: "open__anything".into(), arguments: json!({}) };
+        let answer = tools.execute(&call, &["mcp:closed".to_string()]).await;
+        assert_eq!(answer, json!({ "error": "Tool 'open__anything' is not available to this agent" }).to_string());
+    }
+}
