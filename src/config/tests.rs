@@ -310,3 +310,14 @@ fn a_directory_agent_naming_an_unknown_model_only_warns() {
         loaded.warnings
     );
 }
+
+#[test]
+fn hybrid_fusion_follows_the_embedder_unless_configured() {
+    let fusion = |toml: &str| load_ok(toml).config.rag.fusion();
+    let hash = fusion("");
+    assert_eq!((hash.semantic_weight, hash.bm25_weight, hash.k), (0.5, 1.0, 5.0));
+    let model = fusion("[rag.embedder]\ntype = \"ollama\"\nmodel = \"nomic-embed-text\"\n");
+    assert_eq!((model.semantic_weight, model.bm25_weight, model.k), (1.0, 1.0, 60.0));
+    let set = fusion("[rag]\nhybrid_semantic_weight = 2.0\nrrf_k = 30\n");
+    assert_eq!((set.semantic_weight, set.k), (2.0, 30.0));
+}

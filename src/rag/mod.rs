@@ -563,16 +563,11 @@ impl Rag {
             SearchStrategy::Hybrid => {
                 let dense = semantic(wide)?;
                 let sparse = self.lexical.bm25(collection.id, &request.query, wide)?;
-                fusion::reciprocal_rank(
-                    &dense,
-                    &sparse,
-                    self.config.hybrid_semantic_weight,
-                    self.config.hybrid_bm25_weight,
-                    self.config.rrf_k,
-                )
-                .into_iter()
-                .map(|(s, v, parts)| (s, v, Some(parts)))
-                .collect()
+                let fusion = self.config.fusion();
+                fusion::reciprocal_rank(&dense, &sparse, fusion.semantic_weight, fusion.bm25_weight, fusion.k)
+                    .into_iter()
+                    .map(|(s, v, parts)| (s, v, Some(parts)))
+                    .collect()
             }
         };
 

@@ -417,7 +417,10 @@ async fn schema_8_chunks_migrate_to_documents_with_identical_search_results() {
         recorded["ingests"].as_array().unwrap().iter().map(|i| i["response"]["chunks_created"].as_u64().unwrap()).sum();
     let data = tempfile::tempdir().unwrap();
     std::fs::copy(rag_fixture("rag-schema-v8.redb"), data.path().join("ares.redb")).unwrap();
-    let config = format!("{SMALL_CHUNKS}max_chunks_per_user = {}\n", existing + 3);
+    // The fusion the answers were recorded under (the defaults then; the hash embedder's are
+    // now 0.5 and k 5): this test is about what migration keeps, not about fusion.
+    let config =
+        format!("{SMALL_CHUNKS}max_chunks_per_user = {}\nhybrid_semantic_weight = 1.0\nrrf_k = 60.0\n", existing + 3);
     let server = TestServer::builder().config(&config).data_dir(data.path()).start();
     let api = RagApi::of(&server);
     let login = server

@@ -502,15 +502,16 @@ async fn each_search_strategy_answers_with_the_documented_fields() {
     assert!(scores(&found).iter().all(|s| (-1.0..=1.0001).contains(s)), "{:?}", scores(&found));
     assert!(found.iter().all(|r| r.get("scores").is_none()));
 
-    // hybrid is the default: RRF of both rankings (k = 60, weights 1), components under `scores`.
+    // hybrid is the default: RRF of both rankings, components under `scores`; with the hash
+    // embedder the semantic ranking weighs 0.5 and k is 5 (`RagConfig::fusion`).
     let found = api.search_ok(&token, &json!({ "collection": "support", "query": "reset my password" })).await;
     assert_eq!(found.len(), 5);
     assert_eq!(self::ids(&found)[0], password);
     assert_descending(&found);
     for result in &found {
         let parts = &result["scores"];
-        let rank = |name: &str| parts[name].as_f64().map(|r| 1.0 / (60.0 + r)).unwrap_or(0.0);
-        let fused = rank("semantic_rank") + rank("bm25_rank");
+        let rank = |name: &str, weight: f64| parts[name].as_f64().map(|r| weight / (5.0 + r)).unwrap_or(0.0);
+        let fused = rank("semantic_rank", 0.5) + rank("bm25_rank", 1.0);
         assert!((result["score"].as_f64().unwrap() - fused).abs() < 1e-6, "{result}");
         assert!(parts["semantic"].is_number() && parts["semantic_rank"].is_u64(), "{result}");
         if result["id"] == password.as_str() {
