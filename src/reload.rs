@@ -126,6 +126,8 @@ pub struct Changes {
     pub agents: NameChanges,
     pub tools: NameChanges,
     pub workflows: NameChanges,
+    /// `[[mcp.servers]]`: a change gives every server a fresh connection.
+    pub mcp_servers: NameChanges,
 }
 
 impl Changes {
@@ -137,6 +139,7 @@ impl Changes {
             ("agents", &self.agents),
             ("tools", &self.tools),
             ("workflows", &self.workflows),
+            ("mcp servers", &self.mcp_servers),
         ];
         let parts: Vec<String> = sections
             .iter()
@@ -226,6 +229,10 @@ pub fn changes(running: &Config, next: &Config) -> Changes {
         agents: NameChanges::between(&named(&running.agents, |a| &a.name), &named(&next.agents, |a| &a.name)),
         tools: NameChanges::between(&tools(running), &tools(next)),
         workflows: NameChanges::between(&named(&running.workflows, |w| &w.name), &named(&next.workflows, |w| &w.name)),
+        mcp_servers: NameChanges::between(
+            &named(&running.mcp.servers, |m| &m.name),
+            &named(&next.mcp.servers, |m| &m.name),
+        ),
     }
 }
 

@@ -26,7 +26,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 
 /// The sections of `changes`, in the order [`changes`] lists them.
-const SECTIONS: [&str; 5] = ["providers", "models", "agents", "tools", "workflows"];
+const SECTIONS: [&str; 6] = ["providers", "models", "agents", "tools", "workflows", "mcp_servers"];
 const KINDS: [&str; 3] = ["added", "removed", "changed"];
 
 /// `X-Ares-Served-By` when `provider` answered with its default model id.
@@ -420,7 +420,7 @@ async fn an_api_reload_moves_a_model_to_another_provider() {
 }
 
 #[tokio::test]
-async fn reloads_add_and_remove_providers_models_agents_tools_and_workflows() {
+async fn reloads_add_and_remove_providers_models_agents_tools_workflows_and_mcp_servers() {
     let base = Spec::new(&model("m", "a"));
     let rig = Rig::start(&base).await;
     let info = rig.config_info().await;
@@ -457,6 +457,10 @@ entry_agent = "reload-helper"
 
 [tools.web_search]
 enabled = false
+
+[[mcp.servers]]
+name = "reload-mcp"
+command = "true"
 "#,
         m = model("m", "a"),
         c_url = rig.b.base_url(Wire::OpenAi)
@@ -470,7 +474,8 @@ enabled = false
             "models.added:n",
             "agents.added:reload-helper",
             "tools.added:web_search",
-            "workflows.added:reload-flow"
+            "workflows.added:reload-flow",
+            "mcp_servers.added:reload-mcp"
         ],
         "{report}"
     );
@@ -505,7 +510,8 @@ enabled = false
             "models.removed:n",
             "agents.removed:reload-helper",
             "tools.removed:web_search",
-            "workflows.removed:reload-flow"
+            "workflows.removed:reload-flow",
+            "mcp_servers.removed:reload-mcp"
         ],
         "{report}"
     );
