@@ -65,6 +65,7 @@ pub struct App {
     journal: Arc<Journal>,
     /// Collections, chunks and their search indexes.
     rag: Rag,
+    ingest_jobs: crate::rag::jobs::IngestJobs,
     deployer: Deployer,
     /// Metrics, the request log and trace export.
     telemetry: Arc<Telemetry>,
@@ -120,6 +121,7 @@ impl App {
             usage: UsageRecorder::default(),
             journal: Arc::default(),
             rag,
+            ingest_jobs: crate::rag::jobs::IngestJobs::default(),
             deployer: Deployer::new(config.deploy.targets.clone(), config.deploy.output_cap_bytes),
             key_use: Mutex::new(HashMap::new()),
             failed_attempts: FailedAttempts::default(),
@@ -182,6 +184,10 @@ impl App {
 
     pub fn rag(&self) -> &Rag {
         &self.rag
+    }
+
+    pub fn ingest_jobs(&self) -> &crate::rag::jobs::IngestJobs {
+        &self.ingest_jobs
     }
 
     pub fn workflows(&self) -> Part<Workflows> {

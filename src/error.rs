@@ -273,7 +273,7 @@ impl From<crate::rag::RagError> for ApiError {
             RagError::BadRequest(message) => ApiError::BadRequest(message),
             RagError::CollectionNotFound(_) => ApiError::NotFound(message),
             RagError::LimitReached(message) => ApiError::Forbidden(message),
-            RagError::EmbedderMismatch { .. } => ApiError::Conflict(message),
+            RagError::EmbedderMismatch { .. } | RagError::Cancelled => ApiError::Conflict(message),
             RagError::Embed(EmbedError::Unavailable { .. }) => ApiError::ServiceUnavailable(message),
             RagError::Embed(_) | RagError::Rerank(_) => ApiError::BadGateway(message),
             RagError::Lexical(_) | RagError::Io(_) => ApiError::Internal(message),

@@ -201,6 +201,7 @@ where
     if let Some(limiter) = app.rate_limiter() {
         limiter.spawn_sweeper();
     }
+    api::rag_jobs::resume(&app);
     let (stop_flusher, mut flusher_stopped) = tokio::sync::watch::channel(false);
     let flusher = {
         let app = app.clone();

@@ -17,6 +17,7 @@ pub(crate) mod metered;
 mod openai;
 pub mod openapi;
 mod rag;
+pub mod rag_jobs;
 mod requests;
 mod research;
 pub mod routes;
@@ -259,6 +260,8 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         Route::RagSearch => rag::search(ctx, request).await,
         Route::RagListCollections => rag::collections(ctx).await,
         Route::RagDeleteCollection => rag::delete_collection(ctx, request).await,
+        Route::RagGetJob { id } => rag_jobs::get(ctx, &id).await,
+        Route::RagCancelJob { id } => rag_jobs::cancel(ctx, &id).await,
         Route::ListConversations => conversations::list(ctx).await,
         Route::GetConversation { id } => conversations::get(ctx, &id).await,
         Route::RenameConversation { id } => conversations::rename(ctx, &id, request).await,

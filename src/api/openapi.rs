@@ -121,6 +121,8 @@ fn doc(route: &Route) -> (&'static str, Body) {
         ),
         Route::RagListCollections => ("The user's collections", None),
         Route::RagDeleteCollection => ("Delete a collection", Json(&[("collection", "string", true)])),
+        Route::RagGetJob { .. } => ("An ingest job's state and progress", None),
+        Route::RagCancelJob { .. } => ("Cancel an ingest job (what it wrote is rolled back)", None),
         Route::V1Chat => ("Chat as a tenant (governed: quotas, budgets, usage)", Json(CHAT)),
         Route::V1ChatStream => ("Chat as a tenant, streamed", Json(CHAT)),
         Route::V1ListAgents => ("The tenant's agents", None),

@@ -61,6 +61,9 @@ struct IngestBody {
     source: Option<String>,
     #[serde(default)]
     tags: Option<Vec<String>>,
+    /// Run as a job (202); documents above `[rag].async_above_bytes` always are.
+    #[serde(default, rename = "async")]
+    run_async: Option<bool>,
 }
 
 pub async fn ingest(ctx: &Context, request: Request) -> Result<Response, ApiError> {
@@ -102,6 +105,9 @@ pub async fn ingest(ctx: &Context, request: Request) -> Result<Response, ApiErro
         }
     }
     metadata.insert("chunking_strategy".into(), Value::from(strategy.as_str()));
+    if body.run_async == Some(true) || content.len() > ctx.app.config().rag.async_above_bytes {
+        return super::rag_jobs::submit(ctx, collection, content, strategy, metadata).await;
+    }
 
     let request = IngestRequest { user_id, collection, content, strategy, metadata };
     let outcome = blocking(&ctx.app, move |app| app.rag().ingest(app.store(), request)).await?;

@@ -68,6 +68,12 @@ pub enum Route {
     RagSearch,
     RagListCollections,
     RagDeleteCollection,
+    RagGetJob {
+        id: String,
+    },
+    RagCancelJob {
+        id: String,
+    },
     // V1 client API
     V1Chat,
     V1ChatStream,
@@ -236,6 +242,7 @@ impl Route {
             Route::RagSearch => "/api/rag/search",
             Route::RagListCollections => "/api/rag/collections",
             Route::RagDeleteCollection => "/api/rag/collection",
+            Route::RagGetJob { .. } | Route::RagCancelJob { .. } => "/api/rag/jobs/{id}",
             Route::V1Chat => "/v1/chat",
             Route::V1ChatStream => "/v1/chat/stream",
             Route::V1ListAgents => "/v1/agents",
@@ -333,7 +340,9 @@ impl Route {
             | Route::RagIngest
             | Route::RagSearch
             | Route::RagListCollections
-            | Route::RagDeleteCollection => Jwt,
+            | Route::RagDeleteCollection
+            | Route::RagGetJob { .. }
+            | Route::RagCancelJob { .. } => Jwt,
             Route::V1Chat
             | Route::V1ChatStream
             | Route::V1ListAgents
@@ -452,6 +461,8 @@ impl Route {
             | Route::RagSearch
             | Route::RagListCollections
             | Route::RagDeleteCollection
+            | Route::RagGetJob { .. }
+            | Route::RagCancelJob { .. }
             | Route::V1ListAgents
             | Route::V1GetAgent { .. }
             | Route::V1ListAgentRuns { .. }
@@ -544,6 +555,7 @@ pub const PATTERNS: &[&str] = &[
     "/api/rag/search",
     "/api/rag/collections",
     "/api/rag/collection",
+    "/api/rag/jobs/{id}",
     "/v1/chat",
     "/v1/chat/stream",
     "/v1/agents",
@@ -708,6 +720,10 @@ fn candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         ["api", "rag", "search"] => vec![(M::POST, Route::RagSearch)],
         ["api", "rag", "collections"] => vec![(M::GET, Route::RagListCollections)],
         ["api", "rag", "collection"] => vec![(M::DELETE, Route::RagDeleteCollection)],
+        ["api", "rag", "jobs", id] => vec![
+            (M::GET, Route::RagGetJob { id: id.to_string() }),
+            (M::DELETE, Route::RagCancelJob { id: id.to_string() }),
+        ],
 
         ["v1", "chat"] => vec![(M::POST, Route::V1Chat)],
         ["v1", "chat", "stream"] => vec![(M::POST, Route::V1ChatStream)],

@@ -723,6 +723,9 @@ pub struct RagConfig {
     pub chunk_overlap: usize,
     /// Body limit of `POST /api/rag/ingest` (documents are bigger than API calls).
     pub max_ingest_bytes: usize,
+    /// A document larger than this (bytes of text) is always ingested as a job (202), so no
+    /// request is held open for minutes.
+    pub async_above_bytes: usize,
     /// A `/rerank` endpoint (Jina, TEI, llama.cpp); unset means built-in rescoring.
     pub rerank_url: Option<String>,
     pub rerank_model: Option<String>,
@@ -772,6 +775,7 @@ impl Default for RagConfig {
             chunk_size: 200,
             chunk_overlap: 50,
             max_ingest_bytes: 32 * 1024 * 1024,
+            async_above_bytes: 8 * 1024 * 1024,
             rerank_url: None,
             rerank_model: None,
             hybrid_semantic_weight: None,

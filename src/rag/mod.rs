@@ -14,6 +14,7 @@
 pub mod chunking;
 pub mod embedder;
 pub mod fusion;
+pub mod jobs;
 pub mod lexical;
 pub mod vectors;
 
@@ -69,6 +70,9 @@ pub enum RagError {
     /// A per-user limit (`[rag].max_collections_per_user`, `max_chunks_per_user`).
     #[error("{0}")]
     LimitReached(String),
+    /// An ingest job was cancelled between two batches (what it wrote is rolled back).
+    #[error("the ingest was cancelled")]
+    Cancelled,
     #[error(
         "Collection '{collection}' was embedded with {stored}, but the configured embedder is {configured}; \
          run `ares reindex` (with the server stopped) to re-embed it"
@@ -275,6 +279,19 @@ impl Rag {
     /// batch's write checks the per-user limits and reserves every chunk of the document; if a
     /// later step fails, what was written is rolled back.
     pub fn ingest(&self, store: &Store, request: IngestRequest) -> Result<IngestOutcome, RagError> {
+        self.ingest_watched(store, request, &|_, _| true)
+    }
+
+    /// [`Rag::ingest`], telling `watch` the chunks embedded so far and the total, once chunking
+    /// is done and after every batch; when it answers `false` the ingest stops with
+    /// [`RagError::Cancelled`] and what it wrote is rolled back. Ingest jobs report progress and
+    /// are cancelled through it.
+    pub fn ingest_watched(
+        &self,
+        store: &Store,
+        request: IngestRequest,
+        watch: &(dyn Fn(usize, usize) -> bool + Sync),
+    ) -> Result<IngestOutcome, RagError> {
         let IngestRequest { user_id, collection, content, strategy, metadata } = request;
         let name = collection.trim().to_string();
         if name.is_empty() {
@@ -318,6 +335,9 @@ impl Rag {
             return Err(RagError::BadRequest("Content too small to chunk".into()));
         }
         let total = texts.len();
+        if !watch(0, total) {
+            return Err(RagError::Cancelled);
+        }
         if held.saturating_add(total as u64) > limits.max_chunks {
             return Err(RagError::LimitReached(format!(
                 "Chunk limit reached: this document has {total} chunks, {held} of {} per user are in use",
@@ -335,7 +355,7 @@ impl Rag {
             now: clock::now_unix(),
         };
         let mut begun = None;
-        let outcome = self.write_batches(store, &document, texts, &mut begun);
+        let outcome = self.write_batches(store, &document, texts, &mut begun, watch);
         if outcome.is_err()
             && let Some(collection_id) = begun
         {
@@ -352,6 +372,7 @@ impl Rag {
         document: &Document,
         texts: Vec<String>,
         begun: &mut Option<u64>,
+        watch: &(dyn Fn(usize, usize) -> bool + Sync),
     ) -> Result<IngestOutcome, RagError> {
         let mut chunk_ids = Vec::with_capacity(document.total);
         let mut collection = None;
@@ -397,6 +418,9 @@ impl Rag {
             let written = self.write_batch(store, document, collection_id, &chunks, last)?;
             collection = Some(written);
             chunk_ids.extend(chunks.iter().map(|c| c.chunk_id.clone()));
+            if !last && !watch(index, document.total) {
+                return Err(RagError::Cancelled);
+            }
         }
         let collection = collection.ok_or_else(|| RagError::BadRequest("Content too small to chunk".into()))?;
         Ok(IngestOutcome { chunk_ids, collection })

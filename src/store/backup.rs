@@ -102,6 +102,7 @@ pub fn snapshot(source: &Database, path: &Path) -> Result<TableCounts, Error> {
         REQUEST_LOG_BY_TENANT,
         COST_ROLLUPS,
         BUDGETS,
+        RAG_JOBS,
     );
     // Every table of the source must have been copied: a table added to tables.rs but not to the
     // list above would otherwise be silently missing from backups.

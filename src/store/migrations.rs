@@ -135,7 +135,18 @@ pub const MIGRATIONS: &[Migration] = &[
                      rewrite agent_runs AgentRunRecord v2 -> v3 with cost_micros: 0",
         apply: costs,
     },
+    Migration {
+        version: 14,
+        description: "asynchronous RAG ingest jobs",
+        definition: "create rag_jobs(&str->RagJobRecord v1)",
+        apply: rag_jobs,
+    },
 ];
+
+fn rag_jobs(txn: &WriteTransaction) -> Result<(), Error> {
+    txn.open_table(super::tables::RAG_JOBS)?;
+    Ok(())
+}
 
 fn costs(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(super::tables::COST_ROLLUPS)?;

@@ -25,6 +25,7 @@ pub mod deploys;
 pub mod memory;
 pub mod provisioning;
 pub mod rag;
+pub mod rag_jobs;
 pub mod request_log;
 pub mod runs;
 pub mod templates;

@@ -191,3 +191,8 @@ pub const COST_ROLLUPS: TableDefinition<(&str, &str, i64, &str), &[u8]> = TableD
 
 /// `"tenant:<id>" | "key:<id>" → BudgetRecord`: spending limits set by the admin.
 pub const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
+
+// ---- Schema version 14: RAG ingest jobs ----
+
+/// `job id → RagJobRecord`: asynchronous ingests, with the document until it is done.
+pub const RAG_JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("rag_jobs");

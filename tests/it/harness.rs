@@ -714,3 +714,74 @@ pub fn venv_python() -> PathBuf {
     );
     python
 }
+
+/// What a [`StubServer`] answers with.
+pub type StubResponse = http::Response<http_body_util::Full<bytes::Bytes>>;
+
+/// A fake peer over HTTP/1 on 127.0.0.1 (an OTLP receiver, a slow embedder), on its own thread
+/// and runtime so it outlives the servers under test and their restarts; stopped (and its
+/// answers still pending cancelled) when dropped.
+pub struct StubServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StubServer {
+    pub fn start<F, Fut>(answer: F) -> StubServer
+    where
+        F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = StubResponse> + Send + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a stub server");
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let addr = listener.local_addr().expect("stub server address");
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("stub-{}", addr.port()))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    loop {
+                        let stream = tokio::select! {
+                            _ = &mut stopped => return,
+                            accepted = listener.accept() => match accepted {
+                                Ok((stream, _)) => stream,
+                                Err(_) => continue,
+                            },
+                        };
+                        let answer = answer.clone();
+                        tokio::spawn(async move {
+                            let service = hyper::service::service_fn(move |request| {
+                                let reply = answer(request);
+                                async move { Ok::<_, std::convert::Infallible>(reply.await) }
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                });
+                // Cancels answers still pending.
+                drop(runtime);
+            })
+            .expect("spawn a stub server thread");
+        StubServer { addr, stop: Some(stop), thread: Some(thread) }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for StubServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

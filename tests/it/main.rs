@@ -45,6 +45,7 @@ mod postgres_compat;
 mod quotas;
 mod rag;
 mod rag_durability;
+mod rag_jobs;
 mod rate_limit;
 mod reload;
 mod research;

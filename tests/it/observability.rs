@@ -11,10 +11,7 @@
 //! the whole rendering parses. Traces go to a tiny OTLP receiver written here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ares::store::request_log::{self, RequestLogRecord};
@@ -22,13 +19,11 @@ use ares::store::{self, MigrationPolicy, Store};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::gateway::{KEY_ENV, PROVIDER_KEY, SseReader, sse_events};
-use crate::harness::{TestServer, expect_error, expect_json, header};
+use crate::harness::{StubServer, TestServer, expect_error, expect_json, header};
 use crate::mock_provider::{MockProvider, Script, Wire};
 
 /// Hang guard for what settles in the background (a stream's record, an export, a pruning
@@ -1549,84 +1544,43 @@ struct Received {
 
 /// A tiny OTLP/HTTP receiver: answers every request `200 {}` and keeps it.
 struct OtlpReceiver {
-    addr: SocketAddr,
+    server: StubServer,
     received: Arc<Mutex<Vec<Received>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl OtlpReceiver {
     fn start() -> OtlpReceiver {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the OTLP receiver");
-        listener.set_nonblocking(true).expect("non-blocking listener");
-        let addr = listener.local_addr().expect("receiver address");
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let sink = received.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("receiver runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                loop {
-                    let stream = tokio::select! {
-                        _ = &mut stopped => return,
-                        accepted = listener.accept() => match accepted {
-                            Ok((stream, _)) => stream,
-                            Err(_) => continue,
-                        },
-                    };
-                    let sink = sink.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request: http::Request<Incoming>| {
-                            let sink = sink.clone();
-                            async move {
-                                let (parts, body) = request.into_parts();
-                                let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                                let content_type = parts
-                                    .headers
-                                    .get(http::header::CONTENT_TYPE)
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(str::to_string);
-                                sink.lock().expect("receiver lock").push(Received {
-                                    method: parts.method.to_string(),
-                                    path: parts.uri.path().to_string(),
-                                    content_type,
-                                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                                });
-                                let mut response = http::Response::new(Full::new(Bytes::from_static(b"{}")));
-                                response.headers_mut().insert(
-                                    http::header::CONTENT_TYPE,
-                                    http::HeaderValue::from_static("application/json"),
-                                );
-                                Ok::<_, Infallible>(response)
-                            }
-                        });
-                        let connection = hyper::server::conn::http1::Builder::new();
-                        let _ = connection.serve_connection(TokioIo::new(stream), service).await;
-                    });
-                }
-            });
+        let server = StubServer::start(move |request: http::Request<Incoming>| {
+            let sink = sink.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                let content_type =
+                    parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+                sink.lock().expect("receiver lock").push(Received {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_string(),
+                    content_type,
+                    body: String::from_utf8_lossy(&bytes).into_owned(),
+                });
+                let mut response = http::Response::new(Full::new(Bytes::from_static(b"{}")));
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                response
+            }
         });
-        OtlpReceiver { addr, received, stop: Some(stop), thread: Some(thread) }
+        OtlpReceiver { server, received }
     }
 
     fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     fn received(&self) -> Vec<Received> {
         self.received.lock().expect("receiver lock").clone()
-    }
-}
-
-impl Drop for OtlpReceiver {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -170,7 +170,10 @@ const BIG_CHUNK_OVERLAP: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_10_mb_document_ingests_while_other_requests_are_answered() {
-    let config = format!("[rag]\nchunk_size = {BIG_CHUNK_SIZE}\nchunk_overlap = {BIG_CHUNK_OVERLAP}\n");
+    // A synchronous ingest of it (above the default `async_above_bytes` it would be a job).
+    let config = format!(
+        "[rag]\nchunk_size = {BIG_CHUNK_SIZE}\nchunk_overlap = {BIG_CHUNK_OVERLAP}\nasync_above_bytes = 33554432\n"
+    );
     let (server, api) = rag_server(&config);
     let token = api.user().await;
     api.ingest_ok(&token, "small", "The lighthouse keeper logs every passing ship.").await;
