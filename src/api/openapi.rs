@@ -97,7 +97,7 @@ fn doc(route: &Route) -> (&'static str, Body) {
         Route::RenameConversation { .. } => ("Rename a conversation", Json(&[("title", "string", true)])),
         Route::DeleteConversation { .. } => ("Delete a conversation", None),
         Route::RagIngest => (
-            "Ingest a document into a collection",
+            "Ingest a document into a collection (as a job, 202, with async or above [rag].async_above_bytes)",
             Json(&[
                 ("collection", "string", true),
                 ("content", "string", true),
@@ -106,6 +106,7 @@ fn doc(route: &Route) -> (&'static str, Body) {
                 ("title", "string", false),
                 ("source", "string", false),
                 ("tags", "array", false),
+                ("async", "boolean", false),
             ]),
         ),
         Route::RagSearch => (
