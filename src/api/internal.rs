@@ -86,13 +86,6 @@ pub(crate) async fn call(
             (status.as_u16(), Some((code, error.to_string())), Err(error))
         }
     };
-    let elapsed = started.elapsed();
-    let waited = scope.note_answer(call.label, call.method.as_str(), status, error);
-    let metrics = &app.telemetry().metrics;
-    let tenant_label = metrics.per_tenant().then_some(tenant.tenant_id.as_str());
-    metrics.http_request(call.label, call.method.as_str(), status, elapsed, tenant_label);
-    if let Some(waited) = waited {
-        metrics.gateway_overhead(elapsed.saturating_sub(waited));
-    }
+    super::close_account(app, &scope, call.label, &call.method, status, error, started.elapsed());
     answer
 }

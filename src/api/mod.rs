@@ -148,7 +148,20 @@ fn account_for(
     {
         headers.insert("x-budget-remaining-usd", value);
     }
-    let status = response.status().as_u16();
+    close_account(app, scope, route, method, response.status().as_u16(), error, elapsed);
+}
+
+/// What the request log, traces and metrics say of an answered request (also of an MCP tool's
+/// call of a route, which has no response of its own to decorate).
+pub(crate) fn close_account(
+    app: &App,
+    scope: &Scope,
+    route: &'static str,
+    method: &Method,
+    status: u16,
+    error: Option<(&'static str, String)>,
+    elapsed: std::time::Duration,
+) {
     let waited = scope.note_answer(route, method.as_str(), status, error);
     let metrics = &app.telemetry().metrics;
     let tenant = if metrics.per_tenant() { scope.tenant() } else { None };

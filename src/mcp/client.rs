@@ -63,7 +63,6 @@ pub enum McpError {
 /// it while `[[mcp.servers]]` is unchanged, else builds a fresh one (the old connections close
 /// when the last request using them ends).
 pub struct McpClients {
-    configs: Vec<McpServerConfig>,
     servers: BTreeMap<String, Arc<Slot>>,
 }
 
@@ -155,12 +154,13 @@ impl McpClients {
                 (config.name.clone(), Arc::new(slot))
             })
             .collect();
-        McpClients { configs: servers.to_vec(), servers: slots }
+        McpClients { servers: slots }
     }
 
     /// Whether these connections serve exactly `servers` (a reload may keep them).
     pub fn serves(&self, servers: &[McpServerConfig]) -> bool {
-        self.configs == servers
+        servers.len() == self.servers.len()
+            && servers.iter().all(|config| self.config(&config.name).is_some_and(|running| running == config))
     }
 
     pub fn config(&self, server: &str) -> Option<&McpServerConfig> {

@@ -733,12 +733,29 @@ impl StubServer {
         F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
         Fut: std::future::Future<Output = StubResponse> + Send + 'static,
     {
+        StubServer::start_with("stub", move |request| {
+            let reply = answer(request);
+            async move { Ok::<_, std::convert::Infallible>(reply.await) }
+        })
+    }
+
+    /// [`StubServer::start`] for peers that stream their answers or drop a connection (an
+    /// `Err` closes it unanswered): the mock provider. `name` names the thread.
+    pub fn start_with<F, Fut, B, E>(name: &str, answer: F) -> StubServer
+    where
+        F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<http::Response<B>, E>> + Send + 'static,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a stub server");
         listener.set_nonblocking(true).expect("non-blocking listener");
         let addr = listener.local_addr().expect("stub server address");
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name(format!("stub-{}", addr.port()))
+            .name(format!("{name}-{}", addr.port()))
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 runtime.block_on(async move {
@@ -751,19 +768,16 @@ impl StubServer {
                                 Err(_) => continue,
                             },
                         };
-                        let answer = answer.clone();
+                        let service = hyper::service::service_fn(answer.clone());
                         tokio::spawn(async move {
-                            let service = hyper::service::service_fn(move |request| {
-                                let reply = answer(request);
-                                async move { Ok::<_, std::convert::Infallible>(reply.await) }
-                            });
                             let _ = hyper::server::conn::http1::Builder::new()
                                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                                 .await;
                         });
                     }
                 });
-                // Cancels answers still pending.
+                // Dropping the runtime cancels every connection task: hung and paused answers
+                // included, so a test never waits on them.
                 drop(runtime);
             })
             .expect("spawn a stub server thread");

@@ -27,19 +27,17 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
+
+use crate::harness::StubServer;
 
 /// A body that can fail: the error aborts the connection ([`Failure::Cut`]).
 type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -634,45 +632,30 @@ impl Recorder {
 
 /// The running mock; dropping it stops the server (and every answer in progress).
 pub struct MockProvider {
-    addr: SocketAddr,
+    server: StubServer,
     state: Arc<Mutex<State>>,
     /// Permits for paused streams: [`MockProvider::resume`] adds one.
     gate: Arc<Semaphore>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl MockProvider {
     /// Bind 127.0.0.1:0 and serve with the default [`Script`].
     pub fn start() -> MockProvider {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the mock provider");
-        listener.set_nonblocking(true).expect("non-blocking listener");
-        let addr = listener.local_addr().expect("mock address");
         let state = Arc::new(Mutex::new(State::default()));
         let gate = Arc::new(Semaphore::new(0));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = Served { state: state.clone(), gate: gate.clone() };
-        let thread = std::thread::Builder::new()
-            .name(format!("mock-provider-{}", addr.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("mock runtime");
-                runtime.block_on(serve(listener, served, stopped));
-                // Dropping the runtime cancels every connection task: hung and paused answers
-                // included, so a test never waits on them.
-                drop(runtime);
-            })
-            .expect("spawn the mock provider thread");
-        MockProvider { addr, state, gate, stop: Some(stop), thread: Some(thread) }
+        let server = StubServer::start_with("mock-provider", move |request| respond(served.clone(), request));
+        MockProvider { server, state, gate }
     }
 
     /// `http://127.0.0.1:<port>`: the base URL for Anthropic and Ollama clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// `http://127.0.0.1:<port>/v1`: the base URL OpenAI-compatible clients expect.
     pub fn openai_base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.server.addr())
     }
 
     /// The `base_url` a provider of `wire` is configured with.
@@ -756,40 +739,11 @@ impl MockProvider {
     }
 }
 
-impl Drop for MockProvider {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// What every connection task shares.
 #[derive(Clone)]
 struct Served {
     state: Arc<Mutex<State>>,
     gate: Arc<Semaphore>,
-}
-
-async fn serve(listener: std::net::TcpListener, served: Served, mut stopped: tokio::sync::oneshot::Receiver<()>) {
-    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-    loop {
-        let stream = tokio::select! {
-            _ = &mut stopped => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-        };
-        let served = served.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| respond(served.clone(), request));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-    }
 }
 
 /// Answer one request; `Err` makes hyper drop the connection without an answer.
