@@ -7,14 +7,16 @@
 //! stored — the text lives in redb.
 //!
 //! Each commit carries the highest sequence number indexed so far as its payload: the watermark
-//! start-up replays from.
+//! start-up replays from. Commits do not wait for the disk ([`super::deferred_sync`]):
+//! [`LexicalIndex::sync`] makes them durable at shutdown and periodically, and an index whose
+//! unsynced writes a machine crash may have lost is rebuilt at open.
 
 use std::cmp::Reverse;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
+use super::deferred_sync::{self, DeferredSyncDirectory, Trust};
 use tantivy::collector::TopDocs;
-use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{
@@ -37,6 +39,8 @@ pub enum LexicalError {
     WriterGone,
     #[error("search index writer lock poisoned")]
     Poisoned,
+    #[error("the machine went down while search index writes were not yet on disk")]
+    Unsynced,
 }
 
 /// A chunk as the lexical index sees it.
@@ -48,6 +52,7 @@ pub struct LexicalDoc<'a> {
 
 pub struct LexicalIndex {
     index: Index,
+    directory: DeferredSyncDirectory,
     reader: IndexReader,
     /// `None` only if re-creating the writer after a purge failed (see [`Self::purge_deletions`]).
     writer: Mutex<Option<IndexWriter>>,
@@ -101,8 +106,11 @@ impl LexicalIndex {
     pub fn open(dir: &Path) -> Result<LexicalIndex, LexicalError> {
         std::fs::create_dir_all(dir).map_err(|e| LexicalError::Directory(format!("{}: {e}", dir.display())))?;
         let (schema, [seq, scope, stemmed, exact]) = schema();
-        let directory = MmapDirectory::open(dir).map_err(|e| LexicalError::Directory(e.to_string()))?;
-        let index = Index::open_or_create(directory, schema)?;
+        if deferred_sync::trust(dir) == Trust::Lost {
+            return Err(LexicalError::Unsynced);
+        }
+        let directory = DeferredSyncDirectory::open(dir).map_err(|e| LexicalError::Directory(e.to_string()))?;
+        let index = Index::open_or_create(directory.clone(), schema)?;
         register_analyzers(&index);
         let watermark = index
             .load_metas()?
@@ -114,6 +122,7 @@ impl LexicalIndex {
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(LexicalIndex {
             index,
+            directory,
             reader,
             writer: Mutex::new(Some(writer)),
             seq,
@@ -124,18 +133,36 @@ impl LexicalIndex {
         })
     }
 
+    /// Make every commit so far durable (module docs).
+    pub fn sync(&self) -> Result<(), LexicalError> {
+        // No commit may run while the files are synced and the marker removed.
+        let _writer = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
+        self.directory.sync().map_err(|e| LexicalError::Directory(e.to_string()))
+    }
+
     /// Every chunk with a sequence number up to this is indexed.
     pub fn watermark(&self) -> u64 {
         self.watermark.lock().map_or(0, |w| *w)
     }
 
-    /// Add documents and drop deleted collections' documents, then commit with `watermark`
-    /// (which must cover every chunk committed to redb before these) and make them searchable.
-    pub fn apply(&self, docs: &[LexicalDoc<'_>], deleted: &[u64], watermark: u64) -> Result<(), LexicalError> {
+    /// Add documents, drop deleted collections' documents and single removed chunks (those of
+    /// a rolled-back ingest), then commit with `watermark` (which must cover every chunk
+    /// committed to redb before these) and make the result searchable. Deletions apply to
+    /// documents added before this call, not to `docs`.
+    pub fn apply(
+        &self,
+        docs: &[LexicalDoc<'_>],
+        deleted: &[u64],
+        removed: &[u64],
+        watermark: u64,
+    ) -> Result<(), LexicalError> {
         let mut guard = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
         let writer = guard.as_mut().ok_or(LexicalError::WriterGone)?;
         for collection_id in deleted {
             writer.delete_term(Term::from_field_text(self.scope, &scope_key(*collection_id)));
+        }
+        for seq in removed {
+            writer.delete_term(Term::from_field_u64(self.seq, *seq));
         }
         for doc in docs {
             let mut document = TantivyDocument::default();
@@ -146,7 +173,7 @@ impl LexicalIndex {
             writer.add_document(document)?;
         }
         self.commit(&mut guard, watermark)?;
-        if !deleted.is_empty() {
+        if !deleted.is_empty() || !removed.is_empty() {
             self.purge_deletions(&mut guard)?;
         }
         Ok(())

@@ -3,24 +3,27 @@
 //! reranking (DESIGN.md §4, API.md §1.8).
 //!
 //! redb holds collections, chunks and embeddings; the tantivy index (`data/search/`) and the
-//! HNSW graphs (`data/vectors/`) are derived from it. Writes go "redb commit, then indexes"
-//! under one lock, so each index's watermark (highest chunk sequence number it holds) always
-//! means "everything up to here". [`Rag::open`] replays what an index is missing after a crash;
-//! `ares reindex` deletes both and rebuilds them.
+//! HNSW graphs (`data/vectors/`) are derived from it. Writes go "redb commit, then indexes":
+//! ingests into any collections commit concurrently, and indexing rounds shared by all of them
+//! ([`indexer`]) follow redb's chunk sequence numbers, so each index's watermark (highest chunk
+//! sequence number it holds) always means "everything up to here". [`Rag::open`] replays what
+//! an index is missing after a crash; `ares reindex` deletes both and rebuilds them.
 //!
 //! Everything here blocks (tantivy, hnsw_rs, redb, outbound embedding calls); handlers call it
 //! on the blocking pool so a 10 MB ingest never holds up the async workers.
 
 pub mod chunking;
+mod deferred_sync;
 pub mod embedder;
 pub mod fusion;
+pub mod indexer;
 pub mod jobs;
 pub mod lexical;
 pub mod vectors;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
@@ -32,13 +35,9 @@ use crate::store::{self, Store};
 use chunking::{ChunkingConfig, Strategy};
 use embedder::{EmbedError, Embedder};
 use fusion::{Components, RerankError};
+use indexer::Indexer;
 use lexical::{LexicalDoc, LexicalError, LexicalIndex};
 use vectors::VectorIndexes;
-
-/// A panic while holding the write lock (a bug) leaves it poisoned: report a server error.
-fn poisoned() -> RagError {
-    RagError::Io(std::io::Error::other("the RAG write lock is poisoned"))
-}
 
 /// Directory names under the data dir.
 pub const SEARCH_DIR: &str = "search";
@@ -168,8 +167,7 @@ pub struct Rag {
     embedder: Embedder,
     lexical: LexicalIndex,
     vectors: VectorIndexes,
-    /// Held from the redb commit until both indexes have the new chunks (module docs).
-    write_lock: Mutex<()>,
+    indexer: Indexer,
     report: OpenReport,
 }
 
@@ -191,10 +189,11 @@ impl Rag {
             embedder: Embedder::from_config(&config.embedder, env),
             lexical,
             vectors: VectorIndexes::new(&data_dir.join(VECTORS_DIR))?,
-            write_lock: Mutex::new(()),
+            indexer: Indexer::new(0),
             report: OpenReport::default(),
         };
         rag.catch_up(store)?;
+        rag.indexer = Indexer::new(rag.lexical.watermark());
         rag.report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(rag)
     }
@@ -209,7 +208,6 @@ impl Rag {
 
     /// Apply pending collection deletions, then replay chunks past each index's watermark.
     fn catch_up(&mut self, store: &Store) -> Result<(), RagError> {
-        let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
         // Ingests cut short by a crash: their committed batches go (a removed collection leaves
         // a tombstone, applied below), and so do their lexical entries; vector entries cannot be
         // deleted from a graph and are dropped when a search re-reads them from redb.
@@ -234,7 +232,7 @@ impl Rag {
             let batch = store.read_now(|txn| rag_store::chunks_after(txn, after, REPLAY_BATCH))?;
             if batch.is_empty() {
                 if !pending_deletes.is_empty() {
-                    self.lexical.apply(&[], &pending_deletes, after)?;
+                    self.lexical.apply(&[], &pending_deletes, &[], after)?;
                 }
                 break;
             }
@@ -243,7 +241,7 @@ impl Rag {
                 .map(|c| LexicalDoc { seq: c.seq, collection_id: c.collection_id, text: &c.content })
                 .collect();
             after = batch.last().map_or(after, |c| c.seq);
-            self.lexical.apply(&docs, &pending_deletes, after)?;
+            self.lexical.apply(&docs, &pending_deletes, &[], after)?;
             self.report.replayed_lexical += docs.len();
             pending_deletes.clear();
         }
@@ -251,11 +249,11 @@ impl Rag {
             store.write_blocking(|txn| rag_store::clear_tombstones(txn, &tombstones))?;
         }
 
-        // Vectors: per collection, from its dump's watermark.
+        // Vectors: per collection, from its dump's watermark, queued for the builder thread.
         for collection in &collections {
             let graph =
                 self.vectors.open(collection.id, collection.dimensions as usize, collection.chunk_count as usize);
-            let seqs = store.read_now(|txn| rag_store::collection_seqs_after(txn, collection.id, graph.watermark()))?;
+            let seqs = store.read_now(|txn| rag_store::collection_seqs_after(txn, collection.id, graph.covered()))?;
             for batch in seqs.chunks(REPLAY_BATCH) {
                 let chunks = store.read_now(|txn| {
                     batch
@@ -264,14 +262,10 @@ impl Rag {
                         .collect::<Result<Vec<_>, _>>()
                 })?;
                 let points: Vec<(u64, &[f32])> = chunks.iter().map(|c| (c.seq, c.embedding.as_slice())).collect();
-                graph.insert(&points);
-                self.report.replayed_vectors += points.len();
+                self.report.replayed_vectors += self.vectors.queue(&graph, &points);
             }
         }
         self.report.collections = collections.len();
-        if self.report.replayed_vectors > 0 {
-            self.vectors.dump_dirty()?;
-        }
         Ok(())
     }
 
@@ -416,6 +410,9 @@ impl Rag {
             index += chunks.len();
             let last = index >= document.total;
             let written = self.write_batch(store, document, collection_id, &chunks, last)?;
+            // Searchable before the next batch: keeps the vector queue's back-pressure in play
+            // for long documents, and costs concurrent ingests one shared round.
+            self.flush(store)?;
             collection = Some(written);
             chunk_ids.extend(chunks.iter().map(|c| c.chunk_id.clone()));
             if !last && !watch(index, document.total) {
@@ -465,7 +462,8 @@ impl Rag {
         }
     }
 
-    /// Commit one batch and index it, holding the write lock only for this batch (module docs).
+    /// Commit one batch to redb. Indexing is left to the next round ([`Indexer::flush`]);
+    /// while the vector builder is far behind, this first waits for room.
     fn write_batch(
         &self,
         store: &Store,
@@ -474,52 +472,41 @@ impl Rag {
         chunks: &Arc<Vec<NewChunk>>,
         last: bool,
     ) -> Result<CollectionRecord, RagError> {
-        let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
+        self.vectors.wait_for_room(vectors::MAX_QUEUED);
         let job_chunks = chunks.clone();
         let document_id = document.document_id.clone();
         let now = document.now;
-        let (collection, seqs) = store
+        let (collection, _seqs) = store
             .write_wait(move |txn| rag_store::append_batch(txn, collection_id, &document_id, &job_chunks, last, now))
             .map_err(|e| match e {
                 store::Error::NotFound(_) => RagError::CollectionNotFound(document.name.to_string()),
                 other => RagError::Store(other),
             })?;
-        let watermark = seqs.last().copied().unwrap_or(0);
-        let docs: Vec<LexicalDoc<'_>> = chunks
-            .iter()
-            .zip(&seqs)
-            .map(|(c, seq)| LexicalDoc { seq: *seq, collection_id, text: &c.content })
-            .collect();
-        self.lexical.apply(&docs, &[], watermark)?;
-        let graph = self.vectors.open(collection_id, collection.dimensions as usize, document.total);
-        let points: Vec<(u64, &[f32])> =
-            seqs.iter().zip(chunks.iter()).map(|(seq, c)| (*seq, c.embedding.as_slice())).collect();
-        graph.insert(&points);
         Ok(collection)
+    }
+
+    /// Make everything committed so far searchable (module docs of [`indexer`]).
+    fn flush(&self, store: &Store) -> Result<(), RagError> {
+        self.indexer.flush(store, &self.lexical, &self.vectors)
     }
 
     /// Undo a failed ingest's committed batches. A failure here is logged: the document stays
     /// pending and start-up rolls it back.
     fn roll_back(&self, store: &Store, collection_id: u64, document_id: &Arc<str>) {
         let id = document_id.clone();
-        let outcome = self.write_lock.lock().map_err(|_| poisoned()).and_then(|_guard| {
-            let aborted = store.write_wait(move |txn| rag_store::abort_document(txn, collection_id, &id))?;
-            match aborted.collection {
-                Some(removed) => self.drop_indexes(store, removed.id),
-                None => Ok(self.lexical.remove_chunks(&aborted.seqs)?),
-            }
-        });
+        let outcome = store
+            .write_wait(move |txn| rag_store::abort_document(txn, collection_id, &id))
+            .map_err(RagError::from)
+            .and_then(|aborted| {
+                // A collection the document created goes whole (its tombstone); otherwise its chunks.
+                if aborted.collection.is_none() {
+                    self.indexer.remove(&aborted.seqs);
+                }
+                self.flush(store)
+            });
         if let Err(e) = outcome {
             tracing::warn!(error = %e, document_id = %document_id, "rolling back a failed ingest failed; start-up will");
         }
-    }
-
-    /// Drop a deleted collection's index entries and its tombstone. Called with the write lock.
-    fn drop_indexes(&self, store: &Store, collection_id: u64) -> Result<(), RagError> {
-        self.vectors.drop_collection(collection_id)?;
-        self.lexical.apply(&[], &[collection_id], self.lexical.watermark())?;
-        store.write_wait(move |txn| rag_store::clear_tombstones(txn, &[collection_id]))?;
-        Ok(())
     }
 
     /// Collections embedded with another embedder than the configured one refuse searches
@@ -657,7 +644,6 @@ impl Rag {
         if name.is_empty() {
             return Err(RagError::BadRequest("Collection name required".into()));
         }
-        let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
         let (user, collection) = (user_id.to_string(), name.to_string());
         let deleted = store.write_wait(move |txn| rag_store::delete_collection(txn, &user, &collection)).map_err(
             |e| match e {
@@ -665,14 +651,27 @@ impl Rag {
                 other => RagError::Store(other),
             },
         )?;
-        self.drop_indexes(store, deleted.id)?;
+        // The deletion left a tombstone; the round drops the collection's index entries.
+        self.flush(store)?;
         Ok(deleted)
     }
 
-    /// Write changed vector graphs to disk (periodically and at shutdown).
+    /// Write changed vector graphs to disk and sync the lexical index's deferred writes
+    /// (periodically and at shutdown).
     pub fn persist(&self) -> Result<usize, RagError> {
-        let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
+        self.lexical.sync()?;
         Ok(self.vectors.dump_dirty()?)
+    }
+
+    /// Wait until every queued vector is in its graph (`ares reindex` before its dump;
+    /// benchmarks).
+    pub fn wait_for_vectors(&self) {
+        self.vectors.wait_until_built();
+    }
+
+    /// Vectors committed but not yet in a graph (searched by exact scan meanwhile).
+    pub fn vectors_queued(&self) -> usize {
+        self.vectors.queued()
     }
 }
 
@@ -734,6 +733,7 @@ pub fn reindex(config: &RagConfig, data_dir: &Path, store: &Store, env: &EnvLook
         }
     }
     let rag = Rag::open(config, data_dir, store, env)?;
+    rag.wait_for_vectors();
     rag.persist()?;
     let report = rag.open_report();
     Ok(ReindexReport {

@@ -1,12 +1,21 @@
 //! The vector indexes (`data/vectors/<collection id>/`): one hnsw_rs graph per collection,
-//! cosine distance, kept in memory and dumped to disk so a clean restart reloads instead of
+//! cosine similarity, kept in memory and dumped to disk so a clean restart reloads instead of
 //! rebuilding.
+//!
+//! Chunks reach a graph in two steps. The indexing round that makes an ingest searchable
+//! ([`super::indexer`]) only *queues* its vectors on the collection ([`CollectionVectors::queue`]);
+//! a builder thread inserts queued vectors into the graph in batches, in parallel, while
+//! searches go on. A search ranks the graph and scans what is still queued exactly, so a chunk
+//! is found from the moment its ingest returns, and an ingest never waits for graph
+//! construction — only, when far more is queued than the builder keeps up with
+//! ([`MAX_QUEUED`]), for room (back-pressure that bounds memory and the exact scan).
 //!
 //! hnsw_rs cannot delete points; chunks are only ever added to a collection and a deleted
 //! collection drops its whole index, so it never needs to. Each dump records the highest chunk
-//! sequence number it holds (its watermark) in `manifest.json`; chunks after it are replayed
-//! from redb at start. Dumps are written to a fresh directory and renamed into place, so a crash
-//! mid-dump leaves the previous dump (or none — then the collection is rebuilt).
+//! sequence number its graph holds (its watermark) in `manifest.json`; chunks after it are
+//! queued again from redb at start. Dumps are written to a fresh directory and renamed into
+//! place, so a crash mid-dump leaves the previous dump (or none — then the collection is
+//! rebuilt).
 //!
 //! Two hnsw_rs properties shape this module. Its reload API ties the graph's lifetime to the
 //! loader object, so the (small) loader is leaked — once per collection per load, which happens
@@ -17,32 +26,112 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use hnsw_rs::prelude::{AnnT, DistCosine, Hnsw, HnswIo};
+use hnsw_rs::anndists::dist::Distance;
+use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Graph parameters: 16 links per node, a construction beam of 200 and a search beam of at
-/// least 200. On the benchmark corpus (benches/rag.rs: random-vocabulary text under the lexical
-/// hash embedder, where nearly all distances are alike — a hard case for any graph index) a
-/// search beam of 64 gave recall@10 0.72 at 10k chunks and 0.45 at 100k; 200 gives 0.85 at 10k
-/// (3.9 ms p50; exact scan 6.2 ms) and 0.57 at 100k (6.8 ms p50; exact scan 54 ms).
+/// Graph parameters (benches/rag.rs measures them; README "RAG at scale" has the numbers).
 const MAX_CONNECTIONS: usize = 16;
 const MAX_LAYERS: usize = 16;
 const EF_CONSTRUCTION: usize = 200;
 /// The search beam is at least this wide, whatever `top_k` is.
 const MIN_EF_SEARCH: usize = 200;
+/// Vectors inserted per builder step: small enough that a dump or a shutdown waits at most one
+/// step, large enough for the parallel insert to keep both cores busy.
+const BUILD_BATCH: usize = 1024;
+/// Queued vectors (all collections) above which ingests wait for the builder: about 100 MB of
+/// 384-dimension vectors, and an exact scan of a few milliseconds.
+pub const MAX_QUEUED: usize = 65_536;
 const MANIFEST: &str = "manifest.json";
+/// The queue at dump time: per vector, its sequence number (u64) then its coordinates (f32),
+/// little-endian.
+const QUEUE_FILE: &str = "queued.bin";
 const BASENAME: &str = "index";
+/// Bumped when what a dump means changes; older dumps are rebuilt. 2: unit vectors under
+/// [`UnitCosine`] (1 was hnsw_rs's `DistCosine` over raw vectors).
+const FORMAT: u32 = 2;
 
-type Graph = Hnsw<'static, f32, DistCosine>;
+type Graph = Hnsw<'static, f32, UnitCosine>;
+
+/// Cosine distance over vectors scaled to unit length before they enter a graph or a search,
+/// so it is `1 - dot`. hnsw_rs's `DistCosine` recomputes both norms on every comparison, in
+/// f64, in a fold the compiler cannot vectorise; distance evaluation is most of a graph
+/// search, and this made inserts and searches several times faster (benches/rag.rs).
+#[derive(Default, Clone, Copy)]
+pub struct UnitCosine;
+
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// Dot product with sixteen independent partial sums, which the compiler keeps in vector
+/// registers (a single running sum serialises every addition).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut sums = [0.0f32; LANES];
+    let (whole_a, whole_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = whole_a.remainder().iter().zip(whole_b.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in whole_a.zip(whole_b) {
+        for lane in 0..LANES {
+            sums[lane] += x[lane] * y[lane];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
+/// `v` scaled to unit length, or `None` for a zero (or non-finite) vector: cosine with it is
+/// undefined and a graph would call it a perfect match.
+fn unit(v: &[f32]) -> Option<Vec<f32>> {
+    let norm = dot(v, v).sqrt();
+    (norm > 0.0 && norm.is_finite()).then(|| v.iter().map(|x| x / norm).collect())
+}
+
+fn write_queue(path: &Path, queue: &[(u64, Vec<f32>)]) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(queue.iter().map(|(_, v)| 8 + v.len() * 4).sum());
+    for (seq, vector) in queue {
+        bytes.extend_from_slice(&seq.to_le_bytes());
+        vector.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+    }
+    std::fs::write(path, bytes)
+}
+
+fn read_queue(path: &Path, dimensions: usize) -> std::io::Result<Vec<(u64, Vec<f32>)>> {
+    let bytes = std::fs::read(path)?;
+    let record = 8 + dimensions * 4;
+    if dimensions == 0 || bytes.len() % record != 0 {
+        return Err(std::io::Error::other("vector queue file has a partial record"));
+    }
+    Ok(bytes
+        .chunks_exact(record)
+        .map(|r| {
+            let (seq, coordinates) = r.split_at(8);
+            let seq = u64::from_le_bytes(seq.try_into().unwrap_or_default());
+            let vector =
+                coordinates.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+            (seq, vector)
+        })
+        .collect())
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
+    #[serde(default)]
+    format: u32,
+    /// Highest sequence number in the graph.
     watermark: u64,
     dimensions: usize,
     points: usize,
+    /// Vectors in the queue file, after the graph's.
+    #[serde(default)]
+    queued: usize,
     basename: String,
     /// SHA-256 (hex) of each dump file, by file name. hnsw_rs ends the process
     /// (`std::process::exit`) on a truncated file instead of returning an error, so a dump is
@@ -64,86 +153,178 @@ fn files_intact(dir: &Path, manifest: &Manifest) -> bool {
             .all(|(name, digest)| sha256_file(&dir.join(name)).is_ok_and(|actual| actual == *digest))
 }
 
-struct Inner {
+/// One collection's graph and its queue.
+pub struct CollectionVectors {
+    /// hnsw_rs synchronises concurrent inserts and searches itself.
     graph: Graph,
     dimensions: usize,
-    watermark: u64,
-    points: usize,
-    /// Points added since the last dump.
-    dirty: bool,
-}
-
-/// One collection's graph.
-pub struct CollectionVectors {
-    inner: RwLock<Inner>,
+    /// Held by the builder while it inserts and by a dump while it writes: a dump must see a
+    /// graph no insert is changing, and a queue consistent with it.
+    build: Mutex<()>,
+    /// Whether the graph or the queue changed since the last dump.
+    dirty: AtomicBool,
+    /// Highest sequence number in the graph.
+    watermark: AtomicU64,
+    points: AtomicUsize,
+    /// Committed chunks' unit vectors not yet in the graph, in sequence order; searched by an
+    /// exact scan.
+    queued: RwLock<Vec<(u64, Vec<f32>)>>,
 }
 
 impl CollectionVectors {
     fn new(dimensions: usize, expected_points: usize) -> CollectionVectors {
-        let graph = Hnsw::new(MAX_CONNECTIONS, expected_points.max(1024), MAX_LAYERS, EF_CONSTRUCTION, DistCosine);
-        CollectionVectors { inner: RwLock::new(Inner { graph, dimensions, watermark: 0, points: 0, dirty: false }) }
+        let graph = Hnsw::new(MAX_CONNECTIONS, expected_points.max(1024), MAX_LAYERS, EF_CONSTRUCTION, UnitCosine);
+        CollectionVectors::with_graph(graph, dimensions, 0, 0)
     }
 
-    /// Add `(seq, vector)` points (in sequence order). Zero vectors are skipped: cosine with
-    /// them is undefined and hnsw_rs would call them perfect matches.
-    pub fn insert(&self, points: &[(u64, &[f32])]) {
-        let Ok(mut inner) = self.inner.write() else { return };
-        let usable: Vec<(&[f32], usize)> = points
-            .iter()
-            .filter(|(seq, v)| *seq > inner.watermark && v.len() == inner.dimensions && v.iter().any(|x| *x != 0.0))
-            .map(|(seq, v)| (*v, *seq as usize))
-            .collect();
-        if usable.len() > 64 {
-            inner.graph.parallel_insert_slice(&usable);
-        } else {
-            for point in &usable {
-                inner.graph.insert_slice(*point);
+    fn with_graph(graph: Graph, dimensions: usize, watermark: u64, points: usize) -> CollectionVectors {
+        CollectionVectors {
+            graph,
+            dimensions,
+            build: Mutex::new(()),
+            dirty: AtomicBool::new(false),
+            watermark: AtomicU64::new(watermark),
+            points: AtomicUsize::new(points),
+            queued: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Queue `(seq, vector)` points, in sequence order, for the builder; those the graph or
+    /// the queue already holds, of the wrong width, or zero are skipped. Returns how many
+    /// were queued.
+    fn queue(&self, points: &[(u64, &[f32])]) -> usize {
+        let Ok(mut queued) = self.queued.write() else { return 0 };
+        let mut after = queued.last().map_or(0, |(seq, _)| *seq).max(self.watermark());
+        let before = queued.len();
+        for (seq, vector) in points {
+            if *seq > after
+                && vector.len() == self.dimensions
+                && let Some(vector) = unit(vector)
+            {
+                queued.push((*seq, vector));
+                after = *seq;
             }
         }
-        inner.points += usable.len();
-        if let Some((seq, _)) = points.last() {
-            inner.watermark = inner.watermark.max(*seq);
+        let added = queued.len() - before;
+        if added > 0 {
+            self.dirty.store(true, Ordering::Release);
         }
-        inner.dirty = true;
+        added
     }
 
-    /// The `k` nearest points as `(seq, cosine similarity)`, best first.
+    /// Insert up to `limit` queued vectors into the graph; returns how many.
+    fn build_step(&self, limit: usize, pool: &rayon::ThreadPool) -> usize {
+        let Ok(_build) = self.build.lock() else { return 0 };
+        // Copied out so ingests can queue more and searches scan the queue meanwhile.
+        let step: Vec<(u64, Vec<f32>)> = match self.queued.read() {
+            Ok(queued) => queued.iter().take(limit).cloned().collect(),
+            Err(_) => return 0,
+        };
+        let Some(last) = step.last().map(|(seq, _)| *seq) else { return 0 };
+        let points: Vec<(&[f32], usize)> = step.iter().map(|(seq, v)| (v.as_slice(), *seq as usize)).collect();
+        if points.len() > 64 {
+            pool.install(|| self.graph.parallel_insert_slice(&points));
+        } else {
+            points.iter().for_each(|point| self.graph.insert_slice(*point));
+        }
+        self.points.fetch_add(points.len(), Ordering::Relaxed);
+        self.watermark.fetch_max(last, Ordering::Release);
+        self.dirty.store(true, Ordering::Release);
+        // Searches may see a point in the graph and the queue at once for this moment; they
+        // drop the duplicate.
+        if let Ok(mut queued) = self.queued.write() {
+            let built = queued.iter().take_while(|(seq, _)| *seq <= last).count();
+            queued.drain(..built);
+        }
+        points.len()
+    }
+
+    /// The `k` nearest points as `(seq, cosine similarity)`, best first: the graph's, merged
+    /// with an exact scan of the queue.
     pub fn search(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
-        let Ok(inner) = self.inner.read() else { return Vec::new() };
-        if k == 0 || inner.points == 0 || query.len() != inner.dimensions || query.iter().all(|x| *x == 0.0) {
+        let Some(query) = unit(query) else { return Vec::new() };
+        if k == 0 || query.len() != self.dimensions {
             return Vec::new();
         }
-        let ef = (k * 2).max(MIN_EF_SEARCH);
-        let mut found: Vec<(u64, f32)> =
-            inner.graph.search(query, k, ef).into_iter().map(|n| (n.d_id as u64, 1.0 - n.distance)).collect();
+        let mut found: Vec<(u64, f32)> = Vec::with_capacity(k * 2);
+        if self.points() > 0 {
+            let ef = (k * 2).max(MIN_EF_SEARCH);
+            found.extend(self.graph.search(&query, k, ef).into_iter().map(|n| (n.d_id as u64, 1.0 - n.distance)));
+        }
+        if let Ok(queued) = self.queued.read()
+            && !queued.is_empty()
+        {
+            let mut scanned: Vec<(u64, f32)> = queued.iter().map(|(seq, v)| (*seq, dot(&query, v))).collect();
+            if scanned.len() > k {
+                scanned.select_nth_unstable_by(k, |a, b| b.1.total_cmp(&a.1));
+                scanned.truncate(k);
+            }
+            found.extend(scanned);
+        }
         // Equal similarities (the same text twice) in chunk order, whatever the graph's shape.
         found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut seen = std::collections::HashSet::with_capacity(found.len());
+        found.retain(|(seq, _)| seen.insert(*seq));
+        found.truncate(k);
         found
     }
 
+    /// Highest sequence number in the graph (not counting the queue).
     pub fn watermark(&self) -> u64 {
-        self.inner.read().map_or(0, |i| i.watermark)
+        self.watermark.load(Ordering::Acquire)
     }
 
+    /// Points in the graph.
     pub fn points(&self) -> usize {
-        self.inner.read().map_or(0, |i| i.points)
+        self.points.load(Ordering::Relaxed)
     }
 
-    /// Write the graph to `dir` (replacing the previous dump) when it changed since the last one.
+    /// Highest sequence number in the graph or the queue: start-up queues what comes after.
+    pub fn covered(&self) -> u64 {
+        let queued = self.queued.read().ok().and_then(|q| q.last().map(|(seq, _)| *seq)).unwrap_or(0);
+        queued.max(self.watermark())
+    }
+
+    /// Points waiting for the builder.
+    pub fn queued(&self) -> usize {
+        self.queued.read().map_or(0, |q| q.len())
+    }
+
+    /// Write the graph and the queue to `dir` (replacing the previous dump) when either
+    /// changed since the last one. The queue goes too, so a clean restart replays nothing even
+    /// when the builder had not caught up.
     fn dump(&self, dir: &Path) -> std::io::Result<bool> {
-        let Ok(mut inner) = self.inner.write() else { return Ok(false) };
-        if !inner.dirty {
+        let Ok(_build) = self.build.lock() else { return Ok(false) };
+        if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(false);
         }
+        let written = self.dump_locked(dir);
+        if written.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        written
+    }
+
+    fn dump_locked(&self, dir: &Path) -> std::io::Result<bool> {
         let staging = dir.with_extension("staging");
         if staging.exists() {
             std::fs::remove_dir_all(&staging)?;
         }
         std::fs::create_dir_all(&staging)?;
-        let basename = if inner.points == 0 {
+        let points = self.points();
+        let basename = if points == 0 {
             BASENAME.to_string()
         } else {
-            inner.graph.file_dump(&staging, BASENAME).map_err(|e| std::io::Error::other(e.to_string()))?
+            self.graph.file_dump(&staging, BASENAME).map_err(|e| std::io::Error::other(e.to_string()))?
+        };
+        let queued = match self.queued.read() {
+            Ok(queue) => {
+                if !queue.is_empty() {
+                    write_queue(&staging.join(QUEUE_FILE), &queue)?;
+                }
+                queue.len()
+            }
+            Err(_) => return Err(std::io::Error::other("vector queue lock poisoned")),
         };
         let mut files = Vec::new();
         for entry in std::fs::read_dir(&staging)? {
@@ -154,9 +335,11 @@ impl CollectionVectors {
         }
         files.sort();
         let manifest = Manifest {
-            watermark: inner.watermark,
-            dimensions: inner.dimensions,
-            points: inner.points,
+            format: FORMAT,
+            watermark: self.watermark(),
+            dimensions: self.dimensions,
+            points,
+            queued,
             basename,
             files,
         };
@@ -176,68 +359,154 @@ impl CollectionVectors {
         if retired.exists() {
             std::fs::remove_dir_all(&retired)?;
         }
-        inner.dirty = false;
         Ok(true)
     }
 
     /// Reload a dump, or `None` if there is none usable.
     fn load(dir: &Path, dimensions: usize) -> Option<CollectionVectors> {
         let manifest: Manifest = serde_json::from_slice(&std::fs::read(dir.join(MANIFEST)).ok()?).ok()?;
-        if manifest.dimensions != dimensions {
+        if manifest.format != FORMAT || manifest.dimensions != dimensions {
             return None;
         }
+        if (manifest.points > 0 || manifest.queued > 0) && !files_intact(dir, &manifest) {
+            return None;
+        }
+        let queue = if manifest.queued > 0 {
+            let queue = read_queue(&dir.join(QUEUE_FILE), dimensions).ok()?;
+            (queue.len() == manifest.queued).then_some(queue)?
+        } else {
+            Vec::new()
+        };
+        let loaded = Self::load_graph(dir, &manifest, dimensions)?;
+        loaded.queued.write().ok()?.extend(queue);
+        Some(loaded)
+    }
+
+    fn load_graph(dir: &Path, manifest: &Manifest, dimensions: usize) -> Option<CollectionVectors> {
         if manifest.points == 0 {
             let empty = CollectionVectors::new(dimensions, 0);
-            if let Ok(mut inner) = empty.inner.write() {
-                inner.watermark = manifest.watermark;
-            }
+            empty.watermark.store(manifest.watermark, Ordering::Release);
             return Some(empty);
-        }
-        if !files_intact(dir, &manifest) {
-            return None;
         }
         let dir = dir.to_path_buf();
         let basename = manifest.basename.clone();
         let loaded = std::panic::catch_unwind(move || {
             // Leaked on purpose: the graph borrows its loader for its whole life (module docs).
             let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir, &basename)));
-            loader.load_hnsw::<f32, DistCosine>().ok()
+            loader.load_hnsw::<f32, UnitCosine>().ok()
         })
         .ok()
         .flatten()?;
         if loaded.get_nb_point() != manifest.points {
             return None;
         }
-        Some(CollectionVectors {
-            inner: RwLock::new(Inner {
-                graph: loaded,
-                dimensions,
-                watermark: manifest.watermark,
-                points: manifest.points,
-                dirty: false,
-            }),
-        })
+        Some(CollectionVectors::with_graph(loaded, dimensions, manifest.watermark, manifest.points))
     }
 }
 
-/// Every collection's graph, by collection id.
+/// Every collection's graph, by collection id, and the builder thread that fills them.
 pub struct VectorIndexes {
+    shared: Arc<Shared>,
+    builder: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
     dir: PathBuf,
     collections: RwLock<HashMap<u64, Arc<CollectionVectors>>>,
+    /// Set when vectors are queued; the builder sleeps on `work` while it is clear.
+    pending: Mutex<bool>,
+    work: Condvar,
+    /// Signalled after every builder step, for ingests waiting for room.
+    progress: Condvar,
+    stop: AtomicBool,
+    /// The builder's own threads, at [`BUILDER_NICE`].
+    pool: rayon::ThreadPool,
+}
+
+/// The builder's CPU priority: below request serving, so under load graph construction takes
+/// the idle time and ingests and searches keep theirs (the exact scan of the queue covers
+/// what the graph has not caught up with).
+const BUILDER_NICE: i32 = 10;
+
+/// Lower the calling thread's priority (Linux: `setpriority` on a thread id affects that thread
+/// only). Best effort: where it is refused, the builder runs at normal priority.
+fn lower_priority() {
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BUILDER_NICE);
+}
+
+impl Shared {
+    fn graphs(&self) -> Vec<(u64, Arc<CollectionVectors>)> {
+        self.collections.read().map(|map| map.iter().map(|(id, g)| (*id, g.clone())).collect()).unwrap_or_default()
+    }
+
+    fn queued(&self) -> usize {
+        self.graphs().iter().map(|(_, g)| g.queued()).sum()
+    }
+
+    /// The builder: insert queued vectors, a step per collection in turn, until none are left;
+    /// then sleep until more are queued.
+    fn build(&self) {
+        loop {
+            {
+                let Ok(mut pending) = self.pending.lock() else { return };
+                while !*pending && !self.stop.load(Ordering::Acquire) {
+                    pending = match self.work.wait(pending) {
+                        Ok(guard) => guard,
+                        Err(_) => return,
+                    };
+                }
+                *pending = false;
+            }
+            loop {
+                if self.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                let built: usize =
+                    self.graphs().iter().map(|(_, graph)| graph.build_step(BUILD_BATCH, &self.pool)).sum();
+                let _room = self.pending.lock();
+                self.progress.notify_all();
+                if built == 0 {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 impl VectorIndexes {
+    /// Open the directory and start the builder thread (stopped when this is dropped).
     pub fn new(dir: &Path) -> std::io::Result<VectorIndexes> {
         std::fs::create_dir_all(dir)?;
-        Ok(VectorIndexes { dir: dir.to_path_buf(), collections: RwLock::new(HashMap::new()) })
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            collections: RwLock::new(HashMap::new()),
+            pending: Mutex::new(false),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            stop: AtomicBool::new(false),
+            pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+                .thread_name(|i| format!("ares-vectors-{i}"))
+                .start_handler(|_| lower_priority())
+                .build()
+                .map_err(std::io::Error::other)?,
+        });
+        let builder = {
+            let shared = shared.clone();
+            std::thread::Builder::new().name("ares-vectors".into()).spawn(move || {
+                lower_priority();
+                shared.build()
+            })?
+        };
+        Ok(VectorIndexes { shared, builder: Mutex::new(Some(builder)) })
     }
 
     fn path(&self, collection_id: u64) -> PathBuf {
-        self.dir.join(collection_id.to_string())
+        self.shared.dir.join(collection_id.to_string())
     }
 
     pub fn get(&self, collection_id: u64) -> Option<Arc<CollectionVectors>> {
-        self.collections.read().ok()?.get(&collection_id).cloned()
+        self.shared.collections.read().ok()?.get(&collection_id).cloned()
     }
 
     /// The collection's graph: already open, else reloaded from its dump, else new and empty.
@@ -248,15 +517,50 @@ impl VectorIndexes {
         let graph = CollectionVectors::load(&self.path(collection_id), dimensions)
             .unwrap_or_else(|| CollectionVectors::new(dimensions, expected_points));
         let graph = Arc::new(graph);
-        match self.collections.write() {
+        match self.shared.collections.write() {
             Ok(mut map) => map.entry(collection_id).or_insert(graph).clone(),
             Err(_) => graph,
         }
     }
 
+    /// Queue committed chunks' vectors on their collection's graph and wake the builder.
+    /// Returns how many were queued (see [`CollectionVectors::queue`]).
+    pub fn queue(&self, graph: &CollectionVectors, points: &[(u64, &[f32])]) -> usize {
+        let queued = graph.queue(points);
+        if queued > 0
+            && let Ok(mut pending) = self.shared.pending.lock()
+        {
+            *pending = true;
+            self.shared.work.notify_one();
+        }
+        queued
+    }
+
+    /// Vectors queued in every collection.
+    pub fn queued(&self) -> usize {
+        self.shared.queued()
+    }
+
+    /// Wait while more than `limit` vectors are queued (ingest back-pressure).
+    pub fn wait_for_room(&self, limit: usize) {
+        while self.queued() > limit && !self.shared.stop.load(Ordering::Acquire) {
+            let Ok(guard) = self.shared.pending.lock() else { return };
+            // Timed: a step may end between the count above and this wait.
+            let _ = self.shared.progress.wait_timeout(guard, Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until the builder has emptied every queue (`ares reindex`, benchmarks).
+    pub fn wait_until_built(&self) {
+        while self.queued() > 0 && !self.shared.stop.load(Ordering::Acquire) {
+            let Ok(guard) = self.shared.pending.lock() else { return };
+            let _ = self.shared.progress.wait_timeout(guard, Duration::from_millis(100));
+        }
+    }
+
     /// Forget a collection and delete its dump.
     pub fn drop_collection(&self, collection_id: u64) -> std::io::Result<()> {
-        if let Ok(mut map) = self.collections.write() {
+        if let Ok(mut map) = self.shared.collections.write() {
             map.remove(&collection_id);
         }
         let path = self.path(collection_id);
@@ -268,7 +572,7 @@ impl VectorIndexes {
 
     /// Delete dumps of collections not in `live` (deleted while the server was down).
     pub fn remove_stale(&self, live: &[u64]) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(&self.dir)? {
+        for entry in std::fs::read_dir(&self.shared.dir)? {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             let id = name.split('.').next().and_then(|n| n.parse::<u64>().ok());
@@ -285,16 +589,128 @@ impl VectorIndexes {
 
     /// Dump every graph that changed; returns how many were written.
     pub fn dump_dirty(&self) -> std::io::Result<usize> {
-        let graphs: Vec<(u64, Arc<CollectionVectors>)> = match self.collections.read() {
-            Ok(map) => map.iter().map(|(id, g)| (*id, g.clone())).collect(),
-            Err(_) => return Ok(0),
-        };
         let mut written = 0;
-        for (id, graph) in graphs {
+        for (id, graph) in self.shared.graphs() {
             if graph.dump(&self.path(id))? {
                 written += 1;
             }
         }
         Ok(written)
+    }
+}
+
+impl Drop for VectorIndexes {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Ok(_pending) = self.shared.pending.lock() {
+            self.shared.work.notify_all();
+            self.shared.progress.notify_all();
+        }
+        if let Some(builder) = self.builder.lock().ok().and_then(|mut b| b.take()) {
+            let _ = builder.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random vectors.
+    fn vectors(count: usize, dimensions: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed | 1;
+        (0..count)
+            .map(|_| {
+                (0..dimensions)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state % 2001) as f32 / 1000.0 - 1.0
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn exact(points: &[(u64, Vec<f32>)], query: &[f32], k: usize) -> Vec<u64> {
+        let query = unit(query).unwrap();
+        let mut scored: Vec<(u64, f32)> =
+            points.iter().map(|(seq, v)| (*seq, dot(&query, &unit(v).unwrap()))).collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.into_iter().take(k).map(|(seq, _)| seq).collect()
+    }
+
+    #[test]
+    fn dot_matches_the_plain_sum_for_every_length() {
+        for len in [0, 1, 15, 16, 17, 384, 1000] {
+            let v = vectors(2, len, 7);
+            let plain: f32 = v[0].iter().zip(&v[1]).map(|(a, b)| a * b).sum();
+            assert!((dot(&v[0], &v[1]) - plain).abs() < 1e-3, "{len}");
+        }
+    }
+
+    #[test]
+    fn queued_vectors_are_found_exactly_before_the_builder_inserts_them() {
+        let graph = CollectionVectors::new(8, 0);
+        let points: Vec<(u64, Vec<f32>)> =
+            vectors(50, 8, 3).into_iter().enumerate().map(|(i, v)| (i as u64 + 1, v)).collect();
+        let refs: Vec<(u64, &[f32])> = points.iter().map(|(seq, v)| (*seq, v.as_slice())).collect();
+        assert_eq!(graph.queue(&refs), 50);
+        // Already queued, a zero vector, or the wrong width: skipped.
+        assert_eq!(graph.queue(&refs[..3]), 0);
+        assert_eq!(graph.queue(&[(51, &[0.0; 8][..]), (52, &[1.0; 4][..])]), 0);
+        assert_eq!((graph.points(), graph.queued(), graph.covered()), (0, 50, 50));
+        for query in vectors(5, 8, 11) {
+            let found: Vec<u64> = graph.search(&query, 10).into_iter().map(|(seq, _)| seq).collect();
+            assert_eq!(found, exact(&points, &query, 10));
+        }
+    }
+
+    #[test]
+    fn building_moves_the_queue_into_the_graph_and_searches_see_each_point_once() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let graph = CollectionVectors::new(16, 0);
+        let points: Vec<(u64, Vec<f32>)> =
+            vectors(300, 16, 5).into_iter().enumerate().map(|(i, v)| (i as u64 + 1, v)).collect();
+        let refs: Vec<(u64, &[f32])> = points.iter().map(|(seq, v)| (*seq, v.as_slice())).collect();
+        graph.queue(&refs);
+        assert_eq!(graph.build_step(200, &pool), 200);
+        assert_eq!((graph.points(), graph.queued(), graph.watermark(), graph.covered()), (200, 100, 200, 300));
+        // Half in the graph, half queued: every result once, the nearest first.
+        for query in vectors(5, 16, 13) {
+            let found = graph.search(&query, 300);
+            let mut seqs: Vec<u64> = found.iter().map(|(seq, _)| *seq).collect();
+            assert!(found.windows(2).all(|w| w[0].1 >= w[1].1));
+            seqs.sort_unstable();
+            seqs.dedup();
+            assert_eq!(seqs.len(), found.len());
+        }
+        assert_eq!(graph.build_step(200, &pool), 100);
+        assert_eq!((graph.points(), graph.queued(), graph.watermark()), (300, 0, 300));
+        assert_eq!(graph.build_step(200, &pool), 0);
+    }
+
+    #[test]
+    fn a_dump_keeps_the_graph_and_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1");
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let graph = CollectionVectors::new(16, 0);
+        let points: Vec<(u64, Vec<f32>)> =
+            vectors(120, 16, 9).into_iter().enumerate().map(|(i, v)| (i as u64 * 2 + 1, v)).collect();
+        let refs: Vec<(u64, &[f32])> = points.iter().map(|(seq, v)| (*seq, v.as_slice())).collect();
+        graph.queue(&refs);
+        graph.build_step(80, &pool);
+        assert!(graph.dump(&path).unwrap());
+        assert!(!graph.dump(&path).unwrap(), "nothing changed since");
+        let loaded = CollectionVectors::load(&path, 16).unwrap();
+        assert_eq!((loaded.points(), loaded.queued(), loaded.watermark(), loaded.covered()), (80, 40, 159, 239));
+        let query = &points[100].1;
+        assert_eq!(loaded.search(query, 5), graph.search(query, 5));
+        // Another width, or a damaged queue file: no dump.
+        assert!(CollectionVectors::load(&path, 8).is_none());
+        std::fs::write(path.join(QUEUE_FILE), b"torn").unwrap();
+        assert!(CollectionVectors::load(&path, 16).is_none());
     }
 }

@@ -1,0 +1,157 @@
+//! Making committed chunks searchable, in rounds shared by every writer.
+//!
+//! An ingest commits its chunks to redb (the source of truth) and then calls [`Indexer::flush`].
+//! A flush does not index "its" chunks: the first caller to find no round running becomes the
+//! leader and runs one for everyone — it reads, in one redb snapshot, every chunk past the
+//! indexed position and the collections deleted since, adds them to the lexical index in one
+//! tantivy commit (whose payload carries the new position, the watermark start-up replays
+//! from), queues their vectors on their collections' graphs ([`super::vectors`]), and removes
+//! what was deleted. Callers that arrive while a round runs wait, and the next leader takes all
+//! of them at once: with many concurrent ingests, a tantivy commit and its fsync are paid per
+//! round, not per request.
+//!
+//! Following redb's sequence numbers instead of each request's own chunks keeps the watermark
+//! exact whatever order concurrent ingests commit in: a round holds every chunk up to its
+//! position, because sequence numbers are handed out in commit order. Deletions (rolled-back
+//! ingests, deleted collections) go through rounds too, after the additions they may undo.
+
+use std::sync::{Condvar, Mutex};
+
+use crate::store::Store;
+use crate::store::rag as rag_store;
+
+use super::RagError;
+use super::lexical::{LexicalDoc, LexicalIndex};
+use super::vectors::VectorIndexes;
+
+/// Chunks read per round: about 20 MB of text and embeddings at most.
+const ROUND_LIMIT: usize = 8192;
+
+pub struct Indexer {
+    state: Mutex<State>,
+    /// Signalled whenever a round ends.
+    rounds: Condvar,
+}
+
+struct State {
+    /// Every chunk up to this sequence number is searchable.
+    position: u64,
+    /// Flushes asked for so far; each waits for a round that began after it asked.
+    requested: u64,
+    /// The highest request a completed round covered (it began after the request and drained
+    /// everything committed).
+    covered: u64,
+    running: bool,
+    /// Chunks of rolled-back ingests to drop from the lexical index in the next round.
+    removals: Vec<u64>,
+}
+
+impl Indexer {
+    /// An indexer whose indexes hold every chunk up to `position` (after start-up catch-up).
+    pub fn new(position: u64) -> Indexer {
+        Indexer {
+            state: Mutex::new(State { position, requested: 0, covered: 0, running: false, removals: Vec::new() }),
+            rounds: Condvar::new(),
+        }
+    }
+
+    /// Every chunk up to this sequence number is searchable.
+    pub fn position(&self) -> u64 {
+        self.state.lock().map_or(0, |s| s.position)
+    }
+
+    /// Drop these chunks (a rolled-back ingest's) from the lexical index in the next round.
+    /// Their vectors stay in the graph, which cannot delete; searches drop them when they
+    /// find no chunk in redb.
+    pub fn remove(&self, seqs: &[u64]) {
+        if let Ok(mut state) = self.state.lock() {
+            state.removals.extend_from_slice(seqs);
+        }
+    }
+
+    /// Return once everything committed to redb before this call (chunks, deleted
+    /// collections, removals) is reflected in the indexes: by waiting for a round that began
+    /// after the call, or by running one.
+    pub fn flush(&self, store: &Store, lexical: &LexicalIndex, vectors: &VectorIndexes) -> Result<(), RagError> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        state.requested += 1;
+        let ticket = state.requested;
+        loop {
+            if state.covered >= ticket {
+                return Ok(());
+            }
+            if state.running {
+                state = self.rounds.wait(state).map_err(|_| poisoned())?;
+                continue;
+            }
+            // Lead a round for every request so far.
+            state.running = true;
+            let taking = state.requested;
+            let after = state.position;
+            let removals = std::mem::take(&mut state.removals);
+            drop(state);
+            let outcome = round(store, lexical, vectors, after, &removals);
+            state = self.state.lock().map_err(|_| poisoned())?;
+            state.running = false;
+            match outcome {
+                Ok((position, drained)) => {
+                    state.position = position;
+                    if drained {
+                        state.covered = state.covered.max(taking);
+                    }
+                    self.rounds.notify_all();
+                }
+                Err(e) => {
+                    // The removals are tried again by the next round; the chunks are still
+                    // past the position, so they are too.
+                    let mut again = removals;
+                    again.append(&mut state.removals);
+                    state.removals = again;
+                    self.rounds.notify_all();
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+fn poisoned() -> RagError {
+    RagError::Io(std::io::Error::other("the RAG indexer lock is poisoned"))
+}
+
+/// One round (module docs): returns the new position and whether it reached the end of what
+/// was committed.
+fn round(
+    store: &Store,
+    lexical: &LexicalIndex,
+    vectors: &VectorIndexes,
+    after: u64,
+    removals: &[u64],
+) -> Result<(u64, bool), RagError> {
+    let (tombstones, chunks) =
+        store.read_now(|txn| Ok((rag_store::tombstones(txn)?, rag_store::chunks_after(txn, after, ROUND_LIMIT)?)))?;
+    let position = chunks.last().map_or(after, |c| c.seq);
+    let docs: Vec<LexicalDoc<'_>> =
+        chunks.iter().map(|c| LexicalDoc { seq: c.seq, collection_id: c.collection_id, text: &c.content }).collect();
+    lexical.apply(&docs, &tombstones, removals, position)?;
+    // Chunks come in sequence order; consecutive ones of one collection go to its graph together.
+    let mut start = 0;
+    while start < chunks.len() {
+        let collection_id = chunks[start].collection_id;
+        let end =
+            chunks[start..].iter().position(|c| c.collection_id != collection_id).map_or(chunks.len(), |n| start + n);
+        let run = &chunks[start..end];
+        let dimensions = run[0].embedding.len();
+        let graph = vectors.open(collection_id, dimensions, run.len());
+        let points: Vec<(u64, &[f32])> = run.iter().map(|c| (c.seq, c.embedding.as_slice())).collect();
+        vectors.queue(&graph, &points);
+        start = end;
+    }
+    for collection_id in &tombstones {
+        vectors.drop_collection(*collection_id)?;
+    }
+    if !tombstones.is_empty() {
+        store.write_blocking(|txn| rag_store::clear_tombstones(txn, &tombstones))?;
+    }
+    Ok((position, chunks.len() < ROUND_LIMIT))
+}
