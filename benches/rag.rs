@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use ares::config::RagConfig;
 use ares::rag::chunking::Strategy;
+use ares::rag::vectors::VectorIndexes;
 use ares::rag::{IngestRequest, Rag, SearchRequest, SearchStrategy};
 use ares::store::{DB_FILE, MigrationPolicy, Store};
 
@@ -135,7 +136,7 @@ fn run(chunks: usize) {
         workers.into_iter().map(|w| w.join().unwrap()).sum()
     });
     let ingest_time = started.elapsed();
-    let queued = rag.vectors_queued();
+    let queued = rag.vectors_backlog();
     rag.wait_for_vectors();
     let built_time = started.elapsed();
     println!(
@@ -249,6 +250,85 @@ fn run(chunks: usize) {
     store.close();
 }
 
+/// Recall and latency of the vector index alone on 384-dimension vectors drawn from 1,000
+/// Gaussian clusters (centres and spread both N(0, 1) per coordinate), against an exact scan
+/// measured in the same run, for several search beams.
+fn clusters(points: usize) {
+    const DIMENSIONS: usize = 384;
+    const CLUSTERS: usize = 1000;
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut gaussian = move || {
+        // Box-Muller over two uniforms in (0, 1].
+        let u = ((rng.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let v = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+    };
+    let centres: Vec<Vec<f32>> = (0..CLUSTERS).map(|_| (0..DIMENSIONS).map(|_| gaussian()).collect()).collect();
+    let mut pick = Rng(77);
+    let mut sample = || -> Vec<f32> {
+        let centre = &centres[(pick.next() % CLUSTERS as u64) as usize];
+        let mut v: Vec<f32> = centre.iter().map(|c| c + gaussian()).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    };
+    let data: Vec<Vec<f32>> = (0..points).map(|_| sample()).collect();
+    let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| sample()).collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let indexes = VectorIndexes::new(dir.path()).unwrap();
+    let graph = indexes.open(1, DIMENSIONS, points);
+    let started = Instant::now();
+    for (i, batch) in data.chunks(4096).enumerate() {
+        let refs: Vec<(u64, &[f32])> =
+            batch.iter().enumerate().map(|(j, v)| ((i * 4096 + j + 1) as u64, v.as_slice())).collect();
+        indexes.queue(&graph, &refs);
+    }
+    indexes.wait_until_built();
+    let build = started.elapsed();
+    println!(
+        "\n== {points} vectors, 1,000 Gaussian clusters, 384 dimensions ==\ngraph build: {:.0} vectors/s ({:.1} s)",
+        points as f64 / build.as_secs_f64(),
+        build.as_secs_f64()
+    );
+
+    let mut exact_times = Vec::with_capacity(QUERIES);
+    let truths: Vec<Vec<u64>> = queries
+        .iter()
+        .map(|q| {
+            let t = Instant::now();
+            let mut scored: Vec<(u64, f32)> =
+                data.iter().enumerate().map(|(i, v)| ((i + 1) as u64, ares::rag::vectors::dot(q, v))).collect();
+            scored.select_nth_unstable_by(TOP_K, |a, b| b.1.total_cmp(&a.1));
+            exact_times.push(t.elapsed());
+            scored[..TOP_K].iter().map(|(seq, _)| *seq).collect()
+        })
+        .collect();
+    exact_times.sort();
+    println!(
+        "baseline exact scan      p50 {:>7.2} ms  p95 {:>7.2} ms",
+        ms(percentile(&exact_times, 0.5)),
+        ms(percentile(&exact_times, 0.95))
+    );
+    for ef in [32, 64, 100, 200, 400] {
+        let mut times = Vec::with_capacity(QUERIES);
+        let mut hits = 0;
+        for (query, truth) in queries.iter().zip(&truths) {
+            let t = Instant::now();
+            let found = graph.search_with_beam(query, TOP_K, ef);
+            times.push(t.elapsed());
+            hits += found.iter().filter(|(seq, _)| truth.contains(seq)).count();
+        }
+        times.sort();
+        println!(
+            "HNSW ef {ef:>3}: recall@{TOP_K} {:.3}  p50 {:>7.2} ms  p95 {:>7.2} ms",
+            hits as f64 / (QUERIES * TOP_K) as f64,
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.95))
+        );
+    }
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--test");
     let sizes: Vec<usize> = match std::env::var("ARES_BENCH_CHUNKS") {
@@ -256,6 +336,9 @@ fn main() {
         Err(_) if full => vec![10_000, 100_000],
         Err(_) => vec![2_000],
     };
+    for size in &sizes {
+        clusters(*size);
+    }
     for size in sizes {
         run(size);
     }

@@ -162,9 +162,10 @@ fn prepare_store(store: &Store, config: &Config) -> Result<(), StartError> {
 /// database after a crash, so this bounds start-up work, not durability.
 const VECTOR_DUMP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn persist_vectors(app: &Arc<App>) {
+async fn persist_vectors(app: &Arc<App>, closing: bool) {
     let app = app.clone();
-    match tokio::task::spawn_blocking(move || app.rag().persist()).await {
+    let persisted = tokio::task::spawn_blocking(move || if closing { app.rag().close() } else { app.rag().persist() });
+    match persisted.await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "writing vector indexes failed; they will be replayed at start"),
         Err(e) => tracing::warn!(error = %e, "vector index task failed"),
@@ -216,7 +217,7 @@ where
                         app.usage().flush_detached(app.store());
                         app.telemetry().flush_detached(app.store());
                     }
-                    _ = vectors_tick.tick() => persist_vectors(&app).await,
+                    _ = vectors_tick.tick() => persist_vectors(&app, false).await,
                     _ = prune_tick.tick() => prune_request_log(&app).await,
                     _ = traces_tick.tick() => {
                         if let Some(traces) = app.telemetry().traces() {
@@ -237,7 +238,7 @@ where
     if let Some(traces) = app.telemetry().traces() {
         traces.export().await;
     }
-    persist_vectors(&app).await;
+    persist_vectors(&app, true).await;
     let closing = app.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || closing.store().close()).await {
         tracing::error!(error = %e, "closing the store failed");

@@ -11,7 +11,8 @@
 //! the kernel was given: its page cache still has every write. Only a machine that goes down
 //! loses unsynced writes. So before the first unsynced write this directory durably writes a
 //! marker, `unsynced`, holding the kernel's boot id; [`DeferredSyncDirectory::sync`] (at
-//! shutdown and every vector-dump interval) syncs every file and removes it. At open, a marker
+//! shutdown, after tantivy's merges have finished, and every vector-dump interval) syncs every
+//! file and removes it unless a write was under way meanwhile. At open, a marker
 //! from another boot means the machine went down with writes in flight: the index is dropped
 //! and rebuilt from redb. A marker from this boot means only the process died, and the index
 //! is sound.
@@ -19,7 +20,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
@@ -62,10 +62,19 @@ pub fn trust(dir: &Path) -> Trust {
 pub struct DeferredSyncDirectory {
     inner: MmapDirectory,
     root: PathBuf,
-    /// Whether the marker is on disk (writes since the last sync).
-    marked: Arc<AtomicBool>,
-    /// Serialises marking and syncing.
-    sync_lock: Arc<Mutex<()>>,
+    writes: Arc<Mutex<Writes>>,
+}
+
+/// What [`DeferredSyncDirectory::sync`] must know to remove the marker only when nothing
+/// written is left unsynced: tantivy's merge threads write while commits and syncs go on.
+#[derive(Debug, Default)]
+struct Writes {
+    /// Whether the marker is on disk.
+    marked: bool,
+    /// Writes begun so far (a sync removes the marker only if none began while it ran).
+    begun: u64,
+    /// Segment files open for writing (their end may not be in the sync's pass).
+    open: usize,
 }
 
 impl DeferredSyncDirectory {
@@ -74,46 +83,66 @@ impl DeferredSyncDirectory {
         Ok(DeferredSyncDirectory {
             inner: MmapDirectory::open(root)?,
             root: root.to_path_buf(),
-            marked: Arc::new(AtomicBool::new(marked)),
-            sync_lock: Arc::new(Mutex::new(())),
+            writes: Arc::new(Mutex::new(Writes { marked, ..Writes::default() })),
         })
     }
 
-    /// Durably write the marker before the first unsynced write.
-    fn mark(&self) -> io::Result<()> {
-        if self.marked.load(Ordering::Acquire) {
-            return Ok(());
+    fn writes(&self) -> io::Result<std::sync::MutexGuard<'_, Writes>> {
+        self.writes.lock().map_err(|_| io::Error::other("index sync lock poisoned"))
+    }
+
+    /// Count a write beginning (and, for a file, open until it drops), durably writing the
+    /// marker first if it is not on disk.
+    fn begin_write(&self, file: bool) -> io::Result<()> {
+        let mut writes = self.writes()?;
+        if !writes.marked {
+            let mut marker = File::create(self.root.join(MARKER))?;
+            marker.write_all(boot_id().unwrap_or_default().as_bytes())?;
+            marker.sync_all()?;
+            sync_dir(&self.root)?;
+            writes.marked = true;
         }
-        let _guard = self.sync_lock.lock().map_err(|_| io::Error::other("index sync lock poisoned"))?;
-        if self.marked.load(Ordering::Acquire) {
-            return Ok(());
+        writes.begun += 1;
+        if file {
+            writes.open += 1;
         }
-        let mut file = File::create(self.root.join(MARKER))?;
-        file.write_all(boot_id().unwrap_or_default().as_bytes())?;
-        file.sync_all()?;
-        sync_dir(&self.root)?;
-        self.marked.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// Make every write so far durable and remove the marker. Call with no commit running
-    /// (the lexical index holds its writer lock).
-    pub fn sync(&self) -> io::Result<()> {
-        let _guard = self.sync_lock.lock().map_err(|_| io::Error::other("index sync lock poisoned"))?;
-        if !self.marked.load(Ordering::Acquire) {
-            return Ok(());
-        }
+    /// Make every finished write durable, and remove the marker unless a write was open or
+    /// began meanwhile (the next sync will). Returns whether the index is now fully synced.
+    pub fn sync(&self) -> io::Result<bool> {
+        let begun = {
+            let writes = self.writes()?;
+            if !writes.marked {
+                return Ok(true);
+            }
+            writes.begun
+        };
         for entry in std::fs::read_dir(&self.root)? {
             let entry = entry?;
-            if entry.file_type()?.is_file() && entry.file_name() != MARKER {
-                File::open(entry.path())?.sync_data()?;
+            // Merges delete and rename files under our feet; what is gone needs no sync.
+            let synced = match entry.file_type() {
+                Ok(kind) if kind.is_file() && entry.file_name() != MARKER => {
+                    File::open(entry.path()).and_then(|f| f.sync_data())
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match synced {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
             }
         }
         sync_dir(&self.root)?;
+        let mut writes = self.writes()?;
+        if writes.begun != begun || writes.open > 0 {
+            return Ok(false);
+        }
         std::fs::remove_file(self.root.join(MARKER))?;
         sync_dir(&self.root)?;
-        self.marked.store(false, Ordering::Release);
-        Ok(())
+        writes.marked = false;
+        Ok(true)
     }
 }
 
@@ -121,8 +150,16 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// A segment file: written and flushed to the kernel, not synced.
-struct UnsyncedFile(File);
+/// A segment file: written and flushed to the kernel, not synced. Counted open until dropped.
+struct UnsyncedFile(File, Arc<Mutex<Writes>>);
+
+impl Drop for UnsyncedFile {
+    fn drop(&mut self) {
+        if let Ok(mut writes) = self.1.lock() {
+            writes.open -= 1;
+        }
+    }
+}
 
 impl Write for UnsyncedFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -154,15 +191,22 @@ impl Directory for DeferredSyncDirectory {
     }
 
     fn open_write(&self, path: &Path) -> Result<WritePtr, OpenWriteError> {
-        self.mark().map_err(|e| OpenWriteError::wrap_io_error(e, path.to_path_buf()))?;
-        let file = OpenOptions::new().write(true).create_new(true).open(self.root.join(path)).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                OpenWriteError::FileAlreadyExists(path.to_path_buf())
-            } else {
-                OpenWriteError::wrap_io_error(e, path.to_path_buf())
+        self.begin_write(true).map_err(|e| OpenWriteError::wrap_io_error(e, path.to_path_buf()))?;
+        let opened = OpenOptions::new().write(true).create_new(true).open(self.root.join(path));
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                if let Ok(mut writes) = self.writes.lock() {
+                    writes.open -= 1;
+                }
+                return Err(if e.kind() == io::ErrorKind::AlreadyExists {
+                    OpenWriteError::FileAlreadyExists(path.to_path_buf())
+                } else {
+                    OpenWriteError::wrap_io_error(e, path.to_path_buf())
+                });
             }
-        })?;
-        Ok(BufWriter::new(Box::new(UnsyncedFile(file))))
+        };
+        Ok(BufWriter::new(Box::new(UnsyncedFile(file, self.writes.clone()))))
     }
 
     fn atomic_read(&self, path: &Path) -> Result<Vec<u8>, OpenReadError> {
@@ -171,7 +215,7 @@ impl Directory for DeferredSyncDirectory {
 
     /// Write-then-rename, so readers see the old or the new content, never a mix; not synced.
     fn atomic_write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        self.mark()?;
+        self.begin_write(false)?;
         let target = self.root.join(path);
         let staging = self.root.join(format!(".{}.{}", path.display(), uuid::Uuid::new_v4().simple()));
         std::fs::write(&staging, data)?;
@@ -206,13 +250,18 @@ mod tests {
         assert_eq!(trust(dir.path()), expected);
         std::fs::write(dir.path().join(MARKER), "another-boot").unwrap();
         assert_eq!(trust(dir.path()), Trust::Lost);
-        directory.sync().unwrap();
+        assert!(directory.sync().unwrap());
         assert_eq!(trust(dir.path()), Trust::Synced);
         assert_eq!(directory.atomic_read(Path::new("meta.json")).unwrap(), b"{}");
-        // Marked again by the next write after a sync.
+        // Marked again by the next write after a sync; a file still being written (a merge
+        // running through the sync) keeps the marker until a later sync.
         let mut writer = directory.open_write(Path::new("segment")).unwrap();
         writer.write_all(b"data").unwrap();
-        writer.terminate().unwrap();
         assert!(dir.path().join(MARKER).exists());
+        assert!(!directory.sync().unwrap());
+        assert!(dir.path().join(MARKER).exists());
+        writer.terminate().unwrap();
+        assert!(directory.sync().unwrap());
+        assert_eq!(trust(dir.path()), Trust::Synced);
     }
 }

@@ -133,11 +133,27 @@ impl LexicalIndex {
         })
     }
 
-    /// Make every commit so far durable (module docs).
+    /// Make every commit so far durable (module docs). Background merges may keep the index
+    /// marked unsynced until a later sync; [`Self::close`] waits for them.
     pub fn sync(&self) -> Result<(), LexicalError> {
-        // No commit may run while the files are synced and the marker removed.
         let _writer = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
-        self.directory.sync().map_err(|e| LexicalError::Directory(e.to_string()))
+        self.directory.sync().map_err(|e| LexicalError::Directory(e.to_string()))?;
+        Ok(())
+    }
+
+    /// At shutdown: let running merges finish, then sync everything. The writer is re-created,
+    /// so the index stays usable.
+    pub fn close(&self) -> Result<(), LexicalError> {
+        let mut guard = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
+        if let Some(writer) = guard.take() {
+            writer.wait_merging_threads()?;
+        }
+        let synced = self.directory.sync().map_err(|e| LexicalError::Directory(e.to_string()));
+        *guard = Some(self.index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?);
+        if !synced? {
+            tracing::warn!("search index writes were under way at shutdown; it will be rebuilt after a machine crash");
+        }
+        Ok(())
     }
 
     /// Every chunk with a sequence number up to this is indexed.

@@ -659,8 +659,19 @@ impl Rag {
     /// Write changed vector graphs to disk and sync the lexical index's deferred writes
     /// (periodically and at shutdown).
     pub fn persist(&self) -> Result<usize, RagError> {
-        self.lexical.sync()?;
-        Ok(self.vectors.dump_dirty()?)
+        let synced = self.lexical.sync();
+        let dumped = self.vectors.dump_dirty();
+        synced?;
+        Ok(dumped?)
+    }
+
+    /// [`Rag::persist`] at shutdown: the lexical index first lets its merges finish, so it is
+    /// left fully synced.
+    pub fn close(&self) -> Result<usize, RagError> {
+        let closed = self.lexical.close();
+        let dumped = self.vectors.dump_dirty();
+        closed?;
+        Ok(dumped?)
     }
 
     /// Wait until every queued vector is in its graph (`ares reindex` before its dump;
@@ -669,9 +680,10 @@ impl Rag {
         self.vectors.wait_until_built();
     }
 
-    /// Vectors committed but not yet in a graph (searched by exact scan meanwhile).
-    pub fn vectors_queued(&self) -> usize {
-        self.vectors.queued()
+    /// Vectors committed and due for a graph but not yet in it (searched by exact scan
+    /// meanwhile).
+    pub fn vectors_backlog(&self) -> usize {
+        self.vectors.backlog()
     }
 }
 
@@ -734,7 +746,7 @@ pub fn reindex(config: &RagConfig, data_dir: &Path, store: &Store, env: &EnvLook
     }
     let rag = Rag::open(config, data_dir, store, env)?;
     rag.wait_for_vectors();
-    rag.persist()?;
+    rag.close()?;
     let report = rag.open_report();
     Ok(ReindexReport {
         collections: collections.len(),

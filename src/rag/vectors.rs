@@ -8,7 +8,9 @@
 //! searches go on. A search ranks the graph and scans what is still queued exactly, so a chunk
 //! is found from the moment its ingest returns, and an ingest never waits for graph
 //! construction — only, when far more is queued than the builder keeps up with
-//! ([`MAX_QUEUED`]), for room (back-pressure that bounds memory and the exact scan).
+//! ([`MAX_QUEUED`]), for room (back-pressure that bounds memory and the exact scan). A
+//! collection below [`FULL_SCAN_BELOW`] vectors gets no graph at all: its queue is searched
+//! exactly, which at that size is as fast as a graph and never misses.
 //!
 //! hnsw_rs cannot delete points; chunks are only ever added to a collection and a deleted
 //! collection drops its whole index, so it never needs to. Each dump records the highest chunk
@@ -45,7 +47,11 @@ const MIN_EF_SEARCH: usize = 200;
 /// Vectors inserted per builder step: small enough that a dump or a shutdown waits at most one
 /// step, large enough for the parallel insert to keep both cores busy.
 const BUILD_BATCH: usize = 1024;
-/// Queued vectors (all collections) above which ingests wait for the builder: about 100 MB of
+/// Collections with fewer vectors than this have no graph: their queue is their index, and a
+/// search scans it exactly — recall 1.0, and at 384 dimensions no slower than a graph search at
+/// this size (~2 ms). The builder starts on a collection once it reaches this size.
+pub const FULL_SCAN_BELOW: usize = 16_384;
+/// Queued vectors due for the builder (all collections) above which ingests wait for it: about 100 MB of
 /// 384-dimension vectors, and an exact scan of a few milliseconds.
 pub const MAX_QUEUED: usize = 65_536;
 const MANIFEST: &str = "manifest.json";
@@ -242,13 +248,17 @@ impl CollectionVectors {
     /// The `k` nearest points as `(seq, cosine similarity)`, best first: the graph's, merged
     /// with an exact scan of the queue.
     pub fn search(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
+        self.search_with_beam(query, k, (k * 2).max(MIN_EF_SEARCH))
+    }
+
+    /// [`Self::search`] with the graph's search beam (`ef`) given: benchmarks tune it.
+    pub fn search_with_beam(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
         let Some(query) = unit(query) else { return Vec::new() };
         if k == 0 || query.len() != self.dimensions {
             return Vec::new();
         }
         let mut found: Vec<(u64, f32)> = Vec::with_capacity(k * 2);
         if self.points() > 0 {
-            let ef = (k * 2).max(MIN_EF_SEARCH);
             found.extend(self.graph.search(&query, k, ef).into_iter().map(|n| (n.d_id as u64, 1.0 - n.distance)));
         }
         if let Ok(queued) = self.queued.read()
@@ -285,9 +295,16 @@ impl CollectionVectors {
         queued.max(self.watermark())
     }
 
-    /// Points waiting for the builder.
+    /// Points in the queue (scanned exactly).
     pub fn queued(&self) -> usize {
         self.queued.read().map_or(0, |q| q.len())
+    }
+
+    /// Queued points the builder is due to insert: all of them once the collection has a
+    /// graph or has reached [`FULL_SCAN_BELOW`], none before.
+    pub fn backlog(&self) -> usize {
+        let (points, queued) = (self.points(), self.queued());
+        if points > 0 || points + queued >= FULL_SCAN_BELOW { queued } else { 0 }
     }
 
     /// Write the graph and the queue to `dir` (replacing the previous dump) when either
@@ -439,8 +456,8 @@ impl Shared {
         self.collections.read().map(|map| map.iter().map(|(id, g)| (*id, g.clone())).collect()).unwrap_or_default()
     }
 
-    fn queued(&self) -> usize {
-        self.graphs().iter().map(|(_, g)| g.queued()).sum()
+    fn backlog(&self) -> usize {
+        self.graphs().iter().map(|(_, g)| g.backlog()).sum()
     }
 
     /// The builder: insert queued vectors, a step per collection in turn, until none are left;
@@ -461,8 +478,12 @@ impl Shared {
                 if self.stop.load(Ordering::Acquire) {
                     return;
                 }
-                let built: usize =
-                    self.graphs().iter().map(|(_, graph)| graph.build_step(BUILD_BATCH, &self.pool)).sum();
+                let built: usize = self
+                    .graphs()
+                    .iter()
+                    .filter(|(_, graph)| graph.backlog() > 0)
+                    .map(|(_, graph)| graph.build_step(BUILD_BATCH, &self.pool))
+                    .sum();
                 let _room = self.pending.lock();
                 self.progress.notify_all();
                 if built == 0 {
@@ -536,23 +557,23 @@ impl VectorIndexes {
         queued
     }
 
-    /// Vectors queued in every collection.
-    pub fn queued(&self) -> usize {
-        self.shared.queued()
+    /// Queued vectors the builder is due to insert, in every collection.
+    pub fn backlog(&self) -> usize {
+        self.shared.backlog()
     }
 
-    /// Wait while more than `limit` vectors are queued (ingest back-pressure).
+    /// Wait while the builder's backlog is above `limit` (ingest back-pressure).
     pub fn wait_for_room(&self, limit: usize) {
-        while self.queued() > limit && !self.shared.stop.load(Ordering::Acquire) {
+        while self.backlog() > limit && !self.shared.stop.load(Ordering::Acquire) {
             let Ok(guard) = self.shared.pending.lock() else { return };
             // Timed: a step may end between the count above and this wait.
             let _ = self.shared.progress.wait_timeout(guard, Duration::from_millis(100));
         }
     }
 
-    /// Wait until the builder has emptied every queue (`ares reindex`, benchmarks).
+    /// Wait until the builder has no backlog (`ares reindex`, benchmarks).
     pub fn wait_until_built(&self) {
-        while self.queued() > 0 && !self.shared.stop.load(Ordering::Acquire) {
+        while self.backlog() > 0 && !self.shared.stop.load(Ordering::Acquire) {
             let Ok(guard) = self.shared.pending.lock() else { return };
             let _ = self.shared.progress.wait_timeout(guard, Duration::from_millis(100));
         }

@@ -33,9 +33,16 @@ fn start(root: &Path, config: &str) -> (BinaryServer, String) {
     (server, log)
 }
 
+/// Logged when a stop (or the periodic persist) could not sync the lexical index or dump the
+/// vector graphs: the next start then replays what a clean stop should have saved.
+const PERSIST_FAILED: &str = "writing vector indexes failed";
+
 fn stop(server: &mut BinaryServer) {
     let status = server.terminate();
     assert_eq!(status.code(), Some(0), "a clean stop exits 0");
+    // Logged after the persist; the log is read from a pipe that may lag the exit.
+    let log = server.wait_for_stderr("stopped cleanly");
+    assert!(!log.contains(PERSIST_FAILED), "a clean stop persists the search indexes:\n{log}");
 }
 
 // ---------------------------------------------------------------- SIGKILL during ingest
@@ -193,6 +200,152 @@ async fn sigkill_during_ingests_keeps_every_acknowledged_document_searchable() {
     check_all(api_of(&server), expected).await;
 }
 
+// ---------------------------------------------------------------- concurrent ingests
+
+/// Concurrent ingesters, each into its own collection: 0 and 1 for the first user, 2 and 3 for
+/// the second.
+const INGESTERS: usize = 4;
+const DOCS_PER_INGESTER: usize = 15;
+/// Words every chunk of a [`crash_document`] holds (all its fillers), so a semantic search for
+/// them reaches every chunk of a collection.
+const FILLER_QUERY: &str = "orbit lantern quarry meadow";
+
+fn ingester_collection(ingester: usize) -> String {
+    format!("many{ingester}")
+}
+
+/// Ids of `found`, after checking they are all chunks `collection` acknowledged so far (only
+/// this ingester writes it: anything else is another collection's or a rolled-back chunk).
+/// Every id is added to `seen`.
+fn acked_only(found: &[Value], acked: &HashSet<String>, seen: &mut HashSet<String>, label: &str) -> Vec<String> {
+    let found = ids(found);
+    let foreign: Vec<&String> = found.iter().filter(|id| !acked.contains(*id)).collect();
+    assert!(foreign.is_empty(), "{label}: not acknowledged in this collection: {foreign:?}");
+    seen.extend(found.iter().cloned());
+    found
+}
+
+/// One ingester: ingest its documents one by one, and right after each acknowledgement find
+/// the document with every strategy. Returns the chunk ids acknowledged and every id any
+/// search answered.
+async fn ingest_then_search(api: RagApi, token: String, ingester: usize) -> (HashSet<String>, HashSet<String>) {
+    let collection = ingester_collection(ingester);
+    let (mut acked, mut seen) = (HashSet::new(), HashSet::new());
+    for i in 0..DOCS_PER_INGESTER {
+        let marker = format!("k{ingester}q{i}");
+        let body = json!({ "collection": collection, "content": crash_document(&marker, ingester, i) });
+        let chunks = chunk_ids(&api.ingest_with(&token, &body).await);
+        assert_eq!(chunks.len(), DOC_CHUNKS, "{marker}");
+        let document: HashSet<String> = chunks.iter().cloned().collect();
+        acked.extend(chunks);
+
+        // bm25: the marker is in every chunk of this document and in nothing else.
+        let lexical = api.find(&token, &collection, &marker, "bm25", 100).await;
+        let found = acked_only(&lexical, &acked, &mut seen, &format!("{marker} bm25"));
+        assert_eq!(found.into_iter().collect::<HashSet<_>>(), document, "{marker} bm25");
+
+        // fuzzy: the document, and neighbours one edit away (k0q1 ~ k0q10) at most.
+        let fuzzy = api.find(&token, &collection, &marker, "fuzzy", 100).await;
+        let found: HashSet<_> = acked_only(&fuzzy, &acked, &mut seen, &format!("{marker} fuzzy")).into_iter().collect();
+        assert!(found.is_superset(&document), "{marker} fuzzy: {found:?}");
+
+        // semantic: each chunk's own text finds that very chunk first (cosine 1), whether the
+        // builder has put it in the graph yet or it is still queued ...
+        for result in &lexical {
+            let (id, content) = (result["id"].as_str().unwrap(), result["content"].as_str().unwrap());
+            let label = format!("{marker} semantic by the text of {id}");
+            let semantic = api.find(&token, &collection, content, "semantic", 5).await;
+            let first = acked_only(&semantic, &acked, &mut seen, &label).into_iter().next();
+            assert_eq!(first.as_deref(), Some(id), "{label}: {semantic:?}");
+            let score = semantic[0]["score"].as_f64().unwrap();
+            assert!((score - 1.0).abs() < 1e-4, "{label}: {semantic:?}");
+        }
+        // ... the marker alone ranks the document's chunks above every other ...
+        let semantic = api.find(&token, &collection, &marker, "semantic", 100).await;
+        let found = acked_only(&semantic, &acked, &mut seen, &format!("{marker} semantic"));
+        assert_eq!(found[..DOC_CHUNKS].iter().cloned().collect::<HashSet<_>>(), document, "{marker}: {semantic:?}");
+        // ... and words of every chunk reach every chunk acknowledged so far.
+        let semantic = api.find(&token, &collection, FILLER_QUERY, "semantic", 100).await;
+        let found = acked_only(&semantic, &acked, &mut seen, &format!("{marker} semantic (fillers)"));
+        assert_eq!(found.into_iter().collect::<HashSet<_>>(), acked, "{marker} semantic (fillers)");
+
+        // hybrid: both rankings put the document first.
+        let hybrid = api.find(&token, &collection, &marker, "hybrid", 100).await;
+        let found = acked_only(&hybrid, &acked, &mut seen, &format!("{marker} hybrid"));
+        assert_eq!(found[..DOC_CHUNKS].iter().cloned().collect::<HashSet<_>>(), document, "{marker}: {hybrid:?}");
+    }
+    (acked, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ingests_into_many_collections_are_searchable_when_acknowledged_and_isolated() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut server, _) = start(root.path(), CRASH_CONFIG);
+    let api = api_of(&server);
+    let users = [api.user().await, api.user().await];
+    let owner = |ingester: usize| &users[ingester / 2];
+
+    let ingesters: Vec<_> = (0..INGESTERS)
+        .map(|ingester| tokio::spawn(ingest_then_search(api.clone(), owner(ingester).clone(), ingester)))
+        .collect();
+    let mut acked = Vec::new();
+    let mut seen = Vec::new();
+    for ingester in ingesters {
+        let (ingester_acked, ingester_seen) = ingester.await.unwrap();
+        assert_eq!(ingester_acked.len(), DOCS_PER_INGESTER * DOC_CHUNKS);
+        acked.push(ingester_acked);
+        seen.push(ingester_seen);
+    }
+    // No search ever answered with another ingester's chunk (acked_only checked each answer
+    // against its own collection; the chunk ids of the collections are disjoint besides).
+    for (ingester, seen) in seen.iter().enumerate() {
+        for (other, acked) in acked.iter().enumerate().filter(|(other, _)| *other != ingester) {
+            assert!(seen.is_disjoint(acked), "ingester {ingester} was answered with chunks of ingester {other}");
+        }
+    }
+
+    // Each user lists exactly their own collections, with every acknowledged chunk counted;
+    // the other user's collections are not found.
+    for (user, token) in users.iter().enumerate() {
+        let listed: HashMap<String, (u64, u64)> = api
+            .collections(token)
+            .await
+            .iter()
+            .map(|c| {
+                let counts = (c["chunk_count"].as_u64().unwrap(), c["documents"].as_u64().unwrap());
+                (c["name"].as_str().unwrap().to_string(), counts)
+            })
+            .collect();
+        let expected: HashMap<String, (u64, u64)> = (0..INGESTERS)
+            .filter(|ingester| ingester / 2 == user)
+            .map(|ingester| {
+                let counts = (acked[ingester].len() as u64, DOCS_PER_INGESTER as u64);
+                (ingester_collection(ingester), counts)
+            })
+            .collect();
+        assert_eq!(listed, expected, "user {user}");
+        for ingester in (0..INGESTERS).filter(|ingester| ingester / 2 != user) {
+            let body = json!({ "collection": ingester_collection(ingester), "query": "orbit" });
+            let error = expect_error(api.search(token, &body).await, 404, "NOT_FOUND").await;
+            assert_eq!(error["error"], format!("Collection '{}' not found", ingester_collection(ingester)));
+        }
+    }
+
+    // The graphs may still have been building at the stop: their queues are dumped with them,
+    // so a clean restart replays nothing and every chunk is still reached.
+    stop(&mut server);
+    let (server, log) = start(root.path(), CRASH_CONFIG);
+    assert!(!log.contains(CAUGHT_UP), "a clean restart rebuilds nothing:\n{log}");
+    let api = api_of(&server);
+    for (ingester, acked) in acked.iter().enumerate() {
+        let collection = ingester_collection(ingester);
+        let found = api.find(owner(ingester), &collection, FILLER_QUERY, "semantic", 100).await;
+        assert_eq!(&ids(&found).into_iter().collect::<HashSet<_>>(), acked, "{collection}");
+        let found = api.find(owner(ingester), &collection, FILLER_QUERY, "bm25", 100).await;
+        assert_eq!(&ids(&found).into_iter().collect::<HashSet<_>>(), acked, "{collection}");
+    }
+}
+
 // ---------------------------------------------------------------- rebuilding derived indexes
 
 /// Every answer a set of searches gives: (label, ids in order, scores).
@@ -232,16 +385,15 @@ fn assert_same_answers(before: &[(String, Vec<String>, Vec<f64>)], after: &[(Str
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleted_or_corrupt_indexes_are_rebuilt_from_the_database_with_identical_answers() {
-    let root = tempfile::tempdir().unwrap();
-    let config = "[rag]\nchunk_size = 12\nchunk_overlap = 4\n";
-    let (mut server, log) = start(root.path(), config);
-    assert!(!log.contains(CAUGHT_UP), "a fresh start replays nothing:\n{log}");
-    let api = api_of(&server);
+/// Chunking for [`support_corpus`]: several chunks for the longer documents.
+const SUPPORT_CONFIG: &str = "[rag]\nchunk_size = 12\nchunk_overlap = 4\n";
+
+/// Two users with a `support` collection each, for [`answers`]: documents of one or more
+/// chunks, another user's same-named collection, and a deleted collection (whose documents the
+/// lexical index still holds as deletions). Returns alice's and bob's tokens and how many
+/// chunks are live.
+async fn support_corpus(api: &RagApi) -> (String, String, u64) {
     let (alice, bob) = (api.user().await, api.user().await);
-    // Documents of one or more chunks, another user's same-named collection, and a deleted
-    // collection (whose documents the lexical index still holds as deletions).
     let ingest = |token: &str, collection: &str, docs: Vec<String>| {
         let (api, token, collection) = (api.clone(), token.to_string(), collection.to_string());
         async move {
@@ -261,6 +413,17 @@ async fn deleted_or_corrupt_indexes_are_rebuilt_from_the_database_with_identical
     for token in [&alice, &bob] {
         live += api.collections(token).await.iter().map(|c| c["chunk_count"].as_u64().unwrap()).sum::<u64>();
     }
+    (alice, bob, live)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_or_corrupt_indexes_are_rebuilt_from_the_database_with_identical_answers() {
+    let root = tempfile::tempdir().unwrap();
+    let config = SUPPORT_CONFIG;
+    let (mut server, log) = start(root.path(), config);
+    assert!(!log.contains(CAUGHT_UP), "a fresh start replays nothing:\n{log}");
+    let api = api_of(&server);
+    let (alice, bob, live) = support_corpus(&api).await;
     let before = answers(&api, &alice, &bob).await;
     stop(&mut server);
 
@@ -298,6 +461,70 @@ async fn deleted_or_corrupt_indexes_are_rebuilt_from_the_database_with_identical
     let (server, log) = start(root.path(), config);
     assert!(log.contains(CAUGHT_UP), "{log}");
     assert_same_answers(&before, &answers(&api_of(&server), &alice, &bob).await);
+}
+
+// ---------------------------------------------------------------- unsynced lexical index
+
+/// What the server logs when it drops the lexical index to rebuild it.
+const UNUSABLE: &str = "search index unusable; rebuilding it from the database";
+/// The marker the lexical index writes before its first unsynced write (its boot id inside).
+const UNSYNCED_MARKER: &str = "unsynced";
+/// The running kernel's boot id, as the server reads it.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+/// A boot id no kernel hands out: the marker of writes from "before a reboot".
+const OTHER_BOOT: &str = "00000000-0000-0000-0000-000000000000";
+
+fn current_boot_id() -> Option<String> {
+    std::fs::read_to_string(BOOT_ID).ok().map(|id| id.trim().to_string()).filter(|id| !id.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_index_left_unsynced_by_a_machine_crash_is_rebuilt_with_identical_answers() {
+    let root = tempfile::tempdir().unwrap();
+    let marker = root.path().join("data").join("search").join(UNSYNCED_MARKER);
+    let (mut server, log) = start(root.path(), SUPPORT_CONFIG);
+    assert!(!log.contains(UNUSABLE), "{log}");
+    let api = api_of(&server);
+    let (alice, bob, live) = support_corpus(&api).await;
+    let before = answers(&api, &alice, &bob).await;
+    stop(&mut server);
+    assert!(!marker.exists(), "a clean stop syncs the index and removes the marker");
+
+    // The machine went down with index writes in flight: a marker from another boot. The index
+    // files themselves are intact here, but nothing says so: the whole lexical index is rebuilt
+    // from redb, and only it (the graph dumps of the clean stop are complete).
+    std::fs::write(&marker, OTHER_BOOT).unwrap();
+    let (mut server, log) = start(root.path(), SUPPORT_CONFIG);
+    assert!(log.contains(UNUSABLE), "{log}");
+    assert!(log.contains(CAUGHT_UP), "{log}");
+    assert!(log.contains(&format!("lexical={live}")) && log.contains("vectors=0"), "{live}:\n{log}");
+    // The rebuilt index marks its own (unsynced) writes with this boot's id, if at all.
+    match std::fs::read_to_string(&marker) {
+        Ok(marked) => {
+            assert_ne!(marked.trim(), OTHER_BOOT, "the stale marker survived the rebuild");
+            if let Some(current) = current_boot_id() {
+                assert_eq!(marked.trim(), current);
+            }
+        }
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}"),
+    }
+    assert_same_answers(&before, &answers(&api_of(&server), &alice, &bob).await);
+    stop(&mut server);
+    assert!(!marker.exists(), "a clean stop syncs the rebuilt index and removes the marker");
+
+    // Only the process died (same boot): the page cache kept every write, so the index is
+    // trusted as it is — nothing dropped, nothing replayed.
+    let Some(current) = current_boot_id() else {
+        eprintln!("skipping the same-boot half: {BOOT_ID} is not readable on this machine");
+        return;
+    };
+    std::fs::write(&marker, format!("{current}\n")).unwrap();
+    let (mut server, log) = start(root.path(), SUPPORT_CONFIG);
+    assert!(!log.contains(UNUSABLE), "a marker from this boot is trusted:\n{log}");
+    assert!(!log.contains(CAUGHT_UP), "a trusted index replays nothing:\n{log}");
+    assert_same_answers(&before, &answers(&api_of(&server), &alice, &bob).await);
+    stop(&mut server);
+    assert!(!marker.exists(), "a clean stop removes the marker it found");
 }
 
 // ---------------------------------------------------------------- embedder change and reindex
