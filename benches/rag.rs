@@ -286,11 +286,16 @@ fn clusters(points: usize) {
     }
     indexes.wait_until_built();
     let build = started.elapsed();
-    println!(
-        "\n== {points} vectors, 1,000 Gaussian clusters, 384 dimensions ==\ngraph build: {:.0} vectors/s ({:.1} s)",
-        points as f64 / build.as_secs_f64(),
-        build.as_secs_f64()
-    );
+    println!("\n== {points} vectors, 1,000 Gaussian clusters, 384 dimensions ==");
+    if graph.points() == 0 {
+        println!("no graph: below {} vectors a collection is scanned exactly", ares::rag::vectors::FULL_SCAN_BELOW);
+    } else {
+        println!(
+            "graph build: {:.0} vectors/s ({:.1} s)",
+            graph.points() as f64 / build.as_secs_f64(),
+            build.as_secs_f64()
+        );
+    }
 
     let mut exact_times = Vec::with_capacity(QUERIES);
     let truths: Vec<Vec<u64>> = queries
