@@ -17,7 +17,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+// Shared with benches/rag.rs, which uses the rest of it.
+#[allow(dead_code)]
+#[path = "support/rust_docs.rs"]
+mod rust_docs;
 
 use ares::config::RagConfig;
 use ares::rag::chunking::Strategy;
@@ -36,34 +40,7 @@ fn book_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("ARES_BENCH_BOOK") {
         return PathBuf::from(dir);
     }
-    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().expect("run rustc --print sysroot");
-    PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()).join("share/doc/rust/html/book")
-}
-
-/// Text with tags removed and the common entities decoded.
-fn plain(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => {
-                in_tag = false;
-                out.push(' ');
-            }
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    let decoded = out
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&nbsp;", " ")
-        .replace("&amp;", "&");
-    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+    rust_docs::html_root().join("book")
 }
 
 /// The `<h2>` and `<h3>` sections of one chapter's `<main>`.
@@ -82,8 +59,8 @@ fn sections(html: &str) -> Vec<Section> {
         let end = starts.get(n + 1).copied().unwrap_or(main.len());
         let block = &main[start..end];
         let Some(close) = block.find("</h2>").or_else(|| block.find("</h3>")) else { continue };
-        let heading = plain(&block[..close]);
-        let text = plain(&block[close..]);
+        let heading = rust_docs::plain(&block[..close]);
+        let text = rust_docs::plain(&block[close..]);
         if !heading.is_empty() && text.split_whitespace().count() >= MIN_WORDS {
             out.push(Section { heading, text });
         }
