@@ -541,9 +541,21 @@ impl VectorIndexes {
         let graph = CollectionVectors::load(&self.path(collection_id), dimensions)
             .unwrap_or_else(|| CollectionVectors::new(dimensions, expected_points));
         let graph = Arc::new(graph);
-        match self.shared.collections.write() {
+        let graph = match self.shared.collections.write() {
             Ok(mut map) => map.entry(collection_id).or_insert(graph).clone(),
             Err(_) => graph,
+        };
+        // A dump taken while the builder was behind brings its queue back: resume building.
+        if graph.backlog() > 0 {
+            self.wake_builder();
+        }
+        graph
+    }
+
+    fn wake_builder(&self) {
+        if let Ok(mut pending) = self.shared.pending.lock() {
+            *pending = true;
+            self.shared.work.notify_one();
         }
     }
 
@@ -551,11 +563,8 @@ impl VectorIndexes {
     /// Returns how many were queued (see [`CollectionVectors::queue`]).
     pub fn queue(&self, graph: &CollectionVectors, points: &[(u64, &[f32])]) -> usize {
         let queued = graph.queue(points);
-        if queued > 0
-            && let Ok(mut pending) = self.shared.pending.lock()
-        {
-            *pending = true;
-            self.shared.work.notify_one();
+        if queued > 0 {
+            self.wake_builder();
         }
         queued
     }
@@ -713,6 +722,25 @@ mod tests {
         assert_eq!(graph.build_step(200, &pool), 100);
         assert_eq!((graph.points(), graph.queued(), graph.watermark()), (300, 0, 300));
         assert_eq!(graph.build_step(200, &pool), 0);
+    }
+
+    #[test]
+    fn a_reloaded_queue_due_for_a_graph_is_built_without_new_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let points: Vec<(u64, Vec<f32>)> =
+            vectors(200, 4, 21).into_iter().enumerate().map(|(i, v)| (i as u64 + 1, v)).collect();
+        let refs: Vec<(u64, &[f32])> = points.iter().map(|(seq, v)| (*seq, v.as_slice())).collect();
+        // Dumped by a server stopped while its builder was behind: a graph, and a queue due for it.
+        let behind = CollectionVectors::new(4, 0);
+        behind.queue(&refs);
+        behind.build_step(10, &pool);
+        assert_eq!(behind.backlog(), 190);
+        assert!(behind.dump(&dir.path().join("7")).unwrap());
+        let indexes = VectorIndexes::new(dir.path()).unwrap();
+        let graph = indexes.open(7, 4, 0);
+        indexes.wait_until_built();
+        assert_eq!((graph.points(), graph.queued()), (200, 0));
     }
 
     #[test]
