@@ -28,6 +28,8 @@ cost is read against a baseline measured under the same noise.
 import json
 import os
 import re
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -257,7 +259,11 @@ def main():
             process.wait()
         proxy.terminate()
         mock.terminate()
+        # Each run's data dirs hold gigabytes of request log; interrupted runs once filled the disk.
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
+    # A SIGTERM ends the run through the `finally` above, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
