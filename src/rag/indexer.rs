@@ -90,7 +90,9 @@ impl Indexer {
             let after = state.position;
             let removals = std::mem::take(&mut state.removals);
             drop(state);
+            let leading = Leading(self);
             let outcome = round(store, lexical, vectors, after, &removals);
+            std::mem::forget(leading);
             state = self.state.lock().map_err(|_| poisoned())?;
             state.running = false;
             match outcome {
@@ -111,6 +113,19 @@ impl Indexer {
                     return Err(e);
                 }
             }
+        }
+    }
+}
+
+/// Held by a round's leader: if the round panics, the next caller leads instead of every
+/// flush waiting forever for a round that will not end.
+struct Leading<'a>(&'a Indexer);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.state.lock() {
+            state.running = false;
+            self.0.rounds.notify_all();
         }
     }
 }
