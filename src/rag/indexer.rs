@@ -55,11 +55,6 @@ impl Indexer {
         }
     }
 
-    /// Every chunk up to this sequence number is searchable.
-    pub fn position(&self) -> u64 {
-        self.state.lock().map_or(0, |s| s.position)
-    }
-
     /// Drop these chunks (a rolled-back ingest's) from the lexical index in the next round.
     /// Their vectors stay in the graph, which cannot delete; searches drop them when they
     /// find no chunk in redb.

@@ -195,20 +195,6 @@ impl LexicalIndex {
         Ok(())
     }
 
-    /// Drop single chunks (those of an ingest that was rolled back); their collection stays.
-    pub fn remove_chunks(&self, seqs: &[u64]) -> Result<(), LexicalError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        let mut guard = self.writer.lock().map_err(|_| LexicalError::Poisoned)?;
-        let writer = guard.as_mut().ok_or(LexicalError::WriterGone)?;
-        for seq in seqs {
-            writer.delete_term(Term::from_field_u64(self.seq, *seq));
-        }
-        self.commit(&mut guard, 0)?;
-        self.purge_deletions(&mut guard)
-    }
-
     /// Merge away every deleted document now. Until a merge drops them, deleted documents still
     /// count in BM25's statistics (document frequencies, field lengths), so scores would depend
     /// on whether a background merge had run, and differ from the same data indexed afresh

@@ -214,7 +214,9 @@ impl Rag {
         let unfinished = store.read_now(rag_store::pending_documents)?;
         for (collection_id, document_id) in &unfinished {
             let aborted = store.write_blocking(|txn| rag_store::abort_document(txn, *collection_id, document_id))?;
-            self.lexical.remove_chunks(&aborted.seqs)?;
+            if !aborted.seqs.is_empty() {
+                self.lexical.apply(&[], &[], &aborted.seqs, self.lexical.watermark())?;
+            }
         }
         if !unfinished.is_empty() {
             tracing::warn!(documents = unfinished.len(), "rolled back ingests interrupted by a crash");

@@ -485,6 +485,11 @@ fn start_binary(root: &Path, config: &str) -> BinaryServer {
     server
 }
 
+/// The RAG and job clients of a server started by [`start_binary`].
+fn clients_of(server: &BinaryServer) -> (RagApi, Jobs) {
+    (RagApi::new(server.client(), &server.url("")), Jobs::new(server.client(), &server.url("")))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_killed_mid_run_runs_again_after_the_restart_with_exactly_its_chunks() {
     const CHUNKS: u64 = 700;
@@ -492,7 +497,7 @@ async fn a_job_killed_mid_run_runs_again_after_the_restart_with_exactly_its_chun
     let config = embedder.config("");
     let root = tempfile::tempdir().unwrap();
     let mut server = start_binary(root.path(), &config);
-    let (api, jobs) = (RagApi::new(server.client(), &server.url("")), Jobs::new(server.client(), &server.url("")));
+    let (api, jobs) = clients_of(&server);
     let token = api.user().await;
     api.ingest_ok(&token, "docs", "seed chunk about anchors").await;
 
@@ -510,7 +515,7 @@ async fn a_job_killed_mid_run_runs_again_after_the_restart_with_exactly_its_chun
 
     embedder.set_delay(Duration::from_millis(20));
     let server = start_binary(root.path(), &config);
-    let (api, jobs) = (RagApi::new(server.client(), &server.url("")), Jobs::new(server.client(), &server.url("")));
+    let (api, jobs) = clients_of(&server);
     // Same secrets: the token still works.
     let job = jobs.finished_after_restart(&token, &id).await;
     let chunk_ids = completed_ids(&job, Some(CHUNKS));
@@ -537,7 +542,7 @@ async fn jobs_running_or_queued_at_a_clean_stop_complete_after_the_restart() {
     let config = embedder.config("");
     let root = tempfile::tempdir().unwrap();
     let mut server = start_binary(root.path(), &config);
-    let (api, jobs) = (RagApi::new(server.client(), &server.url("")), Jobs::new(server.client(), &server.url("")));
+    let (api, jobs) = clients_of(&server);
     let token = api.user().await;
 
     let mut submitted = Vec::new();
@@ -558,7 +563,7 @@ async fn jobs_running_or_queued_at_a_clean_stop_complete_after_the_restart() {
 
     embedder.set_delay(Duration::from_millis(20));
     let server = start_binary(root.path(), &config);
-    let (api, jobs) = (RagApi::new(server.client(), &server.url("")), Jobs::new(server.client(), &server.url("")));
+    let (api, jobs) = clients_of(&server);
     for (i, (id, chunks)) in submitted.iter().zip(CHUNKS).enumerate() {
         let job = jobs.finished_after_restart(&token, id).await;
         let chunk_ids = completed_ids(&job, Some(chunks));
