@@ -76,6 +76,8 @@ pub struct App {
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
     key_use: Mutex<HashMap<String, i64>>,
     cors: CorsPolicy,
+    /// The web UI's files, served at `/` and `/console/`.
+    console: crate::console::Console,
     /// `None` when `[server].rate_limit_per_second = 0`.
     rate_limiter: Option<IpRateLimiter>,
     started_at: Instant,
@@ -128,6 +130,7 @@ impl App {
             telemetry,
             budgets,
             cors,
+            console: crate::console::Console::new(&config.server.public_base_path),
             rate_limiter,
             started_at: Instant::now(),
             started_unix: crate::clock::now_unix(),
@@ -318,6 +321,10 @@ impl App {
 
     pub fn cors(&self) -> &CorsPolicy {
         &self.cors
+    }
+
+    pub fn console(&self) -> &crate::console::Console {
+        &self.console
     }
 
     pub fn rate_limiter(&self) -> Option<&IpRateLimiter> {

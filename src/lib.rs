@@ -13,6 +13,7 @@ pub mod chat;
 pub mod clock;
 pub mod compat;
 pub mod config;
+pub mod console;
 pub mod deploy;
 pub mod error;
 pub mod http;

@@ -49,6 +49,7 @@ use routes::{Resolution, Route};
 /// JSON error response.
 pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let started = std::time::Instant::now();
+    let request = without_base_path(request, &app.config().server.public_base_path);
     let request_id = request_id(request.headers());
     let method = request.method().clone();
     let dialect = routes::dialect_of_path(request.uri().path());
@@ -119,6 +120,30 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
         }
     }
     response
+}
+
+/// A reverse proxy that passes `[server].public_base_path` on gets the answers of one that
+/// strips it: `/ares/health` is `/health`, `/ares` and `/ares/` are the console's page.
+fn without_base_path(mut request: Request, base: &str) -> Request {
+    let base = base.trim_end_matches('/');
+    if base.is_empty() {
+        return request;
+    }
+    let rest = match request.uri().path().strip_prefix(base) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => return request,
+    };
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_string(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    request
 }
 
 /// Close the request's account: the cost and budget headers, its metrics, and what the request
@@ -199,6 +224,9 @@ async fn pipeline(
         Resolution::Found(route) => {
             *route_pattern = route.pattern();
             scope.note_route(route.pattern());
+            if matches!(route, Route::Console { .. }) {
+                scope.note_static_file();
+            }
             route
         }
         Resolution::MethodNotAllowed { allow, auth } => {
@@ -244,6 +272,11 @@ async fn pipeline(
 pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> Result<Response, ApiError> {
     match route {
         Route::Health => Ok(health::health()),
+        Route::Console { file } => ctx
+            .app
+            .console()
+            .serve(file.as_deref(), request.headers())
+            .ok_or_else(|| ApiError::NotFound(format!("No console file {}", file.as_deref().unwrap_or("/")))),
         Route::OpenApi => Ok(crate::http::response::text_owned(
             http::StatusCode::OK,
             "application/json",
@@ -302,6 +335,7 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
         }
         Route::AdminProvisionClient => admin::provision::provision_client(ctx, request).await,
         Route::AdminCreateApiKey { tenant_id } => admin::api_keys::create(ctx, &tenant_id, request).await,
+        Route::AdminRevokeApiKey { tenant_id, key_id } => admin::api_keys::revoke(ctx, &tenant_id, &key_id).await,
         Route::AdminListApiKeys { tenant_id } => admin::api_keys::list(ctx, &tenant_id).await,
         Route::AdminListTenantAgents { tenant_id } => admin::agents::list(ctx, &tenant_id).await,
         Route::AdminCreateTenantAgent { tenant_id } => admin::agents::create(ctx, &tenant_id, request).await,

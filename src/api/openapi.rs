@@ -60,6 +60,8 @@ fn doc(route: &Route) -> (&'static str, Body) {
     use Body::*;
     match route {
         Route::Health => ("Liveness: `OK`", None),
+        Route::Console { file: Option::None } => ("The console (web UI): its page", None),
+        Route::Console { file: Some(_) } => ("The console (web UI): one of its scripts, styles or images", None),
         Route::OpenApi => ("This document", None),
         Route::Metrics => ("Prometheus metrics (admin secret, or public with [metrics] public)", None),
         Route::HealthDetailed => ("Health of the store, providers, search indexes and config reloads", None),
@@ -176,6 +178,7 @@ fn doc(route: &Route) -> (&'static str, Body) {
             ]),
         ),
         Route::AdminCreateApiKey { .. } => ("Create an API key for a tenant", Json(&[("name", "string", true)])),
+        Route::AdminRevokeApiKey { .. } => ("Revoke a tenant's API key: its next request is refused", None),
         Route::AdminListApiKeys { .. } => ("A tenant's API keys with their budgets", None),
         Route::AdminListTenantAgents { .. } => ("A tenant's agents", None),
         Route::AdminCreateTenantAgent { .. } => ("Create a tenant agent", Json(TENANT_AGENT)),
@@ -195,7 +198,7 @@ fn doc(route: &Route) -> (&'static str, Body) {
         Route::AdminAuditLog => ("The audit log", None),
         Route::AdminStartDeploy => ("Start a configured deploy", Json(&[("target", "string", true)])),
         Route::AdminGetDeploy { .. } => ("One deploy with its output", None),
-        Route::AdminListDeploys => ("Deploys", None),
+        Route::AdminListDeploys => ("The 20 most recent deploys, and the targets a deploy may name", None),
         Route::AdminDeployEvents { .. } => ("A deploy's output as Server-Sent Events", None),
         Route::AdminCancelDeploy { .. } => ("Cancel a running deploy", None),
         Route::AdminDeleteDeploy { .. } => ("Delete a finished deploy", None),

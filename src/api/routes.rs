@@ -17,6 +17,10 @@ pub use crate::auth::AuthRequirement;
 pub enum Route {
     // Health and meta
     Health,
+    /// The console's page (`file: None`, at `/`) or one of its files (`/console/{file}`).
+    Console {
+        file: Option<String>,
+    },
     /// The OpenAPI 3.1 document of every route.
     OpenApi,
     HealthDetailed,
@@ -134,6 +138,10 @@ pub enum Route {
     AdminCreateApiKey {
         tenant_id: String,
     },
+    AdminRevokeApiKey {
+        tenant_id: String,
+        key_id: String,
+    },
     AdminListApiKeys {
         tenant_id: String,
     },
@@ -213,6 +221,8 @@ impl Route {
     pub fn pattern(&self) -> &'static str {
         match self {
             Route::Health => "/health",
+            Route::Console { file: None } => "/",
+            Route::Console { file: Some(_) } => "/console/{file}",
             Route::OpenApi => "/openapi.json",
             Route::Metrics => "/metrics",
             Route::HealthDetailed => "/health/detailed",
@@ -270,6 +280,7 @@ impl Route {
             Route::AdminSetTenantBudget { .. } => "/api/admin/tenants/{tenant_id}/budget",
             Route::AdminSetKeyBudget { .. } => "/api/admin/tenants/{tenant_id}/api-keys/{key_id}/budget",
             Route::AdminProvisionClient => "/api/admin/provision-client",
+            Route::AdminRevokeApiKey { .. } => "/api/admin/tenants/{tenant_id}/api-keys/{key_id}",
             Route::AdminCreateApiKey { .. } | Route::AdminListApiKeys { .. } => {
                 "/api/admin/tenants/{tenant_id}/api-keys"
             }
@@ -311,6 +322,7 @@ impl Route {
         use AuthRequirement::*;
         match self {
             Route::Health
+            | Route::Console { .. }
             | Route::OpenApi
             | Route::HealthDetailed
             | Route::ConfigInfo
@@ -374,6 +386,7 @@ impl Route {
             | Route::AdminProvisionClient
             | Route::AdminCreateApiKey { .. }
             | Route::AdminListApiKeys { .. }
+            | Route::AdminRevokeApiKey { .. }
             | Route::AdminListTenantAgents { .. }
             | Route::AdminCreateTenantAgent { .. }
             | Route::AdminUpdateTenantAgent { .. }
@@ -436,6 +449,7 @@ impl Route {
             // RAG embeds with the configured embedder (see `metered_for_users`), not a chat
             // model; the rest reads or writes stored data only.
             Route::Health
+            | Route::Console { .. }
             | Route::OpenApi
             | Route::HealthDetailed
             | Route::ConfigInfo
@@ -482,6 +496,7 @@ impl Route {
             | Route::AdminProvisionClient
             | Route::AdminCreateApiKey { .. }
             | Route::AdminListApiKeys { .. }
+            | Route::AdminRevokeApiKey { .. }
             | Route::AdminListTenantAgents { .. }
             | Route::AdminCreateTenantAgent { .. }
             | Route::AdminUpdateTenantAgent { .. }
@@ -610,9 +625,12 @@ pub const PATTERNS: &[&str] = &[
     "/api/user/agents/{name}",
     "/api/conversations/{id}",
     "/api/admin/tenants/{tenant_id}/api-keys",
+    "/api/admin/tenants/{tenant_id}/api-keys/{key_id}",
     "/api/admin/tenants/{tenant_id}/agents",
     "/api/admin/tenants/{tenant_id}/agents/{agent_name}",
     "/openapi.json",
+    "/",
+    "/console/{file}",
 ];
 
 /// The dialect of a path's responses (errors included), known before (and whether or not) a
@@ -680,6 +698,10 @@ fn candidates(segments: &[&str]) -> Vec<(Method, Route)> {
     let s = |v: &&str| v.to_string();
     match segments {
         ["health"] => vec![(M::GET, Route::Health)],
+        [""] => vec![(M::GET, Route::Console { file: None })],
+        ["console", file @ ..] if !file.is_empty() && file.iter().all(|part| !part.is_empty()) => {
+            vec![(M::GET, Route::Console { file: Some(file.join("/")) })]
+        }
         ["metrics"] => vec![(M::GET, Route::Metrics)],
         ["openapi.json"] => vec![(M::GET, Route::OpenApi)],
         ["health", "detailed"] => vec![(M::GET, Route::HealthDetailed)],
@@ -766,6 +788,9 @@ fn admin_candidates(segments: &[&str]) -> Vec<(Method, Route)> {
         ["tenants", t, "budget"] if !t.is_empty() => vec![(M::PUT, Route::AdminSetTenantBudget { tenant_id: s(t) })],
         ["tenants", t, "api-keys", k, "budget"] if !t.is_empty() && !k.is_empty() => {
             vec![(M::PUT, Route::AdminSetKeyBudget { tenant_id: s(t), key_id: s(k) })]
+        }
+        ["tenants", t, "api-keys", k] if !t.is_empty() && !k.is_empty() => {
+            vec![(M::DELETE, Route::AdminRevokeApiKey { tenant_id: s(t), key_id: s(k) })]
         }
         ["tenants", t, "api-keys"] if !t.is_empty() => vec![
             (M::GET, Route::AdminListApiKeys { tenant_id: s(t) }),

@@ -306,6 +306,10 @@ pub struct ServerConfig {
     pub body_timeout_secs: u64,
     /// An idle keep-alive (or h2c) connection is closed after this long.
     pub idle_timeout_secs: u64,
+    /// The path prefix a reverse proxy serves this server under (`/ares`), or `""`. Requests
+    /// are answered with or without it (a proxy may strip it or pass it on), and the console's
+    /// links carry it.
+    pub public_base_path: String,
 }
 
 impl Default for ServerConfig {
@@ -326,6 +330,7 @@ impl Default for ServerConfig {
             request_head_timeout_secs: 10,
             body_timeout_secs: 10,
             idle_timeout_secs: 60,
+            public_base_path: String::new(),
         }
     }
 }

@@ -17,6 +17,14 @@ pub(super) fn validate(
     if config.server.host.trim().is_empty() {
         errors.push("server.host must not be empty".to_string());
     }
+    let base = &config.server.public_base_path;
+    if !base.is_empty()
+        && (!base.starts_with('/') || base.contains(['?', '#', '"', '<', '>', ' ']) || base.contains("//"))
+    {
+        errors.push(format!(
+            "server.public_base_path must be empty or a path such as \"/ares\" (starting with '/', no query, spaces or quotes), not \"{base}\""
+        ));
+    }
     if !matches!(config.server.log_format.as_str(), "text" | "json") {
         errors.push(format!("server.log_format must be \"text\" or \"json\", not \"{}\"", config.server.log_format));
     }

@@ -117,6 +117,9 @@ impl Telemetry {
 
     /// A request's account is complete (`total`: from arrival until its last holder let go).
     fn close(&self, scope: &Scope, account: Account, total: Duration) {
+        if account.static_file && account.status < 400 {
+            return;
+        }
         if let Some(traces) = &self.traces {
             traces.record(scope, &account, total);
         }

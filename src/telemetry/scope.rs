@@ -69,6 +69,9 @@ pub struct Account {
     pub answered: Option<Duration>,
     pub error_code: Option<String>,
     pub error: Option<String>,
+    /// A console file served: counted in metrics, but not an API call for the request log or
+    /// traces (a page load would otherwise fill the log with a dozen asset fetches).
+    pub static_file: bool,
 }
 
 /// One upstream model call.
@@ -125,6 +128,11 @@ impl Scope {
     /// The route the request matched, as soon as it is known (log lines name it).
     pub fn note_route(&self, route: &'static str) {
         self.account().route = route;
+    }
+
+    /// The request fetches one of the console's files (see [`Account::static_file`]).
+    pub fn note_static_file(&self) {
+        self.account().static_file = true;
     }
 
     /// The matched route's pattern, or `unmatched`.

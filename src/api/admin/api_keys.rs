@@ -1,4 +1,6 @@
-//! `POST|GET /api/admin/tenants/{tenant_id}/api-keys` (API.md §1.9.3).
+//! `POST|GET /api/admin/tenants/{tenant_id}/api-keys` (API.md §1.9.3), and
+//! `DELETE /api/admin/tenants/{tenant_id}/api-keys/{key_id}`: the operator's counterpart of a
+//! tenant's `DELETE /v1/api-keys/{id}`, for a key that leaked or whose holder is gone.
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -41,6 +43,32 @@ pub async fn create(ctx: &Context, tenant_id: &str, request: Request) -> Result<
     view["warning"] = WARNING.into();
     view["api_key"] = views::api_key(&key);
     Ok(response::json(StatusCode::CREATED, &view))
+}
+
+/// Revoke one of a tenant's keys; its next request is refused (keys are checked against the
+/// store on every request).
+pub async fn revoke(ctx: &Context, tenant_id: &str, key_id: &str) -> Result<Response, ApiError> {
+    let entry = super::audit::entry(ctx, "revoke_api_key", "api_key", key_id, json!({ "tenant_id": tenant_id }));
+    revoke_audited(ctx, tenant_id, key_id, entry).await
+}
+
+/// Revoke the key and append its audit entry in one transaction (the operator's revocation and
+/// a tenant's own, `DELETE /v1/api-keys/{id}`, differ only in the entry).
+pub(crate) async fn revoke_audited(
+    ctx: &Context,
+    tenant_id: &str,
+    key_id: &str,
+    entry: audit::AuditRecord,
+) -> Result<Response, ApiError> {
+    let (tenant, id) = (tenant_id.to_string(), key_id.to_string());
+    ctx.app
+        .store()
+        .write(move |txn| {
+            api_keys::revoke(txn, &tenant, &id)?;
+            audit::append(txn, &entry)
+        })
+        .await?;
+    Ok(response::no_content())
 }
 
 /// All keys of a tenant, revoked ones included, newest first.

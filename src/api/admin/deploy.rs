@@ -69,7 +69,17 @@ pub async fn list(ctx: &Context) -> Result<Response, ApiError> {
             None => view(&r),
         })
         .collect();
-    Ok(response::json(StatusCode::OK, &json!({ "deploys": items })))
+    // The targets a deploy may name, so a client (the console) can offer them: what each
+    // runs stays in the config, which only an operator reads.
+    let targets: Vec<Value> = ctx
+        .app
+        .config()
+        .deploy
+        .targets
+        .iter()
+        .map(|t| json!({ "name": t.name, "description": t.description, "timeout_secs": t.timeout_secs }))
+        .collect();
+    Ok(response::json(StatusCode::OK, &json!({ "deploys": items, "targets": targets })))
 }
 
 /// SSE: a `state` event with the record so far, then `output` lines and a final `status`

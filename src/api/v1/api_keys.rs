@@ -71,17 +71,10 @@ pub async fn create(ctx: &Context, request: Request) -> Result<Response, ApiErro
 
 /// Deactivate one of the caller's keys (also the key in use). Idempotent; foreign ids are 404.
 pub async fn revoke(ctx: &Context, key_id: &str) -> Result<Response, ApiError> {
-    let (tenant, id) = (ctx.tenant()?.tenant_id.clone(), key_id.to_string());
+    let tenant = ctx.tenant()?.tenant_id.clone();
     let mut entry = tenant_audit(ctx, "revoke_api_key", json!({}))?;
-    entry.resource_id = Some(id.clone());
-    ctx.app
-        .store()
-        .write(move |txn| {
-            api_keys::revoke(txn, &tenant, &id)?;
-            audit::append(txn, &entry)
-        })
-        .await?;
-    Ok(response::no_content())
+    entry.resource_id = Some(key_id.to_string());
+    crate::api::admin::api_keys::revoke_audited(ctx, &tenant, key_id, entry).await
 }
 
 /// An audit entry for a key change made by a tenant through its own key.
