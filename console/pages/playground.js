@@ -6,7 +6,7 @@
 import * as api from "../api.js";
 import * as session from "../session.js";
 import { events } from "../sse.js";
-import { h, clear, field, toast, busy, number, dollars, ms } from "../dom.js";
+import { h, clear, field, toast, busy, number, dollars, ms, when } from "../dom.js";
 
 let controller = null;
 
@@ -77,20 +77,30 @@ export async function render(root, { session: s }) {
       options = ["", ...new Set([...names(own), ...names(platform)])];
     }
     clear(target, options.map((o) => h("option", { value: o }, o || "(the default agent)")));
-    listConversations();
+    await listConversations();
   }
 
+  // An operator's conversations are kept in the tab; a user's by the server (/api/conversations).
   function saved() {
     return session.recall("pg.conversations") || [];
   }
 
-  function listConversations() {
-    const list = saved();
+  async function listConversations() {
+    const list = admin
+      ? saved()
+      : (await api.get("/api/conversations").catch(() => [])).map((c) => ({ id: c.id, title: c.title || `${when(c.updated_at)} (${c.message_count} messages)` }));
     clear(conversations, h("option", { value: "" }, "New conversation"), list.map((c) => h("option", { value: c.id, selected: conversation && c.id === conversation.id }, c.title)));
   }
 
-  conversations.addEventListener("change", () => {
-    conversation = saved().find((c) => c.id === conversations.value) || null;
+  conversations.addEventListener("change", async () => {
+    if (!conversations.value) {
+      conversation = null;
+    } else if (admin) {
+      conversation = saved().find((c) => c.id === conversations.value) || null;
+    } else {
+      const stored = await api.get(`/api/conversations/${encodeURIComponent(conversations.value)}`).catch((e) => (toast(e.message), null));
+      conversation = stored && { id: stored.id, title: stored.title, target: target.value, messages: stored.messages.filter((m) => m.role !== "system").map((m) => ({ role: m.role, content: m.content })) };
+    }
     if (conversation && conversation.target) target.value = conversation.target;
     draw();
   });
@@ -101,9 +111,11 @@ export async function render(root, { session: s }) {
   }
 
   function keep() {
-    const list = saved().filter((c) => c.id !== conversation.id);
-    list.unshift(conversation);
-    session.remember("pg.conversations", list.slice(0, 50));
+    if (admin) {
+      const list = saved().filter((c) => c.id !== conversation.id);
+      list.unshift(conversation);
+      session.remember("pg.conversations", list.slice(0, 50));
+    }
     listConversations();
   }
 

@@ -1,11 +1,13 @@
 //! The integration test binary: real servers on ephemeral ports, real HTTP, real processes.
 //!
-//! `harness` starts servers (in-process or the compiled binary) and runs the CLI;
+//! `harness` starts servers (in-process or the compiled binary) and runs the CLI; `browser`
+//! drives headless Chromium over WebDriver for the console tests;
 //! `mock_provider` is a scriptable LLM provider and `gateway` puts one behind a server. Every
 //! other module is a group of tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod browser;
 mod gateway;
 mod harness;
 mod mock_provider;
@@ -19,6 +21,7 @@ mod chat;
 mod chat_durability;
 mod cli;
 mod config_dirs;
+mod console;
 mod conversations;
 mod cors;
 mod costs;
