@@ -93,9 +93,9 @@ export async function render(root, { session: s }) {
         const done = await backend.ingest(doc, new Blob([text]).size > JOB_ABOVE, (embedded, total) => {
           progress.max = Math.max(total, 1);
           progress.value = embedded;
-          progressText.textContent = `${number(embedded)} of ${number(total)} chunks embedded`;
+          progressText.textContent = total ? `${number(embedded)} of ${number(total)} chunks embedded` : "Queued…";
         });
-        progressText.textContent = `Added: ${number(done.chunks_created)} chunks.`;
+        progressText.textContent = `Added: ${number(done.chunks_created)} ${done.chunks_created === 1 ? "chunk" : "chunks"}.`;
         content.value = "";
         file.value = "";
         await load();
@@ -108,8 +108,17 @@ export async function render(root, { session: s }) {
     });
   });
 
+  // What is on screen belongs to one owner: a change of tenant, or a search that fails, must
+  // not leave another answer standing.
+  const forget = () => {
+    clear(results);
+    progressText.textContent = "";
+  };
+  if (backend.onChange) backend.onChange(forget);
+
   searchForm.addEventListener("submit", (event) => {
     event.preventDefault();
+    clear(results);
     busy(search, async () => {
       if (!collection.value.trim()) throw new Error("Choose a collection first.");
       const hits = await backend.search({ collection: collection.value.trim(), query: query.value, strategy: strategy.value, limit: Number(limit.value) || 5 });
@@ -170,7 +179,11 @@ async function tenantBackend(root) {
       describe();
     }),
   );
-  tenant.addEventListener("change", describe);
+  const changed = [];
+  tenant.addEventListener("change", () => {
+    describe();
+    for (const listener of changed) listener();
+  });
   describe();
   if (!tenants.length) {
     root.append(h("p", {}, "No tenants yet. ", h("a", { href: "#/tenants" }, "Create one first.")));
@@ -195,6 +208,7 @@ async function tenantBackend(root) {
   };
   return {
     header: h("div", { class: "card inline" }, field("Tenant", tenant), state, make),
+    onChange: (listener) => changed.push(listener),
     list: async () => null,
     remove: async () => {
       throw new Error("Deleting a tenant's collection is done by the tenant.");

@@ -22,6 +22,8 @@ export async function render(root, { session: s }) {
   const send = h("button", { type: "submit", id: "pg-send", class: "primary" }, "Send");
   const stop = h("button", { type: "button", id: "pg-stop", disabled: true }, "Stop");
   const target = h("select", { id: "pg-target" });
+  // A user names an agent and, optionally, the model (or tier) it should use this time.
+  const model = h("select", { id: "pg-model" });
   const conversations = h("select", { id: "pg-conversation" });
   const setup = h("div", { class: "card inline" });
   let conversation = null;
@@ -62,7 +64,9 @@ export async function render(root, { session: s }) {
   } else {
     await loadTargets();
   }
-  setup.append(field(admin ? "Model, tier or agent" : "Agent", target), field("Conversation", conversations));
+  setup.append(field(admin ? "Model, tier or agent" : "Agent", target));
+  if (!admin) setup.append(field("Model", model));
+  setup.append(field("Conversation", conversations));
 
   async function loadTargets() {
     let options = [];
@@ -75,6 +79,8 @@ export async function render(root, { session: s }) {
       const [platform, own] = await Promise.all([api.get("/api/agents").catch(() => []), api.get("/api/user/agents").catch(() => [])]);
       const names = (list) => (Array.isArray(list) ? list : list.agents || []).map((a) => a.name || a.agent_type || a.id).filter(Boolean);
       options = ["", ...new Set([...names(own), ...names(platform)])];
+      const info = await api.get("/config/info").catch(() => ({ models: [] }));
+      clear(model, h("option", { value: "" }, "(the agent's own)"), (info.models || []).map((m) => h("option", { value: m }, m)));
     }
     clear(target, options.map((o) => h("option", { value: o }, o || "(the default agent)")));
     await listConversations();
@@ -149,7 +155,9 @@ export async function render(root, { session: s }) {
       transcript.scrollTop = transcript.scrollHeight;
     };
     try {
-      const facts = admin ? await chatAsTenant(conversation, key, controller.signal, grow) : await chatAsUser(conversation, text, controller.signal, grow);
+      const facts = admin
+        ? await chatAsTenant(conversation, key, controller.signal, grow)
+        : await chatAsUser(conversation, text, model.value, controller.signal, grow);
       conversation.messages.push({ role: "assistant", content: reply });
       keep();
       stats.textContent = [
@@ -213,9 +221,10 @@ async function chatAsTenant(conversation, key, signal, grow) {
 }
 
 /** One streamed turn through POST /api/chat/stream; the server keeps the conversation. */
-async function chatAsUser(conversation, text, signal, grow) {
+async function chatAsUser(conversation, text, model, signal, grow) {
   const body = { message: text, context_id: conversation.id };
   if (conversation.target) body.agent_type = conversation.target;
+  if (model) body.model = model;
   const response = await api.post("/api/chat/stream", body, { raw: true, signal });
   const facts = { servedBy: response.headers.get("X-Ares-Served-By"), attempts: response.headers.get("X-Ares-Attempts") };
   // Each event's data is a piece of the reply (API.md §6.1); a failure is an `error` event.

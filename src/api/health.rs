@@ -63,7 +63,8 @@ pub fn config_info(ctx: &Context) -> Response {
         "agents": config.agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
         "tools": tools,
         "workflows": config.workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
-        "ui_enabled": false,
+        // The reference says whether its UI was compiled in; the console always is (`GET /`).
+        "ui_enabled": true,
     });
     response::json(StatusCode::OK, &body)
 }

@@ -17,11 +17,13 @@ use std::net::TcpListener;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
 use fantoccini::elements::Element;
 use fantoccini::error::{CmdError, ErrorStatus};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt as _;
 use serde_json::{Value, json};
@@ -33,6 +35,8 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// How the browser is installed; named in the failure when it is missing.
 pub const BROWSER_SETUP: &str = "tests/browser/chromium_env.sh ensure";
+/// Prints the path of axe-core's `axe.min.js`, which [`BROWSER_SETUP`] installs.
+const AXE_PATH_COMMAND: &str = "tests/browser/chromium_env.sh";
 
 /// How long a wait for the page may take before the test fails. A hang guard, generous for a
 /// loaded two-core machine, not a performance assertion.
@@ -488,6 +492,70 @@ impl Browser {
         text.as_str().unwrap_or_default().to_string()
     }
 
+    /// Press `key` on the keyboard (with Shift held when `shift`): the key goes to whatever has
+    /// focus, as a person's would, not to an element the test picks.
+    pub async fn press(&self, key: Key, shift: bool) {
+        let mut keys = KeyActions::new("keyboard".to_string());
+        if shift {
+            keys = keys.then(KeyAction::Down { value: Key::Shift.into() });
+        }
+        keys = keys.then(KeyAction::Down { value: key.into() }).then(KeyAction::Up { value: key.into() });
+        if shift {
+            keys = keys.then(KeyAction::Up { value: Key::Shift.into() });
+        }
+        self.client.perform_actions(keys).await.unwrap_or_else(|e| panic!("press {key:?} (shift: {shift}): {e}"));
+    }
+
+    /// What has focus: `#id`, else `a[href="…"]`, else the tag name (`body` when nothing).
+    pub async fn focused(&self) -> String {
+        let focused = self
+            .js(
+                "const e = document.activeElement;
+                 if (!e) return 'none';
+                 if (e.id) return '#' + e.id;
+                 if (e.tagName === 'A' && e.getAttribute('href')) return 'a[href=\"' + e.getAttribute('href') + '\"]';
+                 return e.tagName.toLowerCase();",
+                vec![],
+            )
+            .await;
+        focused.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Run axe-core (the real engine from npm, injected into the page once per document) on
+    /// the whole document with the rules of `tags` (e.g. `wcag2a`); returns its violations,
+    /// each `{id, impact, help, nodes: [{target, html, summary}]}`.
+    pub async fn axe_violations(&self, tags: &[&str]) -> Vec<Value> {
+        let loaded =
+            self.js("return typeof window.axe === 'object' && typeof window.axe.run === 'function';", vec![]).await;
+        if loaded != json!(true) {
+            // As the body of the script itself: chromedriver runs it through the DevTools
+            // protocol, which the page's CSP (no inline script, no eval) does not govern.
+            let inject = format!("{}\n;return typeof window.axe;", axe_source());
+            let kind = self.client.execute(&inject, vec![]).await.unwrap_or_else(|e| panic!("inject axe.min.js: {e}"));
+            assert_eq!(kind, json!("object"), "axe.min.js did not define window.axe");
+        }
+        // A promise-returning script: chromedriver waits for it to settle.
+        let result = self
+            .js(
+                "return axe.run(document, { runOnly: { type: 'tag', values: arguments[0] }, resultTypes: ['violations'] })
+                   .then(r => ({
+                       passed: r.passes.length,
+                       violations: r.violations.map(v => ({
+                           id: v.id, impact: v.impact, help: v.help, helpUrl: v.helpUrl,
+                           nodes: v.nodes.map(n => ({ target: n.target, html: n.html, summary: n.failureSummary })),
+                       })),
+                   }));",
+                vec![json!(tags)],
+            )
+            .await;
+        // A run that checked nothing would pass anything.
+        assert!(result["passed"].as_u64().is_some_and(|n| n > 0), "axe.run passed no rule at all: {result}");
+        result["violations"]
+            .as_array()
+            .unwrap_or_else(|| panic!("axe.run answered no list of violations: {result}"))
+            .clone()
+    }
+
     /// The browser console entries so far (each read from chromedriver once and kept).
     pub async fn console_log(&self) -> Vec<LogEntry> {
         self.try_console_log().await.unwrap_or_else(|e| panic!("read the browser console log: {e}"))
@@ -547,6 +615,26 @@ impl Browser {
             .filter(|e| e.level == "SEVERE" && !expected.iter().any(|needle| e.message.contains(needle)))
             .collect()
     }
+}
+
+/// The source of axe-core's `axe.min.js`, read once from the path `chromium_env.sh axe` prints.
+fn axe_source() -> &'static str {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let script = repo_root().join(AXE_PATH_COMMAND);
+        let output = Command::new(&script)
+            .arg("axe")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {} axe: {e} (run `{BROWSER_SETUP}`)", script.display()));
+        assert!(
+            output.status.success(),
+            "axe-core is not installed: {} (run `{BROWSER_SETUP}`)",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        let path = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e} (run `{BROWSER_SETUP}`)"))
+    })
 }
 
 /// Run `body` against a fresh browser named after the current test: [`Browser::start`] then

@@ -3,7 +3,8 @@
 //! `[server].public_base_path`), and the console driven in headless Chromium (`browser.rs`)
 //! against the real server and a mock provider, through the ids of its DOM contract: sign-in,
 //! tenants, API keys shown once, the streaming playground, the request log, sign-out and a
-//! phone-sized window.
+//! phone-sized window. The other pages, accessibility, the keyboard and long tables are in
+//! `console_pages.rs`, which shares this module's [`Rig`] and sign-in helpers.
 
 use std::io::Read as _;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, WAIT, with_browser};
-use crate::harness::{TestServer, header};
+use crate::harness::{BinaryServer, TestServer, header};
 use crate::mock_provider::{MockProvider, Script, Wire};
 
 /// The variable the providers' key is read from, and the key.
@@ -20,14 +21,14 @@ const KEY_ENV: &str = "MOCK_LLM_KEY";
 const PROVIDER_KEY: &str = "sk-mock-key";
 
 /// A model answering at once, and one whose reply streams slowly, word by word.
-const FAST_MODEL: &str = "mock-fast";
+pub(crate) const FAST_MODEL: &str = "mock-fast";
 const SLOW_MODEL: &str = "mock-slow";
 const SLOW_PROVIDER: &str = "mock-slow-provider";
 const SLOW_MODEL_ID: &str = "slow-model-id";
 /// What `X-Ares-Served-By` says of the slow model's answers.
 const SLOW_SERVED_BY: &str = "mock-slow-provider/slow-model-id";
 /// Streamed as one chunk per word, [`SLOW_CHUNK_DELAY`] apart.
-const SLOW_REPLY: &str = "One two three four five six seven eight nine ten, said the slow mock.";
+pub(crate) const SLOW_REPLY: &str = "One two three four five six seven eight nine ten, said the slow mock.";
 const SLOW_CHUNK_DELAY: Duration = Duration::from_millis(200);
 
 /// What every raw API key starts with (API.md §3.5).
@@ -42,18 +43,18 @@ const PAGE_WEIGHT_BUDGET: usize = 250_000;
 ///
 /// The mocks are dropped first, so a provider call still in flight fails at once instead of
 /// holding up the server's shutdown.
-struct Rig {
+pub(crate) struct Rig {
     fast: MockProvider,
-    slow: MockProvider,
-    server: TestServer,
+    pub(crate) slow: MockProvider,
+    pub(crate) server: TestServer,
 }
 
 impl Rig {
-    fn start() -> Rig {
+    pub(crate) fn start() -> Rig {
         Rig::start_with("")
     }
 
-    fn start_with(extra: &str) -> Rig {
+    pub(crate) fn start_with(extra: &str) -> Rig {
         let fast = MockProvider::start();
         fast.set_script(Script::reply("Fast answer.").usage(5, 2));
         let slow = MockProvider::start();
@@ -98,13 +99,40 @@ tier = "balanced"
     }
 }
 
+/// What the console tests need of a server, in-process or the binary: where it is, and the
+/// admin secret.
+pub(crate) trait Served {
+    fn url(&self, path: &str) -> String;
+    fn admin_secret(&self) -> &str;
+}
+
+impl Served for TestServer {
+    fn url(&self, path: &str) -> String {
+        TestServer::url(self, path)
+    }
+
+    fn admin_secret(&self) -> &str {
+        TestServer::admin_secret(self)
+    }
+}
+
+impl Served for BinaryServer {
+    fn url(&self, path: &str) -> String {
+        BinaryServer::url(self, path)
+    }
+
+    fn admin_secret(&self) -> &str {
+        BinaryServer::admin_secret(self)
+    }
+}
+
 /// A tenant name no other test uses (tenant names are lowercase letters, digits and hyphens).
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 /// Open the console and sign in as the admin; waits for the shell.
-async fn sign_in_as_admin(b: &Browser, server: &TestServer) {
+pub(crate) async fn sign_in_as_admin(b: &Browser, server: &impl Served) {
     b.goto(&server.url("/")).await;
     b.wait("form#signin").await;
     b.click("#signin-mode-admin").await;
@@ -115,7 +143,7 @@ async fn sign_in_as_admin(b: &Browser, server: &TestServer) {
 }
 
 /// Go to `#/<page>` through its nav link and wait for its first data load.
-async fn open_page(b: &Browser, page: &str) {
+pub(crate) async fn open_page(b: &Browser, page: &str) {
     b.click(&format!("nav#nav a[href=\"#/{page}\"]")).await;
     b.wait(&format!("[data-page=\"{page}\"][data-ready=\"1\"]")).await;
 }

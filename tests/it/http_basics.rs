@@ -62,7 +62,7 @@ async fn config_info_lists_names_from_the_config() {
     assert_eq!(body["models"], json!(["fast", "llama3.2"]));
     assert_eq!(body["agents"], json!(["helper"]));
     assert_eq!(body["tools"], json!(["calculator"]));
-    assert_eq!(body["ui_enabled"], false);
+    assert_eq!(body["ui_enabled"], true, "the console is served at /");
     let text = body.to_string();
     assert!(!text.contains(crate::harness::ADMIN_SECRET) && !text.contains(crate::harness::JWT_SECRET));
 }

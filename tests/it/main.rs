@@ -22,6 +22,7 @@ mod chat_durability;
 mod cli;
 mod config_dirs;
 mod console;
+mod console_pages;
 mod conversations;
 mod cors;
 mod costs;
