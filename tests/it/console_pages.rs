@@ -836,3 +836,43 @@ async fn a_users_playground_conversation_is_restored_after_a_reload() {
     })
     .await;
 }
+
+/// A user's access token is refreshed in the background before it expires (a minute ahead), so
+/// a console left open keeps working: with 1-second tokens the tab holds a new one within a
+/// refresh tick (15 s), and the pages still load their data with it.
+#[tokio::test]
+async fn a_users_access_token_is_refreshed_silently_before_it_expires() {
+    let rig = Rig::start_with("[auth]\njwt_access_expiry = 1\n");
+    let server = &rig.server;
+    let (email, token) = register_user(server).await;
+    user_data(server, &token).await;
+    with_browser(async |b| {
+        sign_in_as_user(b, server, &email).await;
+        let held = async || {
+            let session = b.js("return sessionStorage.getItem('ares.session')", vec![]).await;
+            let session: Value = serde_json::from_str(session.as_str().expect("a stored session")).expect("JSON");
+            session["access_token"].as_str().expect("an access token").to_string()
+        };
+        let first = held().await;
+        let deadline = Instant::now() + Duration::from_secs(25);
+        let mut refreshed = first.clone();
+        while refreshed == first && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            refreshed = held().await;
+        }
+        assert_ne!(refreshed, first, "the access token was not refreshed within 25 s");
+        let status = server
+            .client()
+            .get(server.url("/api/rag/collections"))
+            .bearer_auth(&refreshed)
+            .send()
+            .await
+            .expect("GET /api/rag/collections")
+            .status();
+        assert_eq!(status, 200, "the refreshed token works");
+        open_page(b, "knowledge").await;
+        b.wait("table#kb-table tr[data-collection=\"user-notes\"]").await;
+        assert_eq!(b.text("#whoami").await.trim(), email, "still signed in");
+    })
+    .await;
+}
