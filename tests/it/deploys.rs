@@ -202,7 +202,9 @@ async fn unknown_targets_are_404_and_run_nothing() {
         let body = expect_error(post_deploy(&server, target).await, 404, "NOT_FOUND").await;
         assert!(body["error"].as_str().unwrap().contains("web"), "names the configured targets: {body}");
     }
-    assert_eq!(server.admin_get("/api/admin/deploys").await, json!({ "deploys": [] }));
+    // The list also names the targets a deploy may name (what the console offers).
+    let targets = json!([{ "name": "web", "description": null, "timeout_secs": 600 }]);
+    assert_eq!(server.admin_get("/api/admin/deploys").await, json!({ "deploys": [], "targets": targets }));
     assert!(audit_entries(&server).await.is_empty());
     assert!(!workdir.path().join("ran").exists(), "nothing ran");
 
@@ -212,7 +214,7 @@ async fn unknown_targets_are_404_and_run_nothing() {
     // Only the admin may deploy.
     let response = server.client().post(server.url("/api/admin/deploy")).json(&json!({ "target": "web" }));
     expect_error(response.send().await.unwrap(), 401, "AUTH_MISSING").await;
-    assert_eq!(server.admin_get("/api/admin/deploys").await, json!({ "deploys": [] }));
+    assert_eq!(server.admin_get("/api/admin/deploys").await, json!({ "deploys": [], "targets": targets }));
     assert!(!workdir.path().join("ran").exists(), "nothing ran");
 }
 
@@ -441,7 +443,11 @@ async fn finished_deploys_survive_a_graceful_restart() {
     let bad = wait_finished(&server, &bad).await;
     assert_eq!((&good["status"], &bad["status"], &bad["exit_code"]), (&json!("success"), &json!("failed"), &json!(2)));
     let listed = server.admin_get("/api/admin/deploys").await;
-    assert_eq!(listed, json!({ "deploys": [bad, good] }));
+    let targets = json!([
+        { "name": "good", "description": null, "timeout_secs": 600 },
+        { "name": "bad", "description": null, "timeout_secs": 600 },
+    ]);
+    assert_eq!(listed, json!({ "deploys": [bad, good], "targets": targets }));
 
     let server = server.restart();
     assert_eq!(server.admin_get("/api/admin/deploys").await, listed);
