@@ -165,7 +165,14 @@ const VECTOR_DUMP_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 
 async fn persist_vectors(app: &Arc<App>, closing: bool) {
     let app = app.clone();
-    let persisted = tokio::task::spawn_blocking(move || if closing { app.rag().close() } else { app.rag().persist() });
+    let persisted = tokio::task::spawn_blocking(move || {
+        // What ingests acknowledged but no search has asked for yet goes into the indexes (and
+        // the graphs' queues) before they are written.
+        if let Err(e) = app.rag().index_pending(app.store()) {
+            tracing::warn!(error = %e, "indexing acknowledged chunks failed; start-up will");
+        }
+        if closing { app.rag().close() } else { app.rag().persist() }
+    });
     match persisted.await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "writing vector indexes failed; they will be replayed at start"),

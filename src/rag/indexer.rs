@@ -10,11 +10,20 @@
 //! of them at once: with many concurrent ingests, a tantivy commit and its fsync are paid per
 //! round, not per request.
 //!
+//! An ingest does not wait for its round: it notes what it committed and returns
+//! ([`Indexer::advance`] leads a round only when none is running). A search makes the indexes
+//! current first ([`Indexer::catch_up`]), so whatever was acknowledged before a search began is
+//! in its answer — the indexes refresh on read, and a bulk load pays a tantivy commit per round
+//! of many requests instead of waiting for one per request. An ingest does wait once the
+//! lexical index has fallen [`MAX_LAG`] chunks behind, which bounds what a search may have to
+//! wait for.
+//!
 //! Following redb's sequence numbers instead of each request's own chunks keeps the watermark
 //! exact whatever order concurrent ingests commit in: a round holds every chunk up to its
 //! position, because sequence numbers are handed out in commit order. Deletions (rolled-back
 //! ingests, deleted collections) go through rounds too, after the additions they may undo.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use crate::store::Store;
@@ -27,10 +36,16 @@ use super::vectors::VectorIndexes;
 /// Chunks read per round: about 20 MB of text and embeddings at most.
 const ROUND_LIMIT: usize = 8192;
 
+/// Chunks committed but not yet indexed past which an ingest waits for the indexes: about
+/// two rounds, so a search never waits for more than that.
+pub const MAX_LAG: u64 = 2 * ROUND_LIMIT as u64;
+
 pub struct Indexer {
     state: Mutex<State>,
     /// Signalled whenever a round ends.
     rounds: Condvar,
+    /// The highest chunk sequence number an ingest of this process committed.
+    committed: AtomicU64,
 }
 
 struct State {
@@ -52,7 +67,40 @@ impl Indexer {
         Indexer {
             state: Mutex::new(State { position, requested: 0, covered: 0, running: false, removals: Vec::new() }),
             rounds: Condvar::new(),
+            committed: AtomicU64::new(position),
         }
+    }
+
+    /// After an ingest committed chunks up to `seq`: index them unless a round is already
+    /// running (its leader, or the next search, takes them), and wait only when the indexes
+    /// are [`MAX_LAG`] chunks behind.
+    pub fn advance(
+        &self,
+        seq: u64,
+        store: &Store,
+        lexical: &LexicalIndex,
+        vectors: &VectorIndexes,
+    ) -> Result<(), RagError> {
+        let committed = self.committed.fetch_max(seq, Ordering::AcqRel).max(seq);
+        let (running, position) = {
+            let state = self.state.lock().map_err(|_| poisoned())?;
+            (state.running, state.position)
+        };
+        let behind = committed.saturating_sub(position);
+        if behind > MAX_LAG || (!running && behind > 0) {
+            return self.flush(store, lexical, vectors);
+        }
+        Ok(())
+    }
+
+    /// Before a search: everything acknowledged so far in the indexes. Free when nothing is
+    /// pending (deletions and rollbacks flush when they happen).
+    pub fn catch_up(&self, store: &Store, lexical: &LexicalIndex, vectors: &VectorIndexes) -> Result<(), RagError> {
+        let position = self.state.lock().map_err(|_| poisoned())?.position;
+        if self.committed.load(Ordering::Acquire) > position {
+            return self.flush(store, lexical, vectors);
+        }
+        Ok(())
     }
 
     /// Drop these chunks (a rolled-back ingest's) from the lexical index in the next round.

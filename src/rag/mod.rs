@@ -411,10 +411,10 @@ impl Rag {
             );
             index += chunks.len();
             let last = index >= document.total;
-            let written = self.write_batch(store, document, collection_id, &chunks, last)?;
-            // Searchable before the next batch: keeps the vector queue's back-pressure in play
-            // for long documents, and costs concurrent ingests one shared round.
-            self.flush(store)?;
+            let (written, last_seq) = self.write_batch(store, document, collection_id, &chunks, last)?;
+            // Indexed in a round shared with concurrent ingests, or by the next search
+            // ([`indexer`]); waits only when the indexes fall far behind.
+            self.indexer.advance(last_seq, store, &self.lexical, &self.vectors)?;
             collection = Some(written);
             chunk_ids.extend(chunks.iter().map(|c| c.chunk_id.clone()));
             if !last && !watch(index, document.total) {
@@ -473,18 +473,18 @@ impl Rag {
         collection_id: u64,
         chunks: &Arc<Vec<NewChunk>>,
         last: bool,
-    ) -> Result<CollectionRecord, RagError> {
+    ) -> Result<(CollectionRecord, u64), RagError> {
         self.vectors.wait_for_room(vectors::MAX_QUEUED);
         let job_chunks = chunks.clone();
         let document_id = document.document_id.clone();
         let now = document.now;
-        let (collection, _seqs) = store
+        let (collection, seqs) = store
             .write_wait(move |txn| rag_store::append_batch(txn, collection_id, &document_id, &job_chunks, last, now))
             .map_err(|e| match e {
                 store::Error::NotFound(_) => RagError::CollectionNotFound(document.name.to_string()),
                 other => RagError::Store(other),
             })?;
-        Ok(collection)
+        Ok((collection, seqs.last().copied().unwrap_or_default()))
     }
 
     /// Make everything committed so far searchable (module docs of [`indexer`]).
@@ -545,6 +545,7 @@ impl Rag {
         if request.query.trim().is_empty() {
             return Err(RagError::BadRequest("Query required".into()));
         }
+        self.index_pending(store)?;
         let collection = store
             .read_now(|txn| rag_store::collection_by_name(txn, &request.user_id, request.collection.trim()))?
             .ok_or_else(|| RagError::CollectionNotFound(request.collection.clone()))?;
@@ -656,6 +657,12 @@ impl Rag {
         // The deletion left a tombstone; the round drops the collection's index entries.
         self.flush(store)?;
         Ok(deleted)
+    }
+
+    /// Index everything ingests have acknowledged (what a search does first; the periodic
+    /// persist too, so a bulk load's last chunks reach the vector builder without a search).
+    pub fn index_pending(&self, store: &Store) -> Result<(), RagError> {
+        self.indexer.catch_up(store, &self.lexical, &self.vectors)
     }
 
     /// Write changed vector graphs to disk and sync the lexical index's deferred writes
