@@ -22,7 +22,8 @@
 //!
 //! `cargo bench --bench rag` runs 10k and 100k chunks (several minutes on 2 cores, most of it
 //! building the 100k HNSW graph). Without `--bench` it is a quick smoke run at 2k chunks.
-//! `ARES_BENCH_CHUNKS=10000,50000` overrides the sizes.
+//! `ARES_BENCH_CHUNKS=10000,50000` overrides the sizes; `ARES_BENCH_ONLY=ingest` (or
+//! `clusters`, `docs`) runs one section.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -404,11 +405,21 @@ fn main() {
         Err(_) if full => vec![10_000, 100_000],
         Err(_) => vec![2_000],
     };
+    // `ARES_BENCH_ONLY=ingest` (or `clusters`, `docs`) runs one section: at 1M chunks each
+    // takes long enough to be worth running alone.
+    let only = std::env::var("ARES_BENCH_ONLY").ok();
+    let wanted = |section: &str| only.as_deref().is_none_or(|o| o == section);
     for size in &sizes {
-        clusters(*size);
-        rust_docs_vectors(*size);
+        if wanted("clusters") {
+            clusters(*size);
+        }
+        if wanted("docs") {
+            rust_docs_vectors(*size);
+        }
     }
     for size in sizes {
-        run(size);
+        if wanted("ingest") {
+            run(size);
+        }
     }
 }
