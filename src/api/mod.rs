@@ -49,7 +49,7 @@ use routes::{Resolution, Route};
 /// JSON error response.
 pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let started = std::time::Instant::now();
-    let request = without_base_path(request, &app.config().server.public_base_path);
+    let request = without_base_path(request, app.console().base_path());
     let request_id = request_id(request.headers());
     let method = request.method().clone();
     let dialect = routes::dialect_of_path(request.uri().path());

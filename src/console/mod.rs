@@ -105,6 +105,12 @@ impl Console {
         Console { base_path: base_path.trim_end_matches('/').to_string(), prepared: OnceLock::new() }
     }
 
+    /// `[server].public_base_path`, fixed for the process's life (a `[server]` change needs a
+    /// restart), so requests read it here rather than from the swappable config.
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
     fn prepared(&self) -> &HashMap<&'static str, Prepared> {
         self.prepared.get_or_init(|| {
             FILES
