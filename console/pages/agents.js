@@ -48,6 +48,16 @@ function agentForm(id, agent, onSave) {
   return form;
 }
 
+/** A row's Edit and Delete buttons (tenant and user agents alike). */
+function actions(agent, edit, remove) {
+  return h(
+    "div",
+    { class: "row" },
+    h("button", { type: "button", onclick: () => edit(agent) }, "Edit"),
+    h("button", { type: "button", class: "danger", onclick: (e) => remove(e.currentTarget, agent) }, "Delete"),
+  );
+}
+
 function runBox(run) {
   const input = h("textarea", { id: "agent-run-input", rows: 3, placeholder: "A message for the agent" });
   const go = h("button", { type: "submit", id: "agent-run-submit", class: "primary" }, "Run");
@@ -92,7 +102,7 @@ async function tenantAgents(root) {
           { title: "Status", cell: (a) => a.status },
           { title: "Runs", cell: (a) => number(a.total_runs) },
           { title: "Last run", cell: (a) => when(a.last_run) },
-          { title: "", cell: (a) => h("div", { class: "row" }, h("button", { type: "button", onclick: () => edit(a) }, "Edit"), h("button", { type: "button", class: "danger", onclick: (e) => remove(e.currentTarget, a) }, "Delete")) },
+          { title: "", cell: (a) => actions(a, edit, remove) },
         ],
         agents,
         (a) => ({ dataset: { agent: a.name } }),
@@ -166,7 +176,7 @@ async function userAgents(root) {
           { title: "Name", cell: (a) => a.name },
           { title: "Model", cell: (a) => a.model || "–" },
           { title: "Source", cell: (a) => a.source || "user" },
-          { title: "", cell: (a) => h("div", { class: "row" }, h("button", { type: "button", onclick: () => edit(a) }, "Edit"), h("button", { type: "button", class: "danger", onclick: (e) => remove(e.currentTarget, a) }, "Delete")) },
+          { title: "", cell: (a) => actions(a, edit, remove) },
         ],
         items,
         (a) => ({ dataset: { agent: a.name } }),

@@ -1,8 +1,8 @@
 //! Making committed chunks searchable, in rounds shared by every writer.
 //!
-//! An ingest commits its chunks to redb (the source of truth) and then calls [`Indexer::flush`].
-//! A flush does not index "its" chunks: the first caller to find no round running becomes the
-//! leader and runs one for everyone — it reads, in one redb snapshot, every chunk past the
+//! Chunks are committed to redb (the source of truth) first; [`Indexer::flush`] then makes
+//! everything committed so far searchable. A flush does not index "its caller's" chunks: the
+//! first caller to find no round running becomes the leader and runs one for everyone — it reads, in one redb snapshot, every chunk past the
 //! indexed position and the collections deleted since, adds them to the lexical index in one
 //! tantivy commit (whose payload carries the new position, the watermark start-up replays
 //! from), queues their vectors on their collections' graphs ([`super::vectors`]), and removes

@@ -464,7 +464,8 @@ impl Rag {
         }
     }
 
-    /// Commit one batch to redb. Indexing is left to the next round ([`Indexer::flush`]);
+    /// Commit one batch to redb; returns its last chunk's sequence number. Indexing is left to
+    /// a round ([`indexer`]);
     /// while the vector builder is far behind, this first waits for room.
     fn write_batch(
         &self,
