@@ -23,7 +23,8 @@
 //! `cargo bench --bench rag` runs 10k and 100k chunks (several minutes on 2 cores, most of it
 //! building the 100k HNSW graph). Without `--bench` it is a quick smoke run at 2k chunks.
 //! `ARES_BENCH_CHUNKS=10000,50000` overrides the sizes; `ARES_BENCH_ONLY=ingest` (or
-//! `clusters`, `docs`) runs one section.
+//! `clusters`, `docs`) runs one section; `ARES_BENCH_PRECISION=f32` stores full-precision
+//! coordinates in the graphs instead of `int8`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 #[path = "support/rust_docs.rs"]
 mod rust_docs;
 
-use ares::config::RagConfig;
+use ares::config::{RagConfig, VectorPrecision};
 use ares::rag::chunking::Strategy;
 use ares::rag::vectors::VectorIndexes;
 use ares::rag::{IngestRequest, Rag, SearchRequest, SearchStrategy};
@@ -90,10 +91,25 @@ fn document(rng: &mut Rng, vocabulary: &[String]) -> String {
     text
 }
 
+/// `ARES_BENCH_PRECISION=f32` measures the graphs with full-precision coordinates (default: the
+/// server's default, `int8`).
+fn precision() -> VectorPrecision {
+    match std::env::var("ARES_BENCH_PRECISION").as_deref() {
+        Ok("f32") => VectorPrecision::F32,
+        _ => VectorPrecision::Int8,
+    }
+}
+
 fn config() -> RagConfig {
     // One user holds the whole corpus: the per-user cap (250,000 by default) is lifted to the
     // largest size a run may ask for.
-    RagConfig { chunk_size: WORDS_PER_CHUNK, chunk_overlap: 0, max_chunks_per_user: 10_000_000, ..RagConfig::default() }
+    RagConfig {
+        chunk_size: WORDS_PER_CHUNK,
+        chunk_overlap: 0,
+        max_chunks_per_user: 10_000_000,
+        vector_precision: precision(),
+        ..RagConfig::default()
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -295,11 +311,10 @@ fn clusters(points: usize) {
 /// Build a graph of `data` (sequence numbers from 1), then report build speed, and recall@10
 /// and latency for several search beams against an exact scan of the same vectors.
 fn measure_vectors(title: &str, data: &[Vec<f32>], queries: &[Vec<f32>]) {
-    let points = data.len();
     let dimensions = data.first().map_or(0, Vec::len);
     let dir = tempfile::tempdir().unwrap();
-    let indexes = VectorIndexes::new(dir.path()).unwrap();
-    let graph = indexes.open(1, dimensions, points);
+    let indexes = VectorIndexes::new(dir.path(), precision()).unwrap();
+    let graph = indexes.open(1, dimensions);
     let started = Instant::now();
     for (i, batch) in data.chunks(4096).enumerate() {
         let refs: Vec<(u64, &[f32])> =
@@ -339,7 +354,7 @@ fn measure_vectors(title: &str, data: &[Vec<f32>], queries: &[Vec<f32>]) {
         ms(percentile(&exact_times, 0.5)),
         ms(percentile(&exact_times, 0.95))
     );
-    for ef in [32, 64, 100, 200, 400] {
+    for ef in [32, 64, 100, 200, 400, 800, 1600, 3200] {
         let mut times = Vec::with_capacity(QUERIES);
         let mut hits = 0;
         for (query, bar) in queries.iter().zip(&bars) {

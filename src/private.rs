@@ -2,7 +2,7 @@
 //! key digests, so directories are 0700 and files 0600.
 //!
 //! The binary sets the process umask to 0o077 before any command runs ([`restrict_umask`]), which
-//! covers files created by code that takes no mode (redb, tantivy, hnsw_rs, backups,
+//! covers files created by code that takes no mode (redb, tantivy, vector dumps, backups,
 //! `server.json`); deploy commands get the operator's original umask back
 //! ([`operator_umask`]). Paths left looser by an older version or by hand are tightened at
 //! start ([`tighten`]), one log line each.

@@ -111,10 +111,10 @@ fn ansi() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
-/// `[server].log_level` for our own lines; the index libraries stay at WARN (hnsw_rs alone logs
-/// ~20 INFO lines per collection at every start) unless `RUST_LOG` asks for more.
+/// `[server].log_level` for our own lines; tantivy stays at WARN (its INFO lines are about its
+/// own segments, not for an operator) unless `RUST_LOG` asks for more.
 fn quiet_dependencies(level: &str) -> String {
-    format!("{level},hnsw_rs=warn,tantivy=warn")
+    format!("{level},tantivy=warn")
 }
 
 pub fn report(loaded: &LoadedConfig) {

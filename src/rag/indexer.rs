@@ -200,7 +200,7 @@ fn round(
             chunks[start..].iter().position(|c| c.collection_id != collection_id).map_or(chunks.len(), |n| start + n);
         let run = &chunks[start..end];
         let dimensions = run[0].embedding.len();
-        let graph = vectors.open(collection_id, dimensions, run.len());
+        let graph = vectors.open(collection_id, dimensions);
         let points: Vec<(u64, &[f32])> = run.iter().map(|c| (c.seq, c.embedding.as_slice())).collect();
         vectors.queue(&graph, &points);
         start = end;

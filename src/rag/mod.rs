@@ -9,13 +9,14 @@
 //! sequence number it holds) always means "everything up to here". [`Rag::open`] replays what
 //! an index is missing after a crash; `ares reindex` deletes both and rebuilds them.
 //!
-//! Everything here blocks (tantivy, hnsw_rs, redb, outbound embedding calls); handlers call it
+//! Everything here blocks (tantivy, graph builds, redb, outbound embedding calls); handlers call it
 //! on the blocking pool so a 10 MB ingest never holds up the async workers.
 
 pub mod chunking;
 mod deferred_sync;
 pub mod embedder;
 pub mod fusion;
+pub mod graph;
 pub mod indexer;
 pub mod jobs;
 pub mod lexical;
@@ -188,7 +189,7 @@ impl Rag {
             config: config.clone(),
             embedder: Embedder::from_config(&config.embedder, env),
             lexical,
-            vectors: VectorIndexes::new(&data_dir.join(VECTORS_DIR))?,
+            vectors: VectorIndexes::new(&data_dir.join(VECTORS_DIR), config.vector_precision)?,
             indexer: Indexer::new(0),
             report: OpenReport::default(),
         };
@@ -253,8 +254,7 @@ impl Rag {
 
         // Vectors: per collection, from its dump's watermark, queued for the builder thread.
         for collection in &collections {
-            let graph =
-                self.vectors.open(collection.id, collection.dimensions as usize, collection.chunk_count as usize);
+            let graph = self.vectors.open(collection.id, collection.dimensions as usize);
             let seqs = store.read_now(|txn| rag_store::collection_seqs_after(txn, collection.id, graph.covered()))?;
             for batch in seqs.chunks(REPLAY_BATCH) {
                 let chunks = store.read_now(|txn| {
@@ -557,9 +557,9 @@ impl Rag {
         let semantic = |k: usize| -> Result<Vec<(u64, f32)>, RagError> {
             self.check_embedder(&collection)?;
             let query = self.embedder.embed_blocking(&[request.query.as_str()])?;
-            let graph =
-                self.vectors.open(collection.id, collection.dimensions as usize, collection.chunk_count as usize);
-            Ok(query.first().map(|q| graph.search(q, k)).unwrap_or_default())
+            let graph = self.vectors.open(collection.id, collection.dimensions as usize);
+            let beam = self.config.search_beam();
+            Ok(query.first().map(|q| graph.search_with_beam(q, k, beam.max(k * 2))).unwrap_or_default())
         };
         let ranked: Vec<(u64, f32, Option<Components>)> = match request.strategy {
             SearchStrategy::Semantic => semantic(fetch)?.into_iter().map(|(s, v)| (s, v, None)).collect(),

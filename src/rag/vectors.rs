@@ -1,6 +1,6 @@
-//! The vector indexes (`data/vectors/<collection id>/`): one hnsw_rs graph per collection,
-//! cosine similarity, kept in memory and dumped to disk so a clean restart reloads instead of
-//! rebuilding.
+//! The vector indexes (`data/vectors/<collection id>/`): one HNSW graph per collection
+//! ([`super::graph`]), cosine similarity, kept in memory and dumped to disk so a clean restart
+//! reloads instead of rebuilding.
 //!
 //! Chunks reach a graph in two steps. The indexing round that makes an ingest searchable
 //! ([`super::indexer`]) only *queues* its vectors on the collection ([`CollectionVectors::queue`]);
@@ -12,19 +12,13 @@
 //! collection below [`FULL_SCAN_BELOW`] vectors gets no graph at all: its queue is searched
 //! exactly, which at that size is as fast as a graph and never misses.
 //!
-//! hnsw_rs cannot delete points; chunks are only ever added to a collection and a deleted
+//! Graphs never delete points; chunks are only ever added to a collection and a deleted
 //! collection drops its whole index, so it never needs to. Each dump records the highest chunk
 //! sequence number its graph holds (its watermark) in `manifest.json`; chunks after it are
 //! queued again from redb at start. Dumps are written to a fresh directory and renamed into
 //! place, so a crash mid-dump leaves the previous dump (or none — then the collection is
-//! rebuilt).
-//!
-//! Two hnsw_rs properties shape this module. Its reload API ties the graph's lifetime to the
-//! loader object, so the (small) loader is leaked — once per collection per load, which happens
-//! at start-up and after `ares reindex`. And it asserts on malformed files — or ends the process
-//! outright on a truncated one — so the manifest carries a SHA-256 of each dump file, a dump is
-//! reloaded only when they all match, the reload runs under `catch_unwind`, and a corrupt dump is
-//! treated as missing.
+//! rebuilt). The manifest carries a SHA-256 of each dump file and the graph reader checks every
+//! count and link, so a damaged dump is treated as missing, never trusted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,20 +27,12 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hnsw_rs::anndists::dist::Distance;
-use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Graph parameters, measured by benches/rag.rs (README "Indexing and scale"). A construction
-/// beam of 100 instead of 200 built graphs 3.3x faster (1,252 against 374 vectors/s at 100k
-/// Gaussian-cluster vectors) with the same recall there (1.000 from a search beam of 64) and
-/// nearly the same on the benchmark's hash-embedded text (0.55 against 0.57 at 100k chunks).
-const MAX_CONNECTIONS: usize = 16;
-const MAX_LAYERS: usize = 16;
-const EF_CONSTRUCTION: usize = 100;
-/// The search beam is at least this wide, whatever `top_k` is.
-const MIN_EF_SEARCH: usize = 200;
+pub use super::graph::dot;
+use super::graph::{Graph, Params, Precision};
+
 /// Vectors inserted per builder step: small enough that a dump or a shutdown waits at most one
 /// step, large enough for the parallel insert to keep both cores busy.
 const BUILD_BATCH: usize = 1024;
@@ -61,40 +47,10 @@ const MANIFEST: &str = "manifest.json";
 /// The queue at dump time: per vector, its sequence number (u64) then its coordinates (f32),
 /// little-endian.
 const QUEUE_FILE: &str = "queued.bin";
-const BASENAME: &str = "index";
-/// Bumped when what a dump means changes; older dumps are rebuilt. 2: unit vectors under
-/// [`UnitCosine`] (1 was hnsw_rs's `DistCosine` over raw vectors).
-const FORMAT: u32 = 2;
-
-type Graph = Hnsw<'static, f32, UnitCosine>;
-
-/// Cosine distance over vectors scaled to unit length before they enter a graph or a search,
-/// so it is `1 - dot`. hnsw_rs's `DistCosine` recomputes both norms on every comparison, in
-/// f64, in a fold the compiler cannot vectorise; distance evaluation is most of a graph
-/// search, and this made inserts and searches several times faster (benches/rag.rs).
-#[derive(Default, Clone, Copy)]
-pub struct UnitCosine;
-
-impl Distance<f32> for UnitCosine {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).max(0.0)
-    }
-}
-
-/// Dot product with sixteen independent partial sums, which the compiler keeps in vector
-/// registers (a single running sum serialises every addition).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut sums = [0.0f32; LANES];
-    let (whole_a, whole_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = whole_a.remainder().iter().zip(whole_b.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in whole_a.zip(whole_b) {
-        for lane in 0..LANES {
-            sums[lane] += x[lane] * y[lane];
-        }
-    }
-    sums.iter().sum::<f32>() + tail
-}
+const GRAPH_FILE: &str = "graph.bin";
+/// Bumped when what a dump means changes; older dumps are rebuilt. 3: this server's own graph
+/// ([`super::graph`]); 1 and 2 were hnsw_rs dumps.
+const FORMAT: u32 = 3;
 
 /// `v` scaled to unit length, or `None` for a zero (or non-finite) vector: cosine with it is
 /// undefined and a graph would call it a perfect match.
@@ -141,10 +97,9 @@ struct Manifest {
     /// Vectors in the queue file, after the graph's.
     #[serde(default)]
     queued: usize,
-    basename: String,
-    /// SHA-256 (hex) of each dump file, by file name. hnsw_rs ends the process
-    /// (`std::process::exit`) on a truncated file instead of returning an error, so a dump is
-    /// only handed to it once every file checks out.
+    /// How the graph stores coordinates; a dump of another precision is rebuilt.
+    precision: String,
+    /// SHA-256 (hex) of each dump file, by file name.
     #[serde(default)]
     files: Vec<(String, String)>,
 }
@@ -164,7 +119,7 @@ fn files_intact(dir: &Path, manifest: &Manifest) -> bool {
 
 /// One collection's graph and its queue.
 pub struct CollectionVectors {
-    /// hnsw_rs synchronises concurrent inserts and searches itself.
+    /// Synchronises concurrent inserts and searches itself.
     graph: Graph,
     dimensions: usize,
     /// Held by the builder while it inserts and by a dump while it writes: a dump must see a
@@ -181,9 +136,8 @@ pub struct CollectionVectors {
 }
 
 impl CollectionVectors {
-    fn new(dimensions: usize, expected_points: usize) -> CollectionVectors {
-        let graph = Hnsw::new(MAX_CONNECTIONS, expected_points.max(1024), MAX_LAYERS, EF_CONSTRUCTION, UnitCosine);
-        CollectionVectors::with_graph(graph, dimensions, 0, 0)
+    fn new(dimensions: usize, precision: Precision) -> CollectionVectors {
+        CollectionVectors::with_graph(Graph::new(dimensions, precision, Params::default()), dimensions, 0, 0)
     }
 
     fn with_graph(graph: Graph, dimensions: usize, watermark: u64, points: usize) -> CollectionVectors {
@@ -230,13 +184,8 @@ impl CollectionVectors {
             Err(_) => return 0,
         };
         let Some(last) = step.last().map(|(seq, _)| *seq) else { return 0 };
-        let points: Vec<(&[f32], usize)> = step.iter().map(|(seq, v)| (v.as_slice(), *seq as usize)).collect();
-        if points.len() > 64 {
-            pool.install(|| self.graph.parallel_insert_slice(&points));
-        } else {
-            points.iter().for_each(|point| self.graph.insert_slice(*point));
-        }
-        self.points.fetch_add(points.len(), Ordering::Relaxed);
+        self.graph.insert(&step, pool);
+        self.points.fetch_add(step.len(), Ordering::Relaxed);
         self.watermark.fetch_max(last, Ordering::Release);
         self.dirty.store(true, Ordering::Release);
         // Searches may see a point in the graph and the queue at once for this moment; they
@@ -245,16 +194,11 @@ impl CollectionVectors {
             let built = queued.iter().take_while(|(seq, _)| *seq <= last).count();
             queued.drain(..built);
         }
-        points.len()
+        step.len()
     }
 
-    /// The `k` nearest points as `(seq, cosine similarity)`, best first: the graph's, merged
-    /// with an exact scan of the queue.
-    pub fn search(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
-        self.search_with_beam(query, k, (k * 2).max(MIN_EF_SEARCH))
-    }
-
-    /// [`Self::search`] with the graph's search beam (`ef`) given: benchmarks tune it.
+    /// The `k` nearest points as `(seq, cosine similarity)`, best first: the graph's, walked
+    /// with a beam of `ef` (`[rag].search_beam`), merged with an exact scan of the queue.
     pub fn search_with_beam(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
         let Some(query) = unit(query) else { return Vec::new() };
         if k == 0 || query.len() != self.dimensions {
@@ -262,7 +206,7 @@ impl CollectionVectors {
         }
         let mut found: Vec<(u64, f32)> = Vec::with_capacity(k * 2);
         if self.points() > 0 {
-            found.extend(self.graph.search(&query, k, ef).into_iter().map(|n| (n.d_id as u64, 1.0 - n.distance)));
+            found.extend(self.graph.search(&query, k, ef));
         }
         if let Ok(queued) = self.queued.read()
             && !queued.is_empty()
@@ -332,11 +276,11 @@ impl CollectionVectors {
         }
         std::fs::create_dir_all(&staging)?;
         let points = self.points();
-        let basename = if points == 0 {
-            BASENAME.to_string()
-        } else {
-            self.graph.file_dump(&staging, BASENAME).map_err(|e| std::io::Error::other(e.to_string()))?
-        };
+        if points > 0 {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(staging.join(GRAPH_FILE))?);
+            self.graph.write(&mut out)?;
+            std::io::Write::flush(&mut out)?;
+        }
         let queued = match self.queued.read() {
             Ok(queue) => {
                 if !queue.is_empty() {
@@ -360,7 +304,7 @@ impl CollectionVectors {
             dimensions: self.dimensions,
             points,
             queued,
-            basename,
+            precision: self.graph.precision().as_str().to_string(),
             files,
         };
         let manifest_path = staging.join(MANIFEST);
@@ -383,9 +327,9 @@ impl CollectionVectors {
     }
 
     /// Reload a dump, or `None` if there is none usable.
-    fn load(dir: &Path, dimensions: usize) -> Option<CollectionVectors> {
+    fn load(dir: &Path, dimensions: usize, precision: Precision) -> Option<CollectionVectors> {
         let manifest: Manifest = serde_json::from_slice(&std::fs::read(dir.join(MANIFEST)).ok()?).ok()?;
-        if manifest.format != FORMAT || manifest.dimensions != dimensions {
+        if manifest.format != FORMAT || manifest.dimensions != dimensions || manifest.precision != precision.as_str() {
             return None;
         }
         if (manifest.points > 0 || manifest.queued > 0) && !files_intact(dir, &manifest) {
@@ -397,30 +341,28 @@ impl CollectionVectors {
         } else {
             Vec::new()
         };
-        let loaded = Self::load_graph(dir, &manifest, dimensions)?;
+        let loaded = Self::load_graph(dir, &manifest, dimensions, precision)?;
         loaded.queued.write().ok()?.extend(queue);
         Some(loaded)
     }
 
-    fn load_graph(dir: &Path, manifest: &Manifest, dimensions: usize) -> Option<CollectionVectors> {
+    fn load_graph(
+        dir: &Path,
+        manifest: &Manifest,
+        dimensions: usize,
+        precision: Precision,
+    ) -> Option<CollectionVectors> {
         if manifest.points == 0 {
-            let empty = CollectionVectors::new(dimensions, 0);
+            let empty = CollectionVectors::new(dimensions, precision);
             empty.watermark.store(manifest.watermark, Ordering::Release);
             return Some(empty);
         }
-        let dir = dir.to_path_buf();
-        let basename = manifest.basename.clone();
-        let loaded = std::panic::catch_unwind(move || {
-            // Leaked on purpose: the graph borrows its loader for its whole life (module docs).
-            let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir, &basename)));
-            loader.load_hnsw::<f32, UnitCosine>().ok()
-        })
-        .ok()
-        .flatten()?;
-        if loaded.get_nb_point() != manifest.points {
+        let file = std::fs::File::open(dir.join(GRAPH_FILE)).ok()?;
+        let graph = Graph::read(&mut std::io::BufReader::new(file), dimensions)?;
+        if graph.len() != manifest.points || graph.precision() != precision {
             return None;
         }
-        Some(CollectionVectors::with_graph(loaded, dimensions, manifest.watermark, manifest.points))
+        Some(CollectionVectors::with_graph(graph, dimensions, manifest.watermark, manifest.points))
     }
 }
 
@@ -441,6 +383,8 @@ struct Shared {
     stop: AtomicBool,
     /// The builder's own threads, at [`BUILDER_NICE`].
     pool: rayon::ThreadPool,
+    /// `[rag].vector_precision` of new graphs; a dump of another precision is rebuilt.
+    precision: Precision,
 }
 
 /// The builder's CPU priority: below request serving, so under load graph construction takes
@@ -499,7 +443,7 @@ impl Shared {
 
 impl VectorIndexes {
     /// Open the directory and start the builder thread (stopped when this is dropped).
-    pub fn new(dir: &Path) -> std::io::Result<VectorIndexes> {
+    pub fn new(dir: &Path, precision: Precision) -> std::io::Result<VectorIndexes> {
         std::fs::create_dir_all(dir)?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -514,6 +458,7 @@ impl VectorIndexes {
                 .start_handler(|_| lower_priority())
                 .build()
                 .map_err(std::io::Error::other)?,
+            precision,
         });
         let builder = {
             let shared = shared.clone();
@@ -534,12 +479,13 @@ impl VectorIndexes {
     }
 
     /// The collection's graph: already open, else reloaded from its dump, else new and empty.
-    pub fn open(&self, collection_id: u64, dimensions: usize, expected_points: usize) -> Arc<CollectionVectors> {
+    pub fn open(&self, collection_id: u64, dimensions: usize) -> Arc<CollectionVectors> {
         if let Some(existing) = self.get(collection_id) {
             return existing;
         }
-        let graph = CollectionVectors::load(&self.path(collection_id), dimensions)
-            .unwrap_or_else(|| CollectionVectors::new(dimensions, expected_points));
+        let precision = self.shared.precision;
+        let graph = CollectionVectors::load(&self.path(collection_id), dimensions, precision)
+            .unwrap_or_else(|| CollectionVectors::new(dimensions, precision));
         let graph = Arc::new(graph);
         let graph = match self.shared.collections.write() {
             Ok(mut map) => map.entry(collection_id).or_insert(graph).clone(),
@@ -685,7 +631,7 @@ mod tests {
 
     #[test]
     fn queued_vectors_are_found_exactly_before_the_builder_inserts_them() {
-        let graph = CollectionVectors::new(8, 0);
+        let graph = CollectionVectors::new(8, Precision::F32);
         let points: Vec<(u64, Vec<f32>)> =
             vectors(50, 8, 3).into_iter().enumerate().map(|(i, v)| (i as u64 + 1, v)).collect();
         let refs: Vec<(u64, &[f32])> = points.iter().map(|(seq, v)| (*seq, v.as_slice())).collect();
@@ -695,7 +641,7 @@ mod tests {
         assert_eq!(graph.queue(&[(51, &[0.0; 8][..]), (52, &[1.0; 4][..])]), 0);
         assert_eq!((graph.points(), graph.queued(), graph.covered()), (0, 50, 50));
         for query in vectors(5, 8, 11) {
-            let found: Vec<u64> = graph.search(&query, 10).into_iter().map(|(seq, _)| seq).collect();
+            let found: Vec<u64> = graph.search_with_beam(&query, 10, 200).into_iter().map(|(seq, _)| seq).collect();
             assert_eq!(found, exact(&points, &query, 10));
         }
     }
@@ -703,7 +649,7 @@ mod tests {
     #[test]
     fn building_moves_the_queue_into_the_graph_and_searches_see_each_point_once() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let graph = CollectionVectors::new(16, 0);
+        let graph = CollectionVectors::new(16, Precision::Int8);
         let points: Vec<(u64, Vec<f32>)> =
             vectors(300, 16, 5).into_iter().enumerate().map(|(i, v)| (i as u64 + 1, v)).collect();
         let refs: Vec<(u64, &[f32])> = points.iter().map(|(seq, v)| (*seq, v.as_slice())).collect();
@@ -712,7 +658,7 @@ mod tests {
         assert_eq!((graph.points(), graph.queued(), graph.watermark(), graph.covered()), (200, 100, 200, 300));
         // Half in the graph, half queued: every result once, the nearest first.
         for query in vectors(5, 16, 13) {
-            let found = graph.search(&query, 300);
+            let found = graph.search_with_beam(&query, 300, 600);
             let mut seqs: Vec<u64> = found.iter().map(|(seq, _)| *seq).collect();
             assert!(found.windows(2).all(|w| w[0].1 >= w[1].1));
             seqs.sort_unstable();
@@ -732,13 +678,13 @@ mod tests {
             vectors(200, 4, 21).into_iter().enumerate().map(|(i, v)| (i as u64 + 1, v)).collect();
         let refs: Vec<(u64, &[f32])> = points.iter().map(|(seq, v)| (*seq, v.as_slice())).collect();
         // Dumped by a server stopped while its builder was behind: a graph, and a queue due for it.
-        let behind = CollectionVectors::new(4, 0);
+        let behind = CollectionVectors::new(4, Precision::Int8);
         behind.queue(&refs);
         behind.build_step(10, &pool);
         assert_eq!(behind.backlog(), 190);
         assert!(behind.dump(&dir.path().join("7")).unwrap());
-        let indexes = VectorIndexes::new(dir.path()).unwrap();
-        let graph = indexes.open(7, 4, 0);
+        let indexes = VectorIndexes::new(dir.path(), Precision::Int8).unwrap();
+        let graph = indexes.open(7, 4);
         indexes.wait_until_built();
         assert_eq!((graph.points(), graph.queued()), (200, 0));
     }
@@ -748,7 +694,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1");
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let graph = CollectionVectors::new(16, 0);
+        let graph = CollectionVectors::new(16, Precision::Int8);
         let points: Vec<(u64, Vec<f32>)> =
             vectors(120, 16, 9).into_iter().enumerate().map(|(i, v)| (i as u64 * 2 + 1, v)).collect();
         let refs: Vec<(u64, &[f32])> = points.iter().map(|(seq, v)| (*seq, v.as_slice())).collect();
@@ -756,13 +702,13 @@ mod tests {
         graph.build_step(80, &pool);
         assert!(graph.dump(&path).unwrap());
         assert!(!graph.dump(&path).unwrap(), "nothing changed since");
-        let loaded = CollectionVectors::load(&path, 16).unwrap();
+        let loaded = CollectionVectors::load(&path, 16, Precision::Int8).unwrap();
         assert_eq!((loaded.points(), loaded.queued(), loaded.watermark(), loaded.covered()), (80, 40, 159, 239));
         let query = &points[100].1;
-        assert_eq!(loaded.search(query, 5), graph.search(query, 5));
+        assert_eq!(loaded.search_with_beam(query, 5, 200), graph.search_with_beam(query, 5, 200));
         // Another width, or a damaged queue file: no dump.
-        assert!(CollectionVectors::load(&path, 8).is_none());
+        assert!(CollectionVectors::load(&path, 8, Precision::Int8).is_none());
         std::fs::write(path.join(QUEUE_FILE), b"torn").unwrap();
-        assert!(CollectionVectors::load(&path, 16).is_none());
+        assert!(CollectionVectors::load(&path, 16, Precision::Int8).is_none());
     }
 }
