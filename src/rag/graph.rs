@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::{Mutex, RwLock};
 
 pub use crate::config::VectorPrecision as Precision;
@@ -451,10 +451,8 @@ impl Graph {
 
     /// Read a dump written by [`Graph::write`]; `None` if it is malformed in any way (every
     /// count and link is checked, so a damaged file is rejected, never trusted).
-    pub fn read(input: &mut impl Read, dimensions: usize) -> Option<Graph> {
-        let mut bytes = Vec::new();
-        input.read_to_end(&mut bytes).ok()?;
-        let mut reader = Reader { bytes: &bytes, at: 0 };
+    pub fn read(bytes: &[u8], dimensions: usize) -> Option<Graph> {
+        let mut reader = Reader { bytes, at: 0 };
         if reader.take(MAGIC.len())? != MAGIC {
             return None;
         }
@@ -763,21 +761,21 @@ mod tests {
             graph.insert(&points, &pool);
             let mut bytes = Vec::new();
             graph.write(&mut bytes).unwrap();
-            let loaded = Graph::read(&mut bytes.as_slice(), 16).unwrap();
+            let loaded = Graph::read(&bytes, 16).unwrap();
             assert_eq!((loaded.len(), loaded.precision()), (600, precision));
             for query in unit_vectors(10, 16, 17) {
                 assert_eq!(loaded.search(&query, 10, 50), graph.search(&query, 10, 50));
             }
-            assert!(Graph::read(&mut bytes.as_slice(), 8).is_none(), "another width");
-            assert!(Graph::read(&mut &bytes[..bytes.len() - 1], 16).is_none(), "truncated");
+            assert!(Graph::read(&bytes, 8).is_none(), "another width");
+            assert!(Graph::read(&bytes[..bytes.len() - 1], 16).is_none(), "truncated");
             let mut longer = bytes.clone();
             longer.push(0);
-            assert!(Graph::read(&mut longer.as_slice(), 16).is_none(), "trailing bytes");
+            assert!(Graph::read(&longer, 16).is_none(), "trailing bytes");
         }
         let empty = Graph::new(4, Precision::Int8, Params::default());
         let mut bytes = Vec::new();
         empty.write(&mut bytes).unwrap();
-        let loaded = Graph::read(&mut bytes.as_slice(), 4).unwrap();
+        let loaded = Graph::read(&bytes, 4).unwrap();
         assert!(loaded.is_empty() && loaded.search(&[1.0, 0.0, 0.0, 0.0], 3, 10).is_empty());
     }
 }

@@ -68,22 +68,23 @@ fn write_queue(path: &Path, queue: &[(u64, Vec<f32>)]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
-fn read_queue(path: &Path, dimensions: usize) -> std::io::Result<Vec<(u64, Vec<f32>)>> {
-    let bytes = std::fs::read(path)?;
+fn parse_queue(bytes: &[u8], dimensions: usize) -> Option<Vec<(u64, Vec<f32>)>> {
     let record = 8 + dimensions * 4;
-    if dimensions == 0 || bytes.len() % record != 0 {
-        return Err(std::io::Error::other("vector queue file has a partial record"));
+    if dimensions == 0 || !bytes.len().is_multiple_of(record) {
+        return None;
     }
-    Ok(bytes
-        .chunks_exact(record)
-        .map(|r| {
-            let (seq, coordinates) = r.split_at(8);
-            let seq = u64::from_le_bytes(seq.try_into().unwrap_or_default());
-            let vector =
-                coordinates.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
-            (seq, vector)
-        })
-        .collect())
+    Some(
+        bytes
+            .chunks_exact(record)
+            .map(|r| {
+                let (seq, coordinates) = r.split_at(8);
+                let seq = u64::from_le_bytes(seq.try_into().unwrap_or_default());
+                let vector =
+                    coordinates.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+                (seq, vector)
+            })
+            .collect(),
+    )
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -108,13 +109,12 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
 }
 
-/// Whether every dump file listed in `manifest` is in `dir` as it was written.
-fn files_intact(dir: &Path, manifest: &Manifest) -> bool {
-    !manifest.files.is_empty()
-        && manifest
-            .files
-            .iter()
-            .all(|(name, digest)| sha256_file(&dir.join(name)).is_ok_and(|actual| actual == *digest))
+/// The dump file `name` from `dir`, if it is as `manifest` says it was written (read once:
+/// at a million vectors the graph file is several hundred megabytes).
+fn read_intact(dir: &Path, manifest: &Manifest, name: &str) -> Option<Vec<u8>> {
+    let (_, digest) = manifest.files.iter().find(|(listed, _)| listed == name)?;
+    let bytes = std::fs::read(dir.join(name)).ok()?;
+    (hex::encode(Sha256::digest(&bytes)) == *digest).then_some(bytes)
 }
 
 /// One collection's graph and its queue.
@@ -332,11 +332,8 @@ impl CollectionVectors {
         if manifest.format != FORMAT || manifest.dimensions != dimensions || manifest.precision != precision.as_str() {
             return None;
         }
-        if (manifest.points > 0 || manifest.queued > 0) && !files_intact(dir, &manifest) {
-            return None;
-        }
         let queue = if manifest.queued > 0 {
-            let queue = read_queue(&dir.join(QUEUE_FILE), dimensions).ok()?;
+            let queue = parse_queue(&read_intact(dir, &manifest, QUEUE_FILE)?, dimensions)?;
             (queue.len() == manifest.queued).then_some(queue)?
         } else {
             Vec::new()
@@ -357,8 +354,7 @@ impl CollectionVectors {
             empty.watermark.store(manifest.watermark, Ordering::Release);
             return Some(empty);
         }
-        let file = std::fs::File::open(dir.join(GRAPH_FILE)).ok()?;
-        let graph = Graph::read(&mut std::io::BufReader::new(file), dimensions)?;
+        let graph = Graph::read(&read_intact(dir, manifest, GRAPH_FILE)?, dimensions)?;
         if graph.len() != manifest.points || graph.precision() != precision {
             return None;
         }
