@@ -120,6 +120,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// This process's resident set (Linux `VmRSS`), in bytes.
+fn resident_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok());
+    kib.unwrap_or(0) * 1024
+}
+
 fn run(chunks: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join(DB_FILE), MigrationPolicy::Apply).unwrap();
@@ -128,26 +138,22 @@ fn run(chunks: usize) {
     let vocabulary = vocabulary();
     let mut rng = Rng(42);
 
-    // Ingest.
+    // Ingest: four clients, each writing its share of the documents as it sends them (so the
+    // corpus is never all in memory and the resident size below is the index's).
     let documents = chunks.div_ceil(CHUNKS_PER_DOCUMENT);
-    let texts: Vec<String> = (0..documents).map(|_| document(&mut rng, &vocabulary)).collect();
-    // Four clients, each sending its share of the documents one after another.
     let started = Instant::now();
-    let shares: Vec<Vec<String>> =
-        (0..CLIENTS).map(|c| texts.iter().skip(c).step_by(CLIENTS).cloned().collect()).collect();
-    drop(texts);
     let ingested: usize = std::thread::scope(|scope| {
-        let workers: Vec<_> = shares
-            .into_iter()
-            .map(|share| {
-                let (rag, store) = (&rag, &store);
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let (rag, store, vocabulary) = (&rag, &store, &vocabulary);
                 scope.spawn(move || {
+                    let mut rng = Rng(1_000 + client as u64);
                     let mut ingested = 0;
-                    for text in share {
+                    for _ in (client..documents).step_by(CLIENTS) {
                         let request = IngestRequest {
                             user_id: "bench".into(),
                             collection: "corpus".into(),
-                            content: text,
+                            content: document(&mut rng, vocabulary),
                             strategy: Strategy::Word,
                             metadata: serde_json::Map::new(),
                         };
@@ -172,6 +178,15 @@ fn run(chunks: usize) {
         ingest_time.as_secs_f64(),
         ingested as f64 / built_time.as_secs_f64(),
         built_time.as_secs_f64()
+    );
+    let dimensions = rag.embedder().embed_blocking(&["width"]).unwrap()[0].len();
+    let raw = ingested * dimensions * 4;
+    let resident = resident_bytes();
+    println!(
+        "memory: {:.0} MiB resident after the ingest; raw vectors {:.0} MiB ({:.2}x)",
+        resident as f64 / 1048576.0,
+        raw as f64 / 1048576.0,
+        resident as f64 / raw as f64
     );
 
     // Queries: three corpus words; the fuzzy ones get a typo (a swapped pair of letters).
@@ -359,7 +374,7 @@ fn measure_vectors(title: &str, data: &[Vec<f32>], queries: &[Vec<f32>]) {
         let mut hits = 0;
         for (query, bar) in queries.iter().zip(&bars) {
             let t = Instant::now();
-            let found = graph.search_with_beam(query, TOP_K, ef);
+            let found = graph.search(query, TOP_K, ef);
             times.push(t.elapsed());
             hits += found
                 .iter()

@@ -559,7 +559,7 @@ impl Rag {
             let query = self.embedder.embed_blocking(&[request.query.as_str()])?;
             let graph = self.vectors.open(collection.id, collection.dimensions as usize);
             let beam = self.config.search_beam();
-            Ok(query.first().map(|q| graph.search_with_beam(q, k, beam.max(k * 2))).unwrap_or_default())
+            Ok(query.first().map(|q| graph.search(q, k, beam.max(k * 2))).unwrap_or_default())
         };
         let ranked: Vec<(u64, f32, Option<Components>)> = match request.strategy {
             SearchStrategy::Semantic => semantic(fetch)?.into_iter().map(|(s, v)| (s, v, None)).collect(),

@@ -199,7 +199,7 @@ impl CollectionVectors {
 
     /// The `k` nearest points as `(seq, cosine similarity)`, best first: the graph's, walked
     /// with a beam of `ef` (`[rag].search_beam`), merged with an exact scan of the queue.
-    pub fn search_with_beam(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
         let Some(query) = unit(query) else { return Vec::new() };
         if k == 0 || query.len() != self.dimensions {
             return Vec::new();
@@ -637,7 +637,7 @@ mod tests {
         assert_eq!(graph.queue(&[(51, &[0.0; 8][..]), (52, &[1.0; 4][..])]), 0);
         assert_eq!((graph.points(), graph.queued(), graph.covered()), (0, 50, 50));
         for query in vectors(5, 8, 11) {
-            let found: Vec<u64> = graph.search_with_beam(&query, 10, 200).into_iter().map(|(seq, _)| seq).collect();
+            let found: Vec<u64> = graph.search(&query, 10, 200).into_iter().map(|(seq, _)| seq).collect();
             assert_eq!(found, exact(&points, &query, 10));
         }
     }
@@ -654,7 +654,7 @@ mod tests {
         assert_eq!((graph.points(), graph.queued(), graph.watermark(), graph.covered()), (200, 100, 200, 300));
         // Half in the graph, half queued: every result once, the nearest first.
         for query in vectors(5, 16, 13) {
-            let found = graph.search_with_beam(&query, 300, 600);
+            let found = graph.search(&query, 300, 600);
             let mut seqs: Vec<u64> = found.iter().map(|(seq, _)| *seq).collect();
             assert!(found.windows(2).all(|w| w[0].1 >= w[1].1));
             seqs.sort_unstable();
@@ -701,7 +701,7 @@ mod tests {
         let loaded = CollectionVectors::load(&path, 16, Precision::Int8).unwrap();
         assert_eq!((loaded.points(), loaded.queued(), loaded.watermark(), loaded.covered()), (80, 40, 159, 239));
         let query = &points[100].1;
-        assert_eq!(loaded.search_with_beam(query, 5, 200), graph.search_with_beam(query, 5, 200));
+        assert_eq!(loaded.search(query, 5, 200), graph.search(query, 5, 200));
         // Another width, or a damaged queue file: no dump.
         assert!(CollectionVectors::load(&path, 8, Precision::Int8).is_none());
         std::fs::write(path.join(QUEUE_FILE), b"torn").unwrap();
