@@ -391,9 +391,12 @@ impl Graph {
         }
         let found = search_layer(&nodes, &prepared, &[current], ef.max(k), 0);
         // Scored again with the full-precision query: with int8 codes the walk's distances are
-        // approximate, and the final order should not be.
-        let mut scored: Vec<(u64, f32)> =
-            found.iter().map(|near| (nodes.seqs[near.1 as usize], nodes.similarity(query, near.1))).collect();
+        // approximate, and the final order should not be. A code's rounding can put a
+        // vector's similarity to itself a hair above 1; a cosine is shown within [-1, 1].
+        let mut scored: Vec<(u64, f32)> = found
+            .iter()
+            .map(|near| (nodes.seqs[near.1 as usize], nodes.similarity(query, near.1).clamp(-1.0, 1.0)))
+            .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(k);
         scored
@@ -743,6 +746,12 @@ mod tests {
             assert_eq!(graph.len(), 3_000);
             let recall = recall(&graph, &points, &queries, 200);
             assert!(recall >= 0.97, "{precision:?}: recall {recall}");
+            // Each point finds itself first, scored 1 (never above, whatever the rounding).
+            for (seq, vector) in points.iter().take(20) {
+                let found = graph.search(vector, 1, 64);
+                assert_eq!(found[0].0, *seq, "{precision:?}");
+                assert!(found[0].1 <= 1.0 && found[0].1 > 0.99, "{precision:?}: {}", found[0].1);
+            }
             let found = graph.search(&queries[0], 5, 64);
             let by_seq: std::collections::HashMap<u64, &Vec<f32>> = points.iter().map(|(s, v)| (*s, v)).collect();
             for (seq, similarity) in found {
