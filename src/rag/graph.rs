@@ -398,7 +398,8 @@ impl Graph {
         for layer in (1..=entry.level).rev() {
             current = greedy(&nodes, &prepared, current, layer, &mut scratch);
         }
-        let found = search_layer(&nodes, &prepared, &[current], ef.max(k), 0);
+        // A beam wider than the graph visits nothing more (and `[rag].search_beam` is unbounded).
+        let found = search_layer(&nodes, &prepared, &[current], ef.max(k).min(nodes.len()), 0);
         // Scored again with the full-precision query: with int8 codes the walk's distances are
         // approximate, and the final order should not be. A code's rounding can put a
         // vector's similarity to itself a hair above 1; a cosine is shown within [-1, 1].
@@ -601,8 +602,9 @@ fn greedy(nodes: &Nodes, query: &Query, start: Near, layer: usize, scratch: &mut
 /// The `ef` nearest nodes on `layer` reachable from `entries`, nearest first.
 fn search_layer(nodes: &Nodes, query: &Query, entries: &[Near], ef: usize, layer: usize) -> Vec<Near> {
     with_visited(nodes.len(), |first_visit| {
-        let mut candidates: BinaryHeap<std::cmp::Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
-        let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
+        let reserve = ef.min(4_096);
+        let mut candidates: BinaryHeap<std::cmp::Reverse<Near>> = BinaryHeap::with_capacity(reserve * 2);
+        let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(reserve + 1);
         for &entry in entries {
             if first_visit(entry.1) {
                 candidates.push(std::cmp::Reverse(entry));
@@ -761,6 +763,9 @@ mod tests {
                 assert_eq!(found[0].0, *seq, "{precision:?}");
                 assert!(found[0].1 <= 1.0 && found[0].1 > 0.99, "{precision:?}: {}", found[0].1);
             }
+            // Any beam is accepted: one wider than the graph is the graph's size.
+            let widest = graph.search(&queries[1], 10, usize::MAX);
+            assert_eq!(widest.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), exact(&points, &queries[1], 10));
             let found = graph.search(&queries[0], 5, 64);
             let by_seq: std::collections::HashMap<u64, &Vec<f32>> = points.iter().map(|(s, v)| (*s, v)).collect();
             for (seq, similarity) in found {
