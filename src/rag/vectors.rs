@@ -591,22 +591,7 @@ impl Drop for VectorIndexes {
 mod tests {
     use super::*;
 
-    /// Deterministic pseudo-random vectors.
-    fn vectors(count: usize, dimensions: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut state = seed | 1;
-        (0..count)
-            .map(|_| {
-                (0..dimensions)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        (state % 2001) as f32 / 1000.0 - 1.0
-                    })
-                    .collect()
-            })
-            .collect()
-    }
+    use crate::rag::graph::tests::vectors;
 
     fn exact(points: &[(u64, Vec<f32>)], query: &[f32], k: usize) -> Vec<u64> {
         let query = unit(query).unwrap();
