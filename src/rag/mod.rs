@@ -19,6 +19,7 @@ pub mod fusion;
 pub mod graph;
 pub mod indexer;
 pub mod jobs;
+mod kernels;
 pub mod lexical;
 pub mod vectors;
 

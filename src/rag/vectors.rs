@@ -277,6 +277,12 @@ impl CollectionVectors {
         std::fs::create_dir_all(&staging)?;
         let points = self.points();
         if points > 0 {
+            // Insert batches check for cut-off nodes as the graph grows; the last few may not
+            // have been checked yet, and a dump should not keep one.
+            let repaired = self.graph.repair();
+            if repaired > 0 {
+                tracing::debug!(repaired, "vector graph: reconnected nodes no search could reach");
+            }
             let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(staging.join(GRAPH_FILE))?);
             self.graph.write(&mut out)?;
             std::io::Write::flush(&mut out)?;
