@@ -36,12 +36,13 @@ use std::sync::{Mutex, RwLock};
 pub use crate::config::VectorPrecision as Precision;
 
 /// Graph shape, measured by benches/rag.rs (README "Indexing and scale"). `m` 16 with a
-/// construction beam of 150: on the Rust documentation embedded with `hash` (91k chunks) a
-/// search beam of 3,200 then finds 0.977 of the exact top 10 (0.945 with a construction beam
-/// of 100, 0.957 with `m` 32 and 400 at twice the build time); on 1,000 Gaussian clusters
-/// (100k) a beam of 64 finds 0.989 with `int8` coordinates and 1.000 with `f32`, whatever the
-/// construction beam, which costs build speed there (measured before [`SLACK`]: 3,700 vectors/s
-/// at 100, 2,055 at 150, 1,800 at 200).
+/// construction beam of 120: on the Rust documentation embedded with `hash` (91k chunks) a
+/// search beam of 3,200 then finds 0.969 of the exact top 10 (0.977 with a construction beam
+/// of 150, 0.945 with 100, 0.957 with `m` 32 and 400 at twice the build time); on 1,000
+/// Gaussian clusters (100k) a beam of 64 finds 0.989 with `int8` coordinates and 1.000 with
+/// `f32`, whatever the construction beam. The construction beam is what a build pays for:
+/// 120 builds those clusters at 7,190 vectors/s against 5,692 at 150 (same run), and a
+/// million vectors must rebuild within minutes.
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
     /// Links per node on the upper layers; layer 0 keeps twice as many.
@@ -52,7 +53,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Params {
-        Params { m: 16, ef_construction: 150 }
+        Params { m: 16, ef_construction: 120 }
     }
 }
 
@@ -84,7 +85,7 @@ fn quantise(v: &[f32], codes: &mut Vec<i8>) -> f32 {
 /// A query prepared for one precision.
 struct Query<'a> {
     full: &'a [f32],
-    codes: Vec<i8>,
+    codes: std::borrow::Cow<'a, [i8]>,
     scale: f32,
 }
 
@@ -157,7 +158,7 @@ impl Nodes {
             Precision::F32 => 0.0,
             Precision::Int8 => quantise(vector, &mut codes),
         };
-        Query { full: vector, codes, scale }
+        Query { full: vector, codes: codes.into(), scale }
     }
 
     fn row(&self, node: u32) -> std::ops::Range<usize> {
@@ -202,6 +203,15 @@ impl Nodes {
         match self.precision {
             Precision::F32 => dot(query, &self.full[row]),
             Precision::Int8 => dot_f32_i8(query, &self.codes[row]) * self.scales[node as usize],
+        }
+    }
+
+    /// Node `from` as a query: distances from it as [`Nodes::between`] gives them.
+    fn node_query(&self, from: u32) -> Query<'_> {
+        let row = self.row(from);
+        match self.precision {
+            Precision::F32 => Query { full: &self.full[row], codes: Vec::new().into(), scale: 0.0 },
+            Precision::Int8 => Query { full: &[], codes: self.codes[row].into(), scale: self.scales[from as usize] },
         }
     }
 
@@ -265,12 +275,31 @@ impl Nodes {
 
 thread_local! {
     /// Per thread: a visit mark per node and the mark of the current search, so a search does
-    /// not clear or allocate a set the size of the graph.
-    static VISITED: RefCell<(Vec<u32>, u32)> = const { RefCell::new((Vec::new(), 0)) };
+    /// not clear or allocate a set the size of the graph. A byte per node (a megabyte at a
+    /// million nodes) stays in cache better than a wider mark; the marks are cleared once
+    /// every 255 searches, when the byte wraps.
+    static VISITED: RefCell<(Vec<u8>, u8)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// The nodes a search has seen.
+struct Visited<'a> {
+    marks: &'a mut [u8],
+    mark: u8,
+}
+
+impl Visited<'_> {
+    /// `true` the first time `node` is seen in this search.
+    #[inline]
+    fn first(&mut self, node: u32) -> bool {
+        let slot = &mut self.marks[node as usize];
+        let first = *slot != self.mark;
+        *slot = self.mark;
+        first
+    }
 }
 
 /// Run `f` with a fresh visited set over `nodes` nodes.
-fn with_visited<R>(nodes: usize, f: impl FnOnce(&mut dyn FnMut(u32) -> bool) -> R) -> R {
+fn with_visited<R>(nodes: usize, f: impl FnOnce(&mut Visited) -> R) -> R {
     VISITED.with(|cell| {
         let mut guard = cell.borrow_mut();
         let (marks, current) = &mut *guard;
@@ -282,15 +311,7 @@ fn with_visited<R>(nodes: usize, f: impl FnOnce(&mut dyn FnMut(u32) -> bool) -> 
             marks.iter_mut().for_each(|m| *m = 0);
             *current = 1;
         }
-        let mark = *current;
-        // `true` the first time a node is seen in this search.
-        let mut first_visit = |node: u32| {
-            let slot = &mut marks[node as usize];
-            let first = *slot != mark;
-            *slot = mark;
-            first
-        };
-        f(&mut first_visit)
+        f(&mut Visited { marks, mark: *current })
     })
 }
 
@@ -726,12 +747,12 @@ fn greedy(nodes: &Nodes, query: &Query, start: Near, layer: usize, scratch: &mut
 
 /// The `ef` nearest nodes on `layer` reachable from `entries`, nearest first.
 fn search_layer(nodes: &Nodes, query: &Query, entries: &[Near], ef: usize, layer: usize) -> Vec<Near> {
-    with_visited(nodes.len(), |first_visit| {
+    with_visited(nodes.len(), |visited| {
         let reserve = ef.min(4_096);
         let mut candidates: BinaryHeap<std::cmp::Reverse<Near>> = BinaryHeap::with_capacity(reserve * 2);
         let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(reserve + 1);
         for &entry in entries {
-            if first_visit(entry.1) {
+            if visited.first(entry.1) {
                 candidates.push(std::cmp::Reverse(entry));
                 best.push(entry);
             }
@@ -752,7 +773,7 @@ fn search_layer(nodes: &Nodes, query: &Query, entries: &[Near], ef: usize, layer
             }
             nodes.links_of(candidate.1, layer, &mut scratch);
             unvisited.clear();
-            unvisited.extend(scratch.iter().copied().filter(|&next| first_visit(next)));
+            unvisited.extend(scratch.iter().copied().filter(|&next| visited.first(next)));
             nodes.distances(query, &unvisited, &mut distances);
             for (&next, &distance) in unvisited.iter().zip(&distances) {
                 if best.len() < ef || best.peek().is_some_and(|worst| distance < worst.0) {
@@ -801,7 +822,9 @@ fn add_to(nodes: &Nodes, list: &mut Vec<u32>, node: u32, new: Near, layer: usize
         }
         return;
     }
-    let mut candidates: Vec<Near> = list.iter().map(|&other| Near(nodes.between(node, other), other)).collect();
+    let mut distances = Vec::with_capacity(list.len());
+    nodes.distances(&nodes.node_query(node), list, &mut distances);
+    let mut candidates: Vec<Near> = list.iter().zip(&distances).map(|(&other, &d)| Near(d, other)).collect();
     candidates.push(new);
     candidates.sort();
     let chosen = select(nodes, &candidates, limit);
