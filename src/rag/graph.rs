@@ -396,8 +396,9 @@ impl Graph {
             ids.iter().for_each(link);
         }
         drop(nodes);
-        // A check walks the whole graph: run when it has grown by a twentieth since the last,
-        // which keeps the total cost of checks within a few walks of the final graph.
+        // A check walks the whole bottom layer: run when the graph has grown by a twentieth
+        // since the last, so all the checks of a build cost about twenty walks of the final
+        // graph (at a million nodes a walk reads 40M link slots, well under a second).
         let unchecked = self.unchecked.fetch_add(points.len(), Ordering::Relaxed) + points.len();
         if unchecked * 20 >= self.len() {
             self.repair();
