@@ -786,9 +786,9 @@ pub struct Fusion {
 impl RagConfig {
     /// The vector graphs' search beam: what is configured, else the default for the embedder.
     /// Vectors from an embedding model cluster, and a beam of 200 finds the exact top 10
-    /// (recall@10 0.99–1.0 on 1,000 Gaussian clusters at 100k, 0.6 ms); `hash` vectors of
+    /// (recall@10 0.99–1.0 on 1,000 Gaussian clusters at 100k, p95 0.4 ms); `hash` vectors of
     /// texts are nearly equidistant, which defeats a graph's greedy walk, and it takes a beam
-    /// of 3,200 to reach recall@10 0.95 on the Rust documentation (~3 ms at 91k chunks).
+    /// of 3,200 to reach recall@10 0.95 on the Rust documentation (p95 2.3 ms at 91k chunks).
     /// Measured by `cargo bench --bench rag`.
     pub fn search_beam(&self) -> usize {
         let hash = self.embedder.kind == EmbedderKind::Hash;
