@@ -73,7 +73,7 @@ fn prefetch_rows<T>(rows: &[T], width: usize, ids: &[u32]) {
 static SSE: LazyLock<Option<pulp::core_arch::x86::Sse>> = LazyLock::new(pulp::core_arch::x86::Sse::try_new);
 
 /// Independent partial sums per kernel: one running sum would serialise every addition, and
-/// 32 lanes fill an AVX-512 register of `i16` products or two of `f32`.
+/// 32 lanes of `i32` or `f32` sums fill two AVX-512 registers.
 const LANES: usize = 32;
 
 #[inline(always)]
@@ -89,8 +89,10 @@ fn dot_f32_lanes(a: &[f32], b: &[f32]) -> f32 {
     sums.iter().sum::<f32>() + tail
 }
 
-/// Widened to `i32` per lane: the compiler turns the loop into packed multiply-adds of `i16`
-/// pairs (`pmaddwd`), which cannot overflow for codes within [-127, 127].
+/// Widened to `i32` per lane, so no sum can overflow for codes within [-127, 127] below 2^17
+/// dimensions. (Compiled for AVX-512, the main loop sign-extends 16 codes to `i32` lanes and
+/// multiplies them with `vpmulld`, as `objdump` shows; the row's load, not the multiply, is
+/// what a graph build waits on.)
 #[inline(always)]
 fn dot_i8_lanes(a: &[i8], b: &[i8]) -> i32 {
     let mut sums = [0i32; LANES];
