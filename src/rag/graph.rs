@@ -405,6 +405,15 @@ impl Graph {
         }
     }
 
+    /// [`Graph::repair`], if nodes were inserted since the last one (a dump's check: a walk
+    /// of a million nodes is not worth repeating at every periodic dump of an unchanged graph).
+    pub fn repair_if_unchecked(&self) -> usize {
+        if self.unchecked.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.repair()
+    }
+
     /// Reconnect the nodes a search can no longer reach, and return how many there were.
     ///
     /// In-link counts keep pruning from cutting off a single node, but two nodes can still
@@ -1054,6 +1063,7 @@ pub(crate) mod tests {
             }
         }
         assert!(reachable(&graph) < 2_000);
+        assert_eq!(graph.repair_if_unchecked(), 0, "nothing inserted since the insert's own check");
         assert!(graph.repair() >= 1);
         assert_eq!(reachable(&graph), 2_000);
         let (seq, vector) = &points[cut as usize];

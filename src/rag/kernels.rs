@@ -151,23 +151,52 @@ pair_kernel!(
     dot_f32_i8_lanes
 );
 
-struct SimilaritiesF32<'a> {
-    query: &'a [f32],
-    rows: &'a [f32],
+/// What the batch kernel scores: `f32` coordinates, or `int8` codes.
+trait Coordinate: Sized {
+    fn dot(a: &[Self], b: &[Self]) -> f32;
+}
+
+impl Coordinate for f32 {
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot_f32_lanes(a, b)
+    }
+}
+
+impl Coordinate for i8 {
+    #[inline(always)]
+    fn dot(a: &[i8], b: &[i8]) -> f32 {
+        dot_i8_lanes(a, b) as f32
+    }
+}
+
+/// `query` against rows `ids` of `rows`; with `int8` codes, times the query's scale and each
+/// row's (`scales`).
+struct Similarities<'a, T> {
+    query: &'a [T],
+    rows: &'a [T],
+    scales: Option<(f32, &'a [f32])>,
     ids: &'a [u32],
     out: &'a mut Vec<f32>,
 }
 
-impl Kernel for SimilaritiesF32<'_> {
+impl<T: Coordinate> Kernel for Similarities<'_, T> {
     type Output = ();
 
     #[inline(always)]
     fn run(self) {
         let width = self.query.len();
         prefetch_rows(self.rows, width, self.ids);
+        if let Some((_, scales)) = self.scales {
+            prefetch_rows(scales, 1, self.ids);
+        }
         for &id in self.ids {
             let start = id as usize * width;
-            self.out.push(dot_f32_lanes(self.query, &self.rows[start..start + width]));
+            let dot = T::dot(self.query, &self.rows[start..start + width]);
+            self.out.push(match self.scales {
+                Some((query_scale, scales)) => dot * query_scale * scales[id as usize],
+                None => dot,
+            });
         }
     }
 }
@@ -175,39 +204,12 @@ impl Kernel for SimilaritiesF32<'_> {
 /// The similarity of `query` to row `id` of `rows` (`query.len()` values per row) for each of
 /// `ids`, appended to `out`.
 pub fn similarities_f32(query: &[f32], rows: &[f32], ids: &[u32], out: &mut Vec<f32>) {
-    vectorised(SimilaritiesF32 { query, rows, ids, out })
-}
-
-struct SimilaritiesI8<'a> {
-    query: &'a [i8],
-    query_scale: f32,
-    rows: &'a [i8],
-    scales: &'a [f32],
-    ids: &'a [u32],
-    out: &'a mut Vec<f32>,
-}
-
-impl Kernel for SimilaritiesI8<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
-        let width = self.query.len();
-        prefetch_rows(self.rows, width, self.ids);
-        for &id in self.ids {
-            prefetch(&self.scales[id as usize..id as usize + 1]);
-        }
-        for &id in self.ids {
-            let start = id as usize * width;
-            let dot = dot_i8_lanes(self.query, &self.rows[start..start + width]);
-            self.out.push(dot as f32 * self.query_scale * self.scales[id as usize]);
-        }
-    }
+    vectorised(Similarities { query, rows, scales: None, ids, out })
 }
 
 /// The `int8` form of [`similarities_f32`]: codes times their scales (`v ≈ code * scale`).
 pub fn similarities_i8(query: &[i8], query_scale: f32, rows: &[i8], scales: &[f32], ids: &[u32], out: &mut Vec<f32>) {
-    vectorised(SimilaritiesI8 { query, query_scale, rows, scales, ids, out })
+    vectorised(Similarities { query, rows, scales: Some((query_scale, scales)), ids, out })
 }
 
 #[cfg(test)]

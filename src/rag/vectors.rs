@@ -279,7 +279,7 @@ impl CollectionVectors {
         if points > 0 {
             // Insert batches check for cut-off nodes as the graph grows; the last few may not
             // have been checked yet, and a dump should not keep one.
-            let repaired = self.graph.repair();
+            let repaired = self.graph.repair_if_unchecked();
             if repaired > 0 {
                 tracing::debug!(repaired, "vector graph: reconnected nodes no search could reach");
             }
