@@ -70,7 +70,7 @@ pub use super::kernels::dot;
 use super::kernels::{self, dot_f32_i8, dot_i8};
 
 /// `v` as codes in [-127, 127] and the scale that maps them back (`v ≈ code * scale`).
-fn quantise(v: &[f32], codes: &mut Vec<i8>) -> f32 {
+pub(super) fn quantise(v: &[f32], codes: &mut Vec<i8>) -> f32 {
     let largest = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     if largest == 0.0 || !largest.is_finite() {
         codes.extend(std::iter::repeat_n(0, v.len()));
@@ -80,6 +80,46 @@ fn quantise(v: &[f32], codes: &mut Vec<i8>) -> f32 {
     // In range by construction: |x| / scale <= 127.
     codes.extend(v.iter().map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8));
     scale
+}
+
+/// A unit vector as a graph of one precision keeps it: `f32` coordinates, or an `int8` code
+/// with its scale. The queue ahead of a graph (`super::queue`) keeps vectors the same way and
+/// hands them over like this, so a code is computed once and the graph takes it in as it is.
+pub enum Coordinates {
+    Full(Box<[f32]>),
+    Codes { codes: Box<[i8]>, scale: f32 },
+}
+
+impl Coordinates {
+    /// `vector` (unit length) as a graph of `precision` keeps it.
+    pub fn new(vector: &[f32], precision: Precision) -> Coordinates {
+        match precision {
+            Precision::F32 => Coordinates::Full(vector.into()),
+            Precision::Int8 => {
+                let mut codes = Vec::with_capacity(vector.len());
+                let scale = quantise(vector, &mut codes);
+                Coordinates::Codes { codes: codes.into(), scale }
+            }
+        }
+    }
+
+    /// Cosine similarity of the unit `query` to these coordinates, the score a graph search
+    /// gives the same point: within [-1, 1] (a code's rounding can put it a hair above 1).
+    pub fn similarity(&self, query: &[f32]) -> f32 {
+        let similarity = match self {
+            Coordinates::Full(vector) => dot(query, vector),
+            Coordinates::Codes { codes, scale } => dot_f32_i8(query, codes) * scale,
+        };
+        similarity.clamp(-1.0, 1.0)
+    }
+
+    /// The coordinates (of a code: as it says).
+    pub fn vector(&self) -> Vec<f32> {
+        match self {
+            Coordinates::Full(vector) => vector.to_vec(),
+            Coordinates::Codes { codes, scale } => codes.iter().map(|c| f32::from(*c) * scale).collect(),
+        }
+    }
 }
 
 /// A query prepared for one precision.
@@ -138,10 +178,15 @@ impl Nodes {
         self.seqs.len()
     }
 
-    fn push(&mut self, seq: u64, vector: &[f32], level: usize, m: usize) {
-        match self.precision {
-            Precision::F32 => self.full.extend_from_slice(vector),
-            Precision::Int8 => {
+    fn push(&mut self, seq: u64, row: &Coordinates, level: usize, m: usize) {
+        match (self.precision, row) {
+            (Precision::F32, Coordinates::Full(vector)) => self.full.extend_from_slice(vector),
+            (Precision::F32, codes) => self.full.extend(codes.vector()),
+            (Precision::Int8, Coordinates::Codes { codes, scale }) => {
+                self.codes.extend_from_slice(codes);
+                self.scales.push(*scale);
+            }
+            (Precision::Int8, Coordinates::Full(vector)) => {
                 let scale = quantise(vector, &mut self.codes);
                 self.scales.push(scale);
             }
@@ -377,18 +422,18 @@ impl Graph {
     }
 
     /// Add `points` (unit vectors of the graph's width) and link them, in parallel on `pool`.
-    pub fn insert(&self, points: &[(u64, Vec<f32>)], pool: &rayon::ThreadPool) {
+    pub fn insert(&self, points: &[(u64, Coordinates)], pool: &rayon::ThreadPool) {
         let first = {
             let Ok(mut nodes) = self.nodes.write() else { return };
             let first = nodes.len();
-            for (seq, vector) in points {
-                nodes.push(*seq, vector, level_for(*seq, self.params.m), self.params.m);
+            for (seq, row) in points {
+                nodes.push(*seq, row, level_for(*seq, self.params.m), self.params.m);
             }
             first
         };
         let Ok(nodes) = self.nodes.read() else { return };
         let ids: Vec<u32> = (first..first + points.len()).map(|i| i as u32).collect();
-        let link = |node: &u32| self.link(&nodes, *node, &points[*node as usize - first].1);
+        let link = |node: &u32| self.link(&nodes, *node);
         if ids.len() > 16 {
             use rayon::prelude::*;
             pool.install(|| ids.par_iter().for_each(link));
@@ -470,7 +515,7 @@ impl Graph {
     }
 
     /// Connect a node already in the arrays to the graph.
-    fn link(&self, nodes: &Nodes, node: u32, vector: &[f32]) {
+    fn link(&self, nodes: &Nodes, node: u32) {
         let level = nodes.level(node);
         let entry = match self.entry.lock() {
             Ok(mut entry) => match *entry {
@@ -482,7 +527,8 @@ impl Graph {
             },
             Err(_) => return,
         };
-        let query = nodes.query(vector);
+        // Its own stored row as the query: what every later distance to it will be.
+        let query = nodes.node_query(node);
         let mut entries = vec![descend(nodes, &query, entry, level + 1)];
         for layer in (0..=level.min(entry.level)).rev() {
             let found = search_layer(nodes, &query, &entries, self.params.ef_construction, layer);
@@ -917,6 +963,11 @@ pub(crate) mod tests {
         vectors(count, dimensions, seed).into_iter().map(scale).collect()
     }
 
+    /// `points` as a graph of `precision` takes them.
+    fn rows(points: &[(u64, Vec<f32>)], precision: Precision) -> Vec<(u64, Coordinates)> {
+        points.iter().map(|(seq, v)| (*seq, Coordinates::new(v, precision))).collect()
+    }
+
     fn exact(points: &[(u64, Vec<f32>)], query: &[f32], k: usize) -> Vec<u64> {
         let mut scored: Vec<(u64, f32)> = points.iter().map(|(seq, v)| (*seq, dot(query, v))).collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -973,7 +1024,7 @@ pub(crate) mod tests {
         for precision in [Precision::F32, Precision::Int8] {
             let graph = Graph::new(32, precision, Params::default());
             for batch in points.chunks(500) {
-                graph.insert(batch, &pool);
+                graph.insert(&rows(batch, precision), &pool);
             }
             assert_eq!(graph.len(), 3_000);
             let recall = recall(&graph, &points, &queries, 200);
@@ -1036,7 +1087,7 @@ pub(crate) mod tests {
             for precision in [Precision::F32, Precision::Int8] {
                 let graph = Graph::new(24, precision, Params { m: 8, ef_construction: 60 });
                 for batch in points.chunks(300) {
-                    graph.insert(batch, &pool);
+                    graph.insert(&rows(batch, precision), &pool);
                 }
                 assert_eq!(reachable(&graph), 3_000, "seed {seed}, {precision:?}");
                 assert_eq!(graph.repair(), 0, "nothing left to repair");
@@ -1053,7 +1104,7 @@ pub(crate) mod tests {
         let points: Vec<(u64, Vec<f32>)> =
             unit_vectors(2_000, 24, 9).into_iter().enumerate().map(|(i, v)| (i as u64 + 1, v)).collect();
         let graph = Graph::new(24, Precision::F32, Params::default());
-        graph.insert(&points, &pool);
+        graph.insert(&rows(&points, Precision::F32), &pool);
         let entry = graph.entry.lock().unwrap().unwrap().node;
         let cut = if entry == 42 { 43 } else { 42 };
         {
@@ -1077,7 +1128,7 @@ pub(crate) mod tests {
             unit_vectors(600, 16, 7).into_iter().enumerate().map(|(i, v)| (i as u64 * 3 + 1, v)).collect();
         for precision in [Precision::F32, Precision::Int8] {
             let graph = Graph::new(16, precision, Params::default());
-            graph.insert(&points, &pool);
+            graph.insert(&rows(&points, precision), &pool);
             let mut bytes = Vec::new();
             graph.write(&mut bytes).unwrap();
             let loaded = Graph::read(&bytes, 16).unwrap();

@@ -212,6 +212,65 @@ pub fn similarities_i8(query: &[i8], query_scale: f32, rows: &[i8], scales: &[f3
     vectorised(Similarities { query, rows, scales: Some((query_scale, scales)), ids, out })
 }
 
+/// What a full-precision query is scored against row after row: `f32` coordinates, or
+/// `int8` codes.
+trait Scanned: Sized {
+    fn similarity(query: &[f32], row: &[Self]) -> f32;
+}
+
+impl Scanned for f32 {
+    #[inline(always)]
+    fn similarity(query: &[f32], row: &[f32]) -> f32 {
+        dot_f32_lanes(query, row)
+    }
+}
+
+impl Scanned for i8 {
+    #[inline(always)]
+    fn similarity(query: &[f32], row: &[i8]) -> f32 {
+        dot_f32_i8_lanes(query, row)
+    }
+}
+
+/// `query` against every row of `rows` in order; with codes, times each row's scale. The
+/// rows are contiguous, so the CPU's own prefetcher streams them and no hint is needed.
+struct Scan<'a, T> {
+    query: &'a [f32],
+    rows: &'a [T],
+    scales: Option<&'a [f32]>,
+    out: &'a mut Vec<f32>,
+}
+
+impl<T: Scanned> Kernel for Scan<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let width = self.query.len();
+        if width == 0 {
+            return;
+        }
+        for (i, row) in self.rows.chunks_exact(width).enumerate() {
+            let similarity = T::similarity(self.query, row);
+            self.out.push(match self.scales {
+                Some(scales) => similarity * scales[i],
+                None => similarity,
+            });
+        }
+    }
+}
+
+/// The similarity of `query` to each row of `rows` (`query.len()` values per row), appended
+/// to `out`: an exact scan in one dispatch.
+pub fn scan_f32(query: &[f32], rows: &[f32], out: &mut Vec<f32>) {
+    vectorised(Scan { query, rows, scales: None, out })
+}
+
+/// [`scan_f32`] over `int8` codes, each row times its scale (`v ≈ code * scale`).
+pub fn scan_f32_i8(query: &[f32], codes: &[i8], scales: &[f32], out: &mut Vec<f32>) {
+    vectorised(Scan { query, rows: codes, scales: Some(scales), out })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +309,17 @@ mod tests {
             let expected = dot_i8(&rows[query.clone()], &rows[row.clone()]) as f32 * 3.0 * scales[id as usize];
             assert_eq!(from_codes[k + 1], expected);
             assert_eq!(from_full[k], dot(&full[query.clone()], &full[row]));
+        }
+        // The scans: every row in order, the same sums as the pair kernels.
+        let probe = &full[query.clone()];
+        let (mut scanned_codes, mut scanned_full) = (Vec::new(), Vec::new());
+        scan_f32_i8(probe, &rows, &scales, &mut scanned_codes);
+        scan_f32(probe, &full, &mut scanned_full);
+        assert_eq!((scanned_codes.len(), scanned_full.len()), (5, 5));
+        for id in 0..5 {
+            let row = id * width..(id + 1) * width;
+            assert_eq!(scanned_codes[id], dot_f32_i8(probe, &rows[row.clone()]) * scales[id]);
+            assert_eq!(scanned_full[id], dot(probe, &full[row]));
         }
     }
 }

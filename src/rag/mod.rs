@@ -21,6 +21,7 @@ pub mod indexer;
 pub mod jobs;
 mod kernels;
 pub mod lexical;
+mod queue;
 pub mod vectors;
 
 use std::collections::HashMap;
@@ -476,7 +477,7 @@ impl Rag {
         chunks: &Arc<Vec<NewChunk>>,
         last: bool,
     ) -> Result<(CollectionRecord, u64), RagError> {
-        self.vectors.wait_for_room(vectors::MAX_QUEUED);
+        self.vectors.wait_for_room(vectors::MAX_QUEUED_BYTES);
         let job_chunks = chunks.clone();
         let document_id = document.document_id.clone();
         let now = document.now;

@@ -8,7 +8,7 @@
 //! searches go on. A search ranks the graph and scans what is still queued exactly, so a chunk
 //! is found from the moment its ingest returns, and an ingest never waits for graph
 //! construction — only, when far more is queued than the builder keeps up with
-//! ([`MAX_QUEUED`]), for room (back-pressure that bounds memory and the exact scan). A
+//! ([`MAX_QUEUED_BYTES`]), for room (back-pressure that bounds memory and the exact scan). A
 //! collection below [`FULL_SCAN_BELOW`] vectors gets no graph at all: its queue is searched
 //! exactly, which at that size is as fast as a graph and never misses.
 //!
@@ -21,6 +21,7 @@
 //! count and link, so a damaged dump is treated as missing, never trusted.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -31,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use super::graph::dot;
-use super::graph::{Graph, Params, Precision};
+use super::graph::{Coordinates, Graph, Params, Precision};
+use super::queue::Queue;
 
 /// Vectors inserted per builder step: small enough that a dump or a shutdown waits at most one
 /// step, large enough for the parallel insert to keep both cores busy.
@@ -40,12 +42,13 @@ const BUILD_BATCH: usize = 1024;
 /// search scans it exactly — recall 1.0, and at 384 dimensions no slower than a graph search at
 /// this size (~2 ms). The builder starts on a collection once it reaches this size.
 pub const FULL_SCAN_BELOW: usize = 16_384;
-/// Queued vectors due for the builder (all collections) above which ingests wait for it: about 100 MB of
-/// 384-dimension vectors, and an exact scan of a few milliseconds.
-pub const MAX_QUEUED: usize = 65_536;
+/// Bytes of queued vectors due for the builder (all collections, [`Queue::footprint`])
+/// above which ingests wait for it: what bounds the queue's memory and the exact scan every
+/// search makes of it while a bulk load is ahead of the builder.
+pub const MAX_QUEUED_BYTES: usize = 256 << 20;
 const MANIFEST: &str = "manifest.json";
-/// The queue at dump time: per vector, its sequence number (u64) then its coordinates (f32),
-/// little-endian.
+/// The queue at dump time: per vector, its sequence number (u64) then, as the manifest's
+/// `queue_codes` says, its coordinates (f32) or its scale (f32) and code (i8), little-endian.
 const QUEUE_FILE: &str = "queued.bin";
 const GRAPH_FILE: &str = "graph.bin";
 /// Bumped when what a dump means changes; older dumps are rebuilt. 3: this server's own graph
@@ -59,32 +62,51 @@ fn unit(v: &[f32]) -> Option<Vec<f32>> {
     (norm > 0.0 && norm.is_finite()).then(|| v.iter().map(|x| x / norm).collect())
 }
 
-fn write_queue(path: &Path, queue: &[(u64, Vec<f32>)]) -> std::io::Result<()> {
-    let mut bytes = Vec::with_capacity(queue.iter().map(|(_, v)| 8 + v.len() * 4).sum());
-    for (seq, vector) in queue {
-        bytes.extend_from_slice(&seq.to_le_bytes());
-        vector.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+/// Write the queue, streamed (at a bulk load's peak it holds hundreds of megabytes); returns
+/// whether its records are codes (the manifest's `queue_codes`).
+fn write_queue(path: &Path, queue: &Queue) -> std::io::Result<bool> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    for (seq, row) in queue.iter() {
+        out.write_all(&seq.to_le_bytes())?;
+        match row {
+            Coordinates::Codes { codes, scale } => {
+                out.write_all(&scale.to_le_bytes())?;
+                out.write_all(&codes.iter().map(|c| c.to_le_bytes()[0]).collect::<Vec<u8>>())?;
+            }
+            Coordinates::Full(vector) => {
+                for x in vector.iter() {
+                    out.write_all(&x.to_le_bytes())?;
+                }
+            }
+        }
     }
-    std::fs::write(path, bytes)
+    out.flush()?;
+    Ok(queue.precision() == Precision::Int8)
 }
 
-fn parse_queue(bytes: &[u8], dimensions: usize) -> Option<Vec<(u64, Vec<f32>)>> {
-    let record = 8 + dimensions * 4;
+/// A queue file back as a graph of `precision` keeps its vectors: records of codes as they
+/// were written (a code's own scale, so it scores exactly as before), of `f32` coordinates
+/// (dumps before `queue_codes`) converted.
+fn parse_queue(bytes: &[u8], dimensions: usize, codes: bool, precision: Precision) -> Option<Queue> {
+    let record = if codes { 8 + 4 + dimensions } else { 8 + dimensions * 4 };
     if dimensions == 0 || !bytes.len().is_multiple_of(record) {
         return None;
     }
-    Some(
-        bytes
-            .chunks_exact(record)
-            .map(|r| {
-                let (seq, coordinates) = r.split_at(8);
-                let seq = u64::from_le_bytes(seq.try_into().unwrap_or_default());
-                let vector =
-                    coordinates.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
-                (seq, vector)
-            })
-            .collect(),
-    )
+    let f32_at = |b: &[u8]| f32::from_le_bytes(b.try_into().unwrap_or_default());
+    let mut queue = Queue::new(dimensions, precision);
+    for r in bytes.chunks_exact(record) {
+        let (seq, rest) = r.split_at(8);
+        let seq = u64::from_le_bytes(seq.try_into().unwrap_or_default());
+        if codes {
+            let (scale, code) = rest.split_at(4);
+            let code = code.iter().map(|b| i8::from_le_bytes([*b])).collect();
+            queue.push_row(seq, &Coordinates::Codes { codes: code, scale: f32_at(scale) });
+        } else {
+            let vector: Vec<f32> = rest.chunks_exact(4).map(f32_at).collect();
+            queue.push(seq, &vector);
+        }
+    }
+    Some(queue)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,6 +120,9 @@ struct Manifest {
     /// Vectors in the queue file, after the graph's.
     #[serde(default)]
     queued: usize,
+    /// Whether the queue file holds `int8` codes (else `f32` coordinates, as before it could).
+    #[serde(default)]
+    queue_codes: bool,
     /// How the graph stores coordinates; a dump of another precision is rebuilt.
     precision: String,
     /// SHA-256 (hex) of each dump file, by file name.
@@ -105,8 +130,12 @@ struct Manifest {
     files: Vec<(String, String)>,
 }
 
+/// Streamed: at a million vectors the graph file is several hundred megabytes, and a dump
+/// should not hold a second copy of it in memory to hash it.
 fn sha256_file(path: &Path) -> std::io::Result<String> {
-    Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// The dump file `name` from `dir`, if it is as `manifest` says it was written (read once:
@@ -122,6 +151,8 @@ pub struct CollectionVectors {
     /// Synchronises concurrent inserts and searches itself.
     graph: Graph,
     dimensions: usize,
+    /// The graph's, and so the queue's.
+    precision: Precision,
     /// Held by the builder while it inserts and by a dump while it writes: a dump must see a
     /// graph no insert is changing, and a queue consistent with it.
     build: Mutex<()>,
@@ -130,9 +161,9 @@ pub struct CollectionVectors {
     /// Highest sequence number in the graph.
     watermark: AtomicU64,
     points: AtomicUsize,
-    /// Committed chunks' unit vectors not yet in the graph, in sequence order; searched by an
-    /// exact scan.
-    queued: RwLock<Vec<(u64, Vec<f32>)>>,
+    /// Committed chunks' unit vectors not yet in the graph, in sequence order, kept as the
+    /// graph will keep them; searched by an exact scan.
+    queued: RwLock<Queue>,
 }
 
 impl CollectionVectors {
@@ -142,13 +173,14 @@ impl CollectionVectors {
 
     fn with_graph(graph: Graph, dimensions: usize, watermark: u64, points: usize) -> CollectionVectors {
         CollectionVectors {
+            precision: graph.precision(),
+            queued: RwLock::new(Queue::new(dimensions, graph.precision())),
             graph,
             dimensions,
             build: Mutex::new(()),
             dirty: AtomicBool::new(false),
             watermark: AtomicU64::new(watermark),
             points: AtomicUsize::new(points),
-            queued: RwLock::new(Vec::new()),
         }
     }
 
@@ -157,14 +189,14 @@ impl CollectionVectors {
     /// were queued.
     fn queue(&self, points: &[(u64, &[f32])]) -> usize {
         let Ok(mut queued) = self.queued.write() else { return 0 };
-        let mut after = queued.last().map_or(0, |(seq, _)| *seq).max(self.watermark());
+        let mut after = queued.last_seq().unwrap_or(0).max(self.watermark());
         let before = queued.len();
         for (seq, vector) in points {
             if *seq > after
                 && vector.len() == self.dimensions
                 && let Some(vector) = unit(vector)
             {
-                queued.push((*seq, vector));
+                queued.push(*seq, &vector);
                 after = *seq;
             }
         }
@@ -179,8 +211,8 @@ impl CollectionVectors {
     fn build_step(&self, limit: usize, pool: &rayon::ThreadPool) -> usize {
         let Ok(_build) = self.build.lock() else { return 0 };
         // Copied out so ingests can queue more and searches scan the queue meanwhile.
-        let step: Vec<(u64, Vec<f32>)> = match self.queued.read() {
-            Ok(queued) => queued.iter().take(limit).cloned().collect(),
+        let step: Vec<(u64, Coordinates)> = match self.queued.read() {
+            Ok(queued) => queued.front(limit),
             Err(_) => return 0,
         };
         let Some(last) = step.last().map(|(seq, _)| *seq) else { return 0 };
@@ -191,8 +223,7 @@ impl CollectionVectors {
         // Searches may see a point in the graph and the queue at once for this moment; they
         // drop the duplicate.
         if let Ok(mut queued) = self.queued.write() {
-            let built = queued.iter().take_while(|(seq, _)| *seq <= last).count();
-            queued.drain(..built);
+            queued.drop_through(last);
         }
         step.len()
     }
@@ -211,12 +242,7 @@ impl CollectionVectors {
         if let Ok(queued) = self.queued.read()
             && !queued.is_empty()
         {
-            let mut scanned: Vec<(u64, f32)> = queued.iter().map(|(seq, v)| (*seq, dot(&query, v))).collect();
-            if scanned.len() > k {
-                scanned.select_nth_unstable_by(k, |a, b| b.1.total_cmp(&a.1));
-                scanned.truncate(k);
-            }
-            found.extend(scanned);
+            found.extend(queued.scan(&query, k));
         }
         // Equal similarities (the same text twice) in chunk order, whatever the graph's shape.
         found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -238,7 +264,7 @@ impl CollectionVectors {
 
     /// Highest sequence number in the graph or the queue: start-up queues what comes after.
     pub fn covered(&self) -> u64 {
-        let queued = self.queued.read().ok().and_then(|q| q.last().map(|(seq, _)| *seq)).unwrap_or(0);
+        let queued = self.queued.read().ok().and_then(|q| q.last_seq()).unwrap_or(0);
         queued.max(self.watermark())
     }
 
@@ -252,6 +278,11 @@ impl CollectionVectors {
     pub fn backlog(&self) -> usize {
         let (points, queued) = (self.points(), self.queued());
         if points > 0 || points + queued >= FULL_SCAN_BELOW { queued } else { 0 }
+    }
+
+    /// The backlog's memory ([`Queue::footprint`]).
+    fn backlog_bytes(&self) -> usize {
+        self.backlog() * Queue::footprint(self.dimensions, self.precision)
     }
 
     /// Write the graph and the queue to `dir` (replacing the previous dump) when either
@@ -287,12 +318,10 @@ impl CollectionVectors {
             self.graph.write(&mut out)?;
             std::io::Write::flush(&mut out)?;
         }
-        let queued = match self.queued.read() {
+        let (queued, queue_codes) = match self.queued.read() {
             Ok(queue) => {
-                if !queue.is_empty() {
-                    write_queue(&staging.join(QUEUE_FILE), &queue)?;
-                }
-                queue.len()
+                let codes = if queue.is_empty() { false } else { write_queue(&staging.join(QUEUE_FILE), &queue)? };
+                (queue.len(), codes)
             }
             Err(_) => return Err(std::io::Error::other("vector queue lock poisoned")),
         };
@@ -310,7 +339,8 @@ impl CollectionVectors {
             dimensions: self.dimensions,
             points,
             queued,
-            precision: self.graph.precision().as_str().to_string(),
+            queue_codes,
+            precision: self.precision.as_str().to_string(),
             files,
         };
         let manifest_path = staging.join(MANIFEST);
@@ -339,13 +369,14 @@ impl CollectionVectors {
             return None;
         }
         let queue = if manifest.queued > 0 {
-            let queue = parse_queue(&read_intact(dir, &manifest, QUEUE_FILE)?, dimensions)?;
+            let bytes = read_intact(dir, &manifest, QUEUE_FILE)?;
+            let queue = parse_queue(&bytes, dimensions, manifest.queue_codes, precision)?;
             (queue.len() == manifest.queued).then_some(queue)?
         } else {
-            Vec::new()
+            Queue::new(dimensions, precision)
         };
         let loaded = Self::load_graph(dir, &manifest, dimensions, precision)?;
-        loaded.queued.write().ok()?.extend(queue);
+        *loaded.queued.write().ok()? = queue;
         Some(loaded)
     }
 
@@ -407,6 +438,10 @@ impl Shared {
 
     fn backlog(&self) -> usize {
         self.graphs().iter().map(|(_, g)| g.backlog()).sum()
+    }
+
+    fn backlog_bytes(&self) -> usize {
+        self.graphs().iter().map(|(_, g)| g.backlog_bytes()).sum()
     }
 
     /// The builder: insert queued vectors, a step per collection in turn, until none are left;
@@ -522,9 +557,9 @@ impl VectorIndexes {
         self.shared.backlog()
     }
 
-    /// Wait while the builder's backlog is above `limit` (ingest back-pressure).
+    /// Wait while the builder's backlog holds more than `limit` bytes (ingest back-pressure).
     pub fn wait_for_room(&self, limit: usize) {
-        while self.backlog() > limit && !self.shared.stop.load(Ordering::Acquire) {
+        while self.shared.backlog_bytes() > limit && !self.shared.stop.load(Ordering::Acquire) {
             let Ok(guard) = self.shared.pending.lock() else { return };
             // Timed: a step may end between the count above and this wait.
             let _ = self.shared.progress.wait_timeout(guard, Duration::from_millis(100));
@@ -598,6 +633,14 @@ mod tests {
     use super::*;
 
     use crate::rag::graph::tests::vectors;
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
 
     fn exact(points: &[(u64, Vec<f32>)], query: &[f32], k: usize) -> Vec<u64> {
         let query = unit(query).unwrap();
@@ -693,6 +736,31 @@ mod tests {
         assert_eq!((loaded.points(), loaded.queued(), loaded.watermark(), loaded.covered()), (80, 40, 159, 239));
         let query = &points[100].1;
         assert_eq!(loaded.search(query, 5, 200), graph.search(query, 5, 200));
+        // A dump from before queues of codes (its queue as f32 records) loads as well and
+        // scores the queued vectors within their rounding.
+        let coordinates: Vec<(u64, Coordinates)> = graph.queued.read().unwrap().iter().collect();
+        let mut f32_records = Vec::new();
+        for (seq, row) in &coordinates {
+            f32_records.extend_from_slice(&seq.to_le_bytes());
+            row.vector().iter().for_each(|x| f32_records.extend_from_slice(&x.to_le_bytes()));
+        }
+        let older = dir.path().join("older");
+        copy_dir(&path, &older);
+        std::fs::write(older.join(QUEUE_FILE), &f32_records).unwrap();
+        let mut manifest: Manifest = serde_json::from_slice(&std::fs::read(older.join(MANIFEST)).unwrap()).unwrap();
+        manifest.queue_codes = false;
+        for (name, digest) in manifest.files.iter_mut() {
+            *digest = sha256_file(&older.join(name.as_str())).unwrap();
+        }
+        std::fs::write(older.join(MANIFEST), serde_json::to_vec(&manifest).unwrap()).unwrap();
+        let upgraded = CollectionVectors::load(&older, 16, Precision::Int8).unwrap();
+        assert_eq!((upgraded.points(), upgraded.queued(), upgraded.covered()), (80, 40, 239));
+        let (before, after) = (graph.search(query, 5, 200), upgraded.search(query, 5, 200));
+        assert_eq!(
+            before.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            after.iter().map(|(seq, _)| *seq).collect::<Vec<_>>()
+        );
+        assert!(before.iter().zip(&after).all(|(a, b)| (a.1 - b.1).abs() < 1e-3), "{before:?} {after:?}");
         // Another width, or a damaged queue file: no dump.
         assert!(CollectionVectors::load(&path, 8, Precision::Int8).is_none());
         std::fs::write(path.join(QUEUE_FILE), b"torn").unwrap();
