@@ -84,10 +84,11 @@ fn write_queue(path: &Path, queue: &Queue) -> std::io::Result<bool> {
     Ok(queue.precision() == Precision::Int8)
 }
 
-/// A queue file back as a graph of `precision` keeps its vectors: records of codes as they
-/// were written (a code's own scale, so it scores exactly as before), of `f32` coordinates
-/// (dumps before `queue_codes`) converted.
-fn parse_queue(bytes: &[u8], dimensions: usize, codes: bool, precision: Precision) -> Option<Queue> {
+/// A queue file back: records of codes when `precision` is `int8` (each with its own scale, so
+/// it scores exactly as before), else of `f32` coordinates (an exact queue, or a dump from
+/// before `queue_codes`), which the collection quantises if its graph keeps codes.
+fn parse_queue(bytes: &[u8], dimensions: usize, precision: Precision) -> Option<Queue> {
+    let codes = precision == Precision::Int8;
     let record = if codes { 8 + 4 + dimensions } else { 8 + dimensions * 4 };
     if dimensions == 0 || !bytes.len().is_multiple_of(record) {
         return None;
@@ -174,7 +175,8 @@ impl CollectionVectors {
     fn with_graph(graph: Graph, dimensions: usize, watermark: u64, points: usize) -> CollectionVectors {
         CollectionVectors {
             precision: graph.precision(),
-            queued: RwLock::new(Queue::new(dimensions, graph.precision())),
+            // Exact until the collection is due for a graph ([`CollectionVectors::match_graph`]).
+            queued: RwLock::new(Queue::new(dimensions, Precision::F32)),
             graph,
             dimensions,
             build: Mutex::new(()),
@@ -201,10 +203,22 @@ impl CollectionVectors {
             }
         }
         let added = queued.len() - before;
+        self.match_graph(&mut queued);
         if added > 0 {
             self.dirty.store(true, Ordering::Release);
         }
         added
+    }
+
+    /// Keep the queue as the graph keeps vectors once the collection has, or is due for, a
+    /// graph ([`FULL_SCAN_BELOW`]): from then on searches score the graph's vectors through
+    /// their codes anyway, and a bulk load's backlog takes a quarter of the memory. Below it,
+    /// the queue is the collection's whole index and stays exact (a text's own chunk scores 1).
+    fn match_graph(&self, queued: &mut Queue) {
+        let due = self.points() > 0 || self.points() + queued.len() >= FULL_SCAN_BELOW;
+        if due && self.precision == Precision::Int8 {
+            queued.quantise();
+        }
     }
 
     /// Insert up to `limit` queued vectors into the graph; returns how many.
@@ -282,7 +296,8 @@ impl CollectionVectors {
 
     /// The backlog's memory ([`Queue::footprint`]).
     fn backlog_bytes(&self) -> usize {
-        self.backlog() * Queue::footprint(self.dimensions, self.precision)
+        let precision = self.queued.read().map_or(self.precision, |queued| queued.precision());
+        self.backlog() * Queue::footprint(self.dimensions, precision)
     }
 
     /// Write the graph and the queue to `dir` (replacing the previous dump) when either
@@ -370,13 +385,17 @@ impl CollectionVectors {
         }
         let queue = if manifest.queued > 0 {
             let bytes = read_intact(dir, &manifest, QUEUE_FILE)?;
-            let queue = parse_queue(&bytes, dimensions, manifest.queue_codes, precision)?;
+            let precision = if manifest.queue_codes { Precision::Int8 } else { Precision::F32 };
+            let queue = parse_queue(&bytes, dimensions, precision)?;
             (queue.len() == manifest.queued).then_some(queue)?
         } else {
             Queue::new(dimensions, precision)
         };
         let loaded = Self::load_graph(dir, &manifest, dimensions, precision)?;
-        *loaded.queued.write().ok()? = queue;
+        let mut queued = loaded.queued.write().ok()?;
+        *queued = queue;
+        loaded.match_graph(&mut queued);
+        drop(queued);
         Some(loaded)
     }
 
