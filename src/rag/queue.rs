@@ -123,7 +123,7 @@ impl Queue {
         self.blocks.back().and_then(|block| block.seqs.last().copied())
     }
 
-    /// Append a vector of the queue's width (the caller checks it), quantised if the graph
+    /// Append a vector of the queue's width (the caller checks it), quantised if the queue
     /// keeps codes.
     pub fn push(&mut self, seq: u64, vector: &[f32]) {
         let block = self.back_with_room();

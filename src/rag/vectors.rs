@@ -389,7 +389,7 @@ impl CollectionVectors {
             let queue = parse_queue(&bytes, dimensions, precision)?;
             (queue.len() == manifest.queued).then_some(queue)?
         } else {
-            Queue::new(dimensions, precision)
+            Queue::new(dimensions, Precision::F32)
         };
         let loaded = Self::load_graph(dir, &manifest, dimensions, precision)?;
         let mut queued = loaded.queued.write().ok()?;
@@ -736,6 +736,22 @@ mod tests {
         let graph = indexes.open(7, 4);
         indexes.wait_until_built();
         assert_eq!((graph.points(), graph.queued()), (200, 0));
+    }
+
+    #[test]
+    fn a_small_collection_stays_exact_across_a_reload_even_from_an_empty_dump() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("3");
+        let empty = CollectionVectors::new(4, Precision::Int8);
+        empty.dirty.store(true, Ordering::Release);
+        assert!(empty.dump(&path).unwrap());
+        let loaded = CollectionVectors::load(&path, 4, Precision::Int8).unwrap();
+        let v = [0.3f32, -0.7, 0.2, 0.1];
+        assert_eq!(loaded.queue(&[(1, &v[..])]), 1);
+        // Exact: the vector's own score is 1 (an int8 code of 4 coordinates would be well off).
+        let found = loaded.search(&v, 1, 10);
+        assert_eq!(found[0].0, 1);
+        assert!((found[0].1 - 1.0).abs() < 1e-6, "{found:?}");
     }
 
     #[test]
