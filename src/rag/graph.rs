@@ -105,6 +105,8 @@ impl Coordinates {
 
     /// Cosine similarity of the unit `query` to these coordinates, the score a graph search
     /// gives the same point: within [-1, 1] (a code's rounding can put it a hair above 1).
+    /// What tests check the queue's scan against.
+    #[cfg(test)]
     pub fn similarity(&self, query: &[f32]) -> f32 {
         let similarity = match self {
             Coordinates::Full(vector) => dot(query, vector),

@@ -7,8 +7,8 @@
 //! path. Once its collection has (or is due for) a graph, it keeps them as the graph will
 //! (`int8` codes by default: a quarter of the bytes of `f32`, scored as a graph search scores
 //! them); before that, a small collection's queue is its whole index and stays exact. Either
-//! way the vectors sit in blocks of contiguous rows, so a scan streams through memory in one vectorised
-//! pass per block instead of following a pointer per vector. Measured by `benches/rag.rs`
+//! way the vectors sit in blocks of contiguous rows, so a scan streams through memory in one
+//! vectorised pass per block instead of following a pointer per vector. Measured by `benches/rag.rs`
 //! right after a bulk load of a million chunks, with 645k–677k codes queued: a search took
 //! 92 ms (p50) with one boxed vector per entry, 37.6 ms with blocks, 28.5 ms with blocks
 //! scanned on both cores.
@@ -34,15 +34,14 @@ struct Block {
 }
 
 impl Block {
-    fn new(dimensions: usize, precision: Precision) -> Block {
+    /// Empty, growing as rows come: a block reserved whole would hold 1.5 MB of `f32` for
+    /// every small collection's few chunks.
+    fn new(precision: Precision) -> Block {
         let rows = match precision {
-            Precision::F32 => Rows::Full(Vec::with_capacity(BLOCK_ROWS * dimensions)),
-            Precision::Int8 => Rows::Codes {
-                codes: Vec::with_capacity(BLOCK_ROWS * dimensions),
-                scales: Vec::with_capacity(BLOCK_ROWS),
-            },
+            Precision::F32 => Rows::Full(Vec::new()),
+            Precision::Int8 => Rows::Codes { codes: Vec::new(), scales: Vec::new() },
         };
-        Block { seqs: Vec::with_capacity(BLOCK_ROWS), rows }
+        Block { seqs: Vec::new(), rows }
     }
 
     fn row(&self, at: usize, dimensions: usize) -> Coordinates {
@@ -154,7 +153,7 @@ impl Queue {
 
     fn back_with_room(&mut self) -> &mut Block {
         if self.blocks.back().is_none_or(|block| block.seqs.len() >= BLOCK_ROWS) {
-            self.blocks.push_back(Block::new(self.dimensions, self.precision));
+            self.blocks.push_back(Block::new(self.precision));
         }
         let last = self.blocks.len() - 1;
         &mut self.blocks[last]
