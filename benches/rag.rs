@@ -24,7 +24,9 @@
 //! building the 100k HNSW graph). Without `--bench` it is a quick smoke run at 2k chunks.
 //! `ARES_BENCH_CHUNKS=10000,50000` overrides the sizes; `ARES_BENCH_ONLY=ingest` (or
 //! `clusters`, `docs`) runs one section; `ARES_BENCH_PRECISION=f32` stores full-precision
-//! coordinates in the graphs instead of `int8`.
+//! coordinates in the graphs instead of `int8`. `ARES_BENCH_DATA=dir` keeps an ingest run's
+//! data in `dir` (which must not exist yet), and `ARES_BENCH_ONLY=rebuild ARES_BENCH_DATA=dir`
+//! then times only the rebuild from that redb file, as often as wanted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -150,8 +152,35 @@ fn search_request(query: String, strategy: SearchStrategy) -> SearchRequest {
     }
 }
 
+/// Where a run keeps its data: `ARES_BENCH_DATA` (a new directory, kept afterwards for
+/// `ARES_BENCH_ONLY=rebuild`), else a temp dir removed at the end.
+enum DataDir {
+    Kept(std::path::PathBuf),
+    Temporary(tempfile::TempDir),
+}
+
+impl DataDir {
+    fn new() -> DataDir {
+        match std::env::var_os("ARES_BENCH_DATA") {
+            Some(path) => {
+                let path = std::path::PathBuf::from(path);
+                std::fs::create_dir(&path).expect("ARES_BENCH_DATA must name a directory that does not exist yet");
+                DataDir::Kept(path)
+            }
+            None => DataDir::Temporary(tempfile::tempdir().unwrap()),
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        match self {
+            DataDir::Kept(path) => path,
+            DataDir::Temporary(dir) => dir.path(),
+        }
+    }
+}
+
 fn run(chunks: usize) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = DataDir::new();
     let store = Store::open(&dir.path().join(DB_FILE), MigrationPolicy::Apply).unwrap();
     let env = |_: &str| None;
     let rag = Rag::open(&config(), dir.path(), &store, &env).unwrap();
@@ -295,25 +324,46 @@ fn run(chunks: usize) {
     let clean = t.elapsed();
     let report = reopened.open_report();
     drop(reopened);
-    std::fs::remove_dir_all(dir.path().join(ares::rag::SEARCH_DIR)).unwrap();
-    std::fs::remove_dir_all(dir.path().join(ares::rag::VECTORS_DIR)).unwrap();
+    println!(
+        "start-up: clean {:.2} s (replayed {} + {})",
+        clean.as_secs_f64(),
+        report.replayed_lexical,
+        report.replayed_vectors
+    );
+    rebuild_indexes(dir.path(), &store);
+    store.close();
+}
+
+/// Delete both indexes under `dir` and time their rebuild from redb: until every strategy
+/// answers (queued vectors by exact scan), and until every vector is in the graph.
+fn rebuild_indexes(dir: &std::path::Path, store: &Store) {
+    let env = |_: &str| None;
+    for index in [ares::rag::SEARCH_DIR, ares::rag::VECTORS_DIR] {
+        let path = dir.join(index);
+        if path.exists() {
+            std::fs::remove_dir_all(path).unwrap();
+        }
+    }
     let t = Instant::now();
-    let rebuilt = Rag::open(&config(), dir.path(), &store, &env).unwrap();
-    // Serving from here: every strategy answers, queued vectors by exact scan.
+    let rebuilt = Rag::open(&config(), dir, store, &env).unwrap();
     let serving = t.elapsed();
     rebuilt.wait_for_vectors();
     let rebuild = t.elapsed();
     println!(
-        "start-up: clean {:.2} s (replayed {} + {}), after deleting the indexes {:.2} s to serve (replayed {} \
-         chunks; vectors scanned exactly meanwhile) and {:.2} s until every vector was in the graph",
-        clean.as_secs_f64(),
-        report.replayed_lexical,
-        report.replayed_vectors,
+        "start-up after deleting the indexes: {:.2} s to serve (replayed {} chunks; vectors scanned exactly \
+         meanwhile) and {:.2} s until every vector was in the graph",
         serving.as_secs_f64(),
         rebuilt.open_report().replayed_lexical,
         rebuild.as_secs_f64(),
     );
-    drop(rebuilt);
+}
+
+/// `ARES_BENCH_ONLY=rebuild`: the rebuild alone, from the redb file a run left in
+/// `ARES_BENCH_DATA`, so builds can be compared on the same data without ingesting it again.
+fn rebuild_kept() {
+    let dir = std::path::PathBuf::from(std::env::var_os("ARES_BENCH_DATA").expect("ARES_BENCH_DATA names a kept run"));
+    let store = Store::open(&dir.join(DB_FILE), MigrationPolicy::Apply).unwrap();
+    rebuild_indexes(&dir, &store);
     store.close();
 }
 
@@ -462,6 +512,10 @@ fn main() {
     // `ARES_BENCH_ONLY=ingest` (or `clusters`, `docs`) runs one section: at 1M chunks each
     // takes long enough to be worth running alone.
     let only = std::env::var("ARES_BENCH_ONLY").ok();
+    if only.as_deref() == Some("rebuild") {
+        rebuild_kept();
+        return;
+    }
     let wanted = |section: &str| only.as_deref().is_none_or(|o| o == section);
     for size in &sizes {
         if wanted("clusters") {
