@@ -73,6 +73,7 @@ pub struct App {
     budgets: Arc<BudgetMeter>,
     /// Failed admin-secret and API-key attempts, logged at most once per address per minute.
     failed_attempts: FailedAttempts,
+    key_cache: crate::auth::key_cache::KeyCache,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
     key_use: Mutex<HashMap<String, i64>>,
     cors: CorsPolicy,
@@ -127,6 +128,7 @@ impl App {
             deployer: Deployer::new(config.deploy.targets.clone(), config.deploy.output_cap_bytes),
             key_use: Mutex::new(HashMap::new()),
             failed_attempts: FailedAttempts::default(),
+            key_cache: crate::auth::key_cache::KeyCache::default(),
             telemetry,
             budgets,
             cors,
@@ -317,6 +319,11 @@ impl App {
 
     pub fn failed_attempts(&self) -> &FailedAttempts {
         &self.failed_attempts
+    }
+
+    /// API keys as their last lookup found them (see `auth::key_cache`).
+    pub fn key_cache(&self) -> &crate::auth::key_cache::KeyCache {
+        &self.key_cache
     }
 
     pub fn cors(&self) -> &CorsPolicy {

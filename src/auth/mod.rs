@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod failures;
 pub mod jwt;
+pub mod key_cache;
 pub mod passwords;
 pub mod secrets;
 pub mod sessions;
@@ -139,19 +140,30 @@ fn session_is_live(app: &App, session_id: &str, user_id: &str) -> Result<bool, A
 async fn authenticate_key(app: &App, token: &str) -> Result<TenantPrincipal, ApiError> {
     let invalid = || ApiError::AuthenticationFailed("Invalid API key".into());
     let presented = api_keys::parse(token).ok_or_else(invalid)?;
-    let found = app.store().read_now(|txn| key_store::by_prefix(txn, &presented.prefix))?;
-    let (key, tenant) = found.ok_or_else(invalid)?;
+    // Noted before the read: a change committed after it moves the generation, so what the
+    // read found is cached under a generation that is already stale.
+    let generation = app.store().credentials_generation();
+    let found = match app.key_cache().get(&presented.prefix, generation) {
+        Some(found) => found,
+        None => {
+            let found = app.store().read_now(|txn| key_store::by_prefix(txn, &presented.prefix))?;
+            let found = std::sync::Arc::new(found.ok_or_else(invalid)?);
+            app.key_cache().put(&presented.prefix, generation, found.clone());
+            found
+        }
+    };
+    let (key, tenant) = &*found;
     let now = crate::clock::now_unix();
     if !key.is_usable(now) || !api_keys::matches(&key.key_hash, &presented) {
         return Err(invalid());
     }
     app.note_key_use(&key.id, now);
     Ok(TenantPrincipal {
-        tenant_id: tenant.id,
-        tenant_name: tenant.name,
+        tenant_id: tenant.id.clone(),
+        tenant_name: tenant.name.clone(),
         tier: TenantTier::from_stored(&tenant.tier),
-        key_id: key.id,
-        key_prefix: key.key_prefix,
+        key_id: key.id.clone(),
+        key_prefix: key.key_prefix.clone(),
     })
 }
 

@@ -50,6 +50,22 @@ pub use writer::WriterStats;
 
 use writer::Writer;
 
+thread_local! {
+    /// Set by a write that changes what authenticates an API key (a key, or its tenant); the
+    /// commit that follows on the same thread (the writer's, or [`Store::write_blocking`]'s)
+    /// turns it into a new [`Store::credentials_generation`].
+    static CREDENTIALS_CHANGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called by the store functions that change an API key or a tenant, inside their transaction.
+fn note_credentials_changed() {
+    CREDENTIALS_CHANGED.set(true);
+}
+
+fn take_credentials_changed() -> bool {
+    CREDENTIALS_CHANGED.replace(false)
+}
+
 /// Directory (beside the database file) of the automatic pre-migration snapshots.
 pub const PRE_MIGRATION_DIR: &str = "backups";
 
@@ -314,9 +330,25 @@ impl Store {
     /// and CLI work only (blocking; one fsync of its own).
     pub fn write_blocking<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, Error>) -> Result<R, Error> {
         let txn = self.db.begin_write()?;
-        let out = f(&txn)?;
+        take_credentials_changed();
+        let out = f(&txn);
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                take_credentials_changed();
+                return Err(e);
+            }
+        };
         txn.commit()?;
+        self.writer.count_credentials_commit();
         Ok(out)
+    }
+
+    /// How many commits have changed API keys or tenants. A cache of them (`auth::KeyCache`)
+    /// notes this before it reads and is current while it has not moved: it moves only after
+    /// such a commit is visible to new reads, so a read begun before it can only be older.
+    pub fn credentials_generation(&self) -> u64 {
+        self.writer.credentials_generation()
     }
 
     /// Counters of the group-commit writer (batches, jobs): how much fsync sharing happened.

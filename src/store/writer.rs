@@ -140,6 +140,8 @@ struct Counters {
     sync_interval_ms: AtomicU64,
     /// Told each batch's commit time and size (the `ares_store_commit_*` metrics).
     observer: std::sync::OnceLock<CommitObserver>,
+    /// Commits that changed what authenticates an API key ([`super::note_credentials_changed`]).
+    credentials: AtomicU64,
 }
 
 /// Called by the writer thread after each commit with its duration and how many jobs it held.
@@ -245,6 +247,17 @@ impl Writer {
         let mut done = self.done.clone();
         // An error means the thread has stopped, after committing everything queued.
         let _ = done.wait_for(|finished| *finished >= target).await;
+    }
+
+    /// How many commits have changed API keys or tenants so far: a cache of them read while
+    /// this was `n` is current while it still is (bumped only after such a commit is visible).
+    pub(super) fn credentials_generation(&self) -> u64 {
+        self.counters.credentials.load(Ordering::Acquire)
+    }
+
+    /// After a commit on the calling thread: count it if it changed API keys or tenants.
+    pub(super) fn count_credentials_commit(&self) {
+        count_credentials_commit(&self.counters);
     }
 
     pub(super) fn stats(&self) -> WriterStats {
@@ -401,11 +414,14 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
         if let Err(e) = txn.set_durability(durability) {
             return fail_all(batch, &e.to_string());
         }
+        // What this pass changes: a pass that is aborted and replayed sets it again.
+        super::take_credentials_changed();
         let succeeded: Vec<bool> = batch.iter_mut().map(|job| job.run(&txn)).collect();
         if succeeded.iter().all(|ok| *ok) {
             let jobs = batch.len() as u64;
             match txn.commit() {
                 Ok(()) => {
+                    count_credentials_commit(counters);
                     counters.batches.fetch_add(1, Ordering::Relaxed);
                     counters.jobs.fetch_add(jobs, Ordering::Relaxed);
                     if matches!(durability, Durability::Immediate) {
@@ -447,11 +463,19 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
     }
 }
 
+/// Count the commit just made on this thread if one of its writes changed API keys or tenants.
+fn count_credentials_commit(counters: &Counters) {
+    if super::take_credentials_changed() {
+        counters.credentials.fetch_add(1, Ordering::Release);
+    }
+}
+
 /// Run `job` alone against the committed state and throw its writes away: does it fail by
 /// itself? The transaction is aborted, so this costs no fsync.
 fn fails_alone(db: &Database, job: &mut dyn Job) -> Result<bool, String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     let failed = !job.run(&txn);
+    super::take_credentials_changed();
     if let Err(e) = txn.abort() {
         tracing::warn!(error = %e, "aborting a solo write try failed");
     }

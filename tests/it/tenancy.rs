@@ -633,3 +633,53 @@ async fn audit_log_names_every_admin_mutation() {
     assert_eq!(entries[5]["resource_id"], plain["id"]);
     assert_eq!(entries[6]["details"], json!({ "tenant_name": "audited", "product_type": "generic", "tier": "free" }));
 }
+
+/// Keys are cached after their first lookup (`auth::key_cache`): a revocation must still apply
+/// to the very next request, even with the key in use from other clients while it is revoked.
+#[tokio::test]
+async fn a_revoked_key_is_refused_by_the_next_request_while_others_use_it() {
+    let server = TestServer::start();
+    let provisioned = server.provision("revoke-co", "enterprise", "generic").await;
+    let (id, key) = (provisioned["tenant_id"].as_str().unwrap(), provisioned["raw_api_key"].as_str().unwrap());
+    let key_id = provisioned["api_key_id"].as_str().unwrap();
+    for _ in 0..20 {
+        assert_eq!(server.v1(Method::GET, "/v1/agents", key).send().await.unwrap().status(), 200);
+    }
+
+    // Four clients keep using the key while the admin revokes it.
+    let revoked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (request, revoked) = (server.v1(Method::GET, "/v1/agents", key), revoked.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                while !revoked.load(std::sync::atomic::Ordering::SeqCst) {
+                    statuses.push(request.try_clone().unwrap().send().await.unwrap().status());
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let path = format!("/api/admin/tenants/{id}/api-keys/{key_id}");
+    let response = server.admin(Method::DELETE, &path).send().await.unwrap();
+    assert!(response.status().is_success(), "revoke: {}", response.status());
+    // From the moment the revocation was acknowledged, every request is refused.
+    for _ in 0..20 {
+        let response = server.v1(Method::GET, "/v1/agents", key).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+    for client in clients {
+        let statuses = client.await.unwrap();
+        assert!(statuses.iter().any(|s| *s == 200), "the clients used the key before it was revoked");
+        assert!(statuses.iter().all(|s| *s == 200 || *s == 401), "{statuses:?}");
+    }
+
+    // A new key of the same tenant works at once.
+    let keys = format!("/api/admin/tenants/{id}/api-keys");
+    let created =
+        expect_json(send_json(&server, Method::POST, &keys, json!({ "name": "replacement" })).await, 201).await;
+    let raw = created["raw_key"].as_str().unwrap();
+    assert_eq!(server.v1(Method::GET, "/v1/agents", raw).send().await.unwrap().status(), 200);
+}
