@@ -45,51 +45,6 @@ use vectors::VectorIndexes;
 /// Directory names under the data dir.
 pub const SEARCH_DIR: &str = "search";
 pub const VECTORS_DIR: &str = "vectors";
-/// Start-up's lexical replay: one pass over every chunk after the index's watermark, applying
-/// `tombstones` (deleted collections) with the first batch. Returns the chunks replayed.
-fn replay_lexical(lexical: &LexicalIndex, store: &Store, tombstones: &[u64]) -> Result<usize, RagError> {
-    let mut after = lexical.watermark();
-    let mut pending_deletes = tombstones.to_vec();
-    let mut replayed = 0;
-    loop {
-        let batch = store.read_now(|txn| rag_store::chunks_after(txn, after, REPLAY_BATCH))?;
-        if batch.is_empty() {
-            if !pending_deletes.is_empty() {
-                lexical.apply(&[], &pending_deletes, &[], after)?;
-            }
-            return Ok(replayed);
-        }
-        let docs: Vec<LexicalDoc<'_>> =
-            batch.iter().map(|c| LexicalDoc { seq: c.seq, collection_id: c.collection_id, text: &c.content }).collect();
-        after = batch.last().map_or(after, |c| c.seq);
-        lexical.apply(&docs, &pending_deletes, &[], after)?;
-        replayed += docs.len();
-        pending_deletes.clear();
-    }
-}
-
-/// Start-up's vector replay: per collection, every chunk past its dump's watermark, queued for
-/// the builder thread. Returns the vectors queued.
-fn queue_missing_vectors(
-    vectors: &VectorIndexes,
-    store: &Store,
-    collections: &[rag_store::CollectionRecord],
-) -> Result<usize, RagError> {
-    let mut queued = 0;
-    for collection in collections {
-        let graph = vectors.open(collection.id, collection.dimensions as usize);
-        let seqs = store.read_now(|txn| rag_store::collection_seqs_after(txn, collection.id, graph.covered()))?;
-        for batch in seqs.chunks(REPLAY_BATCH) {
-            let chunks = store.read_now(|txn| {
-                batch.iter().filter_map(|seq| rag_store::chunk(txn, *seq).transpose()).collect::<Result<Vec<_>, _>>()
-            })?;
-            let points: Vec<(u64, &[f32])> = chunks.iter().map(|c| (c.seq, c.embedding.as_slice())).collect();
-            queued += vectors.queue(&graph, &points);
-        }
-    }
-    Ok(queued)
-}
-
 /// Chunks replayed per redb read at start-up.
 const REPLAY_BATCH: usize = 2048;
 /// Candidates fetched per ranking for hybrid search and reranking, at least.
@@ -798,4 +753,49 @@ pub struct ReindexReport {
     pub chunks: usize,
     pub reembedded: usize,
     pub elapsed_ms: u64,
+}
+
+/// Start-up's lexical replay: one pass over every chunk after the index's watermark, applying
+/// `tombstones` (deleted collections) with the first batch. Returns the chunks replayed.
+fn replay_lexical(lexical: &LexicalIndex, store: &Store, tombstones: &[u64]) -> Result<usize, RagError> {
+    let mut after = lexical.watermark();
+    let mut pending_deletes = tombstones.to_vec();
+    let mut replayed = 0;
+    loop {
+        let batch = store.read_now(|txn| rag_store::chunks_after(txn, after, REPLAY_BATCH))?;
+        if batch.is_empty() {
+            if !pending_deletes.is_empty() {
+                lexical.apply(&[], &pending_deletes, &[], after)?;
+            }
+            return Ok(replayed);
+        }
+        let docs: Vec<LexicalDoc<'_>> =
+            batch.iter().map(|c| LexicalDoc { seq: c.seq, collection_id: c.collection_id, text: &c.content }).collect();
+        after = batch.last().map_or(after, |c| c.seq);
+        lexical.apply(&docs, &pending_deletes, &[], after)?;
+        replayed += docs.len();
+        pending_deletes.clear();
+    }
+}
+
+/// Start-up's vector replay: per collection, every chunk past its dump's watermark, queued for
+/// the builder thread. Returns the vectors queued.
+fn queue_missing_vectors(
+    vectors: &VectorIndexes,
+    store: &Store,
+    collections: &[rag_store::CollectionRecord],
+) -> Result<usize, RagError> {
+    let mut queued = 0;
+    for collection in collections {
+        let graph = vectors.open(collection.id, collection.dimensions as usize);
+        let seqs = store.read_now(|txn| rag_store::collection_seqs_after(txn, collection.id, graph.covered()))?;
+        for batch in seqs.chunks(REPLAY_BATCH) {
+            let chunks = store.read_now(|txn| {
+                batch.iter().filter_map(|seq| rag_store::chunk(txn, *seq).transpose()).collect::<Result<Vec<_>, _>>()
+            })?;
+            let points: Vec<(u64, &[f32])> = chunks.iter().map(|c| (c.seq, c.embedding.as_slice())).collect();
+            queued += vectors.queue(&graph, &points);
+        }
+    }
+    Ok(queued)
 }
