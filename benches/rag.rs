@@ -25,8 +25,8 @@
 //! `ARES_BENCH_CHUNKS=10000,50000` overrides the sizes; `ARES_BENCH_ONLY=ingest` (or
 //! `clusters`, `docs`) runs one section; `ARES_BENCH_PRECISION=f32` stores full-precision
 //! coordinates in the graphs instead of `int8`. `ARES_BENCH_DATA=dir` keeps an ingest run's
-//! data in `dir` (which must not exist yet), and `ARES_BENCH_ONLY=rebuild ARES_BENCH_DATA=dir`
-//! then times only the rebuild from that redb file, as often as wanted.
+//! data in `dir` (which must not exist yet, so one size per run), and `ARES_BENCH_ONLY=rebuild
+//! ARES_BENCH_DATA=dir` then times only the rebuild from that redb file, as often as wanted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
