@@ -151,9 +151,11 @@ pair_kernel!(
     dot_f32_i8_lanes
 );
 
-/// What the batch kernel scores: `f32` coordinates, or `int8` codes.
+/// What the kernels score: `f32` coordinates, or `int8` codes. `dot` pairs two rows of the
+/// same kind (the batch kernel); `against_full` scores a full-precision query (the scan).
 trait Coordinate: Sized {
     fn dot(a: &[Self], b: &[Self]) -> f32;
+    fn against_full(query: &[f32], row: &[Self]) -> f32;
 }
 
 impl Coordinate for f32 {
@@ -161,12 +163,22 @@ impl Coordinate for f32 {
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         dot_f32_lanes(a, b)
     }
+
+    #[inline(always)]
+    fn against_full(query: &[f32], row: &[f32]) -> f32 {
+        dot_f32_lanes(query, row)
+    }
 }
 
 impl Coordinate for i8 {
     #[inline(always)]
     fn dot(a: &[i8], b: &[i8]) -> f32 {
         dot_i8_lanes(a, b) as f32
+    }
+
+    #[inline(always)]
+    fn against_full(query: &[f32], row: &[i8]) -> f32 {
+        dot_f32_i8_lanes(query, row)
     }
 }
 
@@ -212,26 +224,6 @@ pub fn similarities_i8(query: &[i8], query_scale: f32, rows: &[i8], scales: &[f3
     vectorised(Similarities { query, rows, scales: Some((query_scale, scales)), ids, out })
 }
 
-/// What a full-precision query is scored against row after row: `f32` coordinates, or
-/// `int8` codes.
-trait Scanned: Sized {
-    fn similarity(query: &[f32], row: &[Self]) -> f32;
-}
-
-impl Scanned for f32 {
-    #[inline(always)]
-    fn similarity(query: &[f32], row: &[f32]) -> f32 {
-        dot_f32_lanes(query, row)
-    }
-}
-
-impl Scanned for i8 {
-    #[inline(always)]
-    fn similarity(query: &[f32], row: &[i8]) -> f32 {
-        dot_f32_i8_lanes(query, row)
-    }
-}
-
 /// `query` against every row of `rows` in order; with codes, times each row's scale. The
 /// rows are contiguous, so the CPU's own prefetcher streams them and no hint is needed.
 struct Scan<'a, T> {
@@ -241,7 +233,7 @@ struct Scan<'a, T> {
     out: &'a mut Vec<f32>,
 }
 
-impl<T: Scanned> Kernel for Scan<'_, T> {
+impl<T: Coordinate> Kernel for Scan<'_, T> {
     type Output = ();
 
     #[inline(always)]
@@ -251,7 +243,7 @@ impl<T: Scanned> Kernel for Scan<'_, T> {
             return;
         }
         for (i, row) in self.rows.chunks_exact(width).enumerate() {
-            let similarity = T::similarity(self.query, row);
+            let similarity = T::against_full(self.query, row);
             self.out.push(match self.scales {
                 Some(scales) => similarity * scales[i],
                 None => similarity,

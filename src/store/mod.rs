@@ -332,13 +332,10 @@ impl Store {
         let txn = self.db.begin_write()?;
         take_credentials_changed();
         let out = f(&txn);
-        let out = match out {
-            Ok(out) => out,
-            Err(e) => {
-                take_credentials_changed();
-                return Err(e);
-            }
-        };
+        if out.is_err() {
+            take_credentials_changed();
+        }
+        let out = out?;
         txn.commit()?;
         self.writer.count_credentials_commit();
         Ok(out)
