@@ -390,13 +390,13 @@ pub struct StorageConfig {
     /// everything else. A crash can lose at most this window of chat history.
     pub sync_interval_ms: u64,
     /// The database's page cache in MiB (part of the server's memory; pages beyond it come
-    /// from the kernel's file cache).
+    /// from the kernel's file cache). Default 16, `store::DEFAULT_CACHE_BYTES`.
     pub cache_mib: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { backups_dir: None, sync_interval_ms: 50, cache_mib: 32 }
+        StorageConfig { backups_dir: None, sync_interval_ms: 50, cache_mib: 16 }
     }
 }
 

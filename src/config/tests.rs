@@ -268,7 +268,7 @@ fn explicit_missing_file_is_an_error_but_default_path_is_not() {
 
 #[test]
 fn storage_cache_is_bounded_and_defaults_to_32_mib() {
-    assert_eq!(load_ok("").config.storage.cache_mib, 32);
+    assert_eq!(load_ok("").config.storage.cache_mib, 16);
     assert_eq!(load_ok("[storage]\ncache_mib = 256\n").config.storage.cache_mib, 256);
     for bad in ["0", "65537"] {
         let error = load_err(&format!("[storage]\ncache_mib = {bad}\n"));
