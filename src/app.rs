@@ -74,6 +74,7 @@ pub struct App {
     /// Failed admin-secret and API-key attempts, logged at most once per address per minute.
     failed_attempts: FailedAttempts,
     key_cache: crate::auth::key_cache::KeyCache,
+    agent_pages: crate::api::v1::agents::AgentPages,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
     key_use: Mutex<HashMap<String, i64>>,
     cors: CorsPolicy,
@@ -128,7 +129,8 @@ impl App {
             deployer: Deployer::new(config.deploy.targets.clone(), config.deploy.output_cap_bytes),
             key_use: Mutex::new(HashMap::new()),
             failed_attempts: FailedAttempts::default(),
-            key_cache: crate::auth::key_cache::KeyCache::default(),
+            key_cache: crate::auth::key_cache::new(),
+            agent_pages: crate::store::generational::Generational::new(crate::api::v1::agents::AGENT_PAGES_CAPACITY),
             telemetry,
             budgets,
             cors,
@@ -324,6 +326,11 @@ impl App {
     /// API keys as their last lookup found them (see `auth::key_cache`).
     pub fn key_cache(&self) -> &crate::auth::key_cache::KeyCache {
         &self.key_cache
+    }
+
+    /// Rendered pages of `GET /v1/agents` (see `api::v1::agents::AgentPages`).
+    pub fn agent_pages(&self) -> &crate::api::v1::agents::AgentPages {
+        &self.agent_pages
     }
 
     pub fn cors(&self) -> &CorsPolicy {

@@ -24,7 +24,7 @@ pub mod routes;
 mod streaming;
 pub(crate) mod user_agents;
 mod users;
-mod v1;
+pub(crate) mod v1;
 mod views;
 mod workflows;
 

@@ -15,6 +15,7 @@ use http::HeaderMap;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::metering::TenantTier;
+use crate::store::Watched;
 use crate::store::api_keys as key_store;
 
 /// What a route demands of the caller before its handler runs (`api::routes::Route::auth`).
@@ -142,13 +143,13 @@ async fn authenticate_key(app: &App, token: &str) -> Result<TenantPrincipal, Api
     let presented = api_keys::parse(token).ok_or_else(invalid)?;
     // Noted before the read: a change committed after it moves the generation, so what the
     // read found is cached under a generation that is already stale.
-    let generation = app.store().credentials_generation();
-    let found = match app.key_cache().get(&presented.prefix, generation) {
+    let generation = app.store().generation(Watched::Credentials);
+    let found = match app.key_cache().get(presented.prefix.as_str(), generation) {
         Some(found) => found,
         None => {
             let found = app.store().read_now(|txn| key_store::by_prefix(txn, &presented.prefix))?;
             let found = std::sync::Arc::new(found.ok_or_else(invalid)?);
-            app.key_cache().put(&presented.prefix, generation, found.clone());
+            app.key_cache().put(presented.prefix.clone(), generation, found.clone());
             found
         }
     };

@@ -33,6 +33,11 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
+/// A body already serialised as JSON (a cached page).
+pub fn json_bytes(status: StatusCode, body: Bytes) -> Response {
+    with_body(status, "application/json", full(body))
+}
+
 pub fn text(status: StatusCode, body: &'static str) -> Response {
     with_body(status, "text/plain; charset=utf-8", full(body))
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tables::{TENANT_AGENTS, TENANTS};
 use super::tenants::TenantRecord;
-use super::{Error, Record, decode, encode};
+use super::{Error, Record, Watched, decode, encode};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantAgentRecord {
@@ -46,6 +46,7 @@ pub fn insert(txn: &WriteTransaction, agent: &TenantAgentRecord) -> Result<(), E
         return Err(already_exists(&agent.agent_name));
     }
     table.insert(key, encode(agent)?.as_slice())?;
+    super::note_changed(Watched::Agents);
     Ok(())
 }
 
@@ -57,6 +58,7 @@ pub fn insert_if_absent(txn: &WriteTransaction, agent: &TenantAgentRecord) -> Re
         return Ok(false);
     }
     table.insert(key, encode(agent)?.as_slice())?;
+    super::note_changed(Watched::Agents);
     Ok(true)
 }
 
@@ -92,10 +94,12 @@ pub fn update(
     };
     change(&mut agent);
     table.insert((tenant_id, name), encode(&agent)?.as_slice())?;
+    super::note_changed(Watched::Agents);
     Ok(agent)
 }
 
 pub fn delete(txn: &WriteTransaction, tenant_id: &str, name: &str) -> Result<TenantAgentRecord, Error> {
+    super::note_changed(Watched::Agents);
     let removed = txn.open_table(TENANT_AGENTS)?.remove((tenant_id, name))?.map(|v| decode(v.value())).transpose()?;
     removed.ok_or_else(|| not_found(tenant_id, name))
 }

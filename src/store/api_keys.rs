@@ -44,7 +44,7 @@ pub fn insert(txn: &WriteTransaction, key: &ApiKeyRecord) -> Result<(), Error> {
     if by_prefix.get(key.key_prefix.as_str())?.is_some() {
         return Err(Error::Conflict(format!("API key prefix {} is taken", key.key_prefix)));
     }
-    super::note_credentials_changed();
+    super::note_changed(super::Watched::Credentials);
     by_prefix.insert(key.key_prefix.as_str(), key.id.as_str())?;
     txn.open_table(API_KEYS)?.insert(key.id.as_str(), encode(key)?.as_slice())?;
     txn.open_table(TENANT_API_KEYS)?.insert((key.tenant_id.as_str(), key.id.as_str()), ())?;
@@ -113,7 +113,7 @@ pub fn revoke(txn: &WriteTransaction, tenant_id: &str, key_id: &str) -> Result<A
         return Err(not_found());
     }
     key.is_active = false;
-    super::note_credentials_changed();
+    super::note_changed(super::Watched::Credentials);
     keys.insert(key_id, encode(&key)?.as_slice())?;
     Ok(key)
 }

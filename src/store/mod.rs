@@ -8,6 +8,7 @@
 
 mod codec;
 mod error;
+pub mod generational;
 pub mod migrations;
 pub mod tables;
 mod writer;
@@ -50,20 +51,39 @@ pub use writer::WriterStats;
 
 use writer::Writer;
 
+/// What a cache outside the store can be built from: each kind has a generation
+/// ([`Store::generation`]) that moves after every commit that changed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// API keys and tenants: what authenticates a key (`auth::key_cache`).
+    Credentials,
+    /// A tenant's agents and their run statistics: what `GET /v1/agents` shows.
+    Agents,
+}
+
+impl Watched {
+    const ALL: [Watched; 2] = [Watched::Credentials, Watched::Agents];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
 thread_local! {
-    /// Set by a write that changes what authenticates an API key (a key, or its tenant); the
-    /// commit that follows on the same thread (the writer's, or [`Store::write_blocking`]'s)
-    /// turns it into a new [`Store::credentials_generation`].
-    static CREDENTIALS_CHANGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The [`Watched`] kinds the writes of the transaction in progress on this thread changed;
+    /// the commit that follows (the writer's, or [`Store::write_blocking`]'s) moves their
+    /// generations.
+    static CHANGED: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
 }
 
-/// Called by the store functions that change an API key or a tenant, inside their transaction.
-fn note_credentials_changed() {
-    CREDENTIALS_CHANGED.set(true);
+/// Called by the store functions that change a watched kind, inside their transaction.
+fn note_changed(kind: Watched) {
+    CHANGED.set(CHANGED.get() | kind.bit());
 }
 
-fn take_credentials_changed() -> bool {
-    CREDENTIALS_CHANGED.replace(false)
+/// The kinds changed since the last call (a bit per [`Watched`]), and forget them.
+fn take_changed() -> u8 {
+    CHANGED.replace(0)
 }
 
 /// Directory (beside the database file) of the automatic pre-migration snapshots.
@@ -332,22 +352,23 @@ impl Store {
     /// and CLI work only (blocking; one fsync of its own).
     pub fn write_blocking<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, Error>) -> Result<R, Error> {
         let txn = self.db.begin_write()?;
-        take_credentials_changed();
+        take_changed();
         let out = f(&txn);
         if out.is_err() {
-            take_credentials_changed();
+            take_changed();
         }
         let out = out?;
         txn.commit()?;
-        self.writer.count_credentials_commit();
+        self.writer.count_watched_commit();
         Ok(out)
     }
 
-    /// How many commits have changed API keys or tenants. A cache of them (`auth::KeyCache`)
-    /// notes this before it reads and is current while it has not moved: it moves only after
-    /// such a commit is visible to new reads, so a read begun before it can only be older.
-    pub fn credentials_generation(&self) -> u64 {
-        self.writer.credentials_generation()
+    /// How many commits have changed `kind`. A cache of it (`auth::KeyCache`, the agent
+    /// pages of `GET /v1/agents`) notes this before it reads and is current while it has not
+    /// moved: it moves only after such a commit is visible to new reads, so a read begun before
+    /// it can only be older.
+    pub fn generation(&self, kind: Watched) -> u64 {
+        self.writer.generation(kind)
     }
 
     /// Counters of the group-commit writer (batches, jobs): how much fsync sharing happened.

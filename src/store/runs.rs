@@ -243,6 +243,7 @@ pub fn record_all<'a>(txn: &WriteTransaction, runs: impl IntoIterator<Item = &'a
     }
 
     let mut stats_table = txn.open_table(AGENT_RUN_STATS)?;
+    super::note_changed(super::Watched::Agents);
     for (key, added) in agents {
         let mut stats: AgentRunStatsRecord =
             stats_table.get(key)?.map(|v| decode(v.value())).transpose()?.unwrap_or_default();

@@ -52,7 +52,7 @@ pub fn insert(txn: &WriteTransaction, tenant: &TenantRecord) -> Result<(), Error
     if tenants.get(tenant.id.as_str())?.is_some() {
         return Err(Error::Conflict(format!("Tenant with id '{}' already exists", tenant.id)));
     }
-    super::note_credentials_changed();
+    super::note_changed(super::Watched::Credentials);
     tenants.insert(tenant.id.as_str(), encode(tenant)?.as_slice())?;
     by_name.insert((name, tenant.id.as_str()), ())?;
     Ok(())
@@ -75,7 +75,7 @@ fn name_free(by_name: &impl ReadableTable<(&'static str, &'static str), ()>, nam
 /// Insert an imported tenant. The reference never made names unique, so an imported database
 /// may hold two tenants with one name; both are kept (new tenants still get unique names).
 pub fn import(txn: &WriteTransaction, tenant: &TenantRecord) -> Result<(), Error> {
-    super::note_credentials_changed();
+    super::note_changed(super::Watched::Credentials);
     txn.open_table(TENANTS)?.insert(tenant.id.as_str(), encode(tenant)?.as_slice())?;
     txn.open_table(TENANT_BY_NAME)?.insert((tenant.name.as_str(), tenant.id.as_str()), ())?;
     Ok(())
@@ -120,7 +120,7 @@ pub fn update(txn: &WriteTransaction, id: &str, change: impl FnOnce(&mut TenantR
     if tenant.name != name_before {
         return Err(Error::Internal("tenant names cannot be changed".into()));
     }
-    super::note_credentials_changed();
+    super::note_changed(super::Watched::Credentials);
     table.insert(id, encode(&tenant)?.as_slice())?;
     Ok(tenant)
 }

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{oneshot, watch};
 
-use super::Error;
+use super::{Error, Watched};
 
 /// Upper bound on jobs per transaction, so one batch's latency stays bounded under a flood.
 const MAX_BATCH: usize = 1024;
@@ -140,8 +140,8 @@ struct Counters {
     sync_interval_ms: AtomicU64,
     /// Told each batch's commit time and size (the `ares_store_commit_*` metrics).
     observer: std::sync::OnceLock<CommitObserver>,
-    /// Commits that changed what authenticates an API key ([`super::note_credentials_changed`]).
-    credentials: AtomicU64,
+    /// Commits that changed each [`Watched`] kind ([`super::note_changed`]), by its index.
+    generations: [AtomicU64; Watched::ALL.len()],
 }
 
 /// Called by the writer thread after each commit with its duration and how many jobs it held.
@@ -249,15 +249,15 @@ impl Writer {
         let _ = done.wait_for(|finished| *finished >= target).await;
     }
 
-    /// How many commits have changed API keys or tenants so far: a cache of them read while
-    /// this was `n` is current while it still is (bumped only after such a commit is visible).
-    pub(super) fn credentials_generation(&self) -> u64 {
-        self.counters.credentials.load(Ordering::Acquire)
+    /// How many commits have changed `kind` so far: a cache of it read while this was `n` is
+    /// current while it still is (bumped only after such a commit is visible).
+    pub(super) fn generation(&self, kind: Watched) -> u64 {
+        self.counters.generations[kind as usize].load(Ordering::Acquire)
     }
 
-    /// After a commit on the calling thread: count it if it changed API keys or tenants.
-    pub(super) fn count_credentials_commit(&self) {
-        count_credentials_commit(&self.counters);
+    /// After a commit on the calling thread: count it for each watched kind it changed.
+    pub(super) fn count_watched_commit(&self) {
+        count_watched_commit(&self.counters);
     }
 
     pub(super) fn stats(&self) -> WriterStats {
@@ -415,13 +415,13 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
             return fail_all(batch, &e.to_string());
         }
         // What this pass changes: a pass that is aborted and replayed sets it again.
-        super::take_credentials_changed();
+        super::take_changed();
         let succeeded: Vec<bool> = batch.iter_mut().map(|job| job.run(&txn)).collect();
         if succeeded.iter().all(|ok| *ok) {
             let jobs = batch.len() as u64;
             match txn.commit() {
                 Ok(()) => {
-                    count_credentials_commit(counters);
+                    count_watched_commit(counters);
                     counters.batches.fetch_add(1, Ordering::Relaxed);
                     counters.jobs.fetch_add(jobs, Ordering::Relaxed);
                     if matches!(durability, Durability::Immediate) {
@@ -463,10 +463,11 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
     }
 }
 
-/// Count the commit just made on this thread if one of its writes changed API keys or tenants.
-fn count_credentials_commit(counters: &Counters) {
-    if super::take_credentials_changed() {
-        counters.credentials.fetch_add(1, Ordering::Release);
+/// Count the commit just made on this thread for each watched kind its writes changed.
+fn count_watched_commit(counters: &Counters) {
+    let changed = super::take_changed();
+    for kind in Watched::ALL.into_iter().filter(|kind| changed & kind.bit() != 0) {
+        counters.generations[kind as usize].fetch_add(1, Ordering::Release);
     }
 }
 
@@ -475,7 +476,7 @@ fn count_credentials_commit(counters: &Counters) {
 fn fails_alone(db: &Database, job: &mut dyn Job) -> Result<bool, String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     let failed = !job.run(&txn);
-    super::take_credentials_changed();
+    super::take_changed();
     if let Err(e) = txn.abort() {
         tracing::warn!(error = %e, "aborting a solo write try failed");
     }

@@ -270,6 +270,12 @@ async fn every_turn_sees_the_turns_answered_before_it_under_concurrent_load() {
                 let answer = crate::harness::expect_json(gateway.post(path, &token, &body).await, 200).await;
                 context = answer["context_id"].as_str().map(str::to_string);
                 assert!(context.is_some(), "no context_id: {answer}");
+                if i % 2 == 1 {
+                    // The tenant's (cached) agent listing counts the run the moment it is answered.
+                    let listed = crate::harness::expect_json(gateway.get("/v1/agents", &token).await, 200).await;
+                    let assistant = listed["agents"].as_array().unwrap().iter().find(|a| a["name"] == "assistant");
+                    assert_eq!(assistant.unwrap()["total_runs"], turn, "tenant {i}: {listed}");
+                }
             }
             if i % 2 == 1 {
                 // A tenant's runs are counted the moment its last chat is answered.

@@ -683,3 +683,43 @@ async fn a_revoked_key_is_refused_by_the_next_request_while_others_use_it() {
     let raw = created["raw_key"].as_str().unwrap();
     assert_eq!(server.v1(Method::GET, "/v1/agents", raw).send().await.unwrap().status(), 200);
 }
+
+/// `GET /v1/agents` pages are cached (`api::v1::agents::AgentPages`): each admin change to a
+/// tenant's agents must show in the very next listing, and one tenant's cached page must never
+/// answer another tenant's key.
+#[tokio::test]
+async fn a_tenants_agent_listing_shows_each_admin_change_at_once() {
+    let server = TestServer::start();
+    let first = server.provision("pages-a", "enterprise", "generic").await;
+    let second = server.provision("pages-b", "enterprise", "generic").await;
+    let (id, key) = (first["tenant_id"].as_str().unwrap(), first["raw_api_key"].as_str().unwrap());
+    let other_key = second["raw_api_key"].as_str().unwrap();
+    let listing = |key: &str| {
+        let request = server.v1(Method::GET, "/v1/agents", key);
+        async move { expect_json(request.send().await.unwrap(), 200).await }
+    };
+    let before = listing(key).await;
+    assert_eq!(names(&before["agents"], "name"), ["assistant"]);
+    assert_eq!(listing(key).await, before, "a repeated listing answers the same");
+
+    let path = format!("/api/admin/tenants/{id}/agents");
+    let body = json!({ "agent_name": "helper", "display_name": "Helper", "config": {} });
+    expect_json(send_json(&server, Method::POST, &path, body).await, 201).await;
+    let added = listing(key).await;
+    assert_eq!(names(&added["agents"], "name"), ["assistant", "helper"]);
+    assert_eq!((added["total"].clone(), added["items"].clone()), (json!(2), added["agents"].clone()));
+
+    let body = json!({ "display_name": "Renamed helper" });
+    expect_json(send_json(&server, Method::PUT, &format!("{path}/helper"), body).await, 200).await;
+    assert_eq!(listing(key).await["agents"][1]["display_name"], "Renamed helper");
+
+    let response = server.admin(Method::DELETE, &format!("{path}/helper")).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(listing(key).await, before);
+
+    // The other tenant's listing is its own, before and after the first one's is cached.
+    let theirs = listing(other_key).await;
+    assert_eq!(names(&theirs["agents"], "name"), ["assistant"]);
+    assert_ne!(theirs["agents"][0]["id"], before["agents"][0]["id"]);
+    assert_eq!(listing(key).await, before);
+}

@@ -1,6 +1,7 @@
 //! `GET /v1/agents`, `/v1/agents/{name}`, `/v1/agents/{name}/runs`, `/v1/agents/{name}/logs`
 //! (API.md §1.10), scoped to the key's tenant.
 
+use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -9,7 +10,19 @@ use crate::api::context::query;
 use crate::api::{Context, views};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
-use crate::store::{agents, runs};
+use crate::store::generational::Generational;
+use crate::store::{Watched, agents, runs};
+
+/// Rendered pages of `GET /v1/agents` by (tenant, page, per_page), each under the agents
+/// generation its read began at: a change to an agent, or any run recorded, moves it, so the
+/// next listing after one renders afresh. Rendering a page (a read transaction, each agent's run
+/// stats, the JSON) was 26 % of the server's CPU under 32 concurrent listings.
+pub type AgentPages = Generational<(String, u64, u64), Bytes>;
+
+/// Pages kept at most, and the largest page kept (100 agents of long prompts are not): at most
+/// 8 MiB of the server's memory.
+pub const AGENT_PAGES_CAPACITY: usize = 512;
+const LARGEST_CACHED_PAGE: usize = 16 * 1024;
 
 fn agent_not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("Agent not found: {name}"))
@@ -20,23 +33,34 @@ pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError
     let tenant = ctx.tenant()?.tenant_id.clone();
     // Run records are written without waiting for their commit (chat::finish).
     ctx.app.store().settle().await;
+    // Noted before the read: a change committed after it leaves the page cached stale.
+    let generation = ctx.app.store().generation(Watched::Agents);
+    let cache_key = (tenant, page, per_page);
+    if let Some(body) = ctx.app.agent_pages().get(&cache_key, generation) {
+        return Ok(response::json_bytes(StatusCode::OK, body));
+    }
+    let tenant = &cache_key.0;
     let (items, total) = ctx.app.store().read_now(|txn| {
-        let all = agents::list(txn, &tenant)?;
+        let all = agents::list(txn, tenant)?;
         let total = all.len() as u64;
         let skip = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
         let mut items = Vec::new();
         for agent in all.iter().skip(skip).take(per_page as usize) {
-            items.push(views::v1_agent(agent, &runs::stats(txn, &tenant, &agent.agent_name)?));
+            items.push(views::v1_agent(agent, &runs::stats(txn, tenant, &agent.agent_name)?));
         }
         Ok((items, total))
     })?;
-    Ok(response::json(
-        StatusCode::OK,
-        &json!({
-            "agents": items, "items": items, "total": total, "page": page, "per_page": per_page,
-            "total_pages": total_pages(total, per_page),
-        }),
-    ))
+    let body = json!({
+        "agents": items, "items": items, "total": total, "page": page, "per_page": per_page,
+        "total_pages": total_pages(total, per_page),
+    });
+    let body = Bytes::from(
+        serde_json::to_vec(&body).map_err(|e| ApiError::Internal(format!("cannot serialize response: {e}")))?,
+    );
+    if body.len() <= LARGEST_CACHED_PAGE {
+        ctx.app.agent_pages().put(cache_key, generation, body.clone());
+    }
+    Ok(response::json_bytes(StatusCode::OK, body))
 }
 
 pub async fn get(ctx: &Context, name: &str) -> Result<Response, ApiError> {
