@@ -267,7 +267,7 @@ fn explicit_missing_file_is_an_error_but_default_path_is_not() {
 }
 
 #[test]
-fn storage_cache_is_bounded_and_defaults_to_32_mib() {
+fn storage_cache_is_bounded_and_defaults_to_16_mib() {
     assert_eq!(load_ok("").config.storage.cache_mib, 16);
     assert_eq!(load_ok("[storage]\ncache_mib = 256\n").config.storage.cache_mib, 256);
     for bad in ["0", "65537"] {
