@@ -6,6 +6,8 @@
 //! The server is the real `ares` binary (so its RSS is its own), the mock upstream and the
 //! clients run in this process. `cargo bench --bench concurrency` runs 2,000 streams; without
 //! `--bench` or with `--test` a smoke run of 50. `ARES_BENCH_STREAMS` overrides the count.
+//! `ARES_BENCH_BARE_PROXY=target/release/examples/bare_proxy` runs the same load through that
+//! forwarding proxy instead: the ceiling of any server on this HTTP stack and machine.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -101,7 +103,8 @@ async fn stream(client: &reqwest::Client, url: &str, key: &str) -> (Duration, Du
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter_map(|v| v["delta"].as_str().map(str::to_string))
+        // ARES's `{"delta"}`, or the upstream's own chunks through the bare proxy.
+        .filter_map(|v| v["delta"].as_str().or(v["choices"][0]["delta"]["content"].as_str()).map(str::to_string))
         .collect();
     (first.unwrap_or_default(), started.elapsed(), text)
 }
@@ -115,6 +118,9 @@ fn main() {
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     let streams: usize =
         std::env::var("ARES_BENCH_STREAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(if full { 2000 } else { 50 });
+    // The ceiling: the same load through `examples/bare_proxy.rs` (build it first with
+    // `cargo build --release --example bare_proxy`) instead of `ares serve`.
+    let bare_proxy = std::env::var("ARES_BENCH_BARE_PROXY").ok();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
         let mock_url = start_mock().await;
@@ -149,36 +155,49 @@ daily_requests = "unlimited"
             ),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ares"))
-            .args(["serve", "--port", "0", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("ADMIN_API_KEY", "bench-admin-secret-0123456789")
-            .env("JWT_SECRET", "bench-jwt-secret-bench-jwt-secret-0123")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let base = stdout
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|line| line.split("listening on ").nth(1).map(str::to_string))
-            .expect("the server's listening line");
         let client = reqwest::Client::builder().pool_max_idle_per_host(streams).build().unwrap();
-        let provisioned: serde_json::Value = client
-            .post(format!("{base}/api/admin/provision-client"))
-            .header("x-admin-secret", "bench-admin-secret-0123456789")
-            .json(&json!({ "name": "bench", "tier": "pro", "product_type": "generic", "api_key_name": "bench" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let key = provisioned["raw_api_key"].as_str().unwrap().to_string();
+        let (mut child, base, key) = match &bare_proxy {
+            None => {
+                let mut child = Command::new(env!("CARGO_BIN_EXE_ares"))
+                    .args(["serve", "--port", "0", "--config"])
+                    .arg(&config)
+                    .arg("--data-dir")
+                    .arg(dir.path().join("data"))
+                    .env("ADMIN_API_KEY", "bench-admin-secret-0123456789")
+                    .env("JWT_SECRET", "bench-jwt-secret-bench-jwt-secret-0123")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+                let base = stdout
+                    .lines()
+                    .map_while(Result::ok)
+                    .find_map(|line| line.split("listening on ").nth(1).map(str::to_string))
+                    .expect("the server's listening line");
+                let provisioned: serde_json::Value = client
+                    .post(format!("{base}/api/admin/provision-client"))
+                    .header("x-admin-secret", "bench-admin-secret-0123456789")
+                    .json(
+                        &json!({ "name": "bench", "tier": "pro", "product_type": "generic", "api_key_name": "bench" }),
+                    )
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                (child, base, provisioned["raw_api_key"].as_str().unwrap().to_string())
+            }
+            Some(binary) => {
+                let mut child =
+                    Command::new(binary).arg(&mock_url).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+                let mut line = String::new();
+                std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+                (child, line.trim().to_string(), String::new())
+            }
+        };
+        let pid = child.id();
         let idle_rss = rss_kib(pid);
 
         let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(idle_rss));
@@ -214,8 +233,9 @@ daily_requests = "unlimited"
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after_rss = rss_kib(pid);
         ttfb.sort();
+        let through = if bare_proxy.is_some() { "through examples/bare_proxy" } else { "/v1/chat/stream" };
         println!(
-            "concurrency: {streams} concurrent /v1/chat/stream; upstream: 1 s silence, then {CHUNKS} chunks over 1 s"
+            "concurrency: {streams} concurrent streams {through}; upstream: 1 s silence, then {CHUNKS} chunks over 1 s"
         );
         println!("  complete with every chunk in order: {complete}/{streams}");
         println!("  all done after {:.2?} (slowest stream {:.2?})", wall, slowest);

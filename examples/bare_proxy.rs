@@ -1,6 +1,7 @@
 //! The ceiling for `benches/wrk_gateway.py`: the least any gateway built on our HTTP stack can
 //! do. Every request's body is forwarded unread to the upstream's `/v1/chat/completions` and
-//! the upstream's answer is returned as it came — no auth, no JSON, no storage — over the same
+//! the upstream's answer is returned as it came (an event stream chunk by chunk as it arrives)
+//! — no auth, no JSON, no storage — over the same
 //! server (hyper-util `auto`, tokio's multi-thread runtime with its default workers) and the
 //! same pooled upstream client (reqwest) that `ares serve` uses. What ARES reaches at c=32,
 //! as a fraction of this, is what governance costs; this as a fraction of the upstream measured
@@ -14,18 +15,23 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use futures_util::StreamExt as _;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+
+type ProxyBody = http_body_util::combinators::BoxBody<Bytes, reqwest::Error>;
 
 async fn forward(
     client: reqwest::Client,
     target: String,
     request: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+) -> Result<hyper::Response<ProxyBody>, Infallible> {
     let failed = |status: u16| {
-        let mut response = hyper::Response::new(Full::new(Bytes::new()));
+        let body = Full::new(Bytes::new()).map_err(|never| match never {}).boxed();
+        let mut response = hyper::Response::new(body);
         *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
         response
     };
@@ -34,11 +40,20 @@ async fn forward(
     };
     let sent = client.post(&target).header("content-type", "application/json").body(body).send().await;
     let Ok(answer) = sent else { return Ok(failed(502)) };
-    let status = answer.status().as_u16();
-    let Ok(bytes) = answer.bytes().await else { return Ok(failed(502)) };
-    let mut response = hyper::Response::new(Full::new(bytes));
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    let status = hyper::StatusCode::from_u16(answer.status().as_u16()).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    let streamed = answer.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let (body, content_type) = if streamed {
+        // An event stream is passed through as its chunks arrive (the ceiling of
+        // `benches/concurrency.rs`).
+        let frames = answer.bytes_stream().map(|chunk| chunk.map(Frame::data));
+        (BodyExt::boxed(StreamBody::new(frames)), "text/event-stream")
+    } else {
+        let Ok(bytes) = answer.bytes().await else { return Ok(failed(502)) };
+        (Full::new(bytes).map_err(|never| match never {}).boxed(), "application/json")
+    };
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static(content_type));
     Ok(response)
 }
 
@@ -49,7 +64,10 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     runtime.block_on(async move {
         let client = reqwest::Client::builder().build().expect("an HTTP client");
-        let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind the proxy");
+        // A backlog for a burst of thousands of connections, as `ares serve` has.
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.bind(addr.parse().expect("an IPv4 ADDR")).expect("bind the proxy");
+        let listener = socket.listen(4096).expect("listen");
         println!("http://{}", listener.local_addr().expect("a local address"));
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };

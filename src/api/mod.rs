@@ -269,6 +269,10 @@ async fn pipeline(
 }
 
 /// The one match from route to handler.
+///
+/// Each handler's future is boxed. Unboxed, this state machine is as large as the largest
+/// handler's (12 KiB, an MCP or OpenAI call), and every request carries it for its whole life,
+/// a stream's until its first token: on the heap a request holds only its own handler's.
 pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> Result<Response, ApiError> {
     match route {
         Route::Health => Ok(health::health()),
@@ -287,108 +291,114 @@ pub(crate) async fn dispatch(ctx: &Context, route: Route, request: Request) -> R
             crate::telemetry::metrics::CONTENT_TYPE,
             ctx.app.telemetry().metrics.render(),
         )),
-        Route::HealthDetailed => health::detailed(ctx).await,
+        Route::HealthDetailed => Box::pin(health::detailed(ctx)).await,
         Route::ConfigInfo => Ok(health::config_info(ctx)),
 
-        Route::AuthRegister => users::register(ctx, request).await,
-        Route::AuthLogin => users::login(ctx, request).await,
-        Route::AuthRefresh => users::refresh(ctx, request).await,
-        Route::AuthLogout => users::logout(ctx, request).await,
+        Route::AuthRegister => Box::pin(users::register(ctx, request)).await,
+        Route::AuthLogin => Box::pin(users::login(ctx, request)).await,
+        Route::AuthRefresh => Box::pin(users::refresh(ctx, request)).await,
+        Route::AuthLogout => Box::pin(users::logout(ctx, request)).await,
         Route::ListPlatformAgents => Ok(agents::list(ctx)),
 
-        Route::Chat | Route::V1Chat => chat::chat(ctx, request).await,
-        Route::ChatStream | Route::V1ChatStream => chat::stream(ctx, request).await,
-        Route::Research => research::research(ctx, request).await,
-        Route::GetMemory => memory::get(ctx).await,
+        Route::Chat | Route::V1Chat => Box::pin(chat::chat(ctx, request)).await,
+        Route::ChatStream | Route::V1ChatStream => Box::pin(chat::stream(ctx, request)).await,
+        Route::Research => Box::pin(research::research(ctx, request)).await,
+        Route::GetMemory => Box::pin(memory::get(ctx)).await,
         Route::ListWorkflows => workflows::list(ctx, &request),
-        Route::RunWorkflow { workflow } => workflows::run(ctx, &workflow, request).await,
-        Route::RagIngest => rag::ingest(ctx, request).await,
-        Route::RagSearch => rag::search(ctx, request).await,
-        Route::RagListCollections => rag::collections(ctx).await,
-        Route::RagDeleteCollection => rag::delete_collection(ctx, request).await,
-        Route::RagGetJob { id } => rag_jobs::get(ctx, &id).await,
-        Route::RagCancelJob { id } => rag_jobs::cancel(ctx, &id).await,
-        Route::ListConversations => conversations::list(ctx).await,
-        Route::GetConversation { id } => conversations::get(ctx, &id).await,
-        Route::RenameConversation { id } => conversations::rename(ctx, &id, request).await,
-        Route::DeleteConversation { id } => conversations::delete(ctx, &id).await,
-        Route::V1RunAgent { name } => v1::runs::run(ctx, &name, request).await,
-        Route::ListUserAgents => user_agents::list(ctx, &request).await,
-        Route::CreateUserAgent => user_agents::create(ctx, request).await,
-        Route::ImportUserAgent => user_agents::import(ctx, request).await,
-        Route::GetUserAgent { name } => user_agents::get(ctx, &name, &request).await,
-        Route::UpdateUserAgent { name } => user_agents::update(ctx, &name, request).await,
-        Route::DeleteUserAgent { name } => user_agents::delete(ctx, &name).await,
-        Route::ExportUserAgent { name } => user_agents::export(ctx, &name).await,
+        Route::RunWorkflow { workflow } => Box::pin(workflows::run(ctx, &workflow, request)).await,
+        Route::RagIngest => Box::pin(rag::ingest(ctx, request)).await,
+        Route::RagSearch => Box::pin(rag::search(ctx, request)).await,
+        Route::RagListCollections => Box::pin(rag::collections(ctx)).await,
+        Route::RagDeleteCollection => Box::pin(rag::delete_collection(ctx, request)).await,
+        Route::RagGetJob { id } => Box::pin(rag_jobs::get(ctx, &id)).await,
+        Route::RagCancelJob { id } => Box::pin(rag_jobs::cancel(ctx, &id)).await,
+        Route::ListConversations => Box::pin(conversations::list(ctx)).await,
+        Route::GetConversation { id } => Box::pin(conversations::get(ctx, &id)).await,
+        Route::RenameConversation { id } => Box::pin(conversations::rename(ctx, &id, request)).await,
+        Route::DeleteConversation { id } => Box::pin(conversations::delete(ctx, &id)).await,
+        Route::V1RunAgent { name } => Box::pin(v1::runs::run(ctx, &name, request)).await,
+        Route::ListUserAgents => Box::pin(user_agents::list(ctx, &request)).await,
+        Route::CreateUserAgent => Box::pin(user_agents::create(ctx, request)).await,
+        Route::ImportUserAgent => Box::pin(user_agents::import(ctx, request)).await,
+        Route::GetUserAgent { name } => Box::pin(user_agents::get(ctx, &name, &request)).await,
+        Route::UpdateUserAgent { name } => Box::pin(user_agents::update(ctx, &name, request)).await,
+        Route::DeleteUserAgent { name } => Box::pin(user_agents::delete(ctx, &name)).await,
+        Route::ExportUserAgent { name } => Box::pin(user_agents::export(ctx, &name)).await,
 
-        Route::AdminCreateUser => users::admin_create(ctx, request).await,
-        Route::AdminCreateTenant => admin::tenants::create(ctx, request).await,
-        Route::AdminListTenants => admin::tenants::list(ctx).await,
-        Route::AdminGetTenant { tenant_id } => admin::tenants::get(ctx, &tenant_id).await,
-        Route::AdminUpdateQuota { tenant_id } => admin::tenants::update_quota(ctx, &tenant_id, request).await,
-        Route::AdminListRequests => requests::admin_list(ctx, &request).await,
-        Route::AdminSpending => admin::usage::spending(ctx, &request).await,
-        Route::AdminMigrations => admin::catalog::migrations(ctx).await,
-        Route::AdminSetTenantBudget { tenant_id } => admin::budgets::set(ctx, &tenant_id, None, request).await,
-        Route::AdminSetKeyBudget { tenant_id, key_id } => {
-            admin::budgets::set(ctx, &tenant_id, Some(&key_id), request).await
+        Route::AdminCreateUser => Box::pin(users::admin_create(ctx, request)).await,
+        Route::AdminCreateTenant => Box::pin(admin::tenants::create(ctx, request)).await,
+        Route::AdminListTenants => Box::pin(admin::tenants::list(ctx)).await,
+        Route::AdminGetTenant { tenant_id } => Box::pin(admin::tenants::get(ctx, &tenant_id)).await,
+        Route::AdminUpdateQuota { tenant_id } => Box::pin(admin::tenants::update_quota(ctx, &tenant_id, request)).await,
+        Route::AdminListRequests => Box::pin(requests::admin_list(ctx, &request)).await,
+        Route::AdminSpending => Box::pin(admin::usage::spending(ctx, &request)).await,
+        Route::AdminMigrations => Box::pin(admin::catalog::migrations(ctx)).await,
+        Route::AdminSetTenantBudget { tenant_id } => {
+            Box::pin(admin::budgets::set(ctx, &tenant_id, None, request)).await
         }
-        Route::AdminProvisionClient => admin::provision::provision_client(ctx, request).await,
-        Route::AdminCreateApiKey { tenant_id } => admin::api_keys::create(ctx, &tenant_id, request).await,
-        Route::AdminRevokeApiKey { tenant_id, key_id } => admin::api_keys::revoke(ctx, &tenant_id, &key_id).await,
-        Route::AdminListApiKeys { tenant_id } => admin::api_keys::list(ctx, &tenant_id).await,
-        Route::AdminListTenantAgents { tenant_id } => admin::agents::list(ctx, &tenant_id).await,
-        Route::AdminCreateTenantAgent { tenant_id } => admin::agents::create(ctx, &tenant_id, request).await,
+        Route::AdminSetKeyBudget { tenant_id, key_id } => {
+            Box::pin(admin::budgets::set(ctx, &tenant_id, Some(&key_id), request)).await
+        }
+        Route::AdminProvisionClient => Box::pin(admin::provision::provision_client(ctx, request)).await,
+        Route::AdminCreateApiKey { tenant_id } => Box::pin(admin::api_keys::create(ctx, &tenant_id, request)).await,
+        Route::AdminRevokeApiKey { tenant_id, key_id } => {
+            Box::pin(admin::api_keys::revoke(ctx, &tenant_id, &key_id)).await
+        }
+        Route::AdminListApiKeys { tenant_id } => Box::pin(admin::api_keys::list(ctx, &tenant_id)).await,
+        Route::AdminListTenantAgents { tenant_id } => Box::pin(admin::agents::list(ctx, &tenant_id)).await,
+        Route::AdminCreateTenantAgent { tenant_id } => Box::pin(admin::agents::create(ctx, &tenant_id, request)).await,
         Route::AdminUpdateTenantAgent { tenant_id, agent_name } => {
-            admin::agents::update(ctx, &tenant_id, &agent_name, request).await
+            Box::pin(admin::agents::update(ctx, &tenant_id, &agent_name, request)).await
         }
         Route::AdminDeleteTenantAgent { tenant_id, agent_name } => {
-            admin::agents::delete(ctx, &tenant_id, &agent_name).await
+            Box::pin(admin::agents::delete(ctx, &tenant_id, &agent_name)).await
         }
-        Route::AdminListAgentTemplates => admin::catalog::templates(ctx, &request).await,
+        Route::AdminListAgentTemplates => Box::pin(admin::catalog::templates(ctx, &request)).await,
         Route::AdminListModels => Ok(admin::catalog::models(ctx)),
         Route::AdminListProviders => Ok(admin::catalog::providers(ctx)),
-        Route::AdminReloadConfig => admin::catalog::reload(ctx).await,
-        Route::AdminTenantUsage { tenant_id } => admin::usage::tenant_usage(ctx, &tenant_id, &request).await,
-        Route::AdminTenantDailyUsage { tenant_id } => admin::usage::daily(ctx, &tenant_id, &request).await,
+        Route::AdminReloadConfig => Box::pin(admin::catalog::reload(ctx)).await,
+        Route::AdminTenantUsage { tenant_id } => Box::pin(admin::usage::tenant_usage(ctx, &tenant_id, &request)).await,
+        Route::AdminTenantDailyUsage { tenant_id } => Box::pin(admin::usage::daily(ctx, &tenant_id, &request)).await,
         Route::AdminAgentRuns { tenant_id, agent_name } => {
-            admin::agents::runs(ctx, &tenant_id, &agent_name, &request).await
+            Box::pin(admin::agents::runs(ctx, &tenant_id, &agent_name, &request)).await
         }
-        Route::AdminAgentStats { tenant_id, agent_name } => admin::agents::stats(ctx, &tenant_id, &agent_name).await,
-        Route::AdminListAllAgents => admin::agents::list_all(ctx).await,
-        Route::AdminStats => admin::usage::platform_stats(ctx).await,
-        Route::AdminListAlerts => admin::alerts::list(ctx, &request).await,
-        Route::AdminResolveAlert { alert_id } => admin::alerts::resolve(ctx, &alert_id, request).await,
-        Route::AdminAuditLog => admin::audit::list(ctx, &request).await,
-        Route::AdminBackup => admin::backup::create(ctx).await,
-        Route::AdminStartDeploy => admin::deploy::start(ctx, request).await,
-        Route::AdminGetDeploy { deploy_id } => admin::deploy::get(ctx, &deploy_id).await,
-        Route::AdminListDeploys => admin::deploy::list(ctx).await,
-        Route::AdminDeployEvents { deploy_id } => admin::deploy::events(ctx, &deploy_id).await,
-        Route::AdminCancelDeploy { deploy_id } => admin::deploy::cancel(ctx, &deploy_id).await,
-        Route::AdminDeleteDeploy { deploy_id } => admin::deploy::delete(ctx, &deploy_id).await,
-        Route::AdminListServices => admin::deploy::services(ctx).await,
-        Route::AdminServiceLogs { service_name } => admin::deploy::logs(ctx, &service_name, &request).await,
+        Route::AdminAgentStats { tenant_id, agent_name } => {
+            Box::pin(admin::agents::stats(ctx, &tenant_id, &agent_name)).await
+        }
+        Route::AdminListAllAgents => Box::pin(admin::agents::list_all(ctx)).await,
+        Route::AdminStats => Box::pin(admin::usage::platform_stats(ctx)).await,
+        Route::AdminListAlerts => Box::pin(admin::alerts::list(ctx, &request)).await,
+        Route::AdminResolveAlert { alert_id } => Box::pin(admin::alerts::resolve(ctx, &alert_id, request)).await,
+        Route::AdminAuditLog => Box::pin(admin::audit::list(ctx, &request)).await,
+        Route::AdminBackup => Box::pin(admin::backup::create(ctx)).await,
+        Route::AdminStartDeploy => Box::pin(admin::deploy::start(ctx, request)).await,
+        Route::AdminGetDeploy { deploy_id } => Box::pin(admin::deploy::get(ctx, &deploy_id)).await,
+        Route::AdminListDeploys => Box::pin(admin::deploy::list(ctx)).await,
+        Route::AdminDeployEvents { deploy_id } => Box::pin(admin::deploy::events(ctx, &deploy_id)).await,
+        Route::AdminCancelDeploy { deploy_id } => Box::pin(admin::deploy::cancel(ctx, &deploy_id)).await,
+        Route::AdminDeleteDeploy { deploy_id } => Box::pin(admin::deploy::delete(ctx, &deploy_id)).await,
+        Route::AdminListServices => Box::pin(admin::deploy::services(ctx)).await,
+        Route::AdminServiceLogs { service_name } => Box::pin(admin::deploy::logs(ctx, &service_name, &request)).await,
 
-        Route::V1ListAgents => v1::agents::list(ctx, &request).await,
-        Route::V1GetAgent { name } => v1::agents::get(ctx, &name).await,
-        Route::V1ListAgentRuns { name } => v1::agents::runs(ctx, &name, &request).await,
-        Route::V1ListAgentLogs { name } => v1::agents::logs(ctx, &name, &request).await,
-        Route::V1GetUsage => v1::usage::get(ctx).await,
-        Route::V1ListRequests => requests::tenant_list(ctx, &request).await,
-        Route::V1ListApiKeys => v1::api_keys::list(ctx).await,
-        Route::V1CreateApiKey => v1::api_keys::create(ctx, request).await,
-        Route::V1RevokeApiKey { id } => v1::api_keys::revoke(ctx, &id).await,
+        Route::V1ListAgents => Box::pin(v1::agents::list(ctx, &request)).await,
+        Route::V1GetAgent { name } => Box::pin(v1::agents::get(ctx, &name)).await,
+        Route::V1ListAgentRuns { name } => Box::pin(v1::agents::runs(ctx, &name, &request)).await,
+        Route::V1ListAgentLogs { name } => Box::pin(v1::agents::logs(ctx, &name, &request)).await,
+        Route::V1GetUsage => Box::pin(v1::usage::get(ctx)).await,
+        Route::V1ListRequests => Box::pin(requests::tenant_list(ctx, &request)).await,
+        Route::V1ListApiKeys => Box::pin(v1::api_keys::list(ctx)).await,
+        Route::V1CreateApiKey => Box::pin(v1::api_keys::create(ctx, request)).await,
+        Route::V1RevokeApiKey { id } => Box::pin(v1::api_keys::revoke(ctx, &id)).await,
 
-        Route::OpenAiChatCompletions => openai::chat::completions(ctx, request).await,
-        Route::OpenAiCompletions => openai::completions::create(ctx, request).await,
-        Route::OpenAiResponses => openai::responses::create(ctx, request).await,
-        Route::OpenAiEmbeddings => openai::embeddings::create(ctx, request).await,
-        Route::OpenAiListModels => openai::models::list(ctx).await,
-        Route::OpenAiGetModel { id } => openai::models::get(ctx, &id).await,
-        Route::AnthropicMessages => anthropic::messages::create(ctx, request).await,
-        Route::AnthropicCountTokens => anthropic::messages::count_tokens(ctx, request).await,
-        Route::Mcp => crate::mcp::server::serve(ctx, request).await,
+        Route::OpenAiChatCompletions => Box::pin(openai::chat::completions(ctx, request)).await,
+        Route::OpenAiCompletions => Box::pin(openai::completions::create(ctx, request)).await,
+        Route::OpenAiResponses => Box::pin(openai::responses::create(ctx, request)).await,
+        Route::OpenAiEmbeddings => Box::pin(openai::embeddings::create(ctx, request)).await,
+        Route::OpenAiListModels => Box::pin(openai::models::list(ctx)).await,
+        Route::OpenAiGetModel { id } => Box::pin(openai::models::get(ctx, &id)).await,
+        Route::AnthropicMessages => Box::pin(anthropic::messages::create(ctx, request)).await,
+        Route::AnthropicCountTokens => Box::pin(anthropic::messages::count_tokens(ctx, request)).await,
+        Route::Mcp => Box::pin(crate::mcp::server::serve(ctx, request)).await,
     }
 }
 

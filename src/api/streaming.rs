@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 
 use crate::app::App;
@@ -108,32 +110,49 @@ async fn produce(
     if client_gone {
         outcome = gone();
     } else {
+        let quiet_limit = Duration::from_secs(sse::KEEP_ALIVE_SECS);
+        let mut last_sent = Instant::now();
+        // One timer for the whole stream, moved only when it fires: a `timeout` per `recv`
+        // added and removed a timer-wheel entry for every token.
+        let quiet = tokio::time::sleep(quiet_limit);
+        tokio::pin!(quiet);
         loop {
             let next = match first.take() {
-                Some(event) => Ok(event),
-                None => tokio::time::timeout(Duration::from_secs(sse::KEEP_ALIVE_SECS), turn_events.recv()).await,
+                Some(event) => Some(event),
+                None => tokio::select! {
+                    event = turn_events.recv() => Some(event),
+                    () = &mut quiet => {
+                        let due = last_sent + quiet_limit;
+                        if due > Instant::now() {
+                            quiet.as_mut().reset(due);
+                            continue;
+                        }
+                        quiet.as_mut().reset(Instant::now() + quiet_limit);
+                        None
+                    }
+                },
             };
             let frames = match next {
-                Err(_) => vec![framing.keep_alive()],
+                None => vec![framing.keep_alive()],
                 // Came after the response started (a slow first token): too late for headers.
-                Ok(Some(TurnEvent::Started(_))) => Vec::new(),
-                Ok(Some(TurnEvent::Delta(delta))) => {
+                Some(Some(TurnEvent::Started(_))) => Vec::new(),
+                Some(Some(TurnEvent::Delta(delta))) => {
                     text.push_str(&delta);
                     framing.text(&delta)
                 }
-                Ok(Some(TurnEvent::ToolCallStart { index, id, name })) => framing.tool_call_start(index, &id, &name),
-                Ok(Some(TurnEvent::ToolCallArguments { index, fragment })) => {
+                Some(Some(TurnEvent::ToolCallStart { index, id, name })) => framing.tool_call_start(index, &id, &name),
+                Some(Some(TurnEvent::ToolCallArguments { index, fragment })) => {
                     framing.tool_call_arguments(index, &fragment)
                 }
-                Ok(Some(TurnEvent::Done(turn))) => {
-                    outcome = Ok(turn);
+                Some(Some(TurnEvent::Done(turn))) => {
+                    outcome = Ok(*turn);
                     break;
                 }
-                Ok(Some(TurnEvent::Failed(e))) => {
-                    outcome = Err(e);
+                Some(Some(TurnEvent::Failed(e))) => {
+                    outcome = Err(*e);
                     break;
                 }
-                Ok(None) => {
+                Some(None) => {
                     outcome = Err(TurnFailure {
                         error: LlmError::Protocol {
                             provider: prepared.model.provider.name.clone(),
@@ -149,6 +168,7 @@ async fn produce(
                 outcome = gone();
                 break;
             }
+            last_sent = Instant::now();
         }
     }
     // Dropping the turn's receiver stops the coordinator and closes the provider stream.

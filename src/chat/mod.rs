@@ -205,7 +205,9 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
             // The router's own call comes before the answering model is known: a budget that
             // has nothing left refuses it too.
             check_budget_open(app)?;
-            route(app, &input.caller, &user_message).await?
+            // Boxed: the router's model call is most of this function's state (8 KiB), which
+            // a stream would otherwise hold until its first token.
+            Box::pin(route(app, &input.caller, &user_message)).await?
         }
         Persona::Model => {
             let model = match &model_override {

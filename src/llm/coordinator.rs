@@ -86,8 +86,10 @@ pub enum TurnEvent {
         index: usize,
         fragment: String,
     },
-    Done(Turn),
-    Failed(TurnFailure),
+    // Boxed (as is `StreamEvent::Done`): a channel's slots are as large as its largest
+    // event, and every open stream keeps a block of them.
+    Done(Box<Turn>),
+    Failed(Box<TurnFailure>),
 }
 
 /// The agent's tools' schemas, once per turn (listing an MCP server's tools may start it).
@@ -166,7 +168,8 @@ pub async fn run(
     let mut calls_made = 0;
     let mut model_calls = 0;
     let (during, last) = modes(offers_tools(model, options));
-    let offered = offered(model, tools, options).await;
+    // Boxed, like `run_tools` below: see `stream_loop`.
+    let offered = Box::pin(offered(model, tools, options)).await;
     for _ in 0..options.max_iterations.max(1) {
         let mut req = request(model, &messages, &offered, options, during);
         let (response, served) =
@@ -190,7 +193,7 @@ pub async fn run(
             });
         }
         calls_made += response.tool_calls.len();
-        let results = run_tools(&response.tool_calls, tools, options).await;
+        let results = Box::pin(run_tools(&response.tool_calls, tools, options)).await;
         messages.push(Message { tool_calls: response.tool_calls, ..Message::new(Role::Assistant, response.content) });
         messages.extend(results);
     }
@@ -252,7 +255,7 @@ pub fn stream(
         let outcome = stream_loop(&model, messages, &tools, &options, &out).await;
         match outcome {
             Ok(Some(turn)) => {
-                let _ = out.send(TurnEvent::Done(turn)).await;
+                let _ = out.send(TurnEvent::Done(Box::new(turn))).await;
             }
             Ok(None) => {}
             Err(e) => {
@@ -260,7 +263,7 @@ pub fn stream(
                     let error = crate::error::ApiError::from(e.error.clone());
                     scope.note_late_error(error.status_and_code().1, &error.to_string());
                 }
-                let _ = out.send(TurnEvent::Failed(e)).await;
+                let _ = out.send(TurnEvent::Failed(Box::new(e))).await;
             }
         }
     }));
@@ -278,7 +281,9 @@ async fn stream_loop(
     let mut usage = Usage::default();
     let mut calls_made = 0;
     let (during, final_mode) = modes(offers_tools(model, options));
-    let offered = offered(model, tools, options).await;
+    // Boxed, like `run_tools` below: MCP tool discovery and tool calls are most of this
+    // loop's state (6.5 KiB each), which every stream's task would otherwise hold throughout.
+    let offered = Box::pin(offered(model, tools, options)).await;
     let rounds = options.max_iterations.max(1);
     // Whether an earlier round streamed text: the next round's text starts a new paragraph
     // rather than running on ("Let me compute." + "6*7 is 42.").
@@ -312,7 +317,7 @@ async fn stream_loop(
             }));
         }
         calls_made += response.tool_calls.len();
-        let results = run_tools(&response.tool_calls, tools, options).await;
+        let results = Box::pin(run_tools(&response.tool_calls, tools, options)).await;
         messages.push(Message { tool_calls: response.tool_calls, ..Message::new(Role::Assistant, response.content) });
         messages.extend(results);
     }
@@ -413,7 +418,7 @@ impl Forwarding {
                 };
                 TurnEvent::ToolCallArguments { index: client_index, fragment }
             }
-            StreamEvent::Done(response) => return Step::Done(response),
+            StreamEvent::Done(response) => return Step::Done(*response),
         };
         if out.send(turn_event).await.is_err() { Step::ClientGone } else { Step::Continue }
     }

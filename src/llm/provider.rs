@@ -278,7 +278,7 @@ impl Provider {
             }
         }
         let done = decoder.finish().map_err(|m| self.protocol(m))?;
-        let _ = events.send(Ok(StreamEvent::Done(done))).await;
+        let _ = events.send(Ok(StreamEvent::Done(Box::new(done)))).await;
         Ok(())
     }
 }

@@ -200,7 +200,7 @@ pub enum StreamEvent {
     /// More of the arguments (JSON text) of the call at `index`.
     ToolCallArguments { index: usize, fragment: String },
     /// The stream ended; the whole answer, tool calls and usage included.
-    Done(ChatResponse),
+    Done(Box<ChatResponse>),
 }
 
 /// A configured `f32` setting as the decimal it was written as (`0.7`, not `0.699999988079071`).
