@@ -158,8 +158,9 @@ impl<H: Handler> Connection<H> {
         let timeouts = self.timeouts;
         let crowded = self.crowded.clone();
         let requests = watch.clone();
+        let in_flight_gauge = self.app.telemetry().metrics.http_in_flight().clone();
         let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            let in_flight = requests.request_started(request.version() >= http::Version::HTTP_2);
+            let in_flight = requests.request_started(request.version() >= http::Version::HTTP_2, &in_flight_gauge);
             let clock = BodyClock {
                 timeout: timeouts.body,
                 started: tokio::time::Instant::now(),

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -87,14 +88,16 @@ impl Watch {
         self.changed.notified().await;
     }
 
-    /// A request head has arrived; the returned guard ends the request when dropped.
-    pub fn request_started(self: &Arc<Self>, http2: bool) -> InFlight {
+    /// A request head has arrived; the returned guard ends the request when dropped, and
+    /// `server_wide` counts it meanwhile (`ares_http_requests_in_flight`).
+    pub fn request_started(self: &Arc<Self>, http2: bool, server_wide: &IntGauge) -> InFlight {
         let mut state = self.state();
         state.in_flight += 1;
         state.started += 1;
         state.http2 = http2;
         state.head_started = None;
-        InFlight(self.clone())
+        server_wide.inc();
+        InFlight(self.clone(), server_wide.clone())
     }
 
     fn request_finished(&self) {
@@ -130,11 +133,12 @@ impl Watch {
 
 /// A request in flight: from its head until its response body is finished or dropped (or the
 /// request is abandoned, as when an HTTP/2 stream is reset).
-pub struct InFlight(Arc<Watch>);
+pub struct InFlight(Arc<Watch>, IntGauge);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.request_finished();
+        self.1.dec();
     }
 }
 
@@ -228,6 +232,10 @@ mod tests {
         watch.deadline(crowded).map(|d| d.saturating_duration_since(Instant::now()))
     }
 
+    fn gauge() -> IntGauge {
+        IntGauge::new("in_flight", "requests in flight").unwrap()
+    }
+
     fn near(actual: Option<Duration>, secs: u64) -> bool {
         actual.is_some_and(|d| d <= Duration::from_secs(secs) && d > Duration::from_secs(secs) - Duration::from_secs(1))
     }
@@ -243,8 +251,8 @@ mod tests {
     #[test]
     fn nothing_is_due_while_a_request_is_in_flight() {
         let watch = Watch::new(TIMEOUTS);
-        let first = watch.request_started(false);
-        let second = watch.request_started(true);
+        let first = watch.request_started(false, &gauge());
+        let second = watch.request_started(true, &gauge());
         watch.bytes_read();
         assert_eq!(watch.deadline(true), None);
         drop(first);
@@ -256,7 +264,7 @@ mod tests {
     #[test]
     fn keep_alive_idles_for_the_idle_timeout_then_a_started_head_has_the_head_timeout() {
         let watch = Watch::new(TIMEOUTS);
-        drop(watch.request_started(false));
+        drop(watch.request_started(false, &gauge()));
         assert!(near(after(&watch, false), 60));
         assert!(near(after(&watch, true), 10), "a crowded server reclaims idle connections sooner");
         watch.bytes_read_at(Instant::now() + Duration::from_secs(30));
@@ -266,7 +274,7 @@ mod tests {
     #[test]
     fn http2_frames_between_requests_do_not_shorten_idling() {
         let watch = Watch::new(TIMEOUTS);
-        drop(watch.request_started(true));
+        drop(watch.request_started(true, &gauge()));
         watch.bytes_read();
         assert!(near(after(&watch, false), 60));
     }

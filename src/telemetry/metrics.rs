@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Request latencies, from a cached answer to a slow model.
@@ -62,6 +63,7 @@ pub struct Metrics {
     per_tenant: bool,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    http_in_flight: IntGauge,
     llm_requests: IntCounterVec,
     llm_duration: HistogramVec,
     llm_first_token: HistogramVec,
@@ -138,6 +140,12 @@ impl Metrics {
             "Requests refused with 429 by a tenant's or user's quota, by tier and which limit.",
             &["tier", "reason"],
         );
+        let http_in_flight = IntGauge::with_opts(Opts::new(
+            "ares_http_requests_in_flight",
+            "Requests whose head has arrived and whose answer is not yet complete (an open stream counts until it ends).",
+        ))
+        .unwrap_or_else(|_| unreachable_metric());
+        register(&registry, http_in_flight.clone());
         let rate_limited = IntCounter::with_opts(Opts::new(
             "ares_rate_limited_total",
             "Requests refused with 429 by the per-address rate limit ([server].rate_limit_per_second).",
@@ -175,6 +183,7 @@ impl Metrics {
             per_tenant,
             http_requests,
             http_duration,
+            http_in_flight,
             llm_requests,
             llm_duration,
             llm_first_token,
@@ -204,6 +213,11 @@ impl Metrics {
         };
         counter.inc();
         self.http_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+    }
+
+    /// What the HTTP layer moves as requests arrive and their answers end.
+    pub fn http_in_flight(&self) -> &IntGauge {
+        &self.http_in_flight
     }
 
     /// One upstream call attempt.

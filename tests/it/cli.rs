@@ -339,7 +339,30 @@ async fn a_second_interrupt_stops_at_once_while_draining() {
         .write_all(b"POST /api/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"em")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Signalled only once the server has the stalled request's head (the gauge also counts the
+    // scrape that reads it): before that, the drain would find nothing to wait for.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = server
+            .client()
+            .get(server.url("/metrics"))
+            .header("x-admin-secret", server.admin_secret())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let in_flight = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("ares_http_requests_in_flight "))
+            .and_then(|value| value.trim().parse::<f64>().ok());
+        if in_flight.is_some_and(|n| n >= 2.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stalled request never arrived: {in_flight:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     server.signal("INT");
     server.wait_for_stderr("send it again");

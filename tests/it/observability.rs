@@ -1487,6 +1487,36 @@ async fn requests_refused_by_the_ip_limiter_are_counted() {
     assert_eq!(metrics.counter("ares_rate_limited_total", &[]), f64::from(refused));
 }
 
+/// Requests in flight, as the gauge says; the scrape that reads it is one of them.
+async fn in_flight(server: &TestServer) -> f64 {
+    let metrics = scrape(server).await;
+    assert_eq!(metrics.kind("ares_http_requests_in_flight"), Some("gauge"));
+    metrics.value("ares_http_requests_in_flight", &[]).expect("ares_http_requests_in_flight")
+}
+
+#[tokio::test]
+async fn a_request_counts_as_in_flight_from_its_head_until_its_answer_is_done() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = TestServer::start();
+    assert_eq!(in_flight(&server).await, 1.0, "only the scrape itself");
+    // A head without its body: in flight until the connection goes.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stalled
+        .write_all(b"POST /api/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + SETTLE;
+    while in_flight(&server).await < 2.0 {
+        assert!(Instant::now() < deadline, "the stalled request never counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stalled);
+    while in_flight(&server).await > 1.0 {
+        assert!(Instant::now() < deadline, "a request whose client left still counts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn per_tenant_metrics_label_requests_and_tokens_with_the_tenant_id() {
     let rig = Rig::start("[metrics]\nper_tenant = true");
