@@ -46,10 +46,19 @@ const MAX_BATCH: usize = 1024;
 /// a lone writer never waits because its previous batch had one job.
 const LINGER: Duration = Duration::from_micros(200);
 
+/// How long a writer that works back to back holds a batch led by a detached job (chat records,
+/// usage, the request log) before running it. Nobody waits for such a job's commit: what the
+/// hold delays is only its visibility to later reads (`Store::settle`). Under a load that keeps the writer busy, commits otherwise carry a
+/// few chats each and their fixed cost (dirty pages written, checksums) is most of the writer's
+/// time; a lone or light writer is never busy at the end of a commit, so it never holds.
+const SATURATED_HOLD: Duration = Duration::from_millis(1);
+
 /// A type-erased job: runs inside the batch transaction, answers its caller after the commit.
 trait Job: Send {
     /// Whether the job may be acknowledged before its commit is durable.
     fn relaxed(&self) -> bool;
+    /// Whether nobody waits for the job's commit (`write_detached`).
+    fn detached(&self) -> bool;
     /// Run against `txn`; `false` means the job failed and its writes must be discarded.
     fn run(&mut self, txn: &WriteTransaction) -> bool;
     /// Answer the caller of a failed job with its own error.
@@ -72,6 +81,10 @@ where
 {
     fn relaxed(&self) -> bool {
         self.relaxed
+    }
+
+    fn detached(&self) -> bool {
+        self.reply.is_none()
     }
 
     fn run(&mut self, txn: &WriteTransaction) -> bool {
@@ -295,9 +308,16 @@ fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters, done: &
     let mut unsynced_since: Option<Instant> = None;
     loop {
         let interval = Duration::from_millis(counters.sync_interval_ms.load(Ordering::Relaxed));
-        let next = match unsynced_since {
-            None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(since) => receiver.recv_timeout((since + interval).saturating_duration_since(Instant::now())),
+        // A job already waiting when the last commit ended: the writer is working back to back.
+        let waiting = receiver.try_recv();
+        let saturated = waiting.is_ok();
+        let next = match waiting {
+            Ok(message) => Ok(message),
+            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => match unsynced_since {
+                None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(since) => receiver.recv_timeout((since + interval).saturating_duration_since(Instant::now())),
+            },
         };
         let first = match next {
             Ok(Message::Job(job, number)) => (job, number),
@@ -308,6 +328,9 @@ fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters, done: &
             }
             Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
         };
+        if saturated && first.0.detached() && !interval.is_zero() {
+            std::thread::sleep(SATURATED_HOLD);
+        }
         let (batch, last, stop) = collect_batch(receiver, first, previous_batch);
         previous_batch = batch.len();
         let started = Instant::now();
