@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use crate::app::App;
 use crate::auth::{TenantPrincipal, UserPrincipal};

@@ -47,10 +47,12 @@ const MAX_BATCH: usize = 1024;
 const LINGER: Duration = Duration::from_micros(200);
 
 /// How long a writer that works back to back holds a batch led by a detached job (chat records,
-/// usage, the request log) before running it. Nobody waits for such a job's commit: what the
-/// hold delays is only its visibility to later reads (`Store::settle`). Under a load that keeps the writer busy, commits otherwise carry a
-/// few chats each and their fixed cost (dirty pages written, checksums) is most of the writer's
-/// time; a lone or light writer is never busy at the end of a commit, so it never holds.
+/// usage, the request log) before running it. Nobody waits for such a job's commit: the hold
+/// delays only its visibility to later reads (`Store::settle`). Under a load that keeps the
+/// writer busy, commits otherwise carry a few chats each and their fixed cost (dirty pages
+/// written, checksums) is most of the writer's time (measured at c=32: 2.6 chats per commit,
+/// 58 µs of writer time per chat; with the hold 30 and 31 µs). A lone or light writer is never
+/// busy at the end of a commit, so it never holds.
 const SATURATED_HOLD: Duration = Duration::from_millis(1);
 
 /// A type-erased job: runs inside the batch transaction, answers its caller after the commit.
