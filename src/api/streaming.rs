@@ -132,6 +132,7 @@ async fn produce(
                 },
             };
             let frames = match next {
+                // Quiet for the keep-alive period.
                 None => vec![framing.keep_alive()],
                 // Came after the response started (a slow first token): too late for headers.
                 Some(Some(TurnEvent::Started(_))) => Vec::new(),
