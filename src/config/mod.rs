@@ -437,8 +437,11 @@ pub struct ProviderConfig {
     pub default_model: Option<String>,
     #[serde(default)]
     pub models: Vec<ProviderModel>,
+    /// The TCP connect to the provider.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// The wait for an answer's head (from the call's start, a connect included), then each
+    /// silence of its body.
     #[serde(default = "default_read_timeout")]
     pub read_timeout_secs: u64,
     /// Retries of a failed call (connection failure, timeout, 408/429/5xx) before the model's

@@ -9,6 +9,7 @@ pub mod provider;
 pub mod registry;
 pub mod router;
 pub mod types;
+pub mod upstream;
 pub mod wire;
 
 pub use error::LlmError;

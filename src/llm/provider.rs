@@ -1,5 +1,5 @@
 //! One configured provider: its endpoint, key and keep-alive HTTP clients. Chat calls are
-//! async (reqwest, a connection pool per provider): a call in flight holds no thread, so
+//! async (`upstream`: a pooled client per provider): a call in flight holds no thread, so
 //! concurrent streams are bounded by the upstream, not by the blocking pool (with ureq each
 //! stream held a blocking thread for its whole length, and beyond the pool's 512 the rest
 //! queued behind whole generations). A stream is read as it arrives, split into lines for the
@@ -9,13 +9,14 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
-
+use http::header::{HeaderName, HeaderValue};
+use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::error::{DEFAULT_RETRY_AFTER_SECS, LlmError};
 use super::types::{ChatRequest, ChatResponse, StreamEvent};
+use super::upstream::{CallError, Upstream};
 use super::wire::{self, StreamDecoder};
 use crate::config::{ProviderConfig, ProviderKind};
 
@@ -56,10 +57,12 @@ pub struct Provider {
     disabled: Option<String>,
     /// Blocking agent for embeddings.
     agent: ureq::Agent,
-    /// Async client for chat calls.
-    client: reqwest::Client,
+    /// The async client chat calls use (`None` only when the provider is disabled).
+    upstream: Option<Upstream>,
     /// The chat endpoint, parsed once (not per call).
-    chat_url: Option<reqwest::Url>,
+    chat_uri: Option<http::Uri>,
+    /// The provider's auth (and version) headers, built once.
+    auth_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -89,17 +92,17 @@ impl Provider {
             .user_agent(concat!("ares/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        let built = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
-            // Per read, headers included: a stream may run longer than the read timeout as
-            // long as the provider never goes silent for that long.
-            .read_timeout(Duration::from_secs(config.read_timeout_secs))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("ares/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let (client, disabled) = match built {
-            Ok(client) => (client, disabled),
-            Err(e) => (reqwest::Client::new(), disabled.or(Some(format!("cannot build its HTTP client: {e}")))),
+        let built = Upstream::new(
+            Duration::from_secs(config.connect_timeout_secs),
+            Duration::from_secs(config.read_timeout_secs),
+        );
+        let (upstream, disabled) = match built {
+            Ok(upstream) => (Some(upstream), disabled),
+            Err(e) => (None, disabled.or(Some(format!("cannot build its HTTP client: {e}")))),
+        };
+        let (auth_headers, disabled) = match auth_headers(config.kind, api_key.as_deref()) {
+            Ok(headers) => (headers, disabled),
+            Err(e) => (Vec::new(), disabled.or(Some(e))),
         };
         let mut provider = Provider {
             name: config.name.clone(),
@@ -109,11 +112,12 @@ impl Provider {
             api_key,
             disabled,
             agent,
-            client,
-            chat_url: None,
+            upstream,
+            chat_uri: None,
+            auth_headers,
         };
-        match reqwest::Url::parse(&provider.endpoint()) {
-            Ok(url) => provider.chat_url = Some(url),
+        match parse_endpoint(&provider.endpoint()) {
+            Ok(uri) => provider.chat_uri = Some(uri),
             Err(e) => {
                 let reason = format!("its base_url is not a valid URL: {e}");
                 provider.disabled = provider.disabled.take().or(Some(reason));
@@ -160,28 +164,24 @@ impl Provider {
     }
 
     /// POST the request; returns the response once its status is known to be a success.
-    async fn send(&self, request: &ChatRequest, stream: bool) -> Result<reqwest::Response, LlmError> {
+    async fn send(&self, request: &ChatRequest, stream: bool) -> Result<(&Upstream, Incoming), LlmError> {
         let payload = wire::encode_request(self.kind, request, stream)
             .map_err(|e| self.protocol(format!("cannot encode the request: {e}")))?;
-        let url = self.chat_url.clone().ok_or_else(|| self.protocol("the provider has no valid endpoint"))?;
-        let mut request = self.client.post(url).header("content-type", "application/json").body(payload);
-        match (self.kind, &self.api_key) {
-            (ProviderKind::Anthropic, key) => {
-                request = request.header("anthropic-version", "2023-06-01");
-                if let Some(key) = key {
-                    request = request.header("x-api-key", key);
-                }
-            }
-            (_, Some(key)) => request = request.bearer_auth(key),
-            (_, None) => {}
-        }
-        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let (Some(upstream), Some(uri)) = (&self.upstream, &self.chat_uri) else {
+            return Err(self.protocol("the provider has no valid endpoint"));
+        };
+        let response =
+            upstream.post_json(uri, &self.auth_headers, payload).await.map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
         if status < 400 {
-            return Ok(response);
+            return Ok((upstream, response.into_body()));
         }
         let retry_after_ms = retry_after_ms(response.headers());
-        let text = response.text().await.unwrap_or_default();
+        let text = upstream
+            .read_all(response.into_body())
+            .await
+            .map(|body| String::from_utf8_lossy(&body).into_owned())
+            .unwrap_or_default();
         if status == 429 {
             return Err(LlmError::RateLimited {
                 provider: self.name.clone(),
@@ -193,19 +193,11 @@ impl Provider {
         Err(LlmError::Upstream { provider: self.name.clone(), status, message, retry_after_ms })
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> LlmError {
-        if e.is_timeout() {
-            LlmError::Timeout { provider: self.name.clone() }
-        } else {
+    fn transport_error(&self, error: CallError) -> LlmError {
+        match error {
+            CallError::Timeout => LlmError::Timeout { provider: self.name.clone() },
             // The chain names the cause (connection refused, reset, DNS).
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            LlmError::Unreachable { provider: self.name.clone(), message }
+            CallError::Transport(message) => LlmError::Unreachable { provider: self.name.clone(), message },
         }
     }
 
@@ -216,8 +208,8 @@ impl Provider {
     /// A complete answer.
     pub async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         self.check_enabled()?;
-        let response = self.send(request, false).await?;
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        let (upstream, body) = self.send(request, false).await?;
+        let bytes = upstream.read_all(body).await.map_err(|e| self.transport_error(e))?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| self.protocol(e.to_string()))?;
         wire::parse_response(self.kind, &value).map_err(|m| self.protocol(m))
     }
@@ -236,16 +228,17 @@ impl Provider {
 
     async fn stream_inner(&self, request: &ChatRequest, events: &EventSender) -> Result<(), LlmError> {
         self.check_enabled()?;
-        let response = self.send(request, true).await?;
-        let mut chunks = response.bytes_stream();
+        let (upstream, mut body) = self.send(request, true).await?;
         let mut decoder = StreamDecoder::new(self.kind);
         // Bytes of the line being received (lines may span chunks, chunks hold many lines).
         let mut partial: Vec<u8> = Vec::new();
-        'read: while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| match self.transport_error(&e) {
-                timeout @ LlmError::Timeout { .. } => timeout,
-                _ => self.protocol(format!("stream interrupted: {e}")),
-            })?;
+        'read: loop {
+            let chunk = match upstream.next_chunk(&mut body).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(CallError::Timeout) => return Err(LlmError::Timeout { provider: self.name.clone() }),
+                Err(CallError::Transport(e)) => return Err(self.protocol(format!("stream interrupted: {e}"))),
+            };
             let mut rest: &[u8] = &chunk;
             while let Some(end) = rest.iter().position(|b| *b == b'\n') {
                 let line = if partial.is_empty() {
@@ -285,7 +278,7 @@ impl Provider {
 
 /// What an error answer asks us to wait: `retry-after-ms` (OpenAI's), else `Retry-After` in
 /// seconds (an HTTP date is not honoured: the backoff applies).
-fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+fn retry_after_ms(headers: &http::HeaderMap) -> Option<u64> {
     let number = |name: &str| {
         headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
     };
@@ -293,6 +286,37 @@ fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     // Finite and non-negative; `as` saturates beyond u64 (no upstream asks for 584 million years).
     let millis = millis.ceil() as u64;
     Some(millis)
+}
+
+/// The endpoint as a request target: an absolute `http` or `https` URL with a host.
+fn parse_endpoint(endpoint: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = endpoint.parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(uri),
+        _ => Err("expected an http:// or https:// URL with a host".into()),
+    }
+}
+
+/// The headers that authenticate every call of a provider of `kind` with `key`.
+fn auth_headers(kind: ProviderKind, key: Option<&str>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let secret = |value: String| {
+        let mut value =
+            HeaderValue::try_from(value).map_err(|_| "its API key is not a valid header value".to_string())?;
+        value.set_sensitive(true);
+        Ok::<_, String>(value)
+    };
+    let mut headers = Vec::new();
+    match (kind, key) {
+        (ProviderKind::Anthropic, key) => {
+            headers.push((HeaderName::from_static("anthropic-version"), HeaderValue::from_static("2023-06-01")));
+            if let Some(key) = key {
+                headers.push((HeaderName::from_static("x-api-key"), secret(key.to_string())?));
+            }
+        }
+        (_, Some(key)) => headers.push((http::header::AUTHORIZATION, secret(format!("Bearer {key}"))?)),
+        (_, None) => {}
+    }
+    Ok(headers)
 }
 
 /// Where a provider's stream events go.
@@ -340,7 +364,7 @@ mod tests {
     fn the_chat_endpoint_is_parsed_once_and_a_bad_base_url_disables_the_provider() {
         let no_env = |_: &str| None;
         let good = Provider::new(&config("http://127.0.0.1:11434/"), &no_env);
-        assert_eq!(good.chat_url.as_ref().map(reqwest::Url::as_str), Some("http://127.0.0.1:11434/api/chat"));
+        assert_eq!(good.chat_uri.as_ref().map(ToString::to_string).as_deref(), Some("http://127.0.0.1:11434/api/chat"));
         assert!(good.disabled_reason().is_none());
         let bad = Provider::new(&config("not a url"), &no_env);
         assert!(bad.disabled_reason().is_some_and(|r| r.contains("base_url")), "{:?}", bad.disabled_reason());

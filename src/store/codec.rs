@@ -17,11 +17,15 @@ pub trait Record: Serialize + DeserializeOwned {
     const VERSION: u8;
 }
 
+/// Room a new encoding starts with: most records (a run, a usage event, a request-log line)
+/// fit, so they are written into one allocation rather than grown into one and copied behind
+/// the version byte.
+const INITIAL_CAPACITY: usize = 256;
+
 pub fn encode<T: Record>(value: &T) -> Result<Vec<u8>, Error> {
-    let mut out = vec![T::VERSION];
-    let body = postcard::to_stdvec(value).map_err(|e| Error::Codec { table: T::TABLE, message: e.to_string() })?;
-    out.extend_from_slice(&body);
-    Ok(out)
+    let mut out = Vec::with_capacity(INITIAL_CAPACITY);
+    out.push(T::VERSION);
+    postcard::to_extend(value, out).map_err(|e| Error::Codec { table: T::TABLE, message: e.to_string() })
 }
 
 pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, Error> {

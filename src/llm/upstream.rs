@@ -1,0 +1,185 @@
+//! The HTTP client chat calls go out on: hyper-util's pooled client over rustls, one per
+//! provider, kept for the life of the registry.
+//!
+//! Not reqwest, which this replaced on the hot path: every reqwest request parsed its URL twice
+//! more (its redirect layer on the way out, its response URL on the way back) and passed
+//! through redirect and retry layers a provider call never uses — 6 µs of the ~115 µs of CPU a
+//! governed chat cost at c=32 (`perf`, see the issue 14 notes). Here the endpoint is parsed once
+//! when the provider is built and each call is one pooled request.
+//!
+//! Timeouts: `connect_timeout_secs` for the TCP connect; `read_timeout_secs` for the response
+//! head (from the call's start, a connect included) and then for each read of the body, so a
+//! stream may run longer than the read timeout as long as the provider never goes silent for
+//! that long.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// How long an idle pooled connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+const USER_AGENT: &str = concat!("ares/", env!("CARGO_PKG_VERSION"));
+
+/// Why a call produced no usable response.
+#[derive(Debug)]
+pub enum CallError {
+    /// The connect, the response head or a body read took longer than its timeout.
+    Timeout,
+    /// Connection refused or reset, DNS, TLS: the chain of causes, for the message.
+    Transport(String),
+}
+
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    read_timeout: Duration,
+}
+
+impl Upstream {
+    /// Nothing is contacted. Fails only if the TLS configuration cannot be built.
+    pub fn new(connect_timeout: Duration, read_timeout: Duration) -> Result<Upstream, String> {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(connect_timeout));
+        // Requests are written whole and answered at once: no Nagle delay on small writes.
+        tcp.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| format!("cannot set up TLS: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Ok(Upstream { client, read_timeout })
+    }
+
+    /// POST `body` as JSON to `uri` with `headers`; the response once its head has arrived.
+    pub async fn post_json(
+        &self,
+        uri: &http::Uri,
+        headers: &[(HeaderName, HeaderValue)],
+        body: impl Into<Bytes>,
+    ) -> Result<http::Response<Incoming>, CallError> {
+        let mut request = http::Request::new(Full::new(body.into()));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri.clone();
+        let map = request.headers_mut();
+        map.reserve(headers.len() + 2);
+        map.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        map.insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        for (name, value) in headers {
+            map.insert(name.clone(), value.clone());
+        }
+        // From the call's start: a connect, when the pool has no idle connection, counts too
+        // (and is itself cut at the connect timeout).
+        match tokio::time::timeout(self.read_timeout, self.client.request(request)).await {
+            Err(_) => Err(CallError::Timeout),
+            Ok(Err(e)) => Err(transport(&e)),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// The next data of `body` (`None` at its end), each read bounded by the read timeout.
+    pub async fn next_chunk(&self, body: &mut Incoming) -> Result<Option<Bytes>, CallError> {
+        loop {
+            match tokio::time::timeout(self.read_timeout, body.frame()).await {
+                Err(_) => return Err(CallError::Timeout),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => return Err(transport(&e)),
+                // Trailers carry nothing a chat reads.
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole of `body`.
+    pub async fn read_all(&self, mut body: Incoming) -> Result<Bytes, CallError> {
+        let Some(first) = self.next_chunk(&mut body).await? else { return Ok(Bytes::new()) };
+        let Some(second) = self.next_chunk(&mut body).await? else { return Ok(first) };
+        let mut all = Vec::with_capacity(first.len() + second.len());
+        all.extend_from_slice(&first);
+        all.extend_from_slice(&second);
+        while let Some(more) = self.next_chunk(&mut body).await? {
+            all.extend_from_slice(&more);
+        }
+        Ok(Bytes::from(all))
+    }
+}
+
+/// A transport failure, with its causes; a connect that timed out is a timeout.
+fn transport(error: &(dyn std::error::Error + 'static)) -> CallError {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+            return CallError::Timeout;
+        }
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    CallError::Transport(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(read_timeout: Duration) -> Upstream {
+        Upstream::new(Duration::from_secs(2), read_timeout).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_its_cause() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri: http::Uri = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap()).parse().unwrap();
+        drop(listener);
+        match upstream(Duration::from_secs(2)).post_json(&uri, &[], "{}").await {
+            Err(CallError::Transport(message)) => {
+                assert!(message.to_lowercase().contains("refused"), "{message}")
+            }
+            other => panic!("expected a transport error, got {:?}", other.map(|r| r.status())),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_that_never_comes_is_a_timeout_and_a_silent_body_too() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        // The first connection never answers; the second sends a head and one chunk, then
+        // goes silent.
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let (_silent, _) = listener.accept().await.unwrap();
+            let (mut stalled, _) = listener.accept().await.unwrap();
+            let mut buffer = [0u8; 4096];
+            let _ = stalled.read(&mut buffer).await.unwrap();
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            stalled.write_all(head.as_bytes()).await.unwrap();
+            stalled.write_all(b"6\r\ndata:1\r\n").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let uri: http::Uri = format!("http://{address}/v1/chat/completions").parse().unwrap();
+        let client = upstream(Duration::from_millis(300));
+        assert!(matches!(client.post_json(&uri, &[], "{}").await, Err(CallError::Timeout)));
+        let response = client.post_json(&uri, &[], "{}").await.unwrap();
+        let mut body = response.into_body();
+        assert_eq!(client.next_chunk(&mut body).await.unwrap().as_deref(), Some(&b"data:1"[..]));
+        assert!(matches!(client.next_chunk(&mut body).await, Err(CallError::Timeout)));
+        server.abort();
+    }
+}
