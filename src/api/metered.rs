@@ -12,7 +12,7 @@ use crate::http::{Request, Response};
 use crate::metering::periods::{day_start, month_start};
 use crate::metering::{Crossing, StoredUsage};
 use crate::store::alerts::{self, AlertRecord};
-use crate::store::usage::{self, UsageEventRecord};
+use crate::store::usage;
 use crate::store::user_usage::{self, UserUsageDelta};
 
 pub(super) async fn run(
@@ -161,20 +161,12 @@ async fn ensure_loaded(ctx: &Context, tenant_id: &str, now: i64) -> Result<(), A
     Ok(())
 }
 
-/// One usage event, committed with the next usage batch.
+/// Usage, committed with the next usage batch.
 fn record_usage(app: &App, tenant_id: &str, requests: u64, tokens: u64, now: i64, source: &str) {
     if requests == 0 && tokens == 0 {
         return;
     }
-    let event = UsageEventRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        tenant_id: tenant_id.to_string(),
-        source: source.into(),
-        request_count: requests,
-        token_count: tokens,
-        created_at: now,
-    };
-    app.usage().push(event);
+    app.usage().record(tenant_id, source, requests, tokens, now);
 }
 
 /// A warning at 80 % and a critical alert at 100 % of each quota, once per period.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::memory::{self, Lesson};
 use crate::store::conversations::{self, Exchange, MessageRecord};
 use crate::store::runs::{self, AgentRunRecord};
-use crate::store::{Error, Store};
+use crate::store::{Error, Store, Ticket};
 
 /// What one finished chat writes.
 pub struct ChatRecord {
@@ -44,6 +44,8 @@ struct Pending {
     records: Vec<ChatRecord>,
     /// A drain job is queued and has not taken the records yet.
     draining: bool,
+    /// The last drain job queued: once it is committed, so is every record pushed so far.
+    last_drain: Ticket,
 }
 
 impl Journal {
@@ -79,13 +81,22 @@ impl Journal {
         // queue that already holds the job.
         let journal = self.clone();
         let mut taken: Option<Vec<ChatRecord>> = None;
-        store.write_detached(move |txn| {
+        pending.last_drain = store.write_detached(move |txn| {
             // The writer may run a job twice (a batch is replayed when another job fails), so the
             // records are taken once and kept for the replay.
             let records = taken.get_or_insert_with(|| journal.take());
             write_all(txn, records)
         });
         buffered
+    }
+
+    /// Wait until every chat record pushed so far is committed (read-your-writes for readers
+    /// of conversations, runs and memory), but not for writes queued after it: under load the
+    /// writer always has request-log and usage batches queued, and waiting for those made every
+    /// `GET /v1/agents` wait out whole commits.
+    pub async fn settle(&self, store: &Store) {
+        let last_drain = self.lock().last_drain;
+        store.settle_until(last_drain).await;
     }
 
     fn take(&self) -> Vec<ChatRecord> {
@@ -205,6 +216,37 @@ mod tests {
         assert!(store.writer_stats().syncs > syncs);
         let stored = store.read_now(|txn| conversations::messages(txn, "c-1")).unwrap();
         assert_eq!(stored.len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settling_waits_for_the_chat_records_pushed_so_far_and_for_nothing_queued_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, Duration::from_millis(50));
+        let journal = Arc::new(Journal::default());
+        journal.record(&store, chat(1, 1)).await.unwrap();
+        journal.settle(&store).await;
+        assert_eq!(store.read_now(|txn| runs::stats(txn, "t", "assistant")).unwrap().total, 1);
+        // The writer is stuck on a later, unrelated job: chat readers need not wait for it.
+        let (release, wait) = mpsc::channel::<()>();
+        let wait = Mutex::new(wait);
+        store.write_detached(move |_txn| {
+            let _ = wait.lock().map(|w| w.recv());
+            Ok(())
+        });
+        tokio::time::timeout(Duration::from_secs(5), journal.settle(&store))
+            .await
+            .expect("settling waited for a job queued after every chat record");
+        // A record pushed now is behind the stuck job: settling waits for it.
+        journal.record(&store, chat(2, 1)).await.unwrap();
+        let settled = {
+            let (store, journal) = (store.clone(), journal.clone());
+            tokio::spawn(async move { journal.settle(&store).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!settled.is_finished(), "settled before the record's commit");
+        release.send(()).unwrap();
+        settled.await.unwrap();
+        assert_eq!(store.read_now(|txn| runs::stats(txn, "t", "assistant")).unwrap().total, 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

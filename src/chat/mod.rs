@@ -237,7 +237,7 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
     let remembers = matches!(input.caller, Caller::User { .. }) && app.config().memory.inject;
     if continues || (remembers && input.persona != Persona::Model) {
         // The previous turn's exchange and lessons may still be queued (see `finish`).
-        app.store().settle().await;
+        app.journal().settle(app.store()).await;
     }
     // A new conversation (its id was just made) has no turns to load.
     let stored_turns = if continues {

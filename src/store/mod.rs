@@ -130,6 +130,11 @@ pub enum MigrationPolicy {
     Inspect,
 }
 
+/// A detached write's place in the writer's order ([`Store::write_detached`]); the default
+/// stands before every write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
 /// The open database plus its writer thread. Cheap to share behind an `Arc`.
 pub struct Store {
     db: Arc<Database>,
@@ -332,14 +337,25 @@ impl Store {
     /// `last_used`, system alerts) and chat records (a chat is answered as soon as its exchange
     /// is queued). Relaxed: durable within the sync interval of its commit. Readers that must
     /// see it call [`Store::settle`] (or use [`Store::read`]). Failures are logged.
-    pub fn write_detached<R, F>(&self, f: F)
+    pub fn write_detached<R, F>(&self, f: F) -> Ticket
     where
         F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
-        if let Err(e) = self.writer.submit_detached(f) {
-            tracing::warn!(error = %e, "a detached write was dropped");
+        match self.writer.submit_detached(f) {
+            Ok(number) => Ticket(number),
+            Err(e) => {
+                tracing::warn!(error = %e, "a detached write was dropped");
+                Ticket::default()
+            }
         }
+    }
+
+    /// [`Store::settle`] for one detached write (and what was queued before it) rather than
+    /// everything queued so far: a reader that depends on one kind of record does not wait
+    /// for the request log and usage batches queued after it.
+    pub async fn settle_until(&self, ticket: Ticket) {
+        self.writer.settle_to(ticket.0).await;
     }
 
     /// Wait until every write queued before this call (detached ones included) is committed:

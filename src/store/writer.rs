@@ -233,8 +233,9 @@ impl Writer {
     }
 
     /// Queue `f` without waiting for its commit; a failure is logged. Relaxed: nobody waits
-    /// for it, so nobody was promised its durability.
-    pub(super) fn submit_detached<R, F>(&self, f: F) -> Result<(), Error>
+    /// for it, so nobody was promised its durability. Returns the job's number, for
+    /// [`Writer::settle_to`].
+    pub(super) fn submit_detached<R, F>(&self, f: F) -> Result<u64, Error>
     where
         F: FnMut(&WriteTransaction) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
@@ -242,20 +243,24 @@ impl Writer {
         self.enqueue(Box::new(TypedJob { f, relaxed: true, outcome: None, reply: None }))
     }
 
-    fn enqueue(&self, job: Box<dyn Job>) -> Result<(), Error> {
+    fn enqueue(&self, job: Box<dyn Job>) -> Result<u64, Error> {
         let sender = self.sender.lock().map_err(|_| Error::Closed)?;
         let sender = sender.as_ref().ok_or(Error::Closed)?;
         let number = self.queued.load(Ordering::Relaxed) + 1;
         sender.send(Message::Job(job, number)).map_err(|_| Error::Closed)?;
         self.queued.store(number, Ordering::Release);
-        Ok(())
+        Ok(number)
     }
 
     /// Wait until every job queued before this call has been committed (or has failed), so a
     /// read transaction begun afterwards sees it. Costs two atomic loads when the thread has
     /// caught up, which is almost always; otherwise at most the batch in progress.
     pub(super) async fn settle(&self) {
-        let target = self.queued.load(Ordering::Acquire);
+        self.settle_to(self.queued.load(Ordering::Acquire)).await;
+    }
+
+    /// Wait until job `target` and every job before it has been committed (or has failed).
+    pub(super) async fn settle_to(&self, target: u64) {
         if *self.done.borrow() >= target {
             return;
         }

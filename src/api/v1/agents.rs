@@ -32,7 +32,7 @@ pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError
     let (page, per_page) = query::<PageQuery>(request)?.resolve(20)?;
     let tenant = ctx.tenant()?.tenant_id.clone();
     // Run records are written without waiting for their commit (chat::finish).
-    ctx.app.store().settle().await;
+    ctx.app.journal().settle(ctx.app.store()).await;
     // Noted before the read: a change committed after it leaves the page cached stale.
     let generation = ctx.app.store().generation(Watched::Agents);
     let cache_key = (tenant, page, per_page);
@@ -66,7 +66,7 @@ pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError
 pub async fn get(ctx: &Context, name: &str) -> Result<Response, ApiError> {
     let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
     // Run records are written without waiting for their commit (chat::finish).
-    ctx.app.store().settle().await;
+    ctx.app.journal().settle(ctx.app.store()).await;
     let found = ctx.app.store().read_now(|txn| match agents::get(txn, &tenant, &agent_name)? {
         Some(agent) => Ok(Some(views::v1_agent(&agent, &runs::stats(txn, &tenant, &agent_name)?))),
         None => Ok(None),
@@ -78,7 +78,7 @@ pub async fn runs(ctx: &Context, name: &str, request: &Request) -> Result<Respon
     let (page, per_page) = query::<PageQuery>(request)?.resolve(20)?;
     let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
     // Run records are written without waiting for their commit (chat::finish).
-    ctx.app.store().settle().await;
+    ctx.app.journal().settle(ctx.app.store()).await;
     let found = ctx.app.store().read_now(|txn| {
         if agents::get(txn, &tenant, &agent_name)?.is_none() {
             return Ok(None);
