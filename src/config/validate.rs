@@ -344,6 +344,9 @@ fn validate_resilience(provider: &ProviderConfig, errors: &mut Vec<String>) {
             errors.push(format!("providers.{name}.{key} must be at least 1"));
         }
     };
+    // Zero would time out every call at once.
+    at_least_one("connect_timeout_secs", provider.connect_timeout_secs);
+    at_least_one("read_timeout_secs", provider.read_timeout_secs);
     at_least_one("retry_initial_ms", provider.retry_initial_ms);
     at_least_one("timeout_secs", provider.timeout_secs);
     at_least_one("first_token_timeout_secs", provider.first_token_timeout_secs);

@@ -2,10 +2,10 @@
 //! provider, kept for the life of the registry.
 //!
 //! Not reqwest, which this replaced on the hot path: every reqwest request parsed its URL twice
-//! more (its redirect layer on the way out, its response URL on the way back) and passed
-//! through redirect and retry layers a provider call never uses — 6 µs of the ~115 µs of CPU a
-//! governed chat cost at c=32 (`perf`, see the issue 14 notes). Here the endpoint is parsed once
-//! when the provider is built and each call is one pooled request.
+//! (its redirect layer on the way out, its response URL on the way back) and passed through
+//! redirect and retry layers a provider call never uses — 6 µs of the ~115 µs of CPU a governed
+//! chat cost at c=32 (`perf`). Here the endpoint is parsed once when the provider is built and
+//! each call is one pooled request.
 //!
 //! Timeouts: `connect_timeout_secs` for the TCP connect; `read_timeout_secs` for the response
 //! head (from the call's start, a connect included) and then for each read of the body, so a
@@ -37,6 +37,7 @@ pub enum CallError {
     Transport(String),
 }
 
+/// One provider's connection pool and read timeout.
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     read_timeout: Duration,

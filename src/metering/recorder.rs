@@ -9,8 +9,8 @@
 //!
 //! Within an interval, a tenant's usage of one source in one second is one event whose
 //! `request_count` and `token_count` add up its requests (the reference's `usage_events`
-//! carries counts for this): at 50k requests a second, a row per request was a third of the
-//! writer's work on `GET /v1/agents`. Every sum over events (the month and day counters, an
+//! carries counts for this): at 50k requests a second, a row per request was over a quarter of
+//! the writer's work on `GET /v1/agents`. Every sum over events (the month and day counters, an
 //! export's `sum(request_count)`) is unchanged.
 
 use std::collections::HashMap;

@@ -869,6 +869,7 @@ fn bad_resilience_settings_stop_the_server_at_start_up() {
         (format!("{ALPHA}{model}provider = \"alpha\"\nmodel_id = \"x\"\nfallbacks = [\"nowhere\"]\n"), "nowhere"),
         (format!("{ALPHA}{model}deployments = [{{ provider = \"alpha\", model_id = \"x\", weight = 0 }}]\n"), "weight"),
         (format!("{ALPHA}breaker_failures = 0\n"), "breaker_failures"),
+        (format!("{ALPHA}read_timeout_secs = 0\n"), "read_timeout_secs must be at least 1"),
     ];
     for (config, needle) in cases {
         let dir = tempfile::tempdir().unwrap();
