@@ -1518,6 +1518,27 @@ async fn a_request_counts_as_in_flight_from_its_head_until_its_answer_is_done() 
 }
 
 #[tokio::test]
+async fn a_stream_counts_as_in_flight_after_its_head_until_its_last_event() {
+    let rig = Rig::start("");
+    let tenant = rig.tenant("streamer", "enterprise").await;
+    // Ten chunks 100 ms apart: the stream is open for about a second after its head.
+    rig.openai.enqueue(
+        Script::reply("one two three four five six seven eight nine ten").chunk_delay(Duration::from_millis(100)),
+    );
+    let body = json!({ "model": FAST_MODEL, "stream": true, "messages": [{ "role": "user", "content": "slowly" }] });
+    let response = rig.post("/v1/chat/completions", &tenant.key, None, &body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(in_flight(&rig.server).await, 2.0, "the open stream and the scrape");
+    let events = sse_events(response).await;
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"), "{events:?}");
+    let deadline = Instant::now() + SETTLE;
+    while in_flight(&rig.server).await > 1.0 {
+        assert!(Instant::now() < deadline, "a finished stream still counts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn per_tenant_metrics_label_requests_and_tokens_with_the_tenant_id() {
     let rig = Rig::start("[metrics]\nper_tenant = true");
     let a = rig.tenant("labelled-a", "pro").await;
