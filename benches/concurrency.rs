@@ -8,12 +8,15 @@
 //! `--bench` or with `--test` a smoke run of 50. `ARES_BENCH_STREAMS` overrides the count.
 //! `ARES_BENCH_BARE_PROXY=target/release/examples/bare_proxy` runs the same load through that
 //! forwarding proxy instead: the ceiling of any server on this HTTP stack and machine.
+//! `ARES_BENCH_SERVER=/path/to/ares` runs another build of the server (a baseline to compare
+//! with in the same session).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::convert::Infallible;
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,14 +32,27 @@ const CHUNK_EVERY: Duration = Duration::from_millis(20);
 
 type MockBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
+/// How late, at worst, the mock upstream produced a chunk against its schedule (µs): when this
+/// process's own threads are starved, the upstream itself falls behind and the run says so.
+static UPSTREAM_LAG_MICROS: AtomicU64 = AtomicU64::new(0);
+
 /// An OpenAI-format stream: silence, then `CHUNKS` deltas `w0 `, `w1 `, … and usage.
+///
+/// Chunk `i` is due `FIRST_TOKEN_AFTER + i × CHUNK_EVERY` after the request, a fixed schedule
+/// as a model server keeps: sleeping `CHUNK_EVERY` after each write instead would add this
+/// process's own scheduling delay to every one of the 50 gaps, so the upstream would stream
+/// for longer than 1 s whenever the machine is busy, whatever the server in between does.
 async fn mock(request: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<MockBody>, Infallible> {
     let _ = request.into_body().collect().await;
-    let frames = futures_util::stream::unfold(0usize, |i| async move {
+    let received = tokio::time::Instant::now();
+    let frames = futures_util::stream::unfold(0usize, move |i| async move {
         if i > CHUNKS {
             return None;
         }
-        tokio::time::sleep(if i == 0 { FIRST_TOKEN_AFTER } else { CHUNK_EVERY }).await;
+        let due = received + FIRST_TOKEN_AFTER + CHUNK_EVERY * i as u32;
+        tokio::time::sleep_until(due).await;
+        let lag = tokio::time::Instant::now().saturating_duration_since(due).as_micros();
+        UPSTREAM_LAG_MICROS.fetch_max(u64::try_from(lag).unwrap_or(u64::MAX), Ordering::Relaxed);
         let data = if i < CHUNKS {
             format!("data: {}\n\n", json!({"choices": [{"delta": {"content": format!("w{i} ")}}]}))
         } else {
@@ -158,7 +174,8 @@ daily_requests = "unlimited"
         let client = reqwest::Client::builder().pool_max_idle_per_host(streams).build().unwrap();
         let (mut child, base, key) = match &bare_proxy {
             None => {
-                let mut child = Command::new(env!("CARGO_BIN_EXE_ares"))
+                let server = std::env::var("ARES_BENCH_SERVER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ares").into());
+                let mut child = Command::new(server)
                     .args(["serve", "--port", "0", "--config"])
                     .arg(&config)
                     .arg("--data-dir")
@@ -200,12 +217,12 @@ daily_requests = "unlimited"
         let pid = child.id();
         let idle_rss = rss_kib(pid);
 
-        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(idle_rss));
+        let peak = std::sync::Arc::new(AtomicU64::new(idle_rss));
         let sampler = {
             let peak = peak.clone();
             tokio::spawn(async move {
                 loop {
-                    peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                    peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             })
@@ -219,12 +236,14 @@ daily_requests = "unlimited"
             })
             .collect();
         let mut ttfb = Vec::with_capacity(streams);
+        let mut after_first = Vec::with_capacity(streams);
         let mut slowest = Duration::ZERO;
         let expected: String = (0..CHUNKS).map(|i| format!("w{i} ")).collect();
         let mut complete = 0;
         for task in tasks {
             let (first, total, text) = task.await.unwrap();
             ttfb.push(first);
+            after_first.push(total.saturating_sub(first));
             slowest = slowest.max(total);
             complete += usize::from(text == expected);
         }
@@ -233,17 +252,32 @@ daily_requests = "unlimited"
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after_rss = rss_kib(pid);
         ttfb.sort();
+        after_first.sort();
         let through = if bare_proxy.is_some() { "through examples/bare_proxy" } else { "/v1/chat/stream" };
         println!(
             "concurrency: {streams} concurrent streams {through}; upstream: 1 s silence, then {CHUNKS} chunks over 1 s"
         );
         println!("  complete with every chunk in order: {complete}/{streams}");
         println!("  all done after {:.2?} (slowest stream {:.2?})", wall, slowest);
-        println!("  time to first byte p50 {:.2?}, p99 {:.2?}", pct(&ttfb, 0.5), pct(&ttfb, 0.99));
+        println!(
+            "  time to first byte p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+            pct(&ttfb, 0.5),
+            pct(&ttfb, 0.99),
+            pct(&ttfb, 1.0)
+        );
+        println!(
+            "  from the first byte to the end (1 s of chunks upstream): p50 {:.2?}, max {:.2?}",
+            pct(&after_first, 0.5),
+            pct(&after_first, 1.0)
+        );
+        println!(
+            "  the upstream produced every chunk within {:.1} ms of its schedule",
+            UPSTREAM_LAG_MICROS.load(Ordering::Relaxed) as f64 / 1000.0
+        );
         println!(
             "  server RSS: {:.1} MiB idle, {:.1} MiB peak, {:.1} MiB 2 s after",
             idle_rss as f64 / 1024.0,
-            peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
+            peak.load(Ordering::Relaxed) as f64 / 1024.0,
             after_rss as f64 / 1024.0
         );
         let _ = child.kill();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::time::Instant;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::app::App;
 use crate::auth::{TenantPrincipal, UserPrincipal};
@@ -16,7 +16,8 @@ use crate::chat::{self, Prepared};
 use crate::error::ApiError;
 use crate::http::sse;
 use crate::llm::LlmError;
-use crate::llm::coordinator::{Turn, TurnEvent, TurnFailure};
+use crate::llm::coordinator::{Turn, TurnEvent, TurnFailure, TurnSink};
+use crate::llm::router::Served;
 use crate::llm::types::{Usage, estimate_tokens};
 
 /// How one dialect writes a streamed answer as SSE events.
@@ -57,134 +58,115 @@ pub enum Payer {
 pub async fn respond(
     app: &Arc<App>,
     prepared: Prepared,
-    framing: impl Framing,
+    mut framing: impl Framing,
     payer: Option<Payer>,
     headers: &[(&'static str, String)],
 ) -> crate::http::Response {
-    let mut turn_events = chat::stream(app, &prepared);
-    let mut headers = headers.to_vec();
-    let mut first = None;
-    match tokio::time::timeout(Duration::from_secs(sse::KEEP_ALIVE_SECS), turn_events.recv()).await {
-        Ok(Some(TurnEvent::Started(served))) => headers.extend(served_headers(&served)),
-        Ok(other) => first = Some(other),
-        Err(_) => {}
-    }
-    let (events, response) = sse::response(&headers);
+    let (events, body) = sse::channel(framing.keep_alive());
+    let (head, served) = oneshot::channel();
+    let forwarder = Forwarder { framing: Box::new(framing), events, text: String::new(), head: Some(head) };
     // The request's scope stays open until the last event is written.
     let scope = crate::telemetry::scope::current();
-    let producing = produce(app.clone(), prepared, Box::new(framing), events, payer, turn_events, first);
-    tokio::spawn(crate::telemetry::scope::within(scope, producing));
-    response
+    tokio::spawn(crate::telemetry::scope::within(scope, produce(app.clone(), prepared, forwarder, payer)));
+    let mut headers = headers.to_vec();
+    if let Ok(Ok(Some(served))) = tokio::time::timeout(Duration::from_secs(sse::KEEP_ALIVE_SECS), served).await {
+        headers.extend(served_headers(&served));
+    }
+    sse::response(body, &headers)
 }
 
 /// `X-Ares-Served-By: provider/model_id` and `X-Ares-Attempts: n` for an answer.
-pub fn served_headers(served: &crate::llm::router::Served) -> [(&'static str, String); 2] {
+pub fn served_headers(served: &Served) -> [(&'static str, String); 2] {
     [("x-ares-served-by", served.by.clone()), ("x-ares-attempts", served.attempts.to_string())]
 }
 
-async fn send_all(events: &tokio::sync::mpsc::Sender<Bytes>, frames: Vec<Bytes>) -> bool {
-    for frame in frames {
-        if events.send(frame).await.is_err() {
-            return false;
-        }
-    }
-    true
+/// The turn's way to the client: frames each event in the client's dialect and hands it to
+/// the response body.
+struct Forwarder {
+    framing: Box<dyn Framing>,
+    events: mpsc::Sender<Bytes>,
+    /// What the client has been sent of the answer (every round's text).
+    text: String,
+    /// Tells [`respond`] who serves the answer, or (`None`) that the response must start
+    /// without knowing; taken by the first event.
+    head: Option<oneshot::Sender<Option<Served>>>,
 }
 
-/// Forward the turn as it arrives (`first`: an event [`respond`] already took), then finish
-/// the request — also when the client left.
-async fn produce(
-    app: Arc<App>,
-    prepared: Prepared,
-    mut framing: Box<dyn Framing>,
-    events: tokio::sync::mpsc::Sender<Bytes>,
-    payer: Option<Payer>,
-    mut turn_events: tokio::sync::mpsc::Receiver<TurnEvent>,
-    mut first: Option<Option<TurnEvent>>,
-) {
-    let mut text = String::new();
-    let mut outcome: Result<Turn, TurnFailure>;
-    let mut client_gone = !send_all(&events, framing.open()).await;
-    let gone = || Err(TurnFailure { error: LlmError::ClientGone, usage: Usage::default() });
-    if client_gone {
-        outcome = gone();
-    } else {
-        let quiet_limit = Duration::from_secs(sse::KEEP_ALIVE_SECS);
-        let mut last_sent = Instant::now();
-        // One timer for the whole stream, moved only when it fires: a `timeout` per `recv`
-        // added and removed a timer-wheel entry for every token.
-        let quiet = tokio::time::sleep(quiet_limit);
-        tokio::pin!(quiet);
-        loop {
-            let next = match first.take() {
-                Some(event) => Some(event),
-                None => tokio::select! {
-                    event = turn_events.recv() => Some(event),
-                    () = &mut quiet => {
-                        let due = last_sent + quiet_limit;
-                        if due > Instant::now() {
-                            quiet.as_mut().reset(due);
-                            continue;
-                        }
-                        quiet.as_mut().reset(Instant::now() + quiet_limit);
-                        None
-                    }
-                },
-            };
-            let frames = match next {
-                // Quiet for the keep-alive period.
-                None => vec![framing.keep_alive()],
-                // Came after the response started (a slow first token): too late for headers.
-                Some(Some(TurnEvent::Started(_))) => Vec::new(),
-                Some(Some(TurnEvent::Delta(delta))) => {
-                    text.push_str(&delta);
-                    framing.text(&delta)
-                }
-                Some(Some(TurnEvent::ToolCallStart { index, id, name })) => framing.tool_call_start(index, &id, &name),
-                Some(Some(TurnEvent::ToolCallArguments { index, fragment })) => {
-                    framing.tool_call_arguments(index, &fragment)
-                }
-                Some(Some(TurnEvent::Done(turn))) => {
-                    outcome = Ok(*turn);
-                    break;
-                }
-                Some(Some(TurnEvent::Failed(e))) => {
-                    outcome = Err(*e);
-                    break;
-                }
-                Some(None) => {
-                    outcome = Err(TurnFailure {
-                        error: LlmError::Protocol {
-                            provider: prepared.model.provider.name.clone(),
-                            message: "stream ended".into(),
-                        },
-                        usage: Usage::default(),
-                    });
-                    break;
-                }
-            };
-            if !send_all(&events, frames).await {
-                client_gone = true;
-                outcome = gone();
-                break;
-            }
-            last_sent = Instant::now();
+impl Forwarder {
+    /// Let the response start without naming who serves it (nothing will, or too late).
+    fn start_response(&mut self) {
+        if let Some(head) = self.head.take() {
+            let _ = head.send(None);
         }
     }
-    // Dropping the turn's receiver stops the coordinator and closes the provider stream.
-    drop(turn_events);
 
-    if client_gone {
-        // Nothing is persisted for an abandoned answer, but what it cost is still recorded.
-        let usage = Usage {
-            input_tokens: prepared.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
-            output_tokens: estimate_tokens(&text),
-            cached_input_tokens: 0,
+    /// `false` when the client has gone.
+    async fn send_all(&mut self, frames: Vec<Bytes>) -> bool {
+        for frame in frames {
+            if self.events.send(frame).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl TurnSink for Forwarder {
+    async fn send(&mut self, event: TurnEvent) -> bool {
+        let frames = match event {
+            TurnEvent::Started(served) => {
+                // After the response started (a slow first token) it is too late for headers.
+                if let Some(head) = self.head.take() {
+                    let _ = head.send(Some(served));
+                }
+                return true;
+            }
+            TurnEvent::Delta(delta) => {
+                self.text.push_str(&delta);
+                self.framing.text(&delta)
+            }
+            TurnEvent::ToolCallStart { index, id, name } => self.framing.tool_call_start(index, &id, &name),
+            TurnEvent::ToolCallArguments { index, fragment } => self.framing.tool_call_arguments(index, &fragment),
         };
-        outcome = Err(TurnFailure { error: LlmError::ClientGone, usage });
-    } else if let Ok(turn) = &mut outcome {
+        self.start_response();
+        self.send_all(frames).await
+    }
+}
+
+/// Run the turn into the response, then finish the request — also when the client left.
+async fn produce(app: Arc<App>, prepared: Prepared, mut forwarder: Forwarder, payer: Option<Payer>) {
+    // Buffered until the response starts (the body's channel holds them).
+    let opening = forwarder.framing.open();
+    let mut client_gone = !forwarder.send_all(opening).await;
+    let streamed = if client_gone {
+        Ok(None)
+    } else {
+        // The client hanging up stops the turn (and closes the provider's connection) at once,
+        // also while the provider is silent: the sink alone would notice at the next token.
+        let body_open = forwarder.events.clone();
+        tokio::select! {
+            streamed = chat::stream(&app, &prepared, &mut forwarder) => streamed,
+            () = body_open.closed() => Ok(None),
+        }
+    };
+    forwarder.start_response();
+    let mut outcome = match streamed {
+        Ok(Some(turn)) => Ok(turn),
+        Err(failure) => Err(failure),
+        Ok(None) => {
+            client_gone = true;
+            // Nothing is persisted for an abandoned answer, but what it cost is still recorded.
+            let usage = Usage {
+                input_tokens: prepared.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+                output_tokens: estimate_tokens(&forwarder.text),
+                cached_input_tokens: 0,
+            };
+            Err(TurnFailure { error: LlmError::ClientGone, usage })
+        }
+    };
+    if let Ok(turn) = &mut outcome {
         // The client saw every round's text (tool rounds included): store what it saw.
-        turn.content = text.clone();
+        turn.content = std::mem::take(&mut forwarder.text);
     }
     let finished = chat::finish(&app, &prepared, &outcome).await;
     let tokens = match (&finished, &outcome) {
@@ -205,8 +187,8 @@ async fn produce(
         return;
     }
     let last = match &outcome {
-        Ok(turn) => framing.done(turn, tokens),
-        Err(failure) => framing.failed(&ApiError::from(failure.error.clone())),
+        Ok(turn) => forwarder.framing.done(turn, tokens),
+        Err(failure) => forwarder.framing.failed(&ApiError::from(failure.error.clone())),
     };
-    send_all(&events, last).await;
+    forwarder.send_all(last).await;
 }

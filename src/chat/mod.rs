@@ -341,14 +341,13 @@ pub struct Completed {
     pub outcome: Result<Turn, TurnFailure>,
 }
 
-/// Run the turn streamed (see `coordinator::stream`).
-pub fn stream(app: &App, prepared: &Prepared) -> tokio::sync::mpsc::Receiver<coordinator::TurnEvent> {
-    coordinator::stream(
-        prepared.model.clone(),
-        prepared.messages.clone(),
-        app.tools().clone(),
-        prepared.options.clone(),
-    )
+/// Run the turn streamed into `sink` (see `coordinator::stream`); `Ok(None)`: the client left.
+pub async fn stream(
+    app: &App,
+    prepared: &Prepared,
+    sink: &mut impl coordinator::TurnSink,
+) -> Result<Option<Turn>, TurnFailure> {
+    coordinator::stream(&prepared.model, prepared.messages.clone(), &app.tools(), &prepared.options, sink).await
 }
 
 /// Chunks retrieved for each grounded message.

@@ -2,13 +2,16 @@
 //! Dropping the body (the client went away) closes the channel, which is how producers learn to
 //! stop and cancel their upstream call.
 
+use std::future::Future as _;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body::{Body, Frame};
 use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
 
 use super::{BoxError, Response, ResponseBody};
 use http_body_util::BodyExt as _;
@@ -16,8 +19,17 @@ use http_body_util::BodyExt as _;
 /// Seconds without output after which a `: keep-alive` comment is sent.
 pub const KEEP_ALIVE_SECS: u64 = 15;
 
+/// The body of an event stream: events from a channel, and the dialect's keep-alive event
+/// after `KEEP_ALIVE_SECS` without one. The keep-alive lives here, where silence towards the
+/// client is seen, so the producer needs no timer of its own.
 struct ChannelBody {
     events: mpsc::Receiver<Bytes>,
+    keep_alive: Bytes,
+    quiet_limit: Duration,
+    /// One timer for the whole stream, moved only when it fires (moving it for every event
+    /// would add and remove a timer-wheel entry per token).
+    quiet: Pin<Box<Sleep>>,
+    last_sent: Instant,
 }
 
 impl Body for ChannelBody {
@@ -25,14 +37,46 @@ impl Body for ChannelBody {
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.events.poll_recv(cx).map(|event| event.map(|bytes| Ok(Frame::data(bytes))))
+        if let Poll::Ready(event) = self.events.poll_recv(cx) {
+            self.last_sent = Instant::now();
+            return Poll::Ready(event.map(|bytes| Ok(Frame::data(bytes))));
+        }
+        loop {
+            ready!(self.quiet.as_mut().poll(cx));
+            let now = Instant::now();
+            let due = self.last_sent + self.quiet_limit;
+            if due > now {
+                self.quiet.as_mut().reset(due);
+                continue;
+            }
+            let next = now + self.quiet_limit;
+            self.quiet.as_mut().reset(next);
+            self.last_sent = now;
+            return Poll::Ready(Some(Ok(Frame::data(self.keep_alive.clone()))));
+        }
     }
 }
 
-/// A `200 text/event-stream` response whose events come from the returned sender.
-pub fn response(headers: &[(&'static str, String)]) -> (mpsc::Sender<Bytes>, Response) {
+/// The sending half of an event stream, and its body for [`response`]: `keep_alive` is the
+/// dialect's keep-alive event.
+pub fn channel(keep_alive: Bytes) -> (mpsc::Sender<Bytes>, EventBody) {
+    channel_quiet_for(keep_alive, Duration::from_secs(KEEP_ALIVE_SECS))
+}
+
+/// [`channel`] with its keep-alive after `quiet_limit` of silence.
+fn channel_quiet_for(keep_alive: Bytes, quiet_limit: Duration) -> (mpsc::Sender<Bytes>, EventBody) {
     let (sender, events) = mpsc::channel(32);
-    let body: ResponseBody = ChannelBody { events }.boxed();
+    let now = Instant::now();
+    let quiet = Box::pin(tokio::time::sleep_until(now + quiet_limit));
+    (sender, EventBody(ChannelBody { events, keep_alive, quiet_limit, quiet, last_sent: now }))
+}
+
+/// An event stream's body, not yet sent.
+pub struct EventBody(ChannelBody);
+
+/// A `200 text/event-stream` response with `body`.
+pub fn response(body: EventBody, headers: &[(&'static str, String)]) -> Response {
+    let body: ResponseBody = body.0.boxed();
     let mut response = http::Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let map = response.headers_mut();
@@ -44,7 +88,7 @@ pub fn response(headers: &[(&'static str, String)]) -> (mpsc::Sender<Bytes>, Res
             map.insert(*name, value);
         }
     }
-    (sender, response)
+    response
 }
 
 /// One event: `data:` lines (a payload with newlines becomes several lines of one event).
@@ -79,5 +123,31 @@ mod tests {
         assert_eq!(data(" what I"), "data:  what I\n\n");
         assert_eq!(data("a\nb"), "data: a\ndata: b\n\n");
         assert_eq!(named("error", "{}"), "event: error\ndata: {}\n\n");
+    }
+
+    async fn next_frame(body: &mut ChannelBody) -> Option<Bytes> {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await?;
+        frame.ok().and_then(|f| f.into_data().ok())
+    }
+
+    #[tokio::test]
+    async fn the_body_sends_the_keep_alive_only_after_a_quiet_period_and_ends_with_its_sender() {
+        let quiet = Duration::from_millis(300);
+        let (sender, EventBody(mut body)) = channel_quiet_for(Bytes::from_static(b": ping\n\n"), quiet);
+        let started = Instant::now();
+        // Events sent more often than the quiet period: no keep-alive between them.
+        let mut last_polled = started;
+        for i in 0..4 {
+            sender.send(data(&i.to_string())).await.expect("the body is open");
+            last_polled = Instant::now();
+            assert_eq!(next_frame(&mut body).await.expect("an event"), data(&i.to_string()));
+            tokio::time::sleep(quiet / 3).await;
+        }
+        assert_eq!(next_frame(&mut body).await.expect("a keep-alive"), ": ping\n\n");
+        let waited = last_polled.elapsed();
+        assert!(waited >= quiet, "keep-alive {waited:?} after the last event, quiet limit {quiet:?}");
+        assert!(started.elapsed() >= quiet * 2, "the events' times are not quiet time");
+        drop(sender);
+        assert_eq!(next_frame(&mut body).await, None, "the body ends when its sender is dropped");
     }
 }

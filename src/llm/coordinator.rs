@@ -9,7 +9,6 @@
 //! server never executes a client's tool.
 
 use futures_util::future::join_all;
-use tokio::sync::mpsc;
 
 use super::error::LlmError;
 use super::registry::ModelEntry;
@@ -69,7 +68,7 @@ impl std::fmt::Display for TurnFailure {
     }
 }
 
-/// What a streamed turn produces.
+/// What a streamed turn produces as it goes (its outcome is what [`stream`] returns).
 #[derive(Debug)]
 pub enum TurnEvent {
     /// The first model call's first content arrived from this deployment (before any other
@@ -86,10 +85,6 @@ pub enum TurnEvent {
         index: usize,
         fragment: String,
     },
-    // Boxed (as is `StreamEvent::Done`): a channel's slots are as large as its largest
-    // event, and every open stream keeps a block of them.
-    Done(Box<Turn>),
-    Failed(Box<TurnFailure>),
 }
 
 /// The agent's tools' schemas, once per turn (listing an MCP server's tools may start it).
@@ -238,36 +233,31 @@ fn client_turn(
     })
 }
 
-/// Run a turn with every model call streamed. Text is forwarded as it arrives; the last event
-/// is `Done` or `Failed`. When the receiver is dropped (client gone) the loop stops and the
-/// provider stream is closed.
-pub fn stream(
-    model: ModelEntry,
+/// Where a streamed turn's events go as they happen: the client's response, written by the
+/// task that serves the request (no task or channel of the turn's own between the upstream
+/// and the client).
+pub trait TurnSink: Send {
+    /// Forward `event`; `false` when the client has gone, which stops the turn.
+    fn send(&mut self, event: TurnEvent) -> impl Future<Output = bool> + Send;
+}
+
+/// Run a turn with every model call streamed into `sink`: text is forwarded as it arrives.
+/// `Ok(None)` when the client went away (the provider's stream is then closed).
+pub async fn stream(
+    model: &ModelEntry,
     messages: Vec<Message>,
-    tools: ToolBox,
-    options: TurnOptions,
-) -> mpsc::Receiver<TurnEvent> {
-    let (out, receiver) = mpsc::channel(32);
-    // The request's scope goes with the turn: its upstream calls are the request's, and its
-    // record closes when the stream ends.
-    let scope = crate::telemetry::scope::current();
-    tokio::spawn(crate::telemetry::scope::within(scope, async move {
-        let outcome = stream_loop(&model, messages, &tools, &options, &out).await;
-        match outcome {
-            Ok(Some(turn)) => {
-                let _ = out.send(TurnEvent::Done(Box::new(turn))).await;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                if let Some(scope) = crate::telemetry::scope::current() {
-                    let error = crate::error::ApiError::from(e.error.clone());
-                    scope.note_late_error(error.status_and_code().1, &error.to_string());
-                }
-                let _ = out.send(TurnEvent::Failed(Box::new(e))).await;
-            }
-        }
-    }));
-    receiver
+    tools: &ToolBox,
+    options: &TurnOptions,
+    sink: &mut impl TurnSink,
+) -> Result<Option<Turn>, TurnFailure> {
+    let outcome = stream_loop(model, messages, tools, options, sink).await;
+    if let Err(failure) = &outcome
+        && let Some(scope) = crate::telemetry::scope::current()
+    {
+        let error = crate::error::ApiError::from(failure.error.clone());
+        scope.note_late_error(error.status_and_code().1, &error.to_string());
+    }
+    outcome
 }
 
 /// `Ok(None)`: the client went away.
@@ -276,7 +266,7 @@ async fn stream_loop(
     mut messages: Vec<Message>,
     tools: &ToolBox,
     options: &TurnOptions,
-    out: &mpsc::Sender<TurnEvent>,
+    out: &mut impl TurnSink,
 ) -> Result<Option<Turn>, TurnFailure> {
     let mut usage = Usage::default();
     let mut calls_made = 0;
@@ -293,8 +283,8 @@ async fn stream_loop(
         if last {
             messages.push(Message::new(Role::User, FINAL_ANSWER_NOTE));
         }
-        let req = request(model, &messages, &offered, options, if last { final_mode } else { during });
-        let streamed = stream_one(model, &req, options, round == 0, &mut said_something, out)
+        let mut req = request(model, &messages, &offered, options, if last { final_mode } else { during });
+        let streamed = stream_one(model, &mut req, options, round == 0, &mut said_something, out)
             .await
             .map_err(|error| TurnFailure { error, usage })?;
         let Some((response, served)) = streamed else {
@@ -329,14 +319,17 @@ async fn stream_loop(
 /// call's first content; `first_call` announces who serves it ([`TurnEvent::Started`]).
 async fn stream_one(
     model: &ModelEntry,
-    request: &ChatRequest,
+    request: &mut ChatRequest,
     options: &TurnOptions,
     first_call: bool,
     said_something: &mut bool,
-    out: &mpsc::Sender<TurnEvent>,
+    out: &mut impl TurnSink,
 ) -> Result<Option<(ChatResponse, Served)>, LlmError> {
-    let router::OpenStream { first, events: mut incoming, end } = router::open_stream(&model.route, request).await?;
-    if first_call && out.send(TurnEvent::Started(end.served.clone())).await.is_err() {
+    // Boxed: the upstream call's future (connecting, sending) is only needed until the first
+    // content, and every open stream would otherwise carry its space to the end.
+    let opened = Box::pin(router::open_stream(&model.route, request)).await?;
+    let router::OpenStream { first, events: mut incoming, end } = opened;
+    if first_call && !out.send(TurnEvent::Started(end.served.clone())).await {
         end.finish(Err(&LlmError::ClientGone));
         return Ok(None);
     }
@@ -354,12 +347,12 @@ async fn stream_one(
             Err(error) => break Err(error),
         };
         match forwarding.step(event, options, said_something, out).await {
-            Step::Continue => next = incoming.recv().await,
+            Step::Continue => next = incoming.next().await,
             Step::Done(response) => break Ok(Some(response)),
             Step::ClientGone => break Ok(None),
         }
     };
-    // Dropping the receiver stops the provider's reader (and closes its connection).
+    // Dropping the provider's stream closes its connection.
     drop(incoming);
     let served = end.served.clone();
     match &outcome {
@@ -392,14 +385,14 @@ impl Forwarding {
         event: StreamEvent,
         options: &TurnOptions,
         said_something: &mut bool,
-        out: &mpsc::Sender<TurnEvent>,
+        out: &mut impl TurnSink,
     ) -> Step {
         let turn_event = match event {
             StreamEvent::Delta(text) => {
                 *said_something = true;
                 if std::mem::take(&mut self.first_text)
                     && self.separate
-                    && out.send(TurnEvent::Delta("\n\n".into())).await.is_err()
+                    && !out.send(TurnEvent::Delta("\n\n".into())).await
                 {
                     return Step::ClientGone;
                 }
@@ -420,6 +413,6 @@ impl Forwarding {
             }
             StreamEvent::Done(response) => return Step::Done(*response),
         };
-        if out.send(turn_event).await.is_err() { Step::ClientGone } else { Step::Continue }
+        if out.send(turn_event).await { Step::Continue } else { Step::ClientGone }
     }
 }

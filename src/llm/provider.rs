@@ -2,27 +2,24 @@
 //! async (`upstream`: a pooled client per provider): a call in flight holds no thread, so
 //! concurrent streams are bounded by the upstream, not by the blocking pool (with ureq each
 //! stream held a blocking thread for its whole length, and beyond the pool's 512 the rest
-//! queued behind whole generations). A stream is read as it arrives, split into lines for the
-//! decoder, and forwarded over a channel, so the client sees each token as soon as the
-//! provider sends it. Embeddings (the RAG ingest path, already on the blocking pool) keep the
+//! queued behind whole generations). A stream is read as its consumer asks for the next
+//! event ([`ProviderStream`]), split into lines for the decoder, so the client sees each token
+//! as soon as the provider sends it. Embeddings (the RAG ingest path, already on the blocking pool) keep the
 //! blocking ureq agent.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use hyper::body::Incoming;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::error::{DEFAULT_RETRY_AFTER_SECS, LlmError};
 use super::types::{ChatRequest, ChatResponse, StreamEvent};
 use super::upstream::{CallError, Upstream};
 use super::wire::{self, StreamDecoder};
 use crate::config::{ProviderConfig, ProviderKind};
-
-/// Buffered events between the reader thread and the response; small, so a slow client slows
-/// the reader instead of growing memory.
-const STREAM_BUFFER: usize = 32;
 
 /// How calls to a provider are retried and bounded (its `[[providers]]` keys).
 #[derive(Debug, Clone, Copy)]
@@ -214,66 +211,103 @@ impl Provider {
         wire::parse_response(self.kind, &value).map_err(|m| self.protocol(m))
     }
 
-    /// Stream an answer into `events`. Stops reading (which closes the upstream connection) as
-    /// soon as the receiver is gone, also while waiting for the provider.
-    pub async fn stream(&self, request: &ChatRequest, events: &EventSender) {
-        let outcome = tokio::select! {
-            outcome = self.stream_inner(request, events) => outcome,
-            () = events.closed() => Ok(()),
-        };
-        if let Err(e) = outcome {
-            let _ = events.send(Err(e)).await;
+    /// Open a streamed answer: the request is sent and its status known to be a success; the
+    /// events are then pulled from the returned stream by whoever serves the client, so each
+    /// token goes from the upstream socket to the client's without a task or channel between
+    /// (measured with 2,000 streams: each hop cost about 1.5 µs of CPU per token). Dropping
+    /// the stream closes the upstream connection.
+    pub async fn open_stream(self: &Arc<Self>, request: &ChatRequest) -> Result<ProviderStream, LlmError> {
+        self.check_enabled()?;
+        let (_, body) = self.send(request, true).await?;
+        Ok(ProviderStream {
+            provider: self.clone(),
+            body,
+            decoder: Some(StreamDecoder::new(self.kind)),
+            partial: Vec::new(),
+            ready: VecDeque::new(),
+        })
+    }
+}
+
+/// A provider's streamed answer, read as its consumer asks for the next event.
+pub struct ProviderStream {
+    provider: Arc<Provider>,
+    body: Incoming,
+    /// `None` once the answer is complete (its `Done` is queued) or the stream has failed.
+    decoder: Option<StreamDecoder>,
+    /// Bytes of the line being received (lines may span chunks, chunks hold many lines).
+    partial: Vec<u8>,
+    /// Events decoded from the chunks read so far, not yet taken.
+    ready: VecDeque<StreamEvent>,
+}
+
+impl ProviderStream {
+    /// The next event: deltas in order, then `Done` with the whole answer; `None` after that.
+    /// An error ends the stream (timeout, broken connection, an answer that does not parse).
+    pub async fn next(&mut self) -> Option<Result<StreamEvent, LlmError>> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Some(Ok(event));
+            }
+            let mut decoder = self.decoder.take()?;
+            match self.read_more(&mut decoder).await {
+                Ok(true) => self.decoder = Some(decoder),
+                Ok(false) => match decoder.finish() {
+                    Ok(done) => self.ready.push_back(StreamEvent::Done(Box::new(done))),
+                    Err(message) => return Some(Err(self.provider.protocol(message))),
+                },
+                Err(error) => return Some(Err(error)),
+            }
         }
     }
 
-    async fn stream_inner(&self, request: &ChatRequest, events: &EventSender) -> Result<(), LlmError> {
-        self.check_enabled()?;
-        let (upstream, mut body) = self.send(request, true).await?;
-        let mut decoder = StreamDecoder::new(self.kind);
-        // Bytes of the line being received (lines may span chunks, chunks hold many lines).
-        let mut partial: Vec<u8> = Vec::new();
-        'read: loop {
-            let chunk = match upstream.next_chunk(&mut body).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(CallError::Timeout) => return Err(LlmError::Timeout { provider: self.name.clone() }),
-                Err(CallError::Transport(e)) => return Err(self.protocol(format!("stream interrupted: {e}"))),
-            };
-            let mut rest: &[u8] = &chunk;
-            while let Some(end) = rest.iter().position(|b| *b == b'\n') {
-                let line = if partial.is_empty() {
-                    &rest[..end]
-                } else {
-                    partial.extend_from_slice(&rest[..end]);
-                    &partial[..]
-                };
-                let text = std::str::from_utf8(line).map_err(|e| self.protocol(format!("stream is not UTF-8: {e}")))?;
-                for event in decoder.line(text).map_err(|m| self.protocol(m))? {
-                    if events.send(Ok(event)).await.is_err() {
-                        // The client went away: dropping the body closes the upstream connection.
-                        return Ok(());
-                    }
+    /// Read one chunk and decode its complete lines into `ready`; `false` when the answer has
+    /// ended (the body ended, or Ollama said it is done: it may keep the connection open).
+    async fn read_more(&mut self, decoder: &mut StreamDecoder) -> Result<bool, LlmError> {
+        let provider = &self.provider;
+        let Some(upstream) = &provider.upstream else {
+            return Err(provider.protocol("the provider has no valid endpoint"));
+        };
+        let chunk = match upstream.next_chunk(&mut self.body).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => {
+                if !self.partial.is_empty() {
+                    let line = std::mem::take(&mut self.partial);
+                    decode_line(provider, decoder, &line, &mut self.ready)?;
                 }
-                partial.clear();
-                rest = &rest[end + 1..];
-                if decoder.is_done() && self.kind == ProviderKind::Ollama {
-                    break 'read;
-                }
+                return Ok(false);
             }
-            partial.extend_from_slice(rest);
-        }
-        if !partial.is_empty() {
-            let text = std::str::from_utf8(&partial).map_err(|e| self.protocol(format!("stream is not UTF-8: {e}")))?;
-            for event in decoder.line(text).map_err(|m| self.protocol(m))? {
-                if events.send(Ok(event)).await.is_err() {
-                    return Ok(());
-                }
+            Err(CallError::Timeout) => return Err(LlmError::Timeout { provider: provider.name.clone() }),
+            Err(CallError::Transport(e)) => return Err(provider.protocol(format!("stream interrupted: {e}"))),
+        };
+        let mut rest: &[u8] = &chunk;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            if self.partial.is_empty() {
+                decode_line(provider, decoder, &rest[..end], &mut self.ready)?;
+            } else {
+                self.partial.extend_from_slice(&rest[..end]);
+                decode_line(provider, decoder, &self.partial, &mut self.ready)?;
+                self.partial.clear();
+            }
+            rest = &rest[end + 1..];
+            if decoder.is_done() && provider.kind == ProviderKind::Ollama {
+                return Ok(false);
             }
         }
-        let done = decoder.finish().map_err(|m| self.protocol(m))?;
-        let _ = events.send(Ok(StreamEvent::Done(Box::new(done)))).await;
-        Ok(())
+        self.partial.extend_from_slice(rest);
+        Ok(true)
     }
+}
+
+fn decode_line(
+    provider: &Provider,
+    decoder: &mut StreamDecoder,
+    line: &[u8],
+    ready: &mut VecDeque<StreamEvent>,
+) -> Result<(), LlmError> {
+    let text = std::str::from_utf8(line).map_err(|e| provider.protocol(format!("stream is not UTF-8: {e}")))?;
+    ready.extend(decoder.line(text).map_err(|m| provider.protocol(m))?);
+    Ok(())
 }
 
 /// What an error answer asks us to wait: `retry-after-ms` (OpenAI's), else `Retry-After` in
@@ -317,14 +351,6 @@ fn auth_headers(kind: ProviderKind, key: Option<&str>) -> Result<Vec<(HeaderName
         (_, None) => {}
     }
     Ok(headers)
-}
-
-/// Where a provider's stream events go.
-pub type EventSender = mpsc::Sender<Result<StreamEvent, LlmError>>;
-pub type EventReceiver = mpsc::Receiver<Result<StreamEvent, LlmError>>;
-
-pub fn stream_channel() -> (EventSender, EventReceiver) {
-    mpsc::channel(STREAM_BUFFER)
 }
 
 /// Where a provider of `kind` is when its config names no `base_url`.

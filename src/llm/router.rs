@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::error::LlmError;
 use super::health::{Health, Permit};
-use super::provider::{EventReceiver, Provider, stream_channel};
+use super::provider::{Provider, ProviderStream};
 use super::types::{ChatRequest, ChatResponse, FinishReason, StreamEvent, Usage, estimate_tokens, usage_of};
 use crate::metering::cost::{Pico, Prices};
 use crate::telemetry::metrics::CallOutcome;
@@ -76,7 +76,7 @@ pub struct Served {
 /// told how it finished.
 pub struct OpenStream {
     pub first: StreamEvent,
-    pub events: EventReceiver,
+    pub events: ProviderStream,
     pub end: StreamEnd,
 }
 
@@ -435,7 +435,8 @@ pub async fn complete(route: &Route, request: &mut ChatRequest) -> Result<(ChatR
 }
 
 /// Open a stream: try deployments (retries, fallbacks) until one sends its first content.
-pub async fn open_stream(route: &Route, request: &ChatRequest) -> Result<OpenStream, LlmError> {
+/// `request.model` is set to each deployment's model id in turn.
+pub async fn open_stream(route: &Route, request: &mut ChatRequest) -> Result<OpenStream, LlmError> {
     let mut plan = Plan::new(route, request);
     while let Some((deployment, permit)) = plan.next().await {
         let attempt = Attempt::start();
@@ -470,27 +471,28 @@ pub async fn open_stream(route: &Route, request: &ChatRequest) -> Result<OpenStr
 }
 
 /// Start `deployment`'s stream and wait for its first event, within `first_token_timeout`
-/// and the call's deadline. Dropping the receiver on failure stops the reader.
+/// and the call's deadline. Dropping the stream on failure closes its connection.
 async fn first_content(
     deployment: &Deployment,
-    request: &ChatRequest,
+    request: &mut ChatRequest,
     deadline: Instant,
-) -> Result<(StreamEvent, EventReceiver), LlmError> {
-    let (sender, mut events) = stream_channel();
-    let provider = deployment.provider.clone();
-    let mut request = request.clone();
+) -> Result<(StreamEvent, ProviderStream), LlmError> {
     request.model.clone_from(&deployment.model_id);
-    tokio::spawn(async move { provider.stream(&request, &sender).await });
     let limit = (Instant::now() + deployment.provider.policy.first_token_timeout).min(deadline);
-    match tokio::time::timeout_at(limit, events.recv()).await {
-        Ok(Some(Ok(first))) => Ok((first, events)),
-        Ok(Some(Err(error))) => Err(error),
-        Ok(None) => Err(LlmError::Protocol {
-            provider: deployment.provider.name.clone(),
-            message: "the stream ended before any content".into(),
-        }),
-        Err(_) => Err(LlmError::Timeout { provider: deployment.provider.name.clone() }),
-    }
+    let opening = async {
+        let mut stream = deployment.provider.open_stream(request).await?;
+        match stream.next().await {
+            Some(Ok(first)) => Ok((first, stream)),
+            Some(Err(error)) => Err(error),
+            None => Err(LlmError::Protocol {
+                provider: deployment.provider.name.clone(),
+                message: "the stream ended before any content".into(),
+            }),
+        }
+    };
+    tokio::time::timeout_at(limit, opening)
+        .await
+        .unwrap_or_else(|_| Err(LlmError::Timeout { provider: deployment.provider.name.clone() }))
 }
 
 #[cfg(test)]

@@ -249,3 +249,25 @@ async fn a_client_hanging_up_closes_the_provider_stream_and_still_meters() {
         assert!(run["tokens_used"].as_u64().unwrap() > 0, "{run}");
     }
 }
+
+#[tokio::test]
+async fn a_client_hanging_up_while_the_provider_is_silent_closes_its_stream_at_once() {
+    for wire in Wire::ALL {
+        // A read timeout far beyond the mock's wait guard (10 s) and the keep-alive period (15 s):
+        // neither may be what closes the provider's stream.
+        let gw = Gateway::builder(wire).read_timeout_secs(120).start();
+        let (_, key) = gw.tenant("leaver").await;
+        // The provider sends its first words, then nothing until the test resumes it (never).
+        gw.mock.set_script(Script::reply("first second third").pause_after(chunks_through_first_delta(wire)));
+
+        let response = gw.post("/v1/chat/stream", &key, &json!({ "message": "go", "agent_type": "product" })).await;
+        let mut reader = SseReader::new(response);
+        assert_eq!(reader.next_event().await.expect("a first event").json()["delta"], "first ");
+        drop(reader);
+
+        // No token will come to make the server write: the server must see the hang-up itself.
+        let requests =
+            gw.mock.wait_until("the upstream stream abandoned", |r| r.last().is_some_and(|r| r.abandoned)).await;
+        assert!(!requests.last().unwrap().finished, "{wire:?}");
+    }
+}

@@ -98,7 +98,7 @@ pub async fn events(ctx: &Context, id: &str) -> Result<Response, ApiError> {
         (Some(r), None) => r.snapshot(),
         (None, None) => (current(ctx, id).await?, 0),
     };
-    let (sender, response) = sse::response(&[]);
+    let (sender, body) = sse::channel(sse::keep_alive());
     tokio::spawn(async move {
         let state = json!({ "id": snapshot.id, "target": snapshot.target, "status": snapshot.status, "output": snapshot.output });
         if sender.send(sse::named("state", &state.to_string())).await.is_err() {
@@ -130,7 +130,7 @@ pub async fn events(ctx: &Context, id: &str) -> Result<Response, ApiError> {
             }
         }
     });
-    Ok(response)
+    Ok(sse::response(body, &[]))
 }
 
 pub async fn cancel(ctx: &Context, id: &str) -> Result<Response, ApiError> {
