@@ -131,6 +131,11 @@ impl TurnSink for Forwarder {
         self.start_response();
         self.send_all(frames).await
     }
+
+    fn hung_up(&self) -> impl Future<Output = ()> + Send + 'static {
+        let events = self.events.clone();
+        async move { events.closed().await }
+    }
 }
 
 /// Run the turn into the response, then finish the request — also when the client left.
@@ -138,17 +143,7 @@ async fn produce(app: Arc<App>, prepared: Prepared, mut forwarder: Forwarder, pa
     // Buffered until the response starts (the body's channel holds them).
     let opening = forwarder.framing.open();
     let mut client_gone = !forwarder.send_all(opening).await;
-    let streamed = if client_gone {
-        Ok(None)
-    } else {
-        // The client hanging up stops the turn (and closes the provider's connection) at once,
-        // also while the provider is silent: the sink alone would notice at the next token.
-        let body_open = forwarder.events.clone();
-        tokio::select! {
-            streamed = chat::stream(&app, &prepared, &mut forwarder) => streamed,
-            () = body_open.closed() => Ok(None),
-        }
-    };
+    let streamed = if client_gone { Ok(None) } else { chat::stream(&app, &prepared, &mut forwarder).await };
     forwarder.start_response();
     let mut outcome = match streamed {
         Ok(Some(turn)) => Ok(turn),

@@ -239,6 +239,9 @@ fn client_turn(
 pub trait TurnSink: Send {
     /// Forward `event`; `false` when the client has gone, which stops the turn.
     fn send(&mut self, event: TurnEvent) -> impl Future<Output = bool> + Send;
+    /// Resolves when the client has gone: watched while the provider is silent, so its
+    /// connection is closed at once rather than at the next token.
+    fn hung_up(&self) -> impl Future<Output = ()> + Send + 'static;
 }
 
 /// Run a turn with every model call streamed into `sink`: text is forwarded as it arrives.
@@ -335,6 +338,8 @@ async fn stream_one(
     }
     let mut forwarding = Forwarding { separate: *said_something, first_text: true, forwarded: Vec::new() };
     let mut next = Some(Ok(first));
+    let hung_up = out.hung_up();
+    tokio::pin!(hung_up);
     let outcome = loop {
         let Some(event) = next.take() else {
             break Err(LlmError::Protocol {
@@ -347,7 +352,13 @@ async fn stream_one(
             Err(error) => break Err(error),
         };
         match forwarding.step(event, options, said_something, out).await {
-            Step::Continue => next = incoming.next().await,
+            Step::Continue => {
+                next = tokio::select! {
+                    biased;
+                    event = incoming.next() => event,
+                    () = &mut hung_up => break Ok(None),
+                }
+            }
             Step::Done(response) => break Ok(Some(response)),
             Step::ClientGone => break Ok(None),
         }
