@@ -4,8 +4,8 @@
 //! stream held a blocking thread for its whole length, and beyond the pool's 512 the rest
 //! queued behind whole generations). A stream is read as its consumer asks for the next
 //! event ([`ProviderStream`]), split into lines for the decoder, so the client sees each token
-//! as soon as the provider sends it. Embeddings (the RAG ingest path, already on the blocking pool) keep the
-//! blocking ureq agent.
+//! as soon as the provider sends it. Embeddings (the RAG ingest path, already on the blocking
+//! pool) keep the blocking ureq agent.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -214,8 +214,9 @@ impl Provider {
     /// Open a streamed answer: the request is sent and its status known to be a success; the
     /// events are then pulled from the returned stream by whoever serves the client, so each
     /// token goes from the upstream socket to the client's without a task or channel between
-    /// (measured with 2,000 streams: each hop cost about 1.5 µs of CPU per token). Dropping
-    /// the stream closes the upstream connection.
+    /// (with 2,000 streams, the channel sends, receives and wake-ups of the reader task and the
+    /// turn task that used to sit there were about 9 % of the server's CPU). Dropping the
+    /// stream closes the upstream connection.
     pub async fn open_stream(self: &Arc<Self>, request: &ChatRequest) -> Result<ProviderStream, LlmError> {
         self.check_enabled()?;
         let (_, body) = self.send(request, true).await?;
