@@ -89,6 +89,19 @@ pub struct TestServerBuilder {
     listener: Option<std::net::TcpListener>,
 }
 
+/// In-process servers log their warnings and errors into the test's captured output (shown only
+/// when the test fails; `RUST_LOG` overrides the level): a 500 then says what failed, instead of
+/// only `Internal server error`. The server's threads are spawned from the test's, so they
+/// inherit its capture.
+fn capture_server_logs() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
+}
+
 impl TestServerBuilder {
     /// Merge `toml` over the config so far (so `[server]` may appear in several calls).
     pub fn config(mut self, toml: &str) -> Self {
@@ -123,6 +136,7 @@ impl TestServerBuilder {
 
     /// Build the app and serve it on its own thread and runtime. Panics if it cannot start.
     pub fn start(self) -> TestServer {
+        capture_server_logs();
         let data_dir = match self.data_dir {
             Some(dir) => dir,
             None => DataDir::Owned(tempfile::tempdir().expect("temp data dir")),
