@@ -36,6 +36,17 @@ type MockBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 /// process's own threads are starved, the upstream itself falls behind and the run says so.
 static UPSTREAM_LAG_MICROS: AtomicU64 = AtomicU64::new(0);
 
+/// When the upstream received its first and its last request, in µs since [`bench_epoch`]: how
+/// long the server took to pass the whole burst on, the part of a stream's time spent before the
+/// upstream even starts its 2 s.
+static FIRST_REQUEST_MICROS: AtomicU64 = AtomicU64::new(u64::MAX);
+static LAST_REQUEST_MICROS: AtomicU64 = AtomicU64::new(0);
+
+fn bench_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
 /// An OpenAI-format stream: silence, then `CHUNKS` deltas `w0 `, `w1 `, … and usage.
 ///
 /// Chunk `i` is due `FIRST_TOKEN_AFTER + i × CHUNK_EVERY` after the request, a fixed schedule
@@ -45,6 +56,9 @@ static UPSTREAM_LAG_MICROS: AtomicU64 = AtomicU64::new(0);
 async fn mock(request: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<MockBody>, Infallible> {
     let _ = request.into_body().collect().await;
     let received = tokio::time::Instant::now();
+    let arrived = u64::try_from(bench_epoch().elapsed().as_micros()).unwrap_or(u64::MAX);
+    FIRST_REQUEST_MICROS.fetch_min(arrived, Ordering::Relaxed);
+    LAST_REQUEST_MICROS.fetch_max(arrived, Ordering::Relaxed);
     let frames = futures_util::stream::unfold(0usize, move |i| async move {
         if i > CHUNKS {
             return None;
@@ -114,6 +128,9 @@ async fn stream(client: &reqwest::Client, url: &str, key: &str) -> (Duration, Du
         first.get_or_insert_with(|| started.elapsed());
         body.extend_from_slice(&chunk);
     }
+    // Timed before the client's own parsing: all streams end together, and 2,000 clients
+    // decoding 50 events each at that moment would be counted against the server.
+    let ended = started.elapsed();
     let text: String = String::from_utf8(body)
         .unwrap()
         .lines()
@@ -122,7 +139,7 @@ async fn stream(client: &reqwest::Client, url: &str, key: &str) -> (Duration, Du
         // ARES's `{"delta"}`, or the upstream's own chunks through the bare proxy.
         .filter_map(|v| v["delta"].as_str().or(v["choices"][0]["delta"]["content"].as_str()).map(str::to_string))
         .collect();
-    (first.unwrap_or_default(), started.elapsed(), text)
+    (first.unwrap_or_default(), ended, text)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -130,6 +147,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
+    bench_epoch();
     let args: Vec<String> = std::env::args().collect();
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     let streams: usize =
@@ -229,6 +247,7 @@ daily_requests = "unlimited"
         };
         let url = format!("{base}/v1/chat/stream");
         let started = Instant::now();
+        let started_micros = u64::try_from(started.duration_since(bench_epoch()).as_micros()).unwrap_or(0);
         let tasks: Vec<_> = (0..streams)
             .map(|_| {
                 let (client, url, key) = (client.clone(), url.clone(), key.clone());
@@ -269,6 +288,13 @@ daily_requests = "unlimited"
             "  from the first byte to the end (1 s of chunks upstream): p50 {:.2?}, max {:.2?}",
             pct(&after_first, 0.5),
             pct(&after_first, 1.0)
+        );
+        let since_start =
+            |micros: &AtomicU64| Duration::from_micros(micros.load(Ordering::Relaxed).saturating_sub(started_micros));
+        println!(
+            "  the upstream received the first request after {:.2?}, the last after {:.2?}",
+            since_start(&FIRST_REQUEST_MICROS),
+            since_start(&LAST_REQUEST_MICROS)
         );
         println!(
             "  the upstream produced every chunk within {:.1} ms of its schedule",
