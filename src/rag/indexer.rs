@@ -12,17 +12,20 @@
 //!
 //! An ingest does not wait for its round: it notes what it committed and returns
 //! ([`Indexer::advance`] leads a round only when none is running). A search makes the indexes
-//! current first ([`Indexer::catch_up`]), so whatever was acknowledged before a search began is
-//! in its answer — the indexes refresh on read, and a bulk load pays a tantivy commit per round
-//! of many requests instead of waiting for one per request. An ingest does wait once the
-//! lexical index has fallen [`MAX_LAG`] chunks behind, which bounds what a search may have to
-//! wait for.
+//! current for its collection first ([`Indexer::catch_up`]), so whatever was acknowledged
+//! before a search began is in its answer — the indexes refresh on read, and a bulk load pays a
+//! tantivy commit per round of many requests instead of waiting for one per request. A search
+//! of a collection with nothing pending does not wait at all: one user's 10 MB ingest, indexed
+//! round after round, used to hold every other search on the server for as long as each round
+//! took (seconds, on a busy machine). An ingest does wait once the lexical index has fallen
+//! [`MAX_LAG`] chunks behind, which bounds what a search may have to wait for.
 //!
 //! Following redb's sequence numbers instead of each request's own chunks keeps the watermark
 //! exact whatever order concurrent ingests commit in: a round holds every chunk up to its
 //! position, because sequence numbers are handed out in commit order. Deletions (rolled-back
 //! ingests, deleted collections) go through rounds too, after the additions they may undo.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
@@ -59,33 +62,42 @@ struct State {
     running: bool,
     /// Chunks of rolled-back ingests to drop from the lexical index in the next round.
     removals: Vec<u64>,
+    /// For each collection with chunks past `position`, the highest sequence number an ingest
+    /// committed to it: what a search of that collection has to wait for. Entries the position
+    /// has passed are dropped after each round.
+    pending: HashMap<u64, u64>,
 }
 
 impl Indexer {
     /// An indexer whose indexes hold every chunk up to `position` (after start-up catch-up).
     pub fn new(position: u64) -> Indexer {
         Indexer {
-            state: Mutex::new(State { position, requested: 0, covered: 0, running: false, removals: Vec::new() }),
+            state: Mutex::new(State {
+                position,
+                requested: 0,
+                covered: 0,
+                running: false,
+                removals: Vec::new(),
+                pending: HashMap::new(),
+            }),
             rounds: Condvar::new(),
             committed: AtomicU64::new(position),
         }
     }
 
-    /// After an ingest committed chunks up to `seq`: index them unless a round is already
-    /// running (its leader, or the next search, takes them), and wait only when the indexes
-    /// are [`MAX_LAG`] chunks behind.
+    /// After an ingest committed chunks of `collection_id` up to `seq`: index them unless a
+    /// round is already running (its leader, or the next search, takes them), and wait only
+    /// when the indexes are [`MAX_LAG`] chunks behind.
     pub fn advance(
         &self,
+        collection_id: u64,
         seq: u64,
         store: &Store,
         lexical: &LexicalIndex,
         vectors: &VectorIndexes,
     ) -> Result<(), RagError> {
         let committed = self.committed.fetch_max(seq, Ordering::AcqRel).max(seq);
-        let (running, position) = {
-            let state = self.state.lock().map_err(|_| poisoned())?;
-            (state.running, state.position)
-        };
+        let (running, position) = self.note_committed(collection_id, seq)?;
         let behind = committed.saturating_sub(position);
         if behind > MAX_LAG || (!running && behind > 0) {
             return self.flush(store, lexical, vectors);
@@ -93,14 +105,52 @@ impl Indexer {
         Ok(())
     }
 
-    /// Before a search: everything acknowledged so far in the indexes. Free when nothing is
-    /// pending (deletions and rollbacks flush when they happen).
-    pub fn catch_up(&self, store: &Store, lexical: &LexicalIndex, vectors: &VectorIndexes) -> Result<(), RagError> {
+    /// Everything acknowledged so far in the indexes (the periodic persist). Free when nothing
+    /// is pending (deletions and rollbacks flush when they happen).
+    pub fn catch_up_all(&self, store: &Store, lexical: &LexicalIndex, vectors: &VectorIndexes) -> Result<(), RagError> {
         let position = self.state.lock().map_err(|_| poisoned())?.position;
         if self.committed.load(Ordering::Acquire) > position {
             return self.flush(store, lexical, vectors);
         }
         Ok(())
+    }
+
+    /// Before a search of `collection_id`: everything acknowledged so far for it in the
+    /// indexes. Free when none of its chunks are pending, whatever other collections have.
+    pub fn catch_up(
+        &self,
+        collection_id: u64,
+        store: &Store,
+        lexical: &LexicalIndex,
+        vectors: &VectorIndexes,
+    ) -> Result<(), RagError> {
+        if self.is_behind(collection_id)? {
+            return self.flush(store, lexical, vectors);
+        }
+        Ok(())
+    }
+
+    /// Note that `collection_id` has chunks up to `seq` committed; returns whether a round is
+    /// running and the indexed position.
+    fn note_committed(&self, collection_id: u64, seq: u64) -> Result<(bool, u64), RagError> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        if seq > state.position {
+            let last = state.pending.entry(collection_id).or_insert(seq);
+            *last = (*last).max(seq);
+        }
+        Ok((state.running, state.position))
+    }
+
+    /// Whether chunks acknowledged for `collection_id` are not yet searchable.
+    fn is_behind(&self, collection_id: u64) -> Result<bool, RagError> {
+        let state = self.state.lock().map_err(|_| poisoned())?;
+        Ok(state.pending.get(&collection_id).is_some_and(|last| *last > state.position))
+    }
+
+    /// A round made everything up to `position` searchable.
+    fn indexed_up_to(state: &mut State, position: u64) {
+        state.position = position;
+        state.pending.retain(|_, last| *last > position);
     }
 
     /// Drop these chunks (a rolled-back ingest's) from the lexical index in the next round.
@@ -140,7 +190,7 @@ impl Indexer {
             state.running = false;
             match outcome {
                 Ok((position, drained)) => {
-                    state.position = position;
+                    Self::indexed_up_to(&mut state, position);
                     if drained {
                         state.covered = state.covered.max(taking);
                     }
@@ -212,4 +262,35 @@ fn round(
         store.write_blocking(|txn| rag_store::clear_tombstones(txn, &tombstones))?;
     }
     Ok((position, chunks.len() < ROUND_LIMIT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_waits_only_for_chunks_of_its_own_collection() {
+        let indexer = Indexer::new(10);
+        // A round is running (for a big ingest into collection 1); it began before chunk 12.
+        indexer.state.lock().unwrap().running = true;
+        indexer.note_committed(1, 11).unwrap();
+        indexer.note_committed(1, 12).unwrap();
+        assert!(indexer.is_behind(1).unwrap());
+        assert!(!indexer.is_behind(2).unwrap(), "a collection with nothing pending waits for nobody");
+
+        // The round indexed up to 11: collection 1 is still behind, by chunk 12.
+        Indexer::indexed_up_to(&mut indexer.state.lock().unwrap(), 11);
+        assert!(indexer.is_behind(1).unwrap());
+        indexer.note_committed(2, 13).unwrap();
+        assert!(indexer.is_behind(2).unwrap());
+
+        // The next round took everything; nothing is kept for collections it covered.
+        Indexer::indexed_up_to(&mut indexer.state.lock().unwrap(), 13);
+        assert!(!indexer.is_behind(1).unwrap() && !indexer.is_behind(2).unwrap());
+        assert!(indexer.state.lock().unwrap().pending.is_empty());
+
+        // A commit the indexes already hold (a round that read past it) is not pending.
+        indexer.note_committed(3, 13).unwrap();
+        assert!(!indexer.is_behind(3).unwrap());
+    }
 }

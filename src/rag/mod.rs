@@ -395,7 +395,7 @@ impl Rag {
             let (written, last_seq) = self.write_batch(store, document, collection_id, &chunks, last)?;
             // Indexed in a round shared with concurrent ingests, or by the next search
             // ([`indexer`]); waits only when the indexes fall far behind.
-            self.indexer.advance(last_seq, store, &self.lexical, &self.vectors)?;
+            self.indexer.advance(collection_id, last_seq, store, &self.lexical, &self.vectors)?;
             collection = Some(written);
             chunk_ids.extend(chunks.iter().map(|c| c.chunk_id.clone()));
             if !last && !watch(index, document.total) {
@@ -527,10 +527,10 @@ impl Rag {
         if request.query.trim().is_empty() {
             return Err(RagError::BadRequest("Query required".into()));
         }
-        self.index_pending(store)?;
         let collection = store
             .read_now(|txn| rag_store::collection_by_name(txn, &request.user_id, request.collection.trim()))?
             .ok_or_else(|| RagError::CollectionNotFound(request.collection.clone()))?;
+        self.indexer.catch_up(collection.id, store, &self.lexical, &self.vectors)?;
         let top_k = request.top_k.max(1);
         let wide = (top_k * 4).max(MIN_CANDIDATES);
         let fetch = if request.rerank || request.strategy == SearchStrategy::Hybrid { wide } else { top_k };
@@ -641,10 +641,10 @@ impl Rag {
         Ok(deleted)
     }
 
-    /// Index everything ingests have acknowledged (what a search does first; the periodic
-    /// persist too, so a bulk load's last chunks reach the vector builder without a search).
+    /// Index everything ingests have acknowledged (the periodic persist, so a bulk load's last
+    /// chunks reach the vector builder without a search; a search does this for its collection).
     pub fn index_pending(&self, store: &Store) -> Result<(), RagError> {
-        self.indexer.catch_up(store, &self.lexical, &self.vectors)
+        self.indexer.catch_up_all(store, &self.lexical, &self.vectors)
     }
 
     /// Write changed vector graphs to disk and sync the lexical index's deferred writes
