@@ -111,6 +111,18 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time the process has used (user + system), from `/proc/<pid>/stat`: the server's own
+/// cost of a run, far steadier than its wall-clock time on a shared machine.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 /// One stream: (time to first byte, time to the end, the text it carried).
 async fn stream(client: &reqwest::Client, url: &str, key: &str) -> (Duration, Duration, String) {
     let started = Instant::now();
@@ -246,6 +258,7 @@ daily_requests = "unlimited"
             })
         };
         let url = format!("{base}/v1/chat/stream");
+        let cpu_before = cpu_time(pid);
         let started = Instant::now();
         let started_micros = u64::try_from(started.duration_since(bench_epoch()).as_micros()).unwrap_or(0);
         let tasks: Vec<_> = (0..streams)
@@ -267,6 +280,7 @@ daily_requests = "unlimited"
             complete += usize::from(text == expected);
         }
         let wall = started.elapsed();
+        let server_cpu = cpu_time(pid).saturating_sub(cpu_before);
         sampler.abort();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after_rss = rss_kib(pid);
@@ -299,6 +313,11 @@ daily_requests = "unlimited"
         println!(
             "  the upstream produced every chunk within {:.1} ms of its schedule",
             UPSTREAM_LAG_MICROS.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+        println!(
+            "  server CPU for the run: {:.2?} ({:.0} µs per stream)",
+            server_cpu,
+            server_cpu.as_secs_f64() * 1e6 / streams as f64
         );
         println!(
             "  server RSS: {:.1} MiB idle, {:.1} MiB peak, {:.1} MiB 2 s after",
