@@ -236,9 +236,18 @@ fn round(
     after: u64,
     removals: &[u64],
 ) -> Result<(u64, bool), RagError> {
-    let (tombstones, chunks) =
-        store.read_now(|txn| Ok((rag_store::tombstones(txn)?, rag_store::chunks_after(txn, after, ROUND_LIMIT)?)))?;
-    let position = chunks.last().map_or(after, |c| c.seq);
+    let (tombstones, chunks, last_seq) = store.read_now(|txn| {
+        Ok((rag_store::tombstones(txn)?, rag_store::chunks_after(txn, after, ROUND_LIMIT)?, rag_store::last_seq(txn)?))
+    })?;
+    let drained = chunks.len() < ROUND_LIMIT;
+    // A round that read everything holds every sequence number handed out in its snapshot:
+    // those past its last chunk belong to rolled-back ingests. Stopping at the last chunk left
+    // them pending for good, and every later search of their collection ran an empty round
+    // (a tantivy commit) until some other ingest moved the position past them.
+    let position = match chunks.last() {
+        Some(last) if !drained => last.seq,
+        last => last.map_or(after, |c| c.seq).max(last_seq).max(after),
+    };
     let docs: Vec<LexicalDoc<'_>> =
         chunks.iter().map(|c| LexicalDoc { seq: c.seq, collection_id: c.collection_id, text: &c.content }).collect();
     lexical.apply(&docs, &tombstones, removals, position)?;
@@ -261,7 +270,7 @@ fn round(
     if !tombstones.is_empty() {
         store.write_blocking(|txn| rag_store::clear_tombstones(txn, &tombstones))?;
     }
-    Ok((position, chunks.len() < ROUND_LIMIT))
+    Ok((position, drained))
 }
 
 #[cfg(test)]
@@ -292,5 +301,29 @@ mod tests {
         // A commit the indexes already hold (a round that read past it) is not pending.
         indexer.note_committed(3, 13).unwrap();
         assert!(!indexer.is_behind(3).unwrap());
+    }
+
+    #[test]
+    fn a_round_passes_the_sequence_numbers_of_rolled_back_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(crate::store::DB_FILE), crate::store::MigrationPolicy::Apply).unwrap();
+        let lexical = LexicalIndex::open(&dir.path().join("search")).unwrap();
+        let vectors = VectorIndexes::new(&dir.path().join("vectors"), crate::config::VectorPrecision::F32).unwrap();
+        // An ingest into collection 7 was given chunks 1 to 5, then rolled back: the counter
+        // moved, the chunks are gone.
+        store
+            .write_blocking(|txn| {
+                txn.open_table(crate::store::tables::RAG_COUNTERS)?.insert(rag_store::NEXT_SEQ, 6)?;
+                Ok(())
+            })
+            .unwrap();
+        let indexer = Indexer::new(0);
+        indexer.note_committed(7, 5).unwrap();
+        assert!(indexer.is_behind(7).unwrap());
+
+        indexer.flush(&store, &lexical, &vectors).unwrap();
+        assert_eq!(indexer.state.lock().unwrap().position, 5);
+        assert!(!indexer.is_behind(7).unwrap(), "a search of the collection would run a round every time");
+        assert_eq!(lexical.watermark(), 5);
     }
 }

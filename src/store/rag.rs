@@ -116,7 +116,7 @@ impl Record for PendingDocumentRecord {
     const VERSION: u8 = 1;
 }
 
-const NEXT_SEQ: &str = "next_chunk_seq";
+pub(crate) const NEXT_SEQ: &str = "next_chunk_seq";
 const NEXT_COLLECTION: &str = "next_collection_id";
 
 fn next(txn: &WriteTransaction, counter: &str) -> Result<u64, Error> {
