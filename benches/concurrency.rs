@@ -1,7 +1,9 @@
 //! Concurrency bounded by the upstream, not by a thread pool: N concurrent `/v1/chat/stream`
 //! requests against an upstream that waits 1 s and then streams 50 chunks over 1 s. Every
 //! stream must complete with every chunk in order; the bench reports how long the slowest took,
-//! time to first byte p50/p99 under that load, and the server's RSS before, at peak and after.
+//! time to first byte p50/p99 under that load, when the upstream received the burst's first and
+//! last request, how late the upstream itself ran, the server's CPU time for the run, and its RSS
+//! before, at peak and after.
 //!
 //! The server is the real `ares` binary (so its RSS is its own), the mock upstream and the
 //! clients run in this process. `cargo bench --bench concurrency` runs 2,000 streams; without
