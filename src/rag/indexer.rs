@@ -153,6 +153,15 @@ impl Indexer {
         state.pending.retain(|_, last| *last > position);
     }
 
+    /// Mark a round as running (or ended) as if another caller led one: what a search must
+    /// wait for is then observable (`rag::tests`).
+    #[cfg(test)]
+    pub(super) fn hold_round(&self, running: bool) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.running = running;
+        self.rounds.notify_all();
+    }
+
     /// Drop these chunks (a rolled-back ingest's) from the lexical index in the next round.
     /// Their vectors stay in the graph, which cannot delete; searches drop them when they
     /// find no chunk in redb.

@@ -799,3 +799,68 @@ fn queue_missing_vectors(
     }
     Ok(queued)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::MigrationPolicy;
+
+    fn ingest(rag: &Rag, store: &Store, collection: &str, content: &str) {
+        let request = IngestRequest {
+            user_id: "u1".into(),
+            collection: collection.into(),
+            content: content.into(),
+            strategy: Strategy::Word,
+            metadata: Map::new(),
+        };
+        rag.ingest(store, request).unwrap();
+    }
+
+    fn search(rag: &Rag, store: &Store, collection: &str, query: &str) -> usize {
+        let request = SearchRequest {
+            user_id: "u1".into(),
+            collection: collection.into(),
+            query: query.into(),
+            strategy: SearchStrategy::Bm25,
+            top_k: 5,
+            threshold: None,
+            rerank: false,
+        };
+        rag.search(store, &request).unwrap().hits.len()
+    }
+
+    /// A search waits for an indexing round only when its own collection has chunks the
+    /// indexes do not hold yet; any other collection is answered while the round runs.
+    #[test]
+    fn a_search_of_another_collection_does_not_wait_for_a_running_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join(crate::store::DB_FILE), MigrationPolicy::Apply).unwrap());
+        let rag = Arc::new(Rag::open(&RagConfig::default(), dir.path(), &store, &|_| None).unwrap());
+        ingest(&rag, &store, "small", "the lighthouse keeper logs every passing ship");
+        assert_eq!(search(&rag, &store, "small", "lighthouse"), 1);
+
+        // Another caller leads a round; meanwhile an ingest into "big" commits. It does not
+        // wait (a round is running), so its chunks are pending.
+        rag.indexer.hold_round(true);
+        ingest(&rag, &store, "big", "zzyzx appears only in the big collection");
+
+        let (answered, answers) = mpsc::channel();
+        for collection in ["small", "big"] {
+            let (rag, store, answered) = (rag.clone(), store.clone(), answered.clone());
+            let query = if collection == "small" { "lighthouse" } else { "zzyzx" };
+            std::thread::spawn(move || answered.send((collection, search(&rag, &store, collection, query))));
+        }
+        let first = answers.recv_timeout(Duration::from_secs(10)).expect("a search answered while the round ran");
+        assert_eq!(first, ("small", 1));
+        assert!(
+            answers.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a search of the collection with pending chunks answered before they were indexed"
+        );
+        // The round ends; the waiting search leads the next one and finds the new chunk.
+        rag.indexer.hold_round(false);
+        assert_eq!(answers.recv_timeout(Duration::from_secs(10)).unwrap(), ("big", 1));
+    }
+}
