@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::app::App;
 use crate::auth::{TenantPrincipal, UserPrincipal};
@@ -62,17 +62,20 @@ pub async fn respond(
     payer: Option<Payer>,
     headers: &[(&'static str, String)],
 ) -> crate::http::Response {
-    let (events, body) = sse::channel(framing.keep_alive());
+    let keep_alive = framing.keep_alive();
     let (head, served) = oneshot::channel();
-    let forwarder = Forwarder { framing: Box::new(framing), events, text: String::new(), head: Some(head) };
-    // The request's scope stays open until the last event is written.
+    // The request's scope stays open until the producer has finished.
     let scope = crate::telemetry::scope::current();
-    tokio::spawn(crate::telemetry::scope::within(scope, produce(app.clone(), prepared, forwarder, payer)));
+    let mut producer = sse::Producer::new(|events| {
+        let forwarder = Forwarder { framing: Box::new(framing), events, text: String::new(), head: Some(head) };
+        crate::telemetry::scope::within(scope, produce(app.clone(), prepared, forwarder, payer))
+    });
     let mut headers = headers.to_vec();
-    if let Ok(Ok(Some(served))) = tokio::time::timeout(Duration::from_secs(sse::KEEP_ALIVE_SECS), served).await {
+    let waited = producer.run_until(tokio::time::timeout(Duration::from_secs(sse::KEEP_ALIVE_SECS), served)).await;
+    if let Some(Ok(Ok(Some(served)))) = waited {
         headers.extend(served_headers(&served));
     }
-    sse::response(body, &headers)
+    sse::response(producer, keep_alive, &headers)
 }
 
 /// `X-Ares-Served-By: provider/model_id` and `X-Ares-Attempts: n` for an answer.
@@ -84,7 +87,7 @@ pub fn served_headers(served: &Served) -> [(&'static str, String); 2] {
 /// the response body.
 struct Forwarder {
     framing: Box<dyn Framing>,
-    events: mpsc::Sender<Bytes>,
+    events: sse::Outbox,
     /// What the client has been sent of the answer (every round's text).
     text: String,
     /// Tells [`respond`] who serves the answer, or (`None`) that the response must start
@@ -103,7 +106,7 @@ impl Forwarder {
     /// `false` when the client has gone.
     async fn send_all(&mut self, frames: Vec<Bytes>) -> bool {
         for frame in frames {
-            if self.events.send(frame).await.is_err() {
+            if !self.events.send(frame).await {
                 return false;
             }
         }
@@ -133,8 +136,7 @@ impl TurnSink for Forwarder {
     }
 
     fn hung_up(&self) -> impl Future<Output = ()> + Send + 'static {
-        let events = self.events.clone();
-        async move { events.closed().await }
+        self.events.hung_up()
     }
 }
 

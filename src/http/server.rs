@@ -7,9 +7,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -180,42 +184,116 @@ impl<H: Handler> Connection<H> {
         let io = TokioIo::new(ActivityIo::new(stream, watch.clone()));
         let connection = self.builder.serve_connection(io, service);
         tokio::pin!(connection);
+        let signals = Arc::new(SideSignals::default());
         let mut draining = false;
         loop {
-            let deadline = watch.deadline(*self.crowded.borrow());
-            let expired = async {
-                match deadline {
-                    Some(deadline) => tokio::time::sleep_until(deadline).await,
-                    None => std::future::pending().await,
-                }
+            let event = {
+                let deadline = watch.deadline(*self.crowded.borrow());
+                let expired = async {
+                    match deadline {
+                        Some(deadline) => tokio::time::sleep_until(deadline).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let side = async {
+                    tokio::select! {
+                        () = expired => Side::Expired,
+                        () = watch.changed() => Side::Moved,
+                        changed = self.crowded.changed() => Side::Crowding(changed.is_ok()),
+                        changed = self.stopping.changed(), if !draining => Side::Stopping(changed.is_ok()),
+                    }
+                };
+                signals.run(connection.as_mut(), side).await
             };
-            tokio::select! {
-                result = connection.as_mut() => {
+            match event {
+                Ok(result) => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
                     return;
                 }
-                () = expired => {
+                Err(Side::Expired) => {
                     if watch.deadline(*self.crowded.borrow()).is_some_and(|d| d <= tokio::time::Instant::now()) {
                         // Nothing is in flight, so closing loses no work.
                         tracing::debug!(%peer, "closing a connection that missed its head or idle deadline");
                         return;
                     }
                 }
-                () = watch.changed() => {}
-                changed = self.crowded.changed() => {
-                    if changed.is_err() {
+                Err(Side::Moved) => {}
+                Err(Side::Crowding(open)) => {
+                    if !open {
                         return;
                     }
                 }
-                changed = self.stopping.changed(), if !draining => {
+                Err(Side::Stopping(open)) => {
                     draining = true;
-                    if changed.is_err() || *self.stopping.borrow() {
+                    if !open || *self.stopping.borrow() {
                         connection.as_mut().graceful_shutdown();
                     }
                 }
             }
         }
+    }
+}
+
+/// What, besides its requests, a connection waits for.
+enum Side {
+    /// Its head or idle deadline may have passed.
+    Expired,
+    /// Its deadline may have moved.
+    Moved,
+    /// Every connection slot was taken or freed (`false`: the server is gone).
+    Crowding(bool),
+    /// The server is stopping (`false`: it is gone).
+    Stopping(bool),
+}
+
+/// Polls a connection's side events only when one of them woke its task. The task is woken for
+/// every read and write of its requests (each token of a stream); polling the deadline, the
+/// crowding and the shutdown signal on each of those wakes was 1.4 % of the server's CPU at
+/// 2,000 concurrent streams (`perf`).
+struct SideSignals {
+    /// A side event's waker fired since its future was last polled.
+    fired: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Default for SideSignals {
+    fn default() -> Self {
+        Self { fired: AtomicBool::new(true), task: AtomicWaker::new() }
+    }
+}
+
+impl Wake for SideSignals {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl SideSignals {
+    /// Poll `main` until it is done (`Ok`) or `side` is (`Err`); `side` starts with a poll.
+    async fn run<M: Future, S: Future>(self: &Arc<Self>, main: Pin<&mut M>, side: S) -> Result<M::Output, S::Output> {
+        let mut main = main;
+        let mut side = std::pin::pin!(side);
+        let side_waker = Waker::from(self.clone());
+        self.fired.store(true, Ordering::Release);
+        std::future::poll_fn(|cx| {
+            self.task.register(cx.waker());
+            if let Poll::Ready(done) = main.as_mut().poll(cx) {
+                return Poll::Ready(Ok(done));
+            }
+            if self.fired.swap(false, Ordering::AcqRel)
+                && let Poll::Ready(event) = side.as_mut().poll(&mut Context::from_waker(&side_waker))
+            {
+                return Poll::Ready(Err(event));
+            }
+            Poll::Pending
+        })
+        .await
     }
 }

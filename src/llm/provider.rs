@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::error::{DEFAULT_RETRY_AFTER_SECS, LlmError};
 use super::types::{ChatRequest, ChatResponse, StreamEvent};
-use super::upstream::{CallError, Upstream};
+use super::upstream::{CallError, StreamedBody, Upstream};
 use super::wire::{self, StreamDecoder};
 use crate::config::{ProviderConfig, ProviderKind};
 
@@ -219,10 +219,10 @@ impl Provider {
     /// stream closes the upstream connection.
     pub async fn open_stream(self: &Arc<Self>, request: &ChatRequest) -> Result<ProviderStream, LlmError> {
         self.check_enabled()?;
-        let (_, body) = self.send(request, true).await?;
+        let (upstream, body) = self.send(request, true).await?;
         Ok(ProviderStream {
             provider: self.clone(),
-            body,
+            body: upstream.streamed(body),
             decoder: Some(StreamDecoder::new(self.kind)),
             partial: Vec::new(),
             ready: VecDeque::new(),
@@ -233,7 +233,7 @@ impl Provider {
 /// A provider's streamed answer, read as its consumer asks for the next event.
 pub struct ProviderStream {
     provider: Arc<Provider>,
-    body: Incoming,
+    body: StreamedBody,
     /// `None` once the answer is complete (its `Done` is queued) or the stream has failed.
     decoder: Option<StreamDecoder>,
     /// Bytes of the line being received (lines may span chunks, chunks hold many lines).
@@ -266,10 +266,7 @@ impl ProviderStream {
     /// ended (the body ended, or Ollama said it is done: it may keep the connection open).
     async fn read_more(&mut self, decoder: &mut StreamDecoder) -> Result<bool, LlmError> {
         let provider = &self.provider;
-        let Some(upstream) = &provider.upstream else {
-            return Err(provider.protocol("the provider has no valid endpoint"));
-        };
-        let chunk = match upstream.next_chunk(&mut self.body).await {
+        let chunk = match self.body.next_chunk().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => {
                 if !self.partial.is_empty() {

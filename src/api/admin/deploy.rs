@@ -98,31 +98,30 @@ pub async fn events(ctx: &Context, id: &str) -> Result<Response, ApiError> {
         (Some(r), None) => r.snapshot(),
         (None, None) => (current(ctx, id).await?, 0),
     };
-    let (sender, body) = sse::channel(sse::keep_alive());
-    tokio::spawn(async move {
+    let producer = sse::Producer::new(|outbox| async move {
         let state = json!({ "id": snapshot.id, "target": snapshot.target, "status": snapshot.status, "output": snapshot.output });
-        if sender.send(sse::named("state", &state.to_string())).await.is_err() {
+        if !outbox.send(sse::named("state", &state.to_string())).await {
             return;
         }
         let Some(mut events) = subscription else {
-            let _ = sender.send(sse::named("status", &view(&snapshot).to_string())).await;
+            outbox.send(sse::named("status", &view(&snapshot).to_string())).await;
             return;
         };
         loop {
             match events.recv().await {
                 Ok(DeployEvent::Output { seq, line }) if seq > seen => {
-                    if sender.send(sse::named("output", &line)).await.is_err() {
+                    if !outbox.send(sse::named("output", &line)).await {
                         return;
                     }
                 }
                 Ok(DeployEvent::Output { .. }) => {}
                 Ok(DeployEvent::Finished(record)) => {
-                    let _ = sender.send(sse::named("status", &view(&record).to_string())).await;
+                    outbox.send(sse::named("status", &view(&record).to_string())).await;
                     return;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                     let note = format!("[{missed} output lines skipped: the client fell behind]");
-                    if sender.send(sse::named("output", &note)).await.is_err() {
+                    if !outbox.send(sse::named("output", &note)).await {
                         return;
                     }
                 }
@@ -130,7 +129,7 @@ pub async fn events(ctx: &Context, id: &str) -> Result<Response, ApiError> {
             }
         }
     });
-    Ok(sse::response(body, &[]))
+    Ok(sse::response(producer, sse::keep_alive(), &[]))
 }
 
 pub async fn cancel(ctx: &Context, id: &str) -> Result<Response, ApiError> {
