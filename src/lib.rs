@@ -26,6 +26,7 @@ pub mod orchestration;
 pub mod private;
 pub mod rag;
 pub mod reload;
+pub mod silence;
 pub mod store;
 pub mod telemetry;
 pub mod tools;

@@ -22,9 +22,9 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body::{Body, Frame};
 use tokio::sync::Notify;
-use tokio::time::{Instant, Sleep};
 
 use super::{BoxError, Response, ResponseBody};
+use crate::silence::SilenceTimer;
 use http_body_util::BodyExt as _;
 
 /// Seconds without output after which a `: keep-alive` comment is sent.
@@ -177,18 +177,12 @@ impl Drop for Producer {
 struct ProducedBody {
     producer: Producer,
     keep_alive: Bytes,
-    quiet_limit: Duration,
-    /// One timer for the whole stream, moved only when it fires (moving it for every event
-    /// would add and remove a timer-wheel entry per token).
-    quiet: Pin<Box<Sleep>>,
-    last_sent: Instant,
+    quiet: SilenceTimer,
 }
 
 impl ProducedBody {
     fn new(producer: Producer, keep_alive: Bytes, quiet_limit: Duration) -> Self {
-        let now = Instant::now();
-        let quiet = Box::pin(tokio::time::sleep_until(now + quiet_limit));
-        Self { producer, keep_alive, quiet_limit, quiet, last_sent: now }
+        Self { producer, keep_alive, quiet: SilenceTimer::new(quiet_limit) }
     }
 }
 
@@ -197,32 +191,21 @@ impl Body for ProducedBody {
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        loop {
-            if let Some(event) = self.producer.next_queued() {
-                self.last_sent = Instant::now();
-                return Poll::Ready(Some(Ok(Frame::data(event))));
-            }
+        let mut event = self.producer.next_queued();
+        if event.is_none() {
             // Polled only with nothing queued: a paused producer resumes here.
-            if self.producer.poll_work(cx).is_ready() {
-                return Poll::Ready(self.producer.next_queued().map(|event| Ok(Frame::data(event))));
-            }
-            if self.producer.shared.queue().is_empty() {
-                break;
+            let finished = self.producer.poll_work(cx).is_ready();
+            event = self.producer.next_queued();
+            if finished && event.is_none() {
+                return Poll::Ready(None);
             }
         }
-        loop {
-            ready!(self.quiet.as_mut().poll(cx));
-            let now = Instant::now();
-            let due = self.last_sent + self.quiet_limit;
-            if due > now {
-                self.quiet.as_mut().reset(due);
-                continue;
-            }
-            let next = now + self.quiet_limit;
-            self.quiet.as_mut().reset(next);
-            self.last_sent = now;
-            return Poll::Ready(Some(Ok(Frame::data(self.keep_alive.clone()))));
+        if let Some(event) = event {
+            self.quiet.activity();
+            return Poll::Ready(Some(Ok(Frame::data(event))));
         }
+        ready!(self.quiet.poll_silent(cx));
+        Poll::Ready(Some(Ok(Frame::data(self.keep_alive.clone()))))
     }
 }
 
@@ -270,6 +253,7 @@ pub fn keep_alive() -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     #[test]
     fn framing_splits_lines_and_keeps_leading_spaces() {

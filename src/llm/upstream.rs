@@ -25,7 +25,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::time::{Instant, Sleep};
+
+use crate::silence::SilenceTimer;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -113,13 +114,7 @@ impl Upstream {
 
     /// `body` to be read chunk by chunk as it streams, under the read timeout.
     pub fn streamed(&self, body: Incoming) -> StreamedBody {
-        let now = Instant::now();
-        StreamedBody {
-            body,
-            read_timeout: self.read_timeout,
-            silence: Box::pin(tokio::time::sleep_until(now + self.read_timeout)),
-            last_data: now,
-        }
+        StreamedBody { body, silence: SilenceTimer::new(self.read_timeout) }
     }
 
     /// The whole of `body`.
@@ -142,9 +137,7 @@ impl Upstream {
 /// server's CPU at 2,000 concurrent streams, `perf`). Dropping it closes the connection.
 pub struct StreamedBody {
     body: Incoming,
-    read_timeout: Duration,
-    silence: Pin<Box<Sleep>>,
-    last_data: Instant,
+    silence: SilenceTimer,
 }
 
 impl StreamedBody {
@@ -159,20 +152,16 @@ impl StreamedBody {
                 Poll::Ready(None) => return Poll::Ready(Ok(None)),
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(transport(&e))),
                 Poll::Ready(Some(Ok(frame))) => {
-                    self.last_data = Instant::now();
+                    self.silence.activity();
                     // Trailers carry nothing a chat reads.
                     if let Ok(data) = frame.into_data() {
                         return Poll::Ready(Ok(Some(data)));
                     }
                 }
-                Poll::Pending => loop {
-                    ready!(self.silence.as_mut().poll(cx));
-                    let due = self.last_data + self.read_timeout;
-                    if due <= Instant::now() {
-                        return Poll::Ready(Err(CallError::Timeout));
-                    }
-                    self.silence.as_mut().reset(due);
-                },
+                Poll::Pending => {
+                    ready!(self.silence.poll_silent(cx));
+                    return Poll::Ready(Err(CallError::Timeout));
+                }
             }
         }
     }
@@ -196,6 +185,7 @@ fn transport(error: &(dyn std::error::Error + 'static)) -> CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     fn upstream(read_timeout: Duration) -> Upstream {
         Upstream::new(Duration::from_secs(2), read_timeout).unwrap()
