@@ -4,8 +4,9 @@
 //! The producer (a chat turn reading its upstream, a deploy's output) is polled by the body
 //! itself, in the connection's task, whenever the client can take more: a token read from the
 //! upstream is framed and written by one task, without a channel or a second task's wake-up
-//! per event (measured at 2,000 concurrent streams: that hop was the largest piece of the
-//! server's own CPU per token besides the socket writes). A slow client stops the polling, so
+//! per event (a producer task and a channel cost ~4 % of the server's CPU at 2,000 concurrent
+//! streams, `perf`; `benches/concurrency.rs` ran 6-10 % less server CPU without them). A slow
+//! client stops the polling, so
 //! the upstream is read only as fast as the client reads. When the response is dropped (the
 //! client went away, or it never started), the producer is told it was hung up on and finishes
 //! on a task of its own: a chat still records what the request cost.
