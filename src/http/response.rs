@@ -17,9 +17,16 @@ pub fn empty() -> ResponseBody {
     full(Bytes::new())
 }
 
+/// Header room reserved in a new response for what the pipeline adds to an answer (content
+/// type, request id, tokens, context, served-by, attempts, cost, quota): growing the map on the
+/// way reallocated it twice per response, 2 % of the server's CPU at 32 concurrent chats and a
+/// tenth of its malloc lock waits (`perf`).
+pub const HEADER_ROOM: usize = 12;
+
 fn with_body(status: StatusCode, content_type: &'static str, body: ResponseBody) -> Response {
     let mut response = http::Response::new(body);
     *response.status_mut() = status;
+    response.headers_mut().reserve(HEADER_ROOM);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

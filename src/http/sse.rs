@@ -217,6 +217,7 @@ pub fn response(producer: Producer, keep_alive: Bytes, headers: &[(&'static str,
     let mut response = http::Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let map = response.headers_mut();
+    map.reserve(super::response::HEADER_ROOM);
     map.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     map.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     map.insert("x-accel-buffering", HeaderValue::from_static("no"));

@@ -80,7 +80,8 @@ impl Upstream {
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = uri.clone();
         let map = request.headers_mut();
-        map.reserve(headers.len() + 2);
+        // Room for hyper's `host` and `content-length` too: a map that grows reallocates.
+        map.reserve(headers.len() + 4);
         map.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         map.insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         for (name, value) in headers {
