@@ -8,6 +8,10 @@
 
 mod cli;
 
+/// jemalloc rather than glibc's malloc: measured faster on the hot paths (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

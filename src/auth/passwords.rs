@@ -11,6 +11,7 @@
 //! of waiting and holding its request's memory. A thread idle for [`IDLE_RELEASE`] gives its
 //! buffer back to the OS (see [`new_buffer`]), so a flood leaves no memory behind.
 
+use std::alloc::System;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub const IDLE_RELEASE: Duration = Duration::from_secs(5);
 /// freed, raises that threshold above its size, and later ones land in malloc arenas that keep
 /// them. Only the blocks Argon2 touches (19 MiB by default) become resident.
 const BUFFER_CAPACITY_BLOCKS: usize = 33 * 1024;
+
+/// A hashing buffer, from the system allocator (glibc's malloc) whatever the global one is, so
+/// the mapping rule above holds.
+type Buffer = allocator_api2::vec::Vec<Block, System>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -109,12 +114,12 @@ impl Hasher {
 /// One hashing thread: takes jobs until the [`Hasher`] is dropped, hashing in its own buffer,
 /// which it frees after [`IDLE_RELEASE`] without work.
 fn worker(queue: &Receiver<Job>) {
-    let mut memory: Vec<Block> = Vec::new();
+    let mut memory = Buffer::new_in(System);
     loop {
         let job = match queue.recv_timeout(IDLE_RELEASE) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
-                memory = Vec::new();
+                memory = Buffer::new_in(System);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => return,
@@ -144,8 +149,8 @@ fn worker(queue: &Receiver<Job>) {
 
 /// A zeroed buffer of `blocks` blocks, allocated as its own mapping (see
 /// [`BUFFER_CAPACITY_BLOCKS`]) so that dropping it returns the memory to the OS.
-fn new_buffer(blocks: usize) -> Vec<Block> {
-    let mut buffer = Vec::with_capacity(blocks.max(BUFFER_CAPACITY_BLOCKS));
+fn new_buffer(blocks: usize) -> Buffer {
+    let mut buffer = Buffer::with_capacity_in(blocks.max(BUFFER_CAPACITY_BLOCKS), System);
     buffer.resize(blocks, Block::new());
     buffer
 }
@@ -154,7 +159,7 @@ fn new_buffer(blocks: usize) -> Vec<Block> {
 /// and reused. A hash with larger parameters (an imported one) gets a buffer of its own that is
 /// freed after it, so the kept memory stays at one default-sized buffer per thread.
 fn compute(
-    memory: &mut Vec<Block>,
+    memory: &mut Buffer,
     argon2: &Argon2<'_>,
     params: &Params,
     password: &[u8],
@@ -163,7 +168,7 @@ fn compute(
 ) -> Result<(), argon2::Error> {
     let needed = params.block_count();
     if needed > Params::DEFAULT.block_count() {
-        return argon2.hash_password_into_with_memory(password, salt, out, new_buffer(needed));
+        return argon2.hash_password_into_with_memory(password, salt, out, new_buffer(needed).as_mut_slice());
     }
     if memory.is_empty() {
         *memory = new_buffer(Params::DEFAULT.block_count());
@@ -172,7 +177,7 @@ fn compute(
     argon2.hash_password_into_with_memory(password, salt, out, blocks)
 }
 
-fn hash_with(memory: &mut Vec<Block>, password: &str) -> Result<String, PasswordError> {
+fn hash_with(memory: &mut Buffer, password: &str) -> Result<String, PasswordError> {
     let failed = |e: &dyn std::fmt::Display| PasswordError::Hash(e.to_string());
     let params = Params::DEFAULT;
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
@@ -191,7 +196,7 @@ fn hash_with(memory: &mut Vec<Block>, password: &str) -> Result<String, Password
 
 /// [`argon2::PasswordVerifier`]'s algorithm, with the thread's buffer: recompute with the
 /// stored algorithm, version and parameters, compare in constant time ([`Output`]'s `==`).
-fn verify_with(memory: &mut Vec<Block>, password: &str, phc: &str) -> bool {
+fn verify_with(memory: &mut Buffer, password: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else { return false };
     let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else { return false };
     let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else { return false };
@@ -213,7 +218,7 @@ fn verify_with(memory: &mut Vec<Block>, password: &str, phc: &str) -> bool {
 
 /// A valid hash of a random password, verified against when the email is unknown. Made on a
 /// hashing thread, with its buffer, the first time it is needed.
-fn decoy_hash(memory: &mut Vec<Block>) -> &'static str {
+fn decoy_hash(memory: &mut Buffer) -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
     DECOY.get_or_init(|| {
         let random = uuid::Uuid::new_v4().to_string();
@@ -230,7 +235,7 @@ mod tests {
 
     #[test]
     fn verifies_its_own_hashes_and_reference_shaped_ones() {
-        let mut memory = Vec::new();
+        let mut memory = Buffer::new_in(System);
         let phc = hash_with(&mut memory, "correcthorsebatterystaple").unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert!(verify_with(&mut memory, "correcthorsebatterystaple", &phc));
