@@ -16,7 +16,9 @@ use tokio::time::{Instant, Sleep};
 pub struct SilenceTimer {
     limit: Duration,
     last_activity: Instant,
-    timer: Pin<Box<Sleep>>,
+    /// Made at the first wait: a body that never waits (an answer read at once) never
+    /// allocates or registers one.
+    timer: Option<Pin<Box<Sleep>>>,
     /// The task the timer will wake, once a poll has armed it.
     armed_for: Option<Waker>,
 }
@@ -24,8 +26,7 @@ pub struct SilenceTimer {
 impl SilenceTimer {
     /// A timer for `limit` of silence, counted from now.
     pub fn new(limit: Duration) -> Self {
-        let now = Instant::now();
-        Self { limit, last_activity: now, timer: Box::pin(tokio::time::sleep_until(now + limit)), armed_for: None }
+        Self { limit, last_activity: Instant::now(), timer: None, armed_for: None }
     }
 
     /// Something happened: the silence starts again from now.
@@ -35,23 +36,26 @@ impl SilenceTimer {
 
     /// Ready once `limit` has passed without activity; the silence then counts from now again.
     pub fn poll_silent(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.timer.is_elapsed() && self.armed_for.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
+        let limit = self.limit;
+        let last_activity = self.last_activity;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(last_activity + limit)));
+        if !timer.is_elapsed() && self.armed_for.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
             return Poll::Pending;
         }
         loop {
-            if self.timer.as_mut().poll(cx).is_pending() {
+            if timer.as_mut().poll(cx).is_pending() {
                 self.armed_for = Some(cx.waker().clone());
                 return Poll::Pending;
             }
             self.armed_for = None;
             let now = Instant::now();
-            let due = self.last_activity + self.limit;
+            let due = self.last_activity + limit;
             if due > now {
-                self.timer.as_mut().reset(due);
+                timer.as_mut().reset(due);
                 continue;
             }
             self.last_activity = now;
-            self.timer.as_mut().reset(now + self.limit);
+            timer.as_mut().reset(now + limit);
             return Poll::Ready(());
         }
     }

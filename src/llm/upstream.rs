@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http_body::Body as _;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -96,46 +96,30 @@ impl Upstream {
         }
     }
 
-    /// The next data of `body` (`None` at its end), each read bounded by the read timeout.
-    pub async fn next_chunk(&self, body: &mut Incoming) -> Result<Option<Bytes>, CallError> {
-        loop {
-            match tokio::time::timeout(self.read_timeout, body.frame()).await {
-                Err(_) => return Err(CallError::Timeout),
-                Ok(None) => return Ok(None),
-                Ok(Some(Err(e))) => return Err(transport(&e)),
-                // Trailers carry nothing a chat reads.
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        return Ok(Some(data));
-                    }
-                }
-            }
-        }
-    }
-
-    /// `body` to be read chunk by chunk as it streams, under the read timeout.
+    /// `body` to be read chunk by chunk, each read bounded by the read timeout.
     pub fn streamed(&self, body: Incoming) -> StreamedBody {
         StreamedBody { body, silence: SilenceTimer::new(self.read_timeout) }
     }
 
     /// The whole of `body`.
-    pub async fn read_all(&self, mut body: Incoming) -> Result<Bytes, CallError> {
-        let Some(first) = self.next_chunk(&mut body).await? else { return Ok(Bytes::new()) };
-        let Some(second) = self.next_chunk(&mut body).await? else { return Ok(first) };
+    pub async fn read_all(&self, body: Incoming) -> Result<Bytes, CallError> {
+        let mut body = self.streamed(body);
+        let Some(first) = body.next_chunk().await? else { return Ok(Bytes::new()) };
+        let Some(second) = body.next_chunk().await? else { return Ok(first) };
         let mut all = Vec::with_capacity(first.len() + second.len());
         all.extend_from_slice(&first);
         all.extend_from_slice(&second);
-        while let Some(more) = self.next_chunk(&mut body).await? {
+        while let Some(more) = body.next_chunk().await? {
             all.extend_from_slice(&more);
         }
         Ok(Bytes::from(all))
     }
 }
 
-/// A streamed response body: its reads are bounded by the read timeout like
-/// [`Upstream::next_chunk`]'s, but by one timer for the whole body, moved only when it fires. A
-/// timeout per read added and removed a timer-wheel entry for every token (1.2 % of the
-/// server's CPU at 2,000 concurrent streams, `perf`). Dropping it closes the connection.
+/// A response body read chunk by chunk: no read may wait longer than the read timeout, kept by
+/// one timer for the whole body, moved only when it fires. A timeout per read added and
+/// removed a timer-wheel entry for every token of a stream (1.2 % of the server's CPU at 2,000
+/// concurrent streams, `perf`). Dropping it closes the connection.
 pub struct StreamedBody {
     body: Incoming,
     silence: SilenceTimer,
@@ -226,9 +210,9 @@ mod tests {
         let client = upstream(Duration::from_millis(300));
         assert!(matches!(client.post_json(&uri, &[], "{}").await, Err(CallError::Timeout)));
         let response = client.post_json(&uri, &[], "{}").await.unwrap();
-        let mut body = response.into_body();
-        assert_eq!(client.next_chunk(&mut body).await.unwrap().as_deref(), Some(&b"data:1"[..]));
-        assert!(matches!(client.next_chunk(&mut body).await, Err(CallError::Timeout)));
+        let mut body = client.streamed(response.into_body());
+        assert_eq!(body.next_chunk().await.unwrap().as_deref(), Some(&b"data:1"[..]));
+        assert!(matches!(body.next_chunk().await, Err(CallError::Timeout)));
         server.abort();
     }
 
@@ -253,16 +237,18 @@ mod tests {
         let uri: http::Uri = format!("http://{address}/v1/chat/completions").parse().unwrap();
         let client = upstream(Duration::from_millis(300));
         let mut body = client.streamed(client.post_json(&uri, &[], "{}").await.unwrap().into_body());
-        let started = Instant::now();
+        // The chunks span 500 ms, more than the read timeout: none of the reads times out.
         for i in 0..6 {
             let chunk = body.next_chunk().await.unwrap();
             assert_eq!(chunk.as_deref(), Some(format!("data:{i}").as_bytes()));
         }
+        // Taken in the same poll that saw the last chunk: the silence starts here.
+        let last_chunk = Instant::now();
         assert!(matches!(body.next_chunk().await, Err(CallError::Timeout)));
-        let silent_for = started.elapsed();
+        let silent_for = last_chunk.elapsed();
         assert!(
-            silent_for >= Duration::from_millis(800) && silent_for < Duration::from_secs(3),
-            "timed out after {silent_for:?}: the last chunk came at about 500 ms, the read timeout is 300 ms"
+            silent_for >= Duration::from_millis(290) && silent_for < Duration::from_secs(3),
+            "timed out {silent_for:?} after the last chunk; the read timeout is 300 ms"
         );
         server.abort();
     }
