@@ -74,6 +74,7 @@ pub struct App {
     /// Failed admin-secret and API-key attempts, logged at most once per address per minute.
     failed_attempts: FailedAttempts,
     key_cache: crate::auth::key_cache::KeyCache,
+    tenant_agent_cache: crate::agents::resolve::TenantAgentCache,
     agent_pages: crate::api::v1::agents::AgentPages,
     /// When each API key's `last_used` was last written, so it is written at most once a minute.
     key_use: Mutex<HashMap<String, i64>>,
@@ -130,6 +131,7 @@ impl App {
             key_use: Mutex::new(HashMap::new()),
             failed_attempts: FailedAttempts::default(),
             key_cache: crate::auth::key_cache::new(),
+            tenant_agent_cache: crate::agents::resolve::tenant_agent_cache(),
             agent_pages: crate::store::generational::Generational::new(crate::api::v1::agents::AGENT_PAGES_CAPACITY),
             telemetry,
             budgets,
@@ -326,6 +328,11 @@ impl App {
     /// API keys as their last lookup found them (see `auth::key_cache`).
     pub fn key_cache(&self) -> &crate::auth::key_cache::KeyCache {
         &self.key_cache
+    }
+
+    /// Tenants' agents as their last lookup found them (see `agents::resolve::TenantAgentCache`).
+    pub fn tenant_agent_cache(&self) -> &crate::agents::resolve::TenantAgentCache {
+        &self.tenant_agent_cache
     }
 
     /// Rendered pages of `GET /v1/agents` (see `api::v1::agents::AgentPages`).

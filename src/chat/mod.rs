@@ -427,7 +427,9 @@ pub async fn resolve_agent(app: &Arc<App>, caller: &Caller, name: &str) -> Resul
 /// another user's agent.
 pub async fn lookup_agent(app: &Arc<App>, caller: &Caller, name: &str, choice: Choice) -> Result<AgentSpec, ApiError> {
     let found = match caller {
-        Caller::Tenant { tenant_id } => resolve::for_tenant(app.store(), &app.agents(), tenant_id, name)?,
+        Caller::Tenant { tenant_id } => {
+            resolve::for_tenant(app.store(), app.tenant_agent_cache(), &app.agents(), tenant_id, name)?
+        }
         Caller::User { user_id } => {
             resolve::for_user(app.store(), &app.agents(), user_id, name, choice).await?.map(resolve::Found::into_spec)
         }

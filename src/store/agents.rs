@@ -47,6 +47,7 @@ pub fn insert(txn: &WriteTransaction, agent: &TenantAgentRecord) -> Result<(), E
     }
     table.insert(key, encode(agent)?.as_slice())?;
     super::note_changed(Watched::Agents);
+    super::note_changed(Watched::TenantAgents);
     Ok(())
 }
 
@@ -59,6 +60,7 @@ pub fn insert_if_absent(txn: &WriteTransaction, agent: &TenantAgentRecord) -> Re
     }
     table.insert(key, encode(agent)?.as_slice())?;
     super::note_changed(Watched::Agents);
+    super::note_changed(Watched::TenantAgents);
     Ok(true)
 }
 
@@ -95,11 +97,13 @@ pub fn update(
     change(&mut agent);
     table.insert((tenant_id, name), encode(&agent)?.as_slice())?;
     super::note_changed(Watched::Agents);
+    super::note_changed(Watched::TenantAgents);
     Ok(agent)
 }
 
 pub fn delete(txn: &WriteTransaction, tenant_id: &str, name: &str) -> Result<TenantAgentRecord, Error> {
     super::note_changed(Watched::Agents);
+    super::note_changed(Watched::TenantAgents);
     let removed = txn.open_table(TENANT_AGENTS)?.remove((tenant_id, name))?.map(|v| decode(v.value())).transpose()?;
     removed.ok_or_else(|| not_found(tenant_id, name))
 }

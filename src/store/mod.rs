@@ -59,10 +59,13 @@ pub enum Watched {
     Credentials,
     /// A tenant's agents and their run statistics: what `GET /v1/agents` shows.
     Agents,
+    /// A tenant's agent definitions only (not their statistics, which every chat moves): what
+    /// a tenant's chat runs (`agents::resolve::for_tenant`).
+    TenantAgents,
 }
 
 impl Watched {
-    const ALL: [Watched; 2] = [Watched::Credentials, Watched::Agents];
+    const ALL: [Watched; 3] = [Watched::Credentials, Watched::Agents, Watched::TenantAgents];
 
     fn bit(self) -> u8 {
         1 << self as u8
