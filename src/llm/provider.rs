@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use hyper::body::Incoming;
-use serde_json::Value;
 
 use super::error::{DEFAULT_RETRY_AFTER_SECS, LlmError};
 use super::types::{ChatRequest, ChatResponse, StreamEvent};
@@ -207,8 +206,7 @@ impl Provider {
         self.check_enabled()?;
         let (upstream, body) = self.send(request, false).await?;
         let bytes = upstream.read_all(body).await.map_err(|e| self.transport_error(e))?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| self.protocol(e.to_string()))?;
-        wire::parse_response(self.kind, &value).map_err(|m| self.protocol(m))
+        wire::parse_response_bytes(self.kind, &bytes).map_err(|m| self.protocol(m))
     }
 
     /// Open a streamed answer: the request is sent and its status known to be a success; the

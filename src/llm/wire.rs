@@ -33,6 +33,20 @@ pub fn encode_request(kind: ProviderKind, request: &ChatRequest, stream: bool) -
 }
 
 /// Parse a complete (non-streamed) response.
+/// A complete answer's body as its provider sent it: the common OpenAI-compatible text answer
+/// decoded straight into a [`ChatResponse`], anything else (tool calls, other providers, an
+/// unexpected shape) through a JSON tree and [`parse_response`]. `Err` names what is wrong:
+/// the JSON parser's message for a body that is not JSON.
+pub fn parse_response_bytes(kind: ProviderKind, body: &[u8]) -> Result<ChatResponse, String> {
+    if kind == ProviderKind::Openai
+        && let Some(response) = openai_text_response(body)
+    {
+        return Ok(response);
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    parse_response(kind, &value)
+}
+
 pub fn parse_response(kind: ProviderKind, body: &Value) -> Result<ChatResponse, String> {
     match kind {
         ProviderKind::Openai => openai_response(body),
@@ -269,6 +283,51 @@ fn anthropic_usage(usage: &Value) -> Usage {
         output_tokens: count("output_tokens"),
         cached_input_tokens: cached,
     }
+}
+
+/// What [`openai_text_response`] reads of a complete answer; any other field is ignored, and a
+/// field of another type fails the parse (and sends the body down the general path).
+#[derive(Deserialize)]
+struct OpenAiTextResponse<'a> {
+    #[serde(borrow)]
+    choices: Vec<OpenAiTextAnswer<'a>>,
+    #[serde(default)]
+    usage: Option<OpenAiUsageCounts>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiTextAnswer<'a> {
+    #[serde(borrow)]
+    message: OpenAiTextMessage<'a>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiTextMessage<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
+}
+
+/// The common OpenAI-compatible answer — text, a finish reason, usage — decoded without
+/// building a JSON tree (at 32 concurrent chats the tree was 1.7 % of the server's CPU), with
+/// exactly what [`openai_response`] makes of the same body. `None` for anything else (tool
+/// calls, no choices, a field of an unexpected type): the general path decides those.
+fn openai_text_response(body: &[u8]) -> Option<ChatResponse> {
+    let answer: OpenAiTextResponse<'_> = serde_json::from_slice(body).ok()?;
+    let choice = answer.choices.first()?;
+    if choice.message.tool_calls.is_some() {
+        return None;
+    }
+    Some(ChatResponse {
+        content: choice.message.content.as_deref().unwrap_or_default().to_string(),
+        finish_reason: openai_finish(choice.finish_reason.as_deref(), false),
+        tool_calls: Vec::new(),
+        usage: answer.usage.as_ref().map(OpenAiUsageCounts::usage),
+        stop_sequence: None,
+    })
 }
 
 fn openai_response(body: &Value) -> Result<ChatResponse, String> {

@@ -96,6 +96,51 @@ fn responses_parse_text_calls_and_usage() {
     assert!(parse_response(ProviderKind::Openai, &json!({})).is_err());
 }
 
+#[test]
+fn the_text_answer_fast_path_reads_every_body_as_the_json_tree_does() {
+    // (body, whether the typed path answers it rather than handing it to the tree)
+    let bodies: [(&str, bool); 16] = [
+        (
+            r#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#,
+            true,
+        ),
+        (r#"{"choices":[{"message":{"content":"cut"},"finish_reason":"length"}]}"#, true),
+        (r#"{"choices":[{"message":{"content":null,"tool_calls":null},"finish_reason":null}],"usage":null}"#, true),
+        (
+            r#"{"choices":[{"message":{"content":"a\"b\u00e9"}}],"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":20}}}"#,
+            true,
+        ),
+        (
+            r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":null}}}"#,
+            true,
+        ),
+        (
+            r#"{"choices":[{"message":{"content":"x"}},{"message":{"content":"second"}}],"error":{"message":"ignored"}}"#,
+            true,
+        ),
+        (
+            r#"{"choices":[{"message":{"content":"x","tool_calls":[{"id":"k","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+            false,
+        ),
+        (r#"{"choices":[{"message":{"content":"x","tool_calls":[]}}]}"#, false),
+        (r#"{"choices":[{"message":{"content":[{"type":"text","text":"parts"}]}}]}"#, false),
+        (r#"{"choices":[{"message":{"content":"x"},"finish_reason":7}]}"#, false),
+        (r#"{"choices":[{"message":{"content":"x"}}],"usage":5}"#, false),
+        (r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":null,"completion_tokens":1.5}}"#, false),
+        (r#"{"choices":[{"message":{"content":"x"}}],"choices":[{"message":{"content":"y"}}]}"#, false),
+        (r#"{"choices":[{"finish_reason":"stop"}]}"#, false),
+        (r#"{"choices":[]}"#, false),
+        (r#"{"choices":[{"message":{"content":"x"}}]"#, false),
+    ];
+    for (body, fast) in bodies {
+        let tree = serde_json::from_slice::<serde_json::Value>(body.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|value| parse_response(ProviderKind::Openai, &value));
+        assert_eq!(parse_response_bytes(ProviderKind::Openai, body.as_bytes()), tree, "{body}");
+        assert_eq!(openai_text_response(body.as_bytes()).is_some(), fast, "{body}");
+    }
+}
+
 fn decode(kind: ProviderKind, lines: &[&str]) -> (Vec<String>, Result<ChatResponse, String>) {
     let mut decoder = StreamDecoder::new(kind);
     let mut deltas = Vec::new();
