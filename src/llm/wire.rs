@@ -32,7 +32,6 @@ pub fn encode_request(kind: ProviderKind, request: &ChatRequest, stream: bool) -
     }
 }
 
-/// Parse a complete (non-streamed) response.
 /// A complete answer's body as its provider sent it: the common OpenAI-compatible text answer
 /// decoded straight into a [`ChatResponse`], anything else (tool calls, other providers, an
 /// unexpected shape) through a JSON tree and [`parse_response`]. `Err` names what is wrong:
@@ -47,6 +46,7 @@ pub fn parse_response_bytes(kind: ProviderKind, body: &[u8]) -> Result<ChatRespo
     parse_response(kind, &value)
 }
 
+/// Parse a complete (non-streamed) response.
 pub fn parse_response(kind: ProviderKind, body: &Value) -> Result<ChatResponse, String> {
     match kind {
         ProviderKind::Openai => openai_response(body),
