@@ -330,8 +330,8 @@ async fn stream_one(
 ) -> Result<Option<(ChatResponse, Served)>, LlmError> {
     // Boxed: the upstream call's future (connecting, sending) is only needed until the first
     // content, and every open stream would otherwise carry its space to the end.
-    let opened = Box::pin(router::open_stream(&model.route, request)).await?;
-    let router::OpenStream { first, events: mut incoming, end } = opened;
+    let opened = Box::pin(router::open_stream(&model.route, request, out.hung_up())).await?;
+    let Some(router::OpenStream { first, events: mut incoming, end }) = opened else { return Ok(None) };
     if first_call && !out.send(TurnEvent::Started(end.served.clone())).await {
         end.finish(Err(&LlmError::ClientGone));
         return Ok(None);

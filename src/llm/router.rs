@@ -436,11 +436,37 @@ pub async fn complete(route: &Route, request: &mut ChatRequest) -> Result<(ChatR
 
 /// Open a stream: try deployments (retries, fallbacks) until one sends its first content.
 /// `request.model` is set to each deployment's model id in turn.
-pub async fn open_stream(route: &Route, request: &mut ChatRequest) -> Result<OpenStream, LlmError> {
+///
+/// `hung_up` resolves when the client has gone: the wait for a first token can be long (a
+/// model still loading, a queue at the provider), and a client that leaves meanwhile gets its
+/// upstream call cancelled at once, its connection closed, rather than at the first token.
+/// `Ok(None)` then.
+pub async fn open_stream(
+    route: &Route,
+    request: &mut ChatRequest,
+    hung_up: impl Future<Output = ()>,
+) -> Result<Option<OpenStream>, LlmError> {
+    let mut hung_up = std::pin::pin!(hung_up);
     let mut plan = Plan::new(route, request);
-    while let Some((deployment, permit)) = plan.next().await {
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut hung_up => return Ok(None),
+            next = plan.next() => next,
+        };
+        let Some((deployment, permit)) = next else { break };
         let attempt = Attempt::start();
-        let outcome = first_content(deployment, request, plan.deadline).await;
+        let outcome = tokio::select! {
+            biased;
+            () = &mut hung_up => {
+                let candidate = plan.candidate();
+                attempt.ended(deployment, (&candidate.name, candidate.prices), Err(&LlmError::ClientGone), None);
+                // As a stream the client leaves: no verdict on the deployment.
+                drop(permit);
+                return Ok(None);
+            }
+            outcome = first_content(deployment, request, plan.deadline) => outcome,
+        };
         let first_token = attempt.started.elapsed();
         attempt.waited(first_token);
         // On success the permit goes with the stream, settled when the stream ends.
@@ -465,7 +491,7 @@ pub async fn open_stream(route: &Route, request: &mut ChatRequest) -> Result<Ope
             prices: plan.candidate().prices,
             first_token,
         };
-        return Ok(OpenStream { first, events, end });
+        return Ok(Some(OpenStream { first, events, end }));
     }
     Err(plan.failure())
 }

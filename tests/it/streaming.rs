@@ -251,6 +251,38 @@ async fn a_client_hanging_up_closes_the_provider_stream_and_still_meters() {
 }
 
 #[tokio::test]
+async fn a_client_hanging_up_before_the_first_token_closes_the_provider_stream_and_still_records_the_run() {
+    for wire in Wire::ALL {
+        // As above: neither the read timeout nor the keep-alive may be what closes the stream.
+        let gw = Gateway::builder(wire).read_timeout_secs(120).start();
+        let (tenant, key) = gw.tenant("leaver").await;
+        // The provider answers with its headers and then nothing (a model still loading): the
+        // server has sent the client nothing yet either.
+        gw.mock.set_script(Script::reply("too late").pause_after(0));
+        let ask = json!({ "message": "go", "agent_type": "product" });
+        let request = tokio::spawn(gw.server.v1(reqwest::Method::POST, "/v1/chat/stream", &key).json(&ask).send());
+        gw.mock.wait_until("the upstream call", |r| !r.is_empty()).await;
+        request.abort();
+        assert!(request.await.unwrap_err().is_cancelled(), "{wire:?}: the server answered before any content");
+
+        let requests =
+            gw.mock.wait_until("the upstream stream abandoned", |r| r.last().is_some_and(|r| r.abandoned)).await;
+        assert!(!requests.last().unwrap().finished, "{wire:?}");
+        // The turn is still finished: a failed run that cost nothing.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stats = loop {
+            let stats = stats(&gw, &tenant, "product").await;
+            if stats["total_runs"] == 1 {
+                break stats;
+            }
+            assert!(std::time::Instant::now() < deadline, "{wire:?}: no run recorded: {stats}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(stats["failed_runs"], 1, "{wire:?}: {stats}");
+    }
+}
+
+#[tokio::test]
 async fn a_client_hanging_up_while_the_provider_is_silent_closes_its_stream_at_once() {
     for wire in Wire::ALL {
         // A read timeout far beyond the mock's wait guard (10 s) and the keep-alive period (15 s):
