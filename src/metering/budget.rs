@@ -126,16 +126,23 @@ impl BudgetMeter {
     }
 
     /// Read a subject's budget and this period's spending the first time it is seen.
-    fn ensure_loaded(&self, store: &Store, tenant_id: &str, key_id: Option<&str>, now: i64) -> Result<(), Error> {
-        let mut wanted = vec![(budgets::tenant_subject(tenant_id), None)];
-        if let Some(key) = key_id {
-            wanted.push((budgets::key_subject(key), Some(key)));
-        }
-        wanted.retain(|(subject, _)| !self.lock().contains_key(subject));
+    /// `subjects`: the tenant's, then the key's if `key_id` is given ([`BudgetMeter::reserve`]).
+    fn ensure_loaded(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+        key_id: Option<&str>,
+        subjects: &[String],
+        now: i64,
+    ) -> Result<(), Error> {
+        let wanted: Vec<(&String, Option<&str>)> = {
+            let accounts = self.lock();
+            subjects.iter().zip([None, key_id]).filter(|(subject, _)| !accounts.contains_key(*subject)).collect()
+        };
         for (subject, key) in wanted {
             let (month, day) = (month_start(now), day_start(now));
             let account = store.read_now(|txn| {
-                let limits = budgets::get(txn, &subject)?.unwrap_or_default();
+                let limits = budgets::get(txn, subject)?.unwrap_or_default();
                 let (label, rollup) = match key {
                     None => {
                         let name = tenants::get(txn, tenant_id)?.map_or_else(|| tenant_id.to_string(), |t| t.name);
@@ -160,7 +167,7 @@ impl BudgetMeter {
                 })
             })?;
             // Another request may have loaded it meanwhile; the first one stays.
-            self.lock().entry(subject).or_insert(account);
+            self.lock().entry(subject.clone()).or_insert(account);
         }
         Ok(())
     }
@@ -175,11 +182,12 @@ impl BudgetMeter {
         estimate: u64,
         now: i64,
     ) -> Result<Reservation, BudgetError> {
-        self.ensure_loaded(store, tenant_id, key_id, now).map_err(BudgetError::Store)?;
-        let mut subjects = vec![budgets::tenant_subject(tenant_id)];
+        let mut subjects = Vec::with_capacity(2);
+        subjects.push(budgets::tenant_subject(tenant_id));
         if let Some(key) = key_id {
             subjects.push(budgets::key_subject(key));
         }
+        self.ensure_loaded(store, tenant_id, key_id, &subjects, now).map_err(BudgetError::Store)?;
         let mut accounts = self.lock();
         for subject in &subjects {
             if let Some(account) = accounts.get_mut(subject) {
