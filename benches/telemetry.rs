@@ -46,7 +46,7 @@ fn metrics_only(telemetry: &Arc<Telemetry>) {
 /// One request's bookkeeping, as the pipeline, the router and the handler do it.
 fn one_request(telemetry: &Arc<Telemetry>, principal: &Principal, id: Arc<str>) {
     let started = Instant::now();
-    let scope = Arc::new(Scope::new(id, None, telemetry.clone()));
+    let scope = Arc::new(Scope::new(id, None, telemetry.clone(), "POST"));
     scope.note_route("/v1/chat");
     scope.note_principal(principal);
     scope.note_agent(Some("product"), "fast");

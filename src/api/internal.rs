@@ -38,7 +38,7 @@ pub(crate) async fn call(
 ) -> Result<Value, ApiError> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let started = std::time::Instant::now();
-    let scope = Arc::new(Scope::new(request_id.as_str().into(), None, app.telemetry().clone()));
+    let scope = Arc::new(Scope::new(request_id.as_str().into(), None, app.telemetry().clone(), call.method.as_str()));
     let principal = Principal::Tenant(tenant.clone());
     scope.note_route(call.label);
     scope.note_principal(&principal);

@@ -58,7 +58,7 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let client_ip = client_ip::client_ip(peer, request.headers(), &app.config().server.trusted_proxies);
 
     let parent = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(scope::parse_traceparent);
-    let scope = Arc::new(Scope::new(request_id.as_str().into(), parent, app.telemetry().clone()));
+    let scope = Arc::new(Scope::new(request_id.as_str().into(), parent, app.telemetry().clone(), method.as_str()));
 
     let mut extra_headers = Vec::new();
     let mut route = UNMATCHED;
@@ -200,7 +200,7 @@ pub(crate) fn close_account(
 pub type ExtraHeaders = Vec<(&'static str, String)>;
 
 /// What logs name a request that matched no route.
-const UNMATCHED: &str = "unmatched";
+pub(crate) const UNMATCHED: &str = "unmatched";
 
 async fn pipeline(
     app: &Arc<App>,

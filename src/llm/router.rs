@@ -165,6 +165,23 @@ impl Attempt {
     }
 }
 
+/// A call being waited for. Dropped before its answer — the client went away and its handler
+/// with it — the call is counted as cancelled, as a stream's is.
+struct InFlight<'a> {
+    attempt: Option<Attempt>,
+    deployment: &'a Deployment,
+    candidate: &'a Candidate,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            let candidate = (self.candidate.name.as_str(), self.candidate.prices);
+            attempt.ended(self.deployment, candidate, Err(&LlmError::ClientGone), None);
+        }
+    }
+}
+
 /// How a failed call is counted in `ares_llm_requests_total{outcome}`.
 fn call_outcome(error: &LlmError) -> CallOutcome {
     match error {
@@ -420,13 +437,15 @@ pub async fn complete(route: &Route, request: &mut ChatRequest) -> Result<(ChatR
     let mut plan = Plan::new(route, request);
     while let Some((deployment, permit)) = plan.next().await {
         request.model.clone_from(&deployment.model_id);
-        let attempt = Attempt::start();
+        let candidate = plan.candidate();
+        let mut in_flight = InFlight { attempt: Some(Attempt::start()), deployment, candidate };
         let call = tokio::time::timeout_at(plan.deadline, deployment.provider.complete(request)).await;
         let outcome = call.unwrap_or_else(|_| Err(LlmError::Timeout { provider: deployment.provider.name.clone() }));
-        attempt.waited(attempt.started.elapsed());
-        let noted = outcome.as_ref().map(|response| (usage_of(request, response), response.finish_reason));
-        let candidate = plan.candidate();
-        attempt.ended(deployment, (&candidate.name, candidate.prices), noted, None);
+        if let Some(attempt) = in_flight.attempt.take() {
+            attempt.waited(attempt.started.elapsed());
+            let noted = outcome.as_ref().map(|response| (usage_of(request, response), response.finish_reason));
+            attempt.ended(deployment, (&candidate.name, candidate.prices), noted, None);
+        }
         if let Some(done) = plan.settle(permit, outcome) {
             return done;
         }

@@ -109,14 +109,16 @@ pub struct LlmCall {
 }
 
 impl Scope {
-    pub fn new(id: Arc<str>, parent: Option<([u8; 16], [u8; 8])>, telemetry: Arc<Telemetry>) -> Scope {
+    /// `method`: the request's, known from the start so that a request whose client leaves
+    /// before the answer is still logged with it.
+    pub fn new(id: Arc<str>, parent: Option<([u8; 16], [u8; 8])>, telemetry: Arc<Telemetry>, method: &str) -> Scope {
         Scope {
             id,
             arrived: Instant::now(),
             arrived_at: SystemTime::now(),
             parent,
             telemetry,
-            account: Mutex::new(Account::default()),
+            account: Mutex::new(Account { method: method.to_string(), ..Account::default() }),
             budget: Mutex::new(None),
         }
     }
@@ -260,7 +262,9 @@ impl Scope {
     ) -> Option<Duration> {
         let mut account = self.account();
         account.route = route;
-        account.method = method.to_string();
+        if account.method != method {
+            account.method = method.to_string();
+        }
         account.status = status;
         account.answered = Some(self.arrived.elapsed());
         if let Some((code, message)) = error {
@@ -280,9 +284,23 @@ impl Scope {
     }
 }
 
+/// What the request log and `ares_http_requests_total` say of a request that ended without an
+/// answer: its handler was dropped because the client closed the connection (nginx's 499).
+pub const CLIENT_CLOSED_STATUS: u16 = 499;
+pub const CLIENT_CLOSED_CODE: &str = "CLIENT_CLOSED_REQUEST";
+
 impl Drop for Scope {
     fn drop(&mut self) {
-        let account = std::mem::take(&mut *self.account());
+        let mut account = std::mem::take(&mut *self.account());
+        if account.status == 0 {
+            account.status = CLIENT_CLOSED_STATUS;
+            account.error_code = Some(CLIENT_CLOSED_CODE.to_string());
+            account.error = Some("The connection closed before the answer was ready".to_string());
+            let metrics = &self.telemetry.metrics;
+            let tenant = if metrics.per_tenant() { account.tenant_id.as_deref() } else { None };
+            let route = if account.route.is_empty() { crate::api::UNMATCHED } else { account.route };
+            metrics.http_request(route, &account.method, CLIENT_CLOSED_STATUS, self.arrived.elapsed(), tenant);
+        }
         let budget = self.budget.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(reservation) = budget {
             let cost = account

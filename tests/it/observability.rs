@@ -1463,6 +1463,34 @@ async fn upstream_timeouts_and_clients_hanging_up_are_counted_by_outcome() {
 }
 
 #[tokio::test]
+async fn a_client_leaving_before_a_plain_answer_is_logged_as_499_with_its_call_cancelled() {
+    let rig = Rig::start_with("", "");
+    let tenant = rig.tenant("leaver", "pro").await;
+    // The upstream takes its time; the client does not wait for it.
+    rig.openai.set_script(Script::reply("too late").delay(Duration::from_secs(5)));
+    let left = fresh_id("left");
+    let body = json!({ "message": "hello?", "agent_type": "product", "model": FAST_MODEL });
+    let request = tokio::spawn(rig.request(Method::POST, "/v1/chat", &tenant.key, Some(&left)).json(&body).send());
+    rig.openai.wait_until("the upstream call", |r| !r.is_empty()).await;
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled(), "the server answered before its upstream");
+
+    let records = wait_records(&rig.server, &[("tenant_id", &tenant.id)], &[&left]).await;
+    assert_fields(
+        &records[&left],
+        &json!({
+            "route": "/v1/chat", "method": "POST", "status": 499, "error_code": "CLIENT_CLOSED_REQUEST",
+            "model": FAST_MODEL, "provider": OPENAI_PROVIDER, "attempts": 1, "input_tokens": 0, "output_tokens": 0,
+        }),
+    );
+    let metrics = scrape(&rig.server).await;
+    let cancelled = [("provider", OPENAI_PROVIDER), ("model", FAST_MODEL), ("outcome", "cancelled")];
+    assert_eq!(metrics.counter("ares_llm_requests_total", &cancelled), 1.0);
+    let closed = [("route", "/v1/chat"), ("method", "POST"), ("status", "499")];
+    assert_eq!(metrics.counter("ares_http_requests_total", &closed), 1.0);
+}
+
+#[tokio::test]
 async fn requests_refused_by_the_ip_limiter_are_counted() {
     let server = TestServer::builder().config("[server]\nrate_limit_per_second = 1\nrate_limit_burst = 3").start();
     let mut refused = 0;
