@@ -238,6 +238,10 @@ impl From<store::Error> for ApiError {
             store::Error::Conflict(message) => ApiError::Conflict(message),
             store::Error::NotFound(message) => ApiError::NotFound(message),
             store::Error::Closed => ApiError::ServiceUnavailable("The server is shutting down".into()),
+            // The cause and the remedy are for the operator (logs, `/health/detailed`).
+            store::Error::WritesStopped(_) => {
+                ApiError::ServiceUnavailable("The server cannot store data after a storage failure".into())
+            }
             other => ApiError::Storage(other),
         }
     }

@@ -34,6 +34,13 @@ pub enum Error {
     /// The commit that carried this write failed; nothing of it was stored.
     #[error("commit failed: {0}")]
     CommitFailed(String),
+    /// The storage failed (an I/O error: a full disk, a failing device) and redb refuses every
+    /// write until the database is reopened.
+    #[error(
+        "the database refuses writes after an I/O error ({0}); free disk space if it is full, then restart ares \
+         (the file recovers to its last durable commit)"
+    )]
+    WritesStopped(String),
     /// The writer has shut down (the server is stopping).
     #[error("the store is closed")]
     Closed,

@@ -403,6 +403,10 @@ impl Store {
 
     /// A cheap liveness probe: a read transaction that opens the migrations table.
     pub async fn ping(&self) -> Result<(), Error> {
+        // A read the page cache answers would pass after the storage failed.
+        if let Some(cause) = self.writer.stopped() {
+            return Err(Error::WritesStopped(cause));
+        }
         self.read_committed(|txn| {
             txn.open_table(tables::SCHEMA_MIGRATIONS)?;
             Ok(())
@@ -414,6 +418,19 @@ impl Store {
     /// with [`Error::Closed`]. Blocking (joins the writer thread).
     pub fn close(&self) {
         self.writer.shutdown();
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// A store on `backend` with every migration applied, for tests that make the storage
+    /// itself fail; `path` is only its name in errors.
+    pub(crate) fn on_backend(backend: impl redb::StorageBackend, path: &Path) -> Result<Store, Error> {
+        let db = Database::builder().create_with_backend(backend).map_err(|e| open_error(path, e))?;
+        migrations::apply_pending(&db, migrations::MIGRATIONS)?;
+        let db = Arc::new(db);
+        let writer = Writer::start(db.clone())?;
+        Ok(Store { db, writer, path: path.to_path_buf() })
     }
 }
 

@@ -463,3 +463,82 @@ fn a_usage_batch_sums_into_each_tenant_month_day_and_the_platform_day() {
     let platform = usage::platform_day(&txn, crate::metering::periods::day_start(jan_31)).unwrap();
     assert_eq!((platform.requests, platform.tokens), (4, 116));
 }
+
+/// A real database file on a disk that fills up when told to: writes, growth and syncs fail
+/// with ENOSPC's message while `full` is set.
+#[derive(Debug)]
+struct FillingDisk {
+    file: redb::backends::FileBackend,
+    full: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FillingDisk {
+    fn check(&self) -> std::io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device"));
+        }
+        Ok(())
+    }
+}
+
+impl redb::StorageBackend for FillingDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        self.file.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.file.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.file.set_len(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.file.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.file.write(offset, data)
+    }
+}
+
+#[test]
+fn a_full_disk_stops_writes_with_its_cause_until_a_restart_which_finds_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let file = std::fs::File::options().read(true).write(true).create(true).truncate(false).open(&path).unwrap();
+    let disk = FillingDisk { file: redb::backends::FileBackend::new(file).unwrap(), full: full.clone() };
+    let store = Store::on_backend(disk, &path).unwrap();
+    let rt = runtime();
+    let insert = |name: &'static str| {
+        let record = tenant(name);
+        rt.block_on(store.write(move |txn| tenants::insert(txn, &record)))
+    };
+    insert("before").unwrap();
+
+    full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = insert("during").unwrap_err();
+    assert!(matches!(&refused, Error::WritesStopped(cause) if cause.contains("No space left")), "{refused}");
+    // Freeing the space is not enough: redb refuses every write until the file is reopened,
+    // and says so with the first cause rather than its own "previous I/O error".
+    full.store(false, std::sync::atomic::Ordering::SeqCst);
+    let refused = insert("after").unwrap_err();
+    assert!(matches!(&refused, Error::WritesStopped(cause) if cause.contains("No space left")), "{refused}");
+    let ping = rt.block_on(store.ping()).unwrap_err().to_string();
+    assert!(ping.contains("No space left") && ping.contains("restart ares"), "{ping}");
+    drop(store);
+
+    // The restart: the acknowledged write is there, the refused ones are not, writes work.
+    let store = open(&dir);
+    let stored = |id: &str| store.read_now(|txn| tenants::get(txn, id)).unwrap().map(|t| t.name);
+    assert_eq!(stored("id-before").as_deref(), Some("before"));
+    assert_eq!((stored("id-during"), stored("id-after")), (None, None));
+    let record = tenant("again");
+    rt.block_on(store.write(move |txn| tenants::insert(txn, &record))).unwrap();
+    rt.block_on(store.ping()).unwrap();
+}

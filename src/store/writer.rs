@@ -69,7 +69,7 @@ trait Job: Send {
     /// Answer the caller of a failed job with its own error.
     fn reject(self: Box<Self>);
     /// Answer the caller once the batch's commit has succeeded or failed.
-    fn finish(self: Box<Self>, commit: Result<(), &str>);
+    fn finish(self: Box<Self>, commit: Result<(), &Failure>);
 }
 
 struct TypedJob<F, R> {
@@ -105,10 +105,11 @@ where
         self.answer(outcome);
     }
 
-    fn finish(mut self: Box<Self>, commit: Result<(), &str>) {
+    fn finish(mut self: Box<Self>, commit: Result<(), &Failure>) {
         let outcome = match commit {
             Ok(()) => self.outcome.take().unwrap_or(Err(Error::Internal("write job did not run".into()))),
-            Err(message) => Err(Error::CommitFailed(message.to_string())),
+            Err(Failure::Commit(message)) => Err(Error::CommitFailed(message.clone())),
+            Err(Failure::Stopped(cause)) => Err(Error::WritesStopped(cause.clone())),
         };
         self.answer(outcome);
     }
@@ -121,14 +122,23 @@ impl<F, R> TypedJob<F, R> {
             Some(reply) => {
                 let _ = reply.send(outcome);
             }
-            // Detached jobs have nobody to tell: a failure is at least logged.
-            None => {
-                if let Err(e) = outcome {
-                    tracing::warn!(error = %e, "a detached write failed");
-                }
-            }
+            // Detached jobs have nobody to tell: a failure is at least logged (once for all,
+            // when the storage itself failed).
+            None => match outcome {
+                Err(Error::WritesStopped(cause)) => tracing::debug!(%cause, "a detached write was refused"),
+                Err(e) => tracing::warn!(error = %e, "a detached write failed"),
+                Ok(_) => {}
+            },
         }
     }
+}
+
+/// Why a batch's jobs failed together.
+enum Failure {
+    /// This batch's transaction could not begin or commit.
+    Commit(String),
+    /// The storage failed ([`Counters::stopped`]): every write fails until the file is reopened.
+    Stopped(String),
 }
 
 enum Message {
@@ -160,6 +170,30 @@ struct Counters {
     observer: std::sync::OnceLock<CommitObserver>,
     /// Commits that changed each [`Watched`] kind ([`super::note_changed`]), by its index.
     generations: [AtomicU64; Watched::ALL.len()],
+    /// The I/O error after which redb refuses every write, and every read its cache cannot
+    /// answer, until the database is reopened (a full disk, a failing device). Set once.
+    stopped: std::sync::OnceLock<String>,
+}
+
+impl Counters {
+    /// Note `error` if it is the storage failing; returns the failure to answer jobs with.
+    /// Logged once: after it every write fails the same way, and a line per write (the usage
+    /// flush alone writes every 50 ms) would only fill the disk further.
+    fn failure(&self, error: &redb::StorageError, message: String) -> Failure {
+        let cause = match error {
+            redb::StorageError::Io(e) => e.to_string(),
+            redb::StorageError::PreviousIo => "an earlier I/O error".to_string(),
+            _ => return Failure::Commit(message),
+        };
+        if self.stopped.set(cause).is_ok() {
+            tracing::error!(
+                error = %message,
+                "the database hit an I/O error and refuses writes until ares restarts: free disk space if it is \
+                 full, then restart (the file recovers to its last durable commit)"
+            );
+        }
+        Failure::Stopped(self.stopped.get().cloned().unwrap_or_default())
+    }
 }
 
 /// Called by the writer thread after each commit with its duration and how many jobs it held.
@@ -283,6 +317,11 @@ impl Writer {
         count_watched_commit(&self.counters);
     }
 
+    /// The I/O error after which the store refuses writes, if one happened.
+    pub(super) fn stopped(&self) -> Option<String> {
+        self.counters.stopped.get().cloned()
+    }
+
     pub(super) fn stats(&self) -> WriterStats {
         WriterStats {
             batches: self.counters.batches.load(Ordering::Relaxed),
@@ -369,16 +408,26 @@ fn run(db: &Database, receiver: &Receiver<Message>, counters: &Counters, done: &
 
 /// An empty durable commit: makes every earlier relaxed commit durable.
 fn sync(db: &Database, counters: &Counters) {
-    let outcome = db.begin_write().map_err(|e| e.to_string()).and_then(|mut txn| {
-        txn.set_durability(Durability::Immediate).map_err(|e| e.to_string())?;
-        txn.commit().map_err(|e| e.to_string())
-    });
-    match outcome {
-        Ok(()) => {
+    let failure = match db.begin_write() {
+        Err(redb::TransactionError::Storage(e)) => Some(counters.failure(&e, e.to_string())),
+        Err(e) => Some(Failure::Commit(e.to_string())),
+        Ok(mut txn) => match txn.set_durability(Durability::Immediate) {
+            Err(e) => Some(Failure::Commit(e.to_string())),
+            Ok(()) => match txn.commit() {
+                Ok(()) => None,
+                Err(redb::CommitError::Storage(e)) => Some(counters.failure(&e, e.to_string())),
+                Err(e) => Some(Failure::Commit(e.to_string())),
+            },
+        },
+    };
+    match failure {
+        None => {
             counters.syncs.fetch_add(1, Ordering::Relaxed);
         }
+        // Logged once already.
+        Some(Failure::Stopped(_)) => {}
         // The relaxed commits stay visible and the next durable commit retries their sync.
-        Err(e) => tracing::error!(error = %e, "syncing relaxed commits failed"),
+        Some(Failure::Commit(e)) => tracing::error!(error = %e, "syncing relaxed commits failed"),
     }
 }
 
@@ -442,10 +491,11 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
     loop {
         let mut txn = match db.begin_write() {
             Ok(txn) => txn,
-            Err(e) => return fail_all(batch, &e.to_string()),
+            Err(redb::TransactionError::Storage(e)) => return fail_all(batch, &counters.failure(&e, e.to_string())),
+            Err(e) => return fail_all(batch, &Failure::Commit(e.to_string())),
         };
         if let Err(e) = txn.set_durability(durability) {
-            return fail_all(batch, &e.to_string());
+            return fail_all(batch, &Failure::Commit(e.to_string()));
         }
         // What this pass changes: a pass that is aborted and replayed sets it again.
         super::take_changed();
@@ -463,9 +513,14 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
                     batch.into_iter().for_each(|job| job.finish(Ok(())));
                 }
                 Err(e) => {
-                    let message = e.to_string();
-                    tracing::error!(error = %message, jobs, "commit of a write batch failed");
-                    batch.into_iter().for_each(|job| job.finish(Err(&message)));
+                    let failure = match e {
+                        redb::CommitError::Storage(e) => counters.failure(&e, e.to_string()),
+                        e => Failure::Commit(e.to_string()),
+                    };
+                    if let Failure::Commit(message) = &failure {
+                        tracing::error!(error = %message, jobs, "commit of a write batch failed");
+                    }
+                    batch.into_iter().for_each(|job| job.finish(Err(&failure)));
                 }
             }
             return;
@@ -482,10 +537,10 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
                 first_failure_seen = true;
                 job.reject();
             } else {
-                match fails_alone(db, job.as_mut()) {
+                match fails_alone(db, job.as_mut(), counters) {
                     Ok(true) => job.reject(),
                     Ok(false) => survivors.push(job),
-                    Err(message) => job.finish(Err(&message)),
+                    Err(failure) => job.finish(Err(&failure)),
                 }
             }
         }
@@ -506,8 +561,11 @@ fn count_watched_commit(counters: &Counters) {
 
 /// Run `job` alone against the committed state and throw its writes away: does it fail by
 /// itself? The transaction is aborted, so this costs no fsync.
-fn fails_alone(db: &Database, job: &mut dyn Job) -> Result<bool, String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
+fn fails_alone(db: &Database, job: &mut dyn Job, counters: &Counters) -> Result<bool, Failure> {
+    let txn = db.begin_write().map_err(|e| match e {
+        redb::TransactionError::Storage(e) => counters.failure(&e, e.to_string()),
+        e => Failure::Commit(e.to_string()),
+    })?;
     let failed = !job.run(&txn);
     super::take_changed();
     if let Err(e) = txn.abort() {
@@ -516,7 +574,9 @@ fn fails_alone(db: &Database, job: &mut dyn Job) -> Result<bool, String> {
     Ok(failed)
 }
 
-fn fail_all(batch: Vec<Box<dyn Job>>, message: &str) {
-    tracing::error!(error = %message, "cannot begin a write transaction");
-    batch.into_iter().for_each(|job| job.finish(Err(message)));
+fn fail_all(batch: Vec<Box<dyn Job>>, failure: &Failure) {
+    if let Failure::Commit(message) = failure {
+        tracing::error!(error = %message, "cannot begin a write transaction");
+    }
+    batch.into_iter().for_each(|job| job.finish(Err(failure)));
 }
