@@ -81,6 +81,10 @@ pub enum ApiError {
     Internal(String),
     #[error("Internal server error")]
     Storage(store::Error),
+    /// The storage failed and refuses writes until a restart (`store::Error::WritesStopped`):
+    /// 503; the cause and the remedy are for the operator, logged once by the store's writer.
+    #[error("The server cannot store data after a storage failure")]
+    StorageStopped,
 }
 
 impl ApiError {
@@ -108,7 +112,7 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED")
             }
             ApiError::BudgetExceeded(_) => (StatusCode::PAYMENT_REQUIRED, "BUDGET_EXCEEDED"),
-            ApiError::ServiceUnavailable(_) | ApiError::Busy { .. } => {
+            ApiError::ServiceUnavailable(_) | ApiError::Busy { .. } | ApiError::StorageStopped => {
                 (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
             }
             ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "LLM_ERROR"),
@@ -155,7 +159,7 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::ProviderRateLimited { .. } => {
                 ("requests", Some("rate_limit_exceeded"), None)
             }
-            ApiError::ServiceUnavailable(_) | ApiError::Busy { .. } => {
+            ApiError::ServiceUnavailable(_) | ApiError::Busy { .. } | ApiError::StorageStopped => {
                 ("server_error", Some("service_unavailable"), None)
             }
             ApiError::BadGateway(_) => ("server_error", Some("upstream_error"), None),
@@ -238,10 +242,7 @@ impl From<store::Error> for ApiError {
             store::Error::Conflict(message) => ApiError::Conflict(message),
             store::Error::NotFound(message) => ApiError::NotFound(message),
             store::Error::Closed => ApiError::ServiceUnavailable("The server is shutting down".into()),
-            // The cause and the remedy are for the operator (logs, `/health/detailed`).
-            store::Error::WritesStopped(_) => {
-                ApiError::ServiceUnavailable("The server cannot store data after a storage failure".into())
-            }
+            store::Error::WritesStopped(_) => ApiError::StorageStopped,
             other => ApiError::Storage(other),
         }
     }

@@ -55,6 +55,7 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
     let dialect = routes::dialect_of_path(request.uri().path());
     let origin = request.headers().get(http::header::ORIGIN).cloned();
     let http1 = request.version() < http::Version::HTTP_2;
+    let has_body = !http_body::Body::is_end_stream(request.body());
     let client_ip = client_ip::client_ip(peer, request.headers(), &app.config().server.trusted_proxies);
 
     let parent = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(scope::parse_traceparent);
@@ -82,9 +83,14 @@ pub async fn handle(app: Arc<App>, request: Request, peer: IpAddr) -> Response {
 
     // The rest of an oversized or stalled body is never read, so the connection cannot be
     // reused: say so, or a client may send its next request into a connection the server is
-    // closing.
-    let close =
-        http1 && matches!(response.status(), http::StatusCode::PAYLOAD_TOO_LARGE | http::StatusCode::REQUEST_TIMEOUT);
+    // closing. The same goes for any refusal of a request with a body: one refused on its head
+    // (a bad key, a rate limit) is answered before its body has arrived, and hyper closes a
+    // connection whose unread body is not already buffered — an SDK that reused it saw a
+    // connection error instead of its next answer.
+    let status = response.status();
+    let close = http1
+        && (matches!(status, http::StatusCode::PAYLOAD_TOO_LARGE | http::StatusCode::REQUEST_TIMEOUT)
+            || (has_body && (status.is_client_error() || status.is_server_error())));
     let headers = response.headers_mut();
     if close {
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -407,7 +413,8 @@ fn render_error(err: &ApiError, dialect: Dialect, scope: &Scope, method: &Method
     // Every 5xx is trouble an operator should see at the default level; 4xx are the client's.
     let (status, code) = err.status_and_code();
     let request_id = &*scope.id;
-    if status.is_server_error() {
+    // A failed storage refuses every write alike; the store's writer logged it once.
+    if status.is_server_error() && !matches!(err, ApiError::StorageStopped) {
         let provider = scope.last_provider().unwrap_or_else(|| "-".into());
         let cause = err.internal_cause().unwrap_or_else(|| err.to_string());
         tracing::warn!(%request_id, %method, route, status = status.as_u16(), code, %provider, %cause, "request failed");

@@ -183,6 +183,9 @@ fn bare_agent(model: &ModelEntry) -> AgentSpec {
 /// Resolve agent, model and history. Errors here are ordinary JSON errors (before any stream).
 /// An unknown model name is `ApiError::ModelNotFound`.
 pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiError> {
+    // A chat's turn, run and usage are written after its answer: with the storage failed it
+    // would be answered and forgotten, its upstream tokens billed to nobody.
+    app.store().check_writable()?;
     let started = Instant::now();
     let stored = matches!(input.history, History::Stored { .. });
     let mut client_messages = input.messages;

@@ -401,12 +401,19 @@ impl Store {
         &self.db
     }
 
+    /// [`Error::WritesStopped`] once the storage has failed: for requests that would otherwise
+    /// be answered and then lose what they write (a chat's turn, run and usage).
+    pub fn check_writable(&self) -> Result<(), Error> {
+        match self.writer.stopped() {
+            Some(cause) => Err(Error::WritesStopped(cause)),
+            None => Ok(()),
+        }
+    }
+
     /// A cheap liveness probe: a read transaction that opens the migrations table.
     pub async fn ping(&self) -> Result<(), Error> {
         // A read the page cache answers would pass after the storage failed.
-        if let Some(cause) = self.writer.stopped() {
-            return Err(Error::WritesStopped(cause));
-        }
+        self.check_writable()?;
         self.read_committed(|txn| {
             txn.open_table(tables::SCHEMA_MIGRATIONS)?;
             Ok(())

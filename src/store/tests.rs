@@ -531,6 +531,7 @@ fn a_full_disk_stops_writes_with_its_cause_until_a_restart_which_finds_every_ack
     assert!(matches!(&refused, Error::WritesStopped(cause) if cause.contains("No space left")), "{refused}");
     let ping = rt.block_on(store.ping()).unwrap_err().to_string();
     assert!(ping.contains("No space left") && ping.contains("restart ares"), "{ping}");
+    assert!(matches!(store.check_writable(), Err(Error::WritesStopped(_))));
     drop(store);
 
     // The restart: the acknowledged write is there, the refused ones are not, writes work.
@@ -541,4 +542,5 @@ fn a_full_disk_stops_writes_with_its_cause_until_a_restart_which_finds_every_ack
     let record = tenant("again");
     rt.block_on(store.write(move |txn| tenants::insert(txn, &record))).unwrap();
     rt.block_on(store.ping()).unwrap();
+    store.check_writable().unwrap();
 }

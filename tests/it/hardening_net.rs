@@ -139,6 +139,29 @@ fn a_stalled_body_is_answered_408_and_the_connection_closed() {
 }
 
 #[test]
+fn a_request_refused_before_its_body_arrives_says_the_connection_closes() {
+    let server = TestServer::builder().start();
+    let mut stream = connect(server.addr());
+    // A bad key is refused on the head alone, before any body byte has arrived: the server
+    // cannot reuse the connection and must say so (an SDK reusing it saw a connection error).
+    let key = format!("ares_{}", "0".repeat(40));
+    write!(
+        stream,
+        "POST /v1/chat HTTP/1.1\r\nHost: ares\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+    )
+    .unwrap();
+    let (received, _) = read_until_closed(&mut stream);
+    assert!(received.starts_with("HTTP/1.1 401"), "{received}");
+    assert!(received.to_ascii_lowercase().contains("connection: close"), "{received}");
+
+    // A refused request without a body leaves the connection open for the next one.
+    let mut stream = connect(server.addr());
+    let refused = request_on(&mut stream, "/v1/agents");
+    assert!(refused.starts_with("HTTP/1.1 401") && !refused.to_ascii_lowercase().contains("connection: close"));
+    assert!(request_on(&mut stream, "/health").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
 fn a_body_that_keeps_coming_is_not_cut() {
     let server = TestServer::builder().config(SHORT).start();
     let mut stream = connect(server.addr());
