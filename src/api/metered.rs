@@ -33,9 +33,43 @@ pub(super) async fn run_as(
     source: &'static str,
 ) -> Result<Response, ApiError> {
     admit(ctx, extra_headers).await?;
+    let mut admitted = Unsettled { ctx, source, user: None, armed: true };
     let outcome = dispatch(ctx, route, request).await;
+    admitted.disarm();
     settle(ctx, source)?;
     outcome
+}
+
+/// Settles an admitted request whose handler is dropped because its client left before the
+/// answer: it was counted against the quota when admitted and its model call may have run, so
+/// its usage event is recorded like any other's (with the tokens known by then), not lost.
+struct Unsettled<'a> {
+    ctx: &'a Context,
+    source: &'a str,
+    /// A JWT user's request (`[quotas.users]`, admitted at this time), else the tenant's.
+    user: Option<(&'a UserPrincipal, i64)>,
+    armed: bool,
+}
+
+impl Unsettled<'_> {
+    /// The handler returned: the caller settles, with its errors.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match self.user {
+            Some((user, now)) => settle_user(self.ctx, user, now),
+            None => {
+                let _ = settle(self.ctx, self.source);
+            }
+        }
+    }
 }
 
 /// Reserve one request of the tenant's quota (429 when it is used up).
@@ -94,11 +128,18 @@ pub(super) async fn run_user(
             retry_after_secs: exceeded.retry_after(now),
         });
     }
+    let mut admitted = Unsettled { ctx, source: "http", user: Some((&user, now)), armed: true };
     let outcome = dispatch(ctx, route, request).await;
-    let tokens = ctx.tokens_used();
-    meter.settle_within(&user.user_id, limits, tokens, now);
-    record_user_usage(&ctx.app, &user.user_id, 1, tokens, now);
+    admitted.disarm();
+    settle_user(ctx, &user, now);
     outcome
+}
+
+/// Settle a JWT user's admitted request with the tokens it used, and record its usage.
+fn settle_user(ctx: &Context, user: &UserPrincipal, now: i64) {
+    let tokens = ctx.tokens_used();
+    ctx.app.user_meter().settle_within(&user.user_id, ctx.app.config().quotas.users, tokens, now);
+    record_user_usage(&ctx.app, &user.user_id, 1, tokens, now);
 }
 
 /// Tokens of a user's stream, counted when it ends (the request was counted when admitted).

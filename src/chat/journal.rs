@@ -67,6 +67,12 @@ impl Journal {
         }
     }
 
+    /// Queue `record` for the writer without waiting for anything: for a chat nobody is
+    /// answered for (its client left), which may not wait in a destructor.
+    pub fn record_detached(self: &Arc<Self>, store: &Store, record: ChatRecord) {
+        self.push(store, record);
+    }
+
     /// Buffer `record` and make sure a queued writer job will write it; returns how many records
     /// are buffered.
     fn push(self: &Arc<Self>, store: &Store, record: ChatRecord) -> usize {

@@ -16,9 +16,9 @@ use crate::agents::{AgentSource, AgentSpec};
 use crate::app::App;
 use crate::clock;
 use crate::error::ApiError;
-use crate::llm::ModelEntry;
 use crate::llm::coordinator::{self, Turn, TurnFailure, TurnOptions};
 use crate::llm::types::{Message, Role, Sampling, ToolSpec, Usage, estimate_tokens};
+use crate::llm::{LlmError, ModelEntry};
 use crate::memory;
 use crate::metering::budget::BudgetError;
 use crate::rag::{Hit, RagError, SearchRequest, SearchStrategy};
@@ -332,8 +332,15 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
 /// inside [`Completed`] (with what it cost), so the caller can meter before reporting it.
 pub async fn complete(app: &Arc<App>, input: ChatInput) -> Result<Completed, ApiError> {
     let prepared = prepare(app, input).await?;
-    let outcome = coordinator::run(&prepared.model, prepared.messages.clone(), &app.tools(), &prepared.options).await;
-    let finished = finish(app, &prepared, &outcome).await?;
+    let (outcome, finished) = {
+        let mut unfinished = UnfinishedTurn { app, prepared: &prepared, finished: false };
+        let outcome =
+            coordinator::run(&prepared.model, prepared.messages.clone(), &app.tools(), &prepared.options).await;
+        // From here the turn is recorded by `finish`, whatever it returns.
+        unfinished.finished = true;
+        let finished = finish(app, &prepared, &outcome).await?;
+        (outcome, finished)
+    };
     Ok(Completed { prepared, finished, outcome })
 }
 
@@ -479,6 +486,18 @@ pub async fn finish(
     prepared: &Prepared,
     outcome: &Result<Turn, TurnFailure>,
 ) -> Result<Finished, ApiError> {
+    let (finished, record) = records(app, prepared, outcome);
+    // Chat records: the client is answered once they are queued (see `journal`). Every later
+    // read sees them (readers settle the queue first: the next turn waits for this one's commit
+    // if it has not happened yet), and they are durable within `[storage].sync_interval_ms`.
+    if let Some(record) = record {
+        app.journal().record(app.store(), record).await?;
+    }
+    Ok(finished)
+}
+
+/// What [`finish`] reports and stores for `outcome`; `None`: nothing to store.
+fn records(app: &App, prepared: &Prepared, outcome: &Result<Turn, TurnFailure>) -> (Finished, Option<ChatRecord>) {
     let now = clock::now_unix();
     let duration_ms = prepared.started.elapsed().as_millis() as u64;
     let mut tokens = prepared.routing_usage;
@@ -521,12 +540,10 @@ pub async fn finish(
         }
         _ => None,
     };
+    let finished = Finished { message_id, tokens, duration_ms };
     if messages.is_empty() && learner.is_none() && run.is_none() {
-        return Ok(Finished { message_id, tokens, duration_ms });
+        return (finished, None);
     }
-    // Chat records: the client is answered once they are queued (see `journal`). Every later
-    // read sees them (readers settle the queue first: the next turn waits for this one's commit
-    // if it has not happened yet), and they are durable within `[storage].sync_interval_ms`.
     let record = ChatRecord {
         owner: prepared.owner.clone(),
         context_id: prepared.context_id.clone(),
@@ -535,8 +552,29 @@ pub async fn finish(
         run,
         now,
     };
-    app.journal().record(app.store(), record).await?;
-    Ok(Finished { message_id, tokens, duration_ms })
+    (finished, Some(record))
+}
+
+/// Records a plain request's turn as failed when its client leaves before the answer: the
+/// handler is dropped mid-call (the upstream call is cancelled with it), so `finish` never runs,
+/// and without this the run would vanish from the tenant's runs and agent statistics while a
+/// stream abandoned the same way is recorded. Nothing came back, so no tokens are counted.
+struct UnfinishedTurn<'a> {
+    app: &'a App,
+    prepared: &'a Prepared,
+    finished: bool,
+}
+
+impl Drop for UnfinishedTurn<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let abandoned = Err(TurnFailure { error: LlmError::ClientGone, usage: Usage::default() });
+        if let (_, Some(record)) = records(self.app, self.prepared, &abandoned) {
+            self.app.journal().record_detached(self.app.store(), record);
+        }
+    }
 }
 
 /// A run record for tenant calls (runs belong to tenants; user chats have none).

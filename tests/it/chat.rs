@@ -445,3 +445,41 @@ system_prompt = "You are the front desk."
     let named = gw.chat_ok(&token, &json!({ "message": "Leave policy?", "agent_type": "hr" })).await;
     assert_eq!(named["agent"], "hr");
 }
+
+#[tokio::test]
+async fn a_client_leaving_before_a_plain_answer_still_leaves_a_failed_run_and_its_counted_request() {
+    let gw = Gateway::builder(Wire::OpenAi).read_timeout_secs(120).start();
+    let (tenant_id, key) = gw.tenant("leaver").await;
+    // The provider takes its time; the client does not wait for it.
+    gw.mock.set_script(Script::reply("too late").delay(Duration::from_secs(5)));
+    let ask = json!({ "message": "hello?", "agent_type": "product" });
+    let request = tokio::spawn(gw.server.v1(reqwest::Method::POST, "/v1/chat", &key).json(&ask).send());
+    gw.mock.wait_until("the upstream call", |r| !r.is_empty()).await;
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled(), "the server answered before its upstream");
+
+    // The turn is recorded as a failed run that used no tokens, as an abandoned stream's is, and
+    // the request counts in the tenant's usage as it did against its quota.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let runs = loop {
+        let runs = gw.server.admin_get(&format!("/api/admin/tenants/{tenant_id}/agents/product/runs")).await;
+        if !runs["runs"].as_array().unwrap().is_empty() {
+            break runs["runs"].as_array().unwrap().clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no run recorded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "failed", "{runs:?}");
+    assert_eq!(runs[0]["tokens_used"], 0, "{runs:?}");
+    assert_eq!(runs[0]["error"], "The client disconnected before the answer was complete", "{runs:?}");
+    let usage = gw.server.admin_get(&format!("/api/admin/tenants/{tenant_id}/usage")).await;
+    assert_eq!((usage["total_api_calls"].as_u64(), usage["total_tokens"].as_u64()), (Some(1), Some(0)), "{usage}");
+
+    // The next chat is recorded beside it as usual.
+    gw.mock.set_script(Script::reply("in time"));
+    let body = expect_json(gw.post("/v1/chat", &key, &ask).await, 200).await;
+    assert_eq!(body["response"], "in time");
+    let usage = gw.server.admin_get(&format!("/api/admin/tenants/{tenant_id}/usage")).await;
+    assert_eq!(usage["total_api_calls"].as_u64(), Some(2), "{usage}");
+}
