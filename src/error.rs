@@ -243,6 +243,9 @@ impl From<store::Error> for ApiError {
             store::Error::NotFound(message) => ApiError::NotFound(message),
             store::Error::Closed => ApiError::ServiceUnavailable("The server is shutting down".into()),
             store::Error::WritesStopped(_) => ApiError::StorageStopped,
+            // A read the page cache could not answer after the storage failed: redb refuses
+            // every file access until the database is reopened, as the writer's refusals say.
+            store::Error::Storage(redb::Error::PreviousIo) => ApiError::StorageStopped,
             other => ApiError::Storage(other),
         }
     }
@@ -283,5 +286,22 @@ impl From<crate::rag::RagError> for ApiError {
             RagError::Embed(_) | RagError::Rerank(_) => ApiError::BadGateway(message),
             RagError::Lexical(_) | RagError::Io(_) => ApiError::Internal(message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_refused_after_a_storage_failure_are_503_like_the_refused_writes() {
+        let refused_read = ApiError::from(store::Error::Storage(redb::Error::PreviousIo));
+        let refused_write = ApiError::from(store::Error::WritesStopped("No space left on device".into()));
+        for refused in [refused_read, refused_write] {
+            assert_eq!(refused.status_and_code(), (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"));
+        }
+        // Any other storage error stays a 500 with its cause for the log.
+        let other = ApiError::from(store::Error::Storage(redb::Error::Corrupted("bad page".into())));
+        assert_eq!(other.status_and_code().0, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
