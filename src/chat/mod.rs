@@ -567,7 +567,8 @@ struct UnfinishedTurn<'a> {
 
 impl Drop for UnfinishedTurn<'_> {
     fn drop(&mut self) {
-        if self.finished {
+        // A panicking turn is answered 500 and logged as the bug it is, not as a client leaving.
+        if self.finished || std::thread::panicking() {
             return;
         }
         let abandoned = Err(TurnFailure { error: LlmError::ClientGone, usage: Usage::default() });
