@@ -1491,6 +1491,33 @@ async fn a_client_leaving_before_a_plain_answer_is_logged_as_499_with_its_call_c
 }
 
 #[tokio::test]
+async fn a_users_chat_left_by_its_client_still_counts_against_the_quota_after_a_restart() {
+    let rig = Rig::start("[quotas.users]\nmonthly_requests = 100\nmonthly_tokens = 1000000\ndaily_requests = 2");
+    let registered = rig.server.register("leaving-user@example.com", "correct-horse-battery").await;
+    let token = registered["access_token"].as_str().unwrap().to_string();
+    rig.openai.set_script(Script::reply("too late").delay(Duration::from_secs(5)));
+    let left = fresh_id("user-left");
+    let body = json!({ "message": "hello?", "agent_type": "product", "model": FAST_MODEL });
+    let request = tokio::spawn(rig.request(Method::POST, "/api/chat", &token, Some(&left)).json(&body).send());
+    rig.openai.wait_until("the upstream call", |r| !r.is_empty()).await;
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled(), "the server answered before its upstream");
+    // Logged once its handler is gone, which settles the request on its way out.
+    let records = wait_records(&rig.server, &[], &[&left]).await;
+    assert_eq!(records[&left]["status"], 499);
+
+    // The request counts against the day's two, also for a server that reads the count back.
+    let Rig { openai, anthropic: _anthropic, server } = rig;
+    let server = server.restart();
+    openai.set_script(Script::reply("in time"));
+    let answered = server.v1(Method::POST, "/api/chat", &token).json(&body).send().await.unwrap();
+    assert_eq!(header(&answered, "x-ratelimit-remaining").as_deref(), Some("0"));
+    expect_json(answered, 200).await;
+    let refused = server.v1(Method::POST, "/api/chat", &token).json(&body).send().await.unwrap();
+    expect_error(refused, 429, "RATE_LIMIT_EXCEEDED").await;
+}
+
+#[tokio::test]
 async fn requests_refused_by_the_ip_limiter_are_counted() {
     let server = TestServer::builder().config("[server]\nrate_limit_per_second = 1\nrate_limit_burst = 3").start();
     let mut refused = 0;
