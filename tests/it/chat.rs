@@ -460,20 +460,22 @@ async fn a_client_leaving_before_a_plain_answer_still_leaves_a_failed_run_and_it
 
     // The turn is recorded as a failed run that used no tokens, as an abandoned stream's is, and
     // the request counts in the tenant's usage as it did against its quota.
+    // Both are written as the dropped handler unwinds, the run a moment before the usage.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let runs = loop {
+    let (runs, usage) = loop {
         let runs = gw.server.admin_get(&format!("/api/admin/tenants/{tenant_id}/agents/product/runs")).await;
-        if !runs["runs"].as_array().unwrap().is_empty() {
-            break runs["runs"].as_array().unwrap().clone();
+        let usage = gw.server.admin_get(&format!("/api/admin/tenants/{tenant_id}/usage")).await;
+        let runs = runs["runs"].as_array().unwrap().clone();
+        if !runs.is_empty() && usage["total_api_calls"].as_u64() != Some(0) {
+            break (runs, usage);
         }
-        assert!(std::time::Instant::now() < deadline, "no run recorded");
+        assert!(std::time::Instant::now() < deadline, "not recorded: runs {runs:?}, usage {usage}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["status"], "failed", "{runs:?}");
     assert_eq!(runs[0]["tokens_used"], 0, "{runs:?}");
     assert_eq!(runs[0]["error"], "The client disconnected before the answer was complete", "{runs:?}");
-    let usage = gw.server.admin_get(&format!("/api/admin/tenants/{tenant_id}/usage")).await;
     assert_eq!((usage["total_api_calls"].as_u64(), usage["total_tokens"].as_u64()), (Some(1), Some(0)), "{usage}");
 
     // The next chat is recorded beside it as usual.
