@@ -33,9 +33,9 @@ pub(super) async fn run_as(
     source: &'static str,
 ) -> Result<Response, ApiError> {
     admit(ctx, extra_headers).await?;
-    let mut admitted = Unsettled { ctx, source, user: None, armed: true };
+    let mut admitted = Unsettled { ctx, admission: Some(Admission::Tenant { source }) };
     let outcome = dispatch(ctx, route, request).await;
-    admitted.disarm();
+    admitted.admission = None;
     settle(ctx, source)?;
     outcome
 }
@@ -45,29 +45,26 @@ pub(super) async fn run_as(
 /// its usage event is recorded like any other's (with the tokens known by then), not lost.
 struct Unsettled<'a> {
     ctx: &'a Context,
-    source: &'a str,
-    /// A JWT user's request (`[quotas.users]`, admitted at this time), else the tenant's.
-    user: Option<(&'a UserPrincipal, i64)>,
-    armed: bool,
+    /// `None` once the handler returned: the caller settles, with its errors.
+    admission: Option<Admission<'a>>,
 }
 
-impl Unsettled<'_> {
-    /// The handler returned: the caller settles, with its errors.
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
+/// Whose quota an admitted request was counted against.
+enum Admission<'a> {
+    /// The tenant's, with the usage event's `source`.
+    Tenant { source: &'a str },
+    /// A JWT user's `[quotas.users]`, admitted at `now`.
+    User { user: &'a UserPrincipal, now: i64 },
 }
 
 impl Drop for Unsettled<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        match self.user {
-            Some((user, now)) => settle_user(self.ctx, user, now),
-            None => {
-                let _ = settle(self.ctx, self.source);
+        match self.admission.take() {
+            None => {}
+            Some(Admission::Tenant { source }) => {
+                let _ = settle(self.ctx, source);
             }
+            Some(Admission::User { user, now }) => settle_user(self.ctx, user, now),
         }
     }
 }
@@ -128,9 +125,9 @@ pub(super) async fn run_user(
             retry_after_secs: exceeded.retry_after(now),
         });
     }
-    let mut admitted = Unsettled { ctx, source: "http", user: Some((&user, now)), armed: true };
+    let mut admitted = Unsettled { ctx, admission: Some(Admission::User { user: &user, now }) };
     let outcome = dispatch(ctx, route, request).await;
-    admitted.disarm();
+    admitted.admission = None;
     settle_user(ctx, &user, now);
     outcome
 }
