@@ -136,9 +136,8 @@ struct ChatAnswer<'a> {
 /// Non-streaming chat for both APIs.
 pub async fn chat(ctx: &Context, request: Request) -> Result<Response, ApiError> {
     let input = input(ctx, request).await?;
-    let done = chat::complete(&ctx.app, input).await.map_err(ares_model_error)?;
+    let done = chat::complete(&ctx.app, input, ctx.token_counter()).await.map_err(ares_model_error)?;
     let (prepared, finished) = (&done.prepared, &done.finished);
-    ctx.add_tokens(finished.tokens.input_tokens + finished.tokens.output_tokens);
     ctx.note_served(done.outcome.as_ref().ok());
     let turn = done.outcome.map_err(|f| ApiError::from(f.error))?;
     let sources = prepared

@@ -86,6 +86,12 @@ impl Context {
         self.tokens.fetch_add(tokens, Ordering::Relaxed);
     }
 
+    /// The counter behind [`Context::add_tokens`], for a chat that adds to it even when its
+    /// handler is dropped (see `chat::complete`).
+    pub fn token_counter(&self) -> &AtomicU64 {
+        &self.tokens
+    }
+
     pub fn tokens_used(&self) -> u64 {
         self.tokens.load(Ordering::Relaxed)
     }

@@ -154,7 +154,7 @@ async fn produce(app: Arc<App>, prepared: Prepared, mut forwarder: Forwarder, pa
             client_gone = true;
             // Nothing is persisted for an abandoned answer, but what it cost is still recorded.
             let usage = Usage {
-                input_tokens: prepared.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+                input_tokens: prepared.estimated_prompt_tokens(),
                 output_tokens: estimate_tokens(&forwarder.text),
                 cached_input_tokens: 0,
             };

@@ -8,6 +8,7 @@
 pub mod journal;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use self::journal::ChatRecord;
@@ -107,6 +108,14 @@ pub struct Prepared {
     pub routing_usage: Usage,
     /// Chunks retrieved from the agent's collection (`None`: the agent has none).
     pub sources: Option<(String, Vec<Hit>)>,
+}
+
+impl Prepared {
+    /// What the prompt is taken to have cost when the client left before the provider said:
+    /// the provider was sent it (or is being sent it) and bills it, answered or not.
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        self.messages.iter().map(|m| estimate_tokens(&m.content)).sum()
+    }
 }
 
 /// Output tokens a request is assumed to be able to produce when neither it nor its model sets
@@ -330,15 +339,24 @@ pub async fn prepare(app: &Arc<App>, input: ChatInput) -> Result<Prepared, ApiEr
 
 /// A whole non-streamed request: prepare, run the turn, finish. The turn's failure is returned
 /// inside [`Completed`] (with what it cost), so the caller can meter before reporting it.
-pub async fn complete(app: &Arc<App>, input: ChatInput) -> Result<Completed, ApiError> {
+///
+/// The request's tokens are added to `request_tokens` (the counter its quota settles from):
+/// the turn's once it is over, or, when its client leaves first (the handler is dropped and never
+/// returns), an estimate of the prompt the provider was sent, as an abandoned stream's is counted.
+pub async fn complete(app: &Arc<App>, input: ChatInput, request_tokens: &AtomicU64) -> Result<Completed, ApiError> {
     let prepared = prepare(app, input).await?;
     let (outcome, finished) = {
-        let mut unfinished = UnfinishedTurn { app, prepared: &prepared, finished: false };
+        let mut unfinished = UnfinishedTurn { app, prepared: &prepared, request_tokens, finished: false };
         let outcome =
             coordinator::run(&prepared.model, prepared.messages.clone(), &app.tools(), &prepared.options).await;
-        // From here the turn is recorded by `finish`, whatever it returns.
+        // Counted and queued before anything else is awaited: from here the turn is accounted
+        // for, whatever happens to the request.
+        let (finished, record) = records(app, &prepared, &outcome);
+        request_tokens.fetch_add(finished.tokens.input_tokens + finished.tokens.output_tokens, Ordering::Relaxed);
         unfinished.finished = true;
-        let finished = finish(app, &prepared, &outcome).await?;
+        if let Some(record) = record {
+            app.journal().record(app.store(), record).await?;
+        }
         (outcome, finished)
     };
     Ok(Completed { prepared, finished, outcome })
@@ -556,12 +574,14 @@ fn records(app: &App, prepared: &Prepared, outcome: &Result<Turn, TurnFailure>) 
 }
 
 /// Records a plain request's turn as failed when its client leaves before the answer: the
-/// handler is dropped mid-call (the upstream call is cancelled with it), so `finish` never runs,
-/// and without this the run would vanish from the tenant's runs and agent statistics while a
-/// stream abandoned the same way is recorded. Nothing came back, so no tokens are counted.
+/// handler is dropped mid-call (the upstream call is cancelled with it), so [`complete`] never
+/// finishes, and without this the run would vanish from the tenant's runs and agent statistics,
+/// and its prompt from the quota, while a stream abandoned the same way is recorded and counted.
+/// Nothing came back, so only the prompt's estimate is counted.
 struct UnfinishedTurn<'a> {
     app: &'a App,
     prepared: &'a Prepared,
+    request_tokens: &'a AtomicU64,
     finished: bool,
 }
 
@@ -571,8 +591,11 @@ impl Drop for UnfinishedTurn<'_> {
         if self.finished || std::thread::panicking() {
             return;
         }
-        let abandoned = Err(TurnFailure { error: LlmError::ClientGone, usage: Usage::default() });
-        if let (_, Some(record)) = records(self.app, self.prepared, &abandoned) {
+        let usage = Usage { input_tokens: self.prepared.estimated_prompt_tokens(), ..Usage::default() };
+        let abandoned = Err(TurnFailure { error: LlmError::ClientGone, usage });
+        let (finished, record) = records(self.app, self.prepared, &abandoned);
+        self.request_tokens.fetch_add(finished.tokens.input_tokens + finished.tokens.output_tokens, Ordering::Relaxed);
+        if let Some(record) = record {
             self.app.journal().record_detached(self.app.store(), record);
         }
     }

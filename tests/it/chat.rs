@@ -454,13 +454,17 @@ async fn a_client_leaving_before_a_plain_answer_still_leaves_a_failed_run_and_it
     gw.mock.set_script(Script::reply("too late").delay(Duration::from_secs(5)));
     let ask = json!({ "message": "hello?", "agent_type": "product" });
     let request = tokio::spawn(gw.server.v1(reqwest::Method::POST, "/v1/chat", &key).json(&ask).send());
-    gw.mock.wait_until("the upstream call", |r| !r.is_empty()).await;
+    let sent = gw.mock.wait_until("the upstream call", |r| !r.is_empty()).await;
     request.abort();
     assert!(request.await.unwrap_err().is_cancelled(), "the server answered before its upstream");
+    // The provider was sent the prompt and bills it; nothing came back. The prompt is counted
+    // as an abandoned stream's is: an estimate of 4 bytes a token, each message rounded up.
+    let prompt: u64 = sent[0].text_turns().iter().map(|(_, text)| (text.len() as u64).div_ceil(4)).sum();
+    assert!(prompt > 0);
 
-    // The turn is recorded as a failed run that used no tokens, as an abandoned stream's is, and
-    // the request counts in the tenant's usage as it did against its quota.
-    // Both are written as the dropped handler unwinds, the run a moment before the usage.
+    // The turn is recorded as a failed run that used its prompt, as an abandoned stream's is,
+    // and the request counts in the tenant's usage (calls and tokens) as it did against its
+    // quota. Both are written as the dropped handler unwinds, the run a moment before the usage.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let (runs, usage) = loop {
         let runs = gw.server.admin_get(&format!("/api/admin/tenants/{tenant_id}/agents/product/runs")).await;
@@ -474,9 +478,9 @@ async fn a_client_leaving_before_a_plain_answer_still_leaves_a_failed_run_and_it
     };
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["status"], "failed", "{runs:?}");
-    assert_eq!(runs[0]["tokens_used"], 0, "{runs:?}");
+    assert_eq!(runs[0]["tokens_used"].as_u64(), Some(prompt), "{runs:?}");
     assert_eq!(runs[0]["error"], "The client disconnected before the answer was complete", "{runs:?}");
-    assert_eq!((usage["total_api_calls"].as_u64(), usage["total_tokens"].as_u64()), (Some(1), Some(0)), "{usage}");
+    assert_eq!((usage["total_api_calls"].as_u64(), usage["total_tokens"].as_u64()), (Some(1), Some(prompt)), "{usage}");
 
     // The next chat is recorded beside it as usual.
     gw.mock.set_script(Script::reply("in time"));

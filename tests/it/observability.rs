@@ -1499,19 +1499,24 @@ async fn a_users_chat_left_by_its_client_still_counts_against_the_quota_after_a_
     let left = fresh_id("user-left");
     let body = json!({ "message": "hello?", "agent_type": "product", "model": FAST_MODEL });
     let request = tokio::spawn(rig.request(Method::POST, "/api/chat", &token, Some(&left)).json(&body).send());
-    rig.openai.wait_until("the upstream call", |r| !r.is_empty()).await;
+    let sent = rig.openai.wait_until("the upstream call", |r| !r.is_empty()).await;
     request.abort();
     assert!(request.await.unwrap_err().is_cancelled(), "the server answered before its upstream");
     // Logged once its handler is gone, which settles the request on its way out.
     let records = wait_records(&rig.server, &[], &[&left]).await;
     assert_eq!(records[&left]["status"], 499);
+    // Its prompt was sent (and is billed by the provider): counted at 4 bytes a token.
+    let prompt: u64 = sent[0].text_turns().iter().map(|(_, text)| (text.len() as u64).div_ceil(4)).sum();
 
-    // The request counts against the day's two, also for a server that reads the count back.
+    // The request and its prompt count against the user's quotas (the day's two requests, the
+    // month's tokens), also for a server that reads the counts back.
     let Rig { openai, anthropic: _anthropic, server } = rig;
     let server = server.restart();
     openai.set_script(Script::reply("in time"));
     let answered = server.v1(Method::POST, "/api/chat", &token).json(&body).send().await.unwrap();
     assert_eq!(header(&answered, "x-ratelimit-remaining").as_deref(), Some("0"));
+    let tokens_left = (1_000_000 - prompt).to_string();
+    assert_eq!(header(&answered, "x-quota-tokens-remaining").as_deref(), Some(tokens_left.as_str()));
     expect_json(answered, 200).await;
     let refused = server.v1(Method::POST, "/api/chat", &token).json(&body).send().await.unwrap();
     expect_error(refused, 429, "RATE_LIMIT_EXCEEDED").await;

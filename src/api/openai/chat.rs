@@ -339,9 +339,9 @@ pub async fn completions(ctx: &Context, request: Request) -> Result<Response, Ap
         let framing = ChunkFraming { id, created, model: parsed.model, include_usage: parsed.include_usage };
         return Ok(streaming::respond(&ctx.app, prepared, framing, payer(&ctx.principal), &[]).await);
     }
-    let done = chat::complete(&ctx.app, parsed.input).await.map_err(|e| model_error(&parsed.model, e))?;
+    let done =
+        chat::complete(&ctx.app, parsed.input, ctx.token_counter()).await.map_err(|e| model_error(&parsed.model, e))?;
     let tokens = done.finished.tokens;
-    ctx.add_tokens(tokens.input_tokens + tokens.output_tokens);
     ctx.note_served(done.outcome.as_ref().ok());
     let turn = done.outcome.map_err(|f| ApiError::from(f.error))?;
     let mut message = json!({

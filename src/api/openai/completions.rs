@@ -54,9 +54,9 @@ pub async fn create(ctx: &Context, request: Request) -> Result<Response, ApiErro
         };
         return Ok(streaming::respond(&ctx.app, prepared, framing, payer(&ctx.principal), &[]).await);
     }
-    let done = chat::complete(&ctx.app, parsed.input).await.map_err(|e| model_error(&parsed.model, e))?;
+    let done =
+        chat::complete(&ctx.app, parsed.input, ctx.token_counter()).await.map_err(|e| model_error(&parsed.model, e))?;
     let tokens = done.finished.tokens;
-    ctx.add_tokens(tokens.input_tokens + tokens.output_tokens);
     ctx.note_served(done.outcome.as_ref().ok());
     let turn = done.outcome.map_err(|f| ApiError::from(f.error))?;
     let text = parsed.echo.unwrap_or_default() + &turn.content;

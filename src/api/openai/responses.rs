@@ -37,9 +37,9 @@ pub async fn create(ctx: &Context, request: Request) -> Result<Response, ApiErro
         let framing = EventFraming::new(envelope);
         return Ok(streaming::respond(&ctx.app, prepared, framing, payer(&ctx.principal), &[]).await);
     }
-    let done = chat::complete(&ctx.app, input).await.map_err(|e| model_error(&envelope.model, e))?;
+    let done =
+        chat::complete(&ctx.app, input, ctx.token_counter()).await.map_err(|e| model_error(&envelope.model, e))?;
     let tokens = done.finished.tokens;
-    ctx.add_tokens(tokens.input_tokens + tokens.output_tokens);
     ctx.note_served(done.outcome.as_ref().ok());
     let turn = done.outcome.map_err(|f| ApiError::from(f.error))?;
     let status = item_status(turn.finish_reason);

@@ -31,7 +31,7 @@ fn agent_not_found(name: &str) -> ApiError {
 pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let (page, per_page) = query::<PageQuery>(request)?.resolve(20)?;
     let tenant = ctx.tenant()?.tenant_id.clone();
-    // Run records are written without waiting for their commit (chat::finish).
+    // Run records are written without waiting for their commit (see `chat::journal`).
     ctx.app.journal().settle(ctx.app.store()).await;
     // Noted before the read: a change committed after it leaves the page cached stale.
     let generation = ctx.app.store().generation(Watched::Agents);
@@ -65,7 +65,7 @@ pub async fn list(ctx: &Context, request: &Request) -> Result<Response, ApiError
 
 pub async fn get(ctx: &Context, name: &str) -> Result<Response, ApiError> {
     let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
-    // Run records are written without waiting for their commit (chat::finish).
+    // Run records are written without waiting for their commit (see `chat::journal`).
     ctx.app.journal().settle(ctx.app.store()).await;
     let found = ctx.app.store().read_now(|txn| match agents::get(txn, &tenant, &agent_name)? {
         Some(agent) => Ok(Some(views::v1_agent(&agent, &runs::stats(txn, &tenant, &agent_name)?))),
@@ -77,7 +77,7 @@ pub async fn get(ctx: &Context, name: &str) -> Result<Response, ApiError> {
 pub async fn runs(ctx: &Context, name: &str, request: &Request) -> Result<Response, ApiError> {
     let (page, per_page) = query::<PageQuery>(request)?.resolve(20)?;
     let (tenant, agent_name) = (ctx.tenant()?.tenant_id.clone(), name.to_string());
-    // Run records are written without waiting for their commit (chat::finish).
+    // Run records are written without waiting for their commit (see `chat::journal`).
     ctx.app.journal().settle(ctx.app.store()).await;
     let found = ctx.app.store().read_now(|txn| {
         if agents::get(txn, &tenant, &agent_name)?.is_none() {
