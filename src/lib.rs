@@ -32,6 +32,9 @@ pub mod telemetry;
 pub mod tools;
 pub mod toon;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,6 +74,19 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
     let secrets: Secrets = secrets::resolve(&config.auth, data_dir, env)?;
     let cache_bytes = usize::try_from(config.storage.cache_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
     let store = Store::open_cached(&data_dir.join(store::DB_FILE), MigrationPolicy::Apply, cache_bytes)?;
+    assemble(config, data_dir, store, &secrets, env)
+}
+
+/// Start-up on an open store: its durability setting, seeding and purges, the search indexes
+/// and the services. Apart from [`build_app`] so that a test can serve the app from a store of
+/// its own making (one whose disk fills on demand).
+fn assemble(
+    config: Config,
+    data_dir: &Path,
+    store: Store,
+    secrets: &Secrets,
+    env: &EnvLookup,
+) -> Result<Built, StartError> {
     store.set_sync_interval(std::time::Duration::from_millis(config.storage.sync_interval_ms));
     prepare_store(&store, &config)?;
     let rag = rag::Rag::open(&config.rag, data_dir, &store, env)?;
@@ -87,7 +103,7 @@ pub fn build_app(config: Config, data_dir: &Path, env: &EnvLookup) -> Result<Bui
         SecretSource::Generated(path) => Some((secrets.admin_secret.clone(), path.clone())),
         SecretSource::Env(_) | SecretSource::File(_) => None,
     };
-    let app = App::new(config, data_dir, store, rag, &secrets, env);
+    let app = App::new(config, data_dir, store, rag, secrets, env);
     report_stored_agents_the_config_restricts(&app)?;
     Ok(Built { app, generated_admin_secret })
 }

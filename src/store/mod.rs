@@ -37,6 +37,8 @@ pub mod user_usage;
 pub mod users;
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};

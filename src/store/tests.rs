@@ -8,6 +8,7 @@ use redb::{ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _
 
 use super::tables::{META, TENANTS};
 use super::tenants::{self, TenantRecord};
+use super::testing::FillingDisk;
 use super::*;
 
 const SCRATCH: TableDefinition<&str, &[u8]> = TableDefinition::new("scratch_v2");
@@ -464,55 +465,11 @@ fn a_usage_batch_sums_into_each_tenant_month_day_and_the_platform_day() {
     assert_eq!((platform.requests, platform.tokens), (4, 116));
 }
 
-/// A real database file on a disk that fills up when told to: writes, growth and syncs fail
-/// with ENOSPC's message while `full` is set.
-#[derive(Debug)]
-struct FillingDisk {
-    file: redb::backends::FileBackend,
-    full: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl FillingDisk {
-    fn check(&self) -> std::io::Result<()> {
-        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device"));
-        }
-        Ok(())
-    }
-}
-
-impl redb::StorageBackend for FillingDisk {
-    fn len(&self) -> std::io::Result<u64> {
-        self.file.len()
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.file.read(offset, out)
-    }
-
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.check()?;
-        self.file.set_len(len)
-    }
-
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.check()?;
-        self.file.sync_data()
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.check()?;
-        self.file.write(offset, data)
-    }
-}
-
 #[test]
 fn a_full_disk_stops_writes_with_its_cause_until_a_restart_which_finds_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(DB_FILE);
-    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let file = std::fs::File::options().read(true).write(true).create(true).truncate(false).open(&path).unwrap();
-    let disk = FillingDisk { file: redb::backends::FileBackend::new(file).unwrap(), full: full.clone() };
+    let (disk, full) = FillingDisk::open(&path);
     let store = Store::on_backend(disk, &path).unwrap();
     let rt = runtime();
     let insert = |name: &'static str| {

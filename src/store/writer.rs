@@ -66,6 +66,9 @@ trait Job: Send {
     fn detached(&self) -> bool;
     /// Run against `txn`; `false` means the job failed and its writes must be discarded.
     fn run(&mut self, txn: &WriteTransaction) -> bool;
+    /// The I/O error the job's last run failed with, if the storage itself failed under it (a
+    /// full disk met while growing the file): a failure of every write, not of this job.
+    fn storage_failure(&self) -> Option<String>;
     /// Answer the caller of a failed job with its own error.
     fn reject(self: Box<Self>);
     /// Answer the caller once the batch's commit has succeeded or failed.
@@ -98,6 +101,14 @@ where
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
+    }
+
+    fn storage_failure(&self) -> Option<String> {
+        match &self.outcome {
+            Some(Err(Error::Storage(redb::Error::Io(e)))) => Some(e.to_string()),
+            Some(Err(Error::Storage(redb::Error::PreviousIo))) => Some(PREVIOUS_IO.to_string()),
+            _ => None,
+        }
     }
 
     fn reject(mut self: Box<Self>) {
@@ -182,11 +193,17 @@ impl Counters {
     fn failure(&self, error: &redb::StorageError, message: String) -> Failure {
         let cause = match error {
             redb::StorageError::Io(e) => e.to_string(),
-            redb::StorageError::PreviousIo => "an earlier I/O error".to_string(),
+            redb::StorageError::PreviousIo => PREVIOUS_IO.to_string(),
             _ => return Failure::Commit(message),
         };
-        if self.stopped.set(cause).is_ok() {
+        self.stop(cause, &message)
+    }
+
+    /// Note that the storage failed with `cause` (kept only the first time, which is logged).
+    fn stop(&self, cause: String, message: &str) -> Failure {
+        if self.stopped.set(cause.clone()).is_ok() {
             tracing::error!(
+                %cause,
                 error = %message,
                 "the database hit an I/O error and refuses writes until ares restarts: free disk space if it is \
                  full, then restart (the file recovers to its last durable commit)"
@@ -195,6 +212,9 @@ impl Counters {
         Failure::Stopped(self.stopped.get().cloned().unwrap_or_default())
     }
 }
+
+/// The cause noted when redb reports an I/O error it had already met (and did not say again).
+const PREVIOUS_IO: &str = "an earlier I/O error";
 
 /// Called by the writer thread after each commit with its duration and how many jobs it held.
 pub type CommitObserver = Arc<dyn Fn(Duration, usize) + Send + Sync>;
@@ -500,6 +520,14 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
         // What this pass changes: a pass that is aborted and replayed sets it again.
         super::take_changed();
         let succeeded: Vec<bool> = batch.iter_mut().map(|job| job.run(&txn)).collect();
+        // A job that met an I/O error (the file could not grow on a full disk) did not fail by
+        // itself: redb now refuses every access, so the whole batch fails with the cause, which
+        // stops later writes and chats (`Store::check_writable`) as a failed commit does.
+        if let Some(cause) = batch.iter().find_map(|job| job.storage_failure()) {
+            let _ = txn.abort();
+            let failure = counters.stop(cause, "a write met an I/O error");
+            return fail_all(batch, &failure);
+        }
         if succeeded.iter().all(|ok| *ok) {
             let jobs = batch.len() as u64;
             match txn.commit() {
@@ -571,7 +599,10 @@ fn fails_alone(db: &Database, job: &mut dyn Job, counters: &Counters) -> Result<
     if let Err(e) = txn.abort() {
         tracing::warn!(error = %e, "aborting a solo write try failed");
     }
-    Ok(failed)
+    match job.storage_failure() {
+        Some(cause) => Err(counters.stop(cause, "a write met an I/O error")),
+        None => Ok(failed),
+    }
 }
 
 fn fail_all(batch: Vec<Box<dyn Job>>, failure: &Failure) {
