@@ -126,4 +126,11 @@ async fn a_server_whose_disk_fills_refuses_chats_before_their_provider_call_and_
 
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+
+    // A restart (here: the file reopened on a disk with room) recovers the last durable commit:
+    // the client provisioned before the disk filled is there, the refused one is not.
+    let store = crate::store::Store::open(&path, crate::store::MigrationPolicy::Apply).unwrap();
+    let tenants = store.read_now(crate::store::tenants::list).unwrap();
+    let names: Vec<&str> = tenants.iter().map(|t| t.tenant.name.as_str()).collect();
+    assert_eq!(names, ["before"]);
 }

@@ -352,7 +352,7 @@ pub async fn complete(app: &Arc<App>, input: ChatInput, request_tokens: &AtomicU
         // Counted and queued before anything else is awaited: from here the turn is accounted
         // for, whatever happens to the request.
         let (finished, record) = records(app, &prepared, &outcome);
-        request_tokens.fetch_add(finished.tokens.input_tokens + finished.tokens.output_tokens, Ordering::Relaxed);
+        count_request_tokens(request_tokens, &finished.tokens);
         unfinished.finished = true;
         if let Some(record) = record {
             app.journal().record(app.store(), record).await?;
@@ -573,6 +573,11 @@ fn records(app: &App, prepared: &Prepared, outcome: &Result<Turn, TurnFailure>) 
     (finished, Some(record))
 }
 
+/// Add a turn's tokens to its request's counter, which its quota settles from.
+fn count_request_tokens(request_tokens: &AtomicU64, tokens: &Usage) {
+    request_tokens.fetch_add(tokens.input_tokens + tokens.output_tokens, Ordering::Relaxed);
+}
+
 /// Records a plain request's turn as failed when its client leaves before the answer: the
 /// handler is dropped mid-call (the upstream call is cancelled with it), so [`complete`] never
 /// finishes, and without this the run would vanish from the tenant's runs and agent statistics,
@@ -594,7 +599,7 @@ impl Drop for UnfinishedTurn<'_> {
         let usage = Usage { input_tokens: self.prepared.estimated_prompt_tokens(), ..Usage::default() };
         let abandoned = Err(TurnFailure { error: LlmError::ClientGone, usage });
         let (finished, record) = records(self.app, self.prepared, &abandoned);
-        self.request_tokens.fetch_add(finished.tokens.input_tokens + finished.tokens.output_tokens, Ordering::Relaxed);
+        count_request_tokens(self.request_tokens, &finished.tokens);
         if let Some(record) = record {
             self.app.journal().record_detached(self.app.store(), record);
         }
